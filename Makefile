@@ -1,0 +1,42 @@
+# vflchain — two commands: `make demo` and `make test`. Both set everything up
+# (Python venv + npm toolchain) on first use and reuse it afterwards.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.vflchain-installed
+NPM_STAMP := node_modules/.vflchain-installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(PY_STAMP) $(NPM_STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vflchain needs Python >= 3.11, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when the package metadata or the lock changes.
+$(PY_STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	@touch $@
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/vflchain demo
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m benchmarks
+
+lint: setup
+	$(VENV)/bin/ruff check vfl chain nodes tests benchmarks
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""The on-chain half of vflchain: the audit contract's client, chain backends, audit."""

@@ -1,0 +1,1 @@
+"""The party runtime: guest and host nodes, transport, job orchestration, CLI."""

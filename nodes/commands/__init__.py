@@ -1,0 +1,5 @@
+"""Subcommands of `vflchain`, one module each (see DESIGN.md, Commands)."""
+
+from nodes.commands import audit, chain_cmd, data, demo, node, predict, run
+
+COMMANDS = [run, node, audit, chain_cmd, predict, data, demo]

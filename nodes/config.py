@@ -1,0 +1,245 @@
+"""Job configuration: TOML file + `--set section.key=value` overrides.
+
+Each section is a dataclass with defaults; unknown sections or keys are errors
+(a typo must not silently fall back to a default). Relative paths are resolved
+against the config file's directory. Later issues add fields to their section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodes.errors import ConfigError
+
+
+@dataclass
+class JobSection:
+    algorithm: str = "lr"  # "lr" | "gmm" | "psi" (alignment only)
+    seed: int = 42
+    id: str = ""  # job id; empty: derived from the config and start time
+
+
+@dataclass
+class PartySection:
+    data: str = ""
+    address: str = "127.0.0.1:50051"
+    name: str = ""  # organisation name registered on chain
+    keystore: str = ""  # eth-account keystore; empty: a dev key on dev chains
+    out: str = ""  # this party's run directory (vflchain node)
+
+
+@dataclass
+class ChainSection:
+    url: str = ""  # empty: the embedded chain
+    state: str = ".vflchain/chain"
+    contract: str = ""  # audit contract address; empty: deploy (dev chains) / from state
+
+
+@dataclass
+class PaillierSection:
+    key_bits: int = 2048
+    precision: int = 48
+
+
+@dataclass
+class TransportSection:
+    cert: str = ""
+    key: str = ""
+    ca: str = ""
+    timeout: float = 120.0
+    retries: int = 5
+
+
+@dataclass
+class ComputeSection:
+    backend: str = "local"  # "local" | "ray"
+    address: str = ""
+    workers: int = 0  # 0: all cores
+
+
+@dataclass
+class BinningSection:
+    method: str = "quantile"  # "quantile" | "bucket" (equal width)
+    bins: int = 10
+
+
+@dataclass
+class SelectionSection:
+    iv_threshold: float = 0.02
+    top_k: int = 0  # 0: no limit
+    woe_transform: bool = False
+
+
+@dataclass
+class LrSection:
+    epochs: int = 20
+    batch_size: int = 0  # 0: full batch
+    learning_rate: float = 0.15
+    decay: float = 0.0
+    alpha: float = 0.01  # regularization strength
+    penalty: str = "l2"  # "l2" | "l1" | "none"
+    tol: float = 1e-4
+    validation: float = 0.2
+    early_stopping: int = 0  # epochs without improvement; 0: off
+    round_every: int = 1  # commit a round every N epochs
+    warm_start: str = ""
+
+
+@dataclass
+class GmmSection:
+    k: int = 2
+    covariance: str = "diag"  # "diag" | "full"
+    reg_covar: float = 1e-6
+    tol: float = 1e-3
+    max_iter: int = 100
+    n_init: int = 1
+    init: str = "kmeans"
+    k_range: list[int] = field(default_factory=list)  # model selection by BIC over these K
+
+
+@dataclass
+class JobConfig:
+    job: JobSection = field(default_factory=JobSection)
+    guest: PartySection = field(default_factory=PartySection)
+    host: PartySection = field(default_factory=lambda: PartySection(address="127.0.0.1:50052"))
+    chain: ChainSection = field(default_factory=ChainSection)
+    paillier: PaillierSection = field(default_factory=PaillierSection)
+    transport: TransportSection = field(default_factory=TransportSection)
+    compute: ComputeSection = field(default_factory=ComputeSection)
+    binning: BinningSection = field(default_factory=BinningSection)
+    selection: SelectionSection = field(default_factory=SelectionSection)
+    lr: LrSection = field(default_factory=LrSection)
+    gmm: GmmSection = field(default_factory=GmmSection)
+    path: Path | None = None  # the config file, if any
+    raw: dict[str, Any] = field(default_factory=dict)  # the merged TOML as run
+
+    def party(self, role: str) -> PartySection:
+        if role not in ("guest", "host"):
+            raise ConfigError(f"unknown role {role!r}")
+        return self.guest if role == "guest" else self.host
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as run (all sections, defaults included)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("path", "raw"):
+                continue
+            out[f.name] = dataclasses.asdict(getattr(self, f.name))
+        return out
+
+
+PATH_KEYS = {("guest", "data"), ("host", "data"), ("guest", "keystore"), ("host", "keystore"),
+             ("guest", "out"), ("host", "out"), ("chain", "state"), ("transport", "cert"),
+             ("transport", "key"), ("transport", "ca"), ("lr", "warm_start")}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (["section", "key"], value); values parse as TOML, else string."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    parts = [p.strip() for p in key.strip().split(".")]
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--set {text!r}: key must be section.key, e.g. lr.epochs")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return parts, parsed
+
+
+def _coerce(section: str, name: str, typ: Any, value: Any) -> Any:
+    where = f"[{section}] {name}"
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(typ)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(section, name, inner, v) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        return value
+    return value
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any], base: Path | None) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"[{name}] has no key {key!r} (known: {', '.join(sorted(known))})")
+        v = _coerce(name, key, hints[key], value)
+        if (name, key) in PATH_KEYS and v and base is not None and not Path(v).is_absolute():
+            v = str((base / v).resolve())
+        kwargs[key] = v
+    default = JobConfig().__getattribute__(name)
+    return dataclasses.replace(default, **kwargs)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> JobConfig:
+    """Read a TOML job config, apply `--set` overrides, validate, resolve paths."""
+    raw: dict[str, Any] = {}
+    base: Path | None = None
+    cfg_path: Path | None = None
+    if path is not None:
+        cfg_path = Path(path).resolve()
+        if not cfg_path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        base = cfg_path.parent
+    for text in overrides or []:
+        (section, key), value = parse_override(text)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"--set {text!r}: {section} is not a section")
+        raw[section][key] = value
+    sections = {f.name for f in dataclasses.fields(JobConfig)} - {"path", "raw"}
+    built: dict[str, Any] = {}
+    for name, values in raw.items():
+        if name not in sections:
+            raise ConfigError(f"unknown config section [{name}] (known: {', '.join(sorted(sections))})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        built[name] = _build_section(name, type(getattr(JobConfig(), name)), values,
+                                     base if base is not None else Path.cwd())
+    cfg = JobConfig(**built, path=cfg_path, raw=raw)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: JobConfig) -> None:
+    if cfg.job.algorithm not in ("lr", "gmm", "psi"):
+        raise ConfigError(f"[job] algorithm must be \"lr\", \"gmm\" or \"psi\", got {cfg.job.algorithm!r}")
+    if cfg.paillier.key_bits < 1024:
+        raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
+    if cfg.gmm.covariance not in ("diag", "full"):
+        raise ConfigError(f"[gmm] covariance must be \"diag\" or \"full\", got {cfg.gmm.covariance!r}")
+    if cfg.binning.bins < 2:
+        raise ConfigError(f"[binning] bins must be >= 2, got {cfg.binning.bins}")
+    if cfg.compute.backend not in ("local", "ray"):
+        raise ConfigError(f"[compute] backend must be \"local\" or \"ray\", got {cfg.compute.backend!r}")

@@ -1,0 +1,98 @@
+"""What a protocol phase gets to work with: `PartyContext`.
+
+A phase (nodes/phases/<name>.py) is a pair of functions
+`run_guest(ctx, ...)` / `run_host(ctx, ...)` that exchange messages through
+`ctx.channel(phase)`, compute with `vfl`, write files into `ctx.rundir` and
+commit rounds through `ctx.commit_round(...)`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from chain.commitment import commitment, new_salt
+from nodes.config import JobConfig
+from nodes.rundir import RunDir
+from nodes.transcript import Transcript
+from nodes.transport.base import Channel, PhaseChannel
+from vfl.data import PartyData, Role
+from vfl.paillier import PrivateKey, PublicKey
+
+
+class ChainAnchor(Protocol):
+    """Posts a round's commitment and transcript digest on chain; returns the tx hash."""
+
+    def submit_round(self, round_no: int, commitment: bytes, transcript_digest: bytes) -> str: ...
+
+
+class NoChain:
+    """An anchor that posts nothing (unit tests of a single phase)."""
+
+    def submit_round(self, round_no: int, commitment: bytes, transcript_digest: bytes) -> str:
+        return ""
+
+
+@dataclass
+class PartyContext:
+    role: Role
+    job_id: str
+    config: JobConfig
+    transport: Channel
+    transcript: Transcript
+    rundir: RunDir
+    public_key: PublicKey
+    private_key: PrivateKey
+    peer_key: PublicKey | None = None
+    data: PartyData | None = None  # this party's rows; aligned after the intersection phase
+    anchor: ChainAnchor = field(default_factory=NoChain)
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng())
+    state: dict[str, Any] = field(default_factory=dict)  # results handed from phase to phase
+    _round: itertools.count = field(default_factory=lambda: itertools.count(1), repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def peer(self) -> Role:
+        return "host" if self.role == "guest" else "guest"
+
+    def channel(self, phase: str) -> PhaseChannel:
+        return PhaseChannel(self.transport, self.job_id, phase)
+
+    def next_round(self) -> int:
+        """Round numbers are job-wide, start at 1 and only go forward (same on both sides)."""
+        with self._lock:
+            return next(self._round)
+
+    def commit_round(self, round_no: int, phase: str, params: Mapping[str, Any],
+                     loss: float | None = None) -> dict[str, Any]:
+        """Checkpoint own parameters, commit to them and to the round's transcript on chain.
+
+        Writes checkpoints/round-NNNN.json (with the salt) and a line of rounds.jsonl.
+        Call after the round's last message was sent or received.
+        """
+        salt = new_salt()
+        com = commitment(salt, params)
+        digest = self.transcript.digest(round_no)
+        self.rundir.write_json(f"checkpoints/round-{round_no:04d}.json", {
+            "round": round_no, "phase": phase, "salt": "0x" + salt.hex(), "params": _jsonable(params),
+        })
+        tx = self.anchor.submit_round(round_no, com, bytes.fromhex(digest[2:]))
+        line = {"round": round_no, "phase": phase, "loss": loss if self.role == "guest" else None,
+                "commitment": "0x" + com.hex(), "transcript_digest": digest, "tx_hash": tx}
+        self.rundir.append_jsonl("rounds.jsonl", line)
+        return line
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist") and not isinstance(value, list | str | bytes):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

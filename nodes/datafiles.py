@@ -1,0 +1,49 @@
+"""Reading and writing party CSV files (`id`, features, and `y` for the guest)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from vfl.data import ID_COLUMN, LABEL_COLUMN, PartyData, Role, parse_party_table
+from vfl.errors import DataError
+
+
+def load_party_csv(path: str | Path, role: Role) -> PartyData:
+    """Load and validate one party's CSV; errors name the file, line and column."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    with p.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{p}: empty file") from None
+        except csv.Error as exc:
+            raise DataError(f"{p}, line 1: {exc}") from None
+        try:
+            return parse_party_table(header, reader, role=role, source=str(p))
+        except csv.Error as exc:
+            raise DataError(f"{p}, line {reader.line_num}: {exc}") from None
+
+
+def write_party_csv(data: PartyData, path: str | Path) -> Path:
+    """Write a party's table: id, [y,] features; floats with 17 significant digits."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    header = [ID_COLUMN] + ([LABEL_COLUMN] if data.y is not None else []) + list(data.features)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        fh.write(",".join(header) + "\n")
+        body = np.char.mod("%.17g", data.X) if data.X.size else np.empty((data.n_rows, 0), dtype=str)
+        for i in range(data.n_rows):
+            cells = [str(data.ids[i])]
+            if data.y is not None:
+                cells.append(str(int(data.y[i])))
+            cells.extend(body[i].tolist())
+            fh.write(",".join(cells) + "\n")
+    tmp.replace(p)
+    return p

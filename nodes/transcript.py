@@ -1,0 +1,84 @@
+"""The message transcript: what was sent and received, by hash, never by content.
+
+Each entry is one JSON line in `transcript.jsonl`:
+    {"round", "phase", "tag", "direction": "sent"|"received", "sender", "size", "sha256"}
+The per-round digest posted on chain is SHA-256 over the round's entries in a
+canonical, direction-free form (sorted lines "phase|round|tag|sender|size|sha256"),
+so the guest and the host compute the same digest from their own records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal, TypedDict
+
+from nodes.transport.base import Address
+
+Direction = Literal["sent", "received"]
+
+
+class TranscriptEntry(TypedDict):
+    round: int
+    phase: str
+    tag: str
+    direction: Direction
+    sender: str
+    size: int
+    sha256: str
+
+
+def canonical_line(e: TranscriptEntry) -> str:
+    return f"{e['phase']}|{e['round']}|{e['tag']}|{e['sender']}|{e['size']}|{e['sha256']}"
+
+
+def round_digest(entries: Iterable[TranscriptEntry], round_no: int) -> str:
+    """Hex SHA-256 digest of one round's messages (same for both parties)."""
+    lines = sorted(canonical_line(e) for e in entries if e["round"] == round_no)
+    return "0x" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+class Transcript:
+    """Append-only record of one party's messages, mirrored to a JSONL file if given."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self.entries: list[TranscriptEntry] = []
+        self._lock = threading.Lock()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+    def record(self, direction: Direction, address: Address, sender: str, data: bytes) -> TranscriptEntry:
+        entry: TranscriptEntry = {
+            "round": address.round,
+            "phase": address.phase,
+            "tag": address.tag,
+            "direction": direction,
+            "sender": sender,
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        with self._lock:
+            self.entries.append(entry)
+            if self.path is not None:
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        return entry
+
+    def digest(self, round_no: int) -> str:
+        with self._lock:
+            return round_digest(list(self.entries), round_no)
+
+    @staticmethod
+    def load(path: Path) -> list[TranscriptEntry]:
+        """Read a transcript file back (for audits)."""
+        out: list[TranscriptEntry] = []
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    out.append(json.loads(line))
+        return out
