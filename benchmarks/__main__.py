@@ -1,0 +1,51 @@
+"""Run every benchmark module and print one table (see benchmarks/__init__.py)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+import time
+from pathlib import Path
+
+import benchmarks
+from benchmarks.harness import Bench
+from nodes.ui import console, table
+
+
+def _fmt(v: float | None, unit: str) -> str:
+    if v is None:
+        return ""
+    if unit == "s":
+        return f"{v:.4g} s"
+    return f"{v:,.0f} {unit}" if v >= 100 else f"{v:.4g} {unit}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    ap.add_argument("--only", action="append", default=[], help="run only these modules (e.g. paillier)")
+    ap.add_argument("--json", default="bench-results/bench.json", help="where to save the rows")
+    args = ap.parse_args(argv)
+    bench = Bench(quick=args.quick)
+    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    con = console()
+    for name in names:
+        short = name.removeprefix("bench_")
+        if args.only and short not in args.only:
+            continue
+        con.print(f"[dim]measuring {short} ...[/]")
+        t0 = time.perf_counter()
+        importlib.import_module(f"benchmarks.{name}").run(bench)
+        con.print(f"[dim]  {short} took {time.perf_counter() - t0:.1f} s[/]")
+    rows = [[r.section, r.item, _fmt(r.ours, r.unit), _fmt(r.reference, r.unit),
+             f"{r.ratio:.2f}x" if r.ratio else "", r.note] for r in bench.rows]
+    con.print(table("vflchain benchmarks (one run; ratio = ours vs reference, >1 is better)",
+                    ["section", "measurement", "ours", "reference", "ratio", "note"], rows))
+    bench.save(Path(args.json))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
