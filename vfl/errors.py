@@ -19,3 +19,7 @@ class WireFormatError(PaillierError):
 
 class TrainingError(VflError):
     """A training run cannot go on (divergence, unstable settings, degenerate model)."""
+
+
+class PsiError(VflError):
+    """Private set intersection cannot proceed (invalid points, empty intersection, bad IDs)."""
