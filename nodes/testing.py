@@ -7,6 +7,7 @@ in-memory transport (same wire format and transcripts as the network one).
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,13 @@ from vfl.data import PartyData
 from vfl.paillier import PrivateKey, PublicKey, generate_keypair
 
 _KEY_CACHE: dict[int, list[tuple[PublicKey, PrivateKey]]] = {}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (bind to port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def party_keys(bits: int = 1024) -> tuple[tuple[PublicKey, PrivateKey], tuple[PublicKey, PrivateKey]]:
@@ -58,7 +66,7 @@ def run_pair(guest_fn: Callable[[PartyContext], Any], host_fn: Callable[[PartyCo
             results[name] = fn(ctx)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors[name] = exc
-            ctx.transport.close()
+            ctx.transport.close(f"{type(exc).__name__}: {exc}")
 
     th = threading.Thread(target=target, args=("host", host_fn, host_ctx), daemon=True)
     th.start()

@@ -5,6 +5,11 @@ tests) and the gRPC transport (real runs) implement it. Every message goes
 through `codec` (never pickle) and is recorded in the party's transcript.
 """
 
+import os
+
+# gRPC's C core logs INFO lines (e.g. every failed TLS handshake) to stderr unless told otherwise.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from nodes.transport.base import Address, Channel, Payload, PhaseChannel, TransportError
 from nodes.transport.codec import decode_message, encode_message
 from nodes.transport.memory import MemoryTransport, memory_pair

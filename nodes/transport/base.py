@@ -41,8 +41,11 @@ class Channel(Protocol):
     def recv(self, address: Address, timeout: float | None = None) -> Payload:
         """Wait for the peer's message at `address` and return its decoded payload."""
 
-    def close(self) -> None:
-        """Release the link (the peer sees a disconnect on further receives)."""
+    def accept_job(self, timeout: float | None = None) -> str:
+        """(A node not yet in a job) wait for the peer's first handshake message; return its job id."""
+
+    def close(self, error: str | None = None) -> None:
+        """Release the link; the peer sees a disconnect (naming `error` if this party failed)."""
 
 
 class PhaseChannel:

@@ -20,7 +20,8 @@ class _Mailbox:
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.boxes: dict[str, dict[Address, bytes]] = {"guest": {}, "host": {}}
-        self.closed: set[str] = set()
+        self.closed: dict[str, str | None] = {}  # role -> its error, if it failed
+        self.job: str | None = None
 
 
 class MemoryTransport:
@@ -38,11 +39,17 @@ class MemoryTransport:
         """Accept ciphertexts under `key` in received messages."""
         self.keys[key.fingerprint.hex()] = key
 
+    def _gone(self) -> str:
+        err = self._mb.closed.get(self.peer)
+        return f"{self.peer} failed: {err}" if err else f"{self.peer} closed the connection"
+
     def send(self, address: Address, payload: Payload) -> None:
         data = encode_message(address, self.role, payload)
         with self._mb.cond:
             if self.peer in self._mb.closed:
-                raise TransportError(f"{self.peer} disconnected")
+                raise TransportError(f"{self._gone()} while {self.role} was sending {address}")
+            if self._mb.job is None:
+                self._mb.job = address.job
             box = self._mb.boxes[self.peer]
             if address in box:
                 if box[address] == data:
@@ -60,7 +67,7 @@ class MemoryTransport:
                 lambda: address in box or self.peer in self._mb.closed, timeout=timeout)
             if address not in box:
                 if self.peer in self._mb.closed:
-                    raise TransportError(f"{self.peer} disconnected while {self.role} waited for {address}")
+                    raise TransportError(f"{self._gone()} while {self.role} was waiting for {address}")
                 if not ok:
                     raise TransportError(f"timed out after {timeout:g}s waiting for {address} from {self.peer}")
             data = box.pop(address)
@@ -70,9 +77,18 @@ class MemoryTransport:
             raise TransportError(f"message out of order: expected {address}, got {got} from {sender}")
         return payload
 
-    def close(self) -> None:
+    def accept_job(self, timeout: float | None = None) -> str:
+        """Wait for the peer's first message and return its job id (as the gRPC transport does)."""
+        timeout = self.default_timeout if timeout is None else timeout
         with self._mb.cond:
-            self._mb.closed.add(self.role)
+            if not self._mb.cond.wait_for(lambda: self._mb.job is not None, timeout=timeout):
+                raise TransportError(f"no {self.peer} contacted this {self.role} within {timeout:g}s")
+            return self._mb.job  # type: ignore[return-value]
+
+    def close(self, error: str | None = None) -> None:
+        """Leave the link; the peer's pending and later calls fail, naming `error` if given."""
+        with self._mb.cond:
+            self._mb.closed.setdefault(self.role, error)
             self._mb.cond.notify_all()
 
 

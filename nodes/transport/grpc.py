@@ -1,0 +1,363 @@
+"""The network transport: gRPC between the two nodes, raw message bytes, optional mutual TLS.
+
+Each node serves one gRPC service on its own address and calls the same
+service on the peer. No protobuf code generation: the methods carry raw bytes.
+
+    /vflchain.transport.v1.Peer/Deliver   request: one message (nodes.transport.codec), response: b""
+    /vflchain.transport.v1.Peer/Ping      request/response: small JSON (role, job, closing)
+    /vflchain.transport.v1.Peer/Bye       request: JSON {"from", "job", "error"}: the peer is leaving
+
+`Deliver` is idempotent: a message re-sent to the same address with the same
+bytes is acknowledged again and stored once, so the sender retries on
+UNAVAILABLE/DEADLINE_EXCEEDED. The receiver keeps arrived messages in a mailbox
+keyed by address until a `recv` takes them. It refuses (and fails its own
+pending `recv` with the reason): a malformed header, a sender that is not the
+peer's role, another job, different content at an address already used, and a
+message for a round the receiver has already moved past (out of order).
+While waiting in `recv` the receiver pings the peer; a peer that stays
+unreachable for `liveness_grace` seconds is reported as disconnected. See
+docs/transport.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+
+from nodes.transcript import Transcript
+from nodes.transport.base import Address, Payload, TransportError
+from nodes.transport.codec import (
+    decode_header,
+    decode_message,
+    encode_message,
+    keyring,
+    message_address,
+)
+from nodes.transport.tls import TlsMaterial, check_plaintext_allowed, split_host_port
+from vfl.paillier import PublicKey
+
+SERVICE = "vflchain.transport.v1.Peer"
+HANDSHAKE_PHASE = "handshake"  # the phase whose first message binds a waiting node to a job
+MAX_MESSAGE_BYTES = (1 << 31) - 1
+MAX_PENDING = 10_000
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.enable_retries", 0),  # we retry ourselves (idempotent Deliver)
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def _tls_problem(exc: grpc.RpcError) -> bool:
+    """A connection failure caused by TLS (bad or untrusted certificate), not by a dead peer."""
+    if not hasattr(exc, "code") or exc.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    d = (exc.details() or "").lower()
+    return any(w in d for w in ("ssl", "handshake failed", "certificate", "tls", "x509"))
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+class GrpcTransport:
+    """One party's end of the network link (implements `Channel`)."""
+
+    def __init__(self, role: str, peer: str, listen: str, peer_address: str, *,
+                 transcript: Transcript | None = None, keys: Iterable[PublicKey] = (),
+                 tls: TlsMaterial | None = None, job: str | None = None, timeout: float = 120.0,
+                 retries: int = 5, liveness_interval: float = 1.0, liveness_grace: float = 5.0) -> None:
+        if role not in ("guest", "host") or peer not in ("guest", "host") or role == peer:
+            raise ValueError(f"bad roles {role!r}/{peer!r}")
+        if tls is None:
+            check_plaintext_allowed(listen, peer_address)
+        split_host_port(listen)
+        split_host_port(peer_address)
+        self.role, self.peer = role, peer
+        self.listen_address, self.peer_address = listen, peer_address
+        self.transcript = transcript or Transcript()
+        self.keys = keyring(*keys)
+        self.tls = tls
+        self.job = job
+        self.default_timeout = timeout
+        self.retries = retries
+        self.liveness_interval = liveness_interval
+        self.liveness_grace = liveness_grace
+        self._cond = threading.Condition()
+        self._mailbox: dict[Address, bytes] = {}
+        self._consumed: dict[Address, str] = {}
+        self._low_round = 0
+        self._fatal: str | None = None
+        self._peer_gone: str | None = None
+        self._closed = False
+        self._server: grpc.Server | None = None
+        self._channel: grpc.Channel | None = None
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> GrpcTransport:
+        """Listen on the own address and open the channel to the peer."""
+        server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{self.role}-rpc"),
+                             options=_CHANNEL_OPTIONS)
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
+            "Deliver": grpc.unary_unary_rpc_method_handler(self._on_deliver),
+            "Ping": grpc.unary_unary_rpc_method_handler(self._on_ping),
+            "Bye": grpc.unary_unary_rpc_method_handler(self._on_bye),
+        })])
+        host, port = split_host_port(self.listen_address)
+        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            if self.tls is not None:
+                creds = grpc.ssl_server_credentials([(self.tls.key, self.tls.cert)],
+                                                    root_certificates=self.tls.ca, require_client_auth=True)
+                self.port = server.add_secure_port(bind, creds)
+            else:
+                self.port = server.add_insecure_port(bind)
+        except RuntimeError as exc:
+            raise TransportError(f"{self.role} cannot listen on {self.listen_address}: {exc}") from None
+        if not self.port:
+            raise TransportError(f"{self.role} cannot listen on {self.listen_address} (address in use?)")
+        server.start()
+        self._server = server
+        if self.tls is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=self.tls.ca, private_key=self.tls.key,
+                                                 certificate_chain=self.tls.cert)
+            self._channel = grpc.secure_channel(self.peer_address, creds, options=_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.insecure_channel(self.peer_address, options=_CHANNEL_OPTIONS)
+        self._deliver_rpc = self._channel.unary_unary(f"/{SERVICE}/Deliver")
+        self._ping_rpc = self._channel.unary_unary(f"/{SERVICE}/Ping")
+        self._bye_rpc = self._channel.unary_unary(f"/{SERVICE}/Bye")
+        return self
+
+    def connect(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until the peer's node answers as the expected role; returns its ping answer."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while True:
+            try:
+                ans = self._ping(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            except grpc.RpcError as exc:
+                last = self._describe(exc)
+                if _tls_problem(exc):
+                    raise TransportError(f"TLS handshake with {self.peer} at {self.peer_address} failed: {last}") from None
+                if time.monotonic() >= deadline:
+                    hint = ""
+                    if self.tls is not None and "socket closed" in last.lower():
+                        hint = f" (the {self.peer} closed the TLS connection: does it trust this node's certificate?)"
+                    raise TransportError(f"{self.peer} unreachable at {self.peer_address} after {timeout:g}s: "
+                                         f"{last}{hint}") from None
+                time.sleep(0.2)
+                continue
+            if ans.get("role") != self.peer:
+                raise TransportError(f"the node at {self.peer_address} is a {ans.get('role') or 'stranger'}, "
+                                     f"expected the {self.peer}")
+            if self.job and ans.get("job") and ans["job"] != self.job:
+                raise TransportError(f"{self.peer} at {self.peer_address} is busy with job {ans['job']}")
+            return ans
+
+    def close(self, error: str | None = None) -> None:
+        """Tell the peer we are leaving (with our error if we failed), stop serving."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        if self._channel is not None:
+            try:
+                body = json.dumps({"from": self.role, "job": self.job or "", "error": error}).encode()
+                self._bye_rpc(body, timeout=2.0)
+            except grpc.RpcError:
+                pass
+            self._channel.close()
+        if self._server is not None:
+            self._server.stop(grace=0.5).wait(2.0)
+
+    def __enter__(self) -> GrpcTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def trust(self, key: PublicKey) -> None:
+        """Accept ciphertexts under `key` in received messages."""
+        self.keys[key.fingerprint.hex()] = key
+
+    # -- server side -------------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        with self._cond:
+            if self._fatal is None:
+                self._fatal = reason
+            self._cond.notify_all()
+
+    def _on_deliver(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        try:
+            header, _ = decode_header(request)
+        except TransportError as exc:
+            self._fail(f"{self.peer} sent a malformed message: {exc}")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        addr = message_address(header)
+        sender = header["sender"]
+        if sender != self.peer:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{self.role} accepts messages from the {self.peer} only, not from {sender!r}")
+        digest = hashlib.sha256(request).hexdigest()
+        refuse: str | None = None
+        with self._cond:
+            if self._closed:
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.role} is closing")
+            if self.job is None:
+                if addr.phase != HANDSHAKE_PHASE:
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                  f"{self.role} is not in a job yet; expected a {HANDSHAKE_PHASE} message")
+                self.job = addr.job
+            if addr.job != self.job:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"{self.role} runs job {self.job}, not {addr.job}")
+            if addr in self._mailbox or addr in self._consumed:
+                old = self._consumed.get(addr) or hashlib.sha256(self._mailbox[addr]).hexdigest()
+                if old == digest:
+                    return b""  # an idempotent resend
+                refuse = f"message {addr} sent twice with different content"
+            elif addr.round < self._low_round:
+                refuse = (f"message out of order: {addr} arrived after {self.role} "
+                          f"had moved on to round {self._low_round}")
+            elif len(self._mailbox) >= MAX_PENDING:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.role} has too many unread messages")
+            else:
+                self._mailbox[addr] = request
+                self.transcript.record("received", addr, sender, request)
+                self._cond.notify_all()
+        if refuse is not None:
+            self._fail(f"{self.peer} sent a bad message: {refuse}")
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, refuse)
+        return b""
+
+    def _on_ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        return json.dumps({"role": self.role, "job": self.job or "", "closing": self._closed}).encode()
+
+    def _on_bye(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        msg = _json(request)
+        if msg.get("from") == self.peer and (not self.job or msg.get("job") in ("", self.job)):
+            err = msg.get("error")
+            with self._cond:
+                self._peer_gone = f"{self.peer} failed: {err}" if err else f"{self.peer} closed the connection"
+                self._cond.notify_all()
+        return b""
+
+    # -- client side -------------------------------------------------------------
+
+    def _describe(self, exc: grpc.RpcError) -> str:
+        code = exc.code() if hasattr(exc, "code") else None
+        details = (exc.details() if hasattr(exc, "details") else "") or ""
+        name = code.name if code is not None else "ERROR"
+        return f"{name}: {details.splitlines()[0] if details else 'no details'}"
+
+    def _ping(self, timeout: float) -> dict[str, Any]:
+        body = json.dumps({"from": self.role, "job": self.job or ""}).encode()
+        return _json(self._ping_rpc(body, timeout=timeout))
+
+    def send(self, address: Address, payload: Payload) -> None:
+        """Deliver a message, retrying on unavailability; TransportError when it cannot."""
+        if self._channel is None:
+            raise TransportError("transport not started")
+        if self.job is not None and address.job != self.job:
+            raise TransportError(f"{self.role} runs job {self.job}, cannot send for job {address.job}")
+        data = encode_message(address, self.role, payload)
+        delay, started = 0.25, time.monotonic()
+        for attempt in range(self.retries + 1):
+            self._raise_if_dead(address, sending=True)
+            try:
+                self._deliver_rpc(data, timeout=self.default_timeout)
+                break
+            except grpc.RpcError as exc:
+                desc = self._describe(exc)
+                code = exc.code() if hasattr(exc, "code") else None
+                if _tls_problem(exc):
+                    raise TransportError(f"TLS handshake with {self.peer} at {self.peer_address} failed: {desc}") from None
+                if code not in _RETRYABLE:
+                    raise TransportError(f"{self.peer} refused message {address}: {desc}") from None
+                if attempt == self.retries:
+                    raise TransportError(
+                        f"{self.peer} unreachable at {self.peer_address}: could not deliver {address} "
+                        f"in {attempt + 1} attempts over {time.monotonic() - started:.1f}s ({desc})") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 4.0)
+        self.transcript.record("sent", address, self.role, data)
+
+    def _raise_if_dead(self, address: Address, sending: bool = False) -> None:
+        what = f"sending {address}" if sending else f"waiting for {address}"
+        if self._fatal is not None:
+            raise TransportError(self._fatal)
+        if self._peer_gone is not None:
+            raise TransportError(f"{self._peer_gone} while {self.role} was {what}")
+        if self._closed:
+            raise TransportError(f"{self.role}'s transport is closed")
+
+    def recv(self, address: Address, timeout: float | None = None) -> Payload:
+        """Wait for the peer's message at `address`; TransportError on timeout, disconnect or bad data."""
+        timeout = self.default_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        next_probe = time.monotonic() + self.liveness_interval
+        unreachable_since: float | None = None
+        while True:
+            with self._cond:
+                if address in self._mailbox:
+                    data = self._mailbox.pop(address)
+                    self._consumed[address] = hashlib.sha256(data).hexdigest()
+                    self._low_round = max(self._low_round, address.round)
+                    break
+                self._raise_if_dead(address)
+                now = time.monotonic()
+                if now >= deadline:
+                    raise TransportError(f"timed out after {timeout:g}s waiting for {address} from {self.peer}")
+                self._cond.wait(max(0.0, min(deadline, next_probe) - now))
+                if address in self._mailbox:
+                    continue
+            now = time.monotonic()
+            if now >= next_probe:
+                next_probe = now + self.liveness_interval
+                try:
+                    self._ping(timeout=max(1.0, self.liveness_interval * 2))
+                    unreachable_since = None
+                except grpc.RpcError as exc:
+                    unreachable_since = unreachable_since or now
+                    if now - unreachable_since >= self.liveness_grace:
+                        raise TransportError(
+                            f"{self.peer} disconnected: unreachable at {self.peer_address} for "
+                            f"{now - unreachable_since:.0f}s while {self.role} waited for {address} "
+                            f"({self._describe(exc)})") from None
+        got, sender, payload = decode_message(data, self.keys)
+        if got != address or sender != self.peer:  # pragma: no cover - the mailbox is keyed by header
+            raise TransportError(f"message out of order: expected {address}, got {got} from {sender}")
+        return payload
+
+    def accept_job(self, timeout: float | None = None) -> str:
+        """Wait until the peer's first handshake message binds this node to a job; returns its id."""
+        timeout = self.default_timeout if timeout is None else timeout
+        with self._cond:
+            ok = self._cond.wait_for(lambda: self.job is not None or self._closed or self._fatal is not None,
+                                     timeout=timeout)
+            if self._fatal is not None:
+                raise TransportError(self._fatal)
+            if not ok or self.job is None:
+                raise TransportError(f"no {self.peer} contacted this {self.role} node at "
+                                     f"{self.listen_address} within {timeout:g}s")
+            return self.job
