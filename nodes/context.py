@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,6 +53,7 @@ class PartyContext:
     anchor: ChainAnchor = field(default_factory=NoChain)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng())
     state: dict[str, Any] = field(default_factory=dict)  # results handed from phase to phase
+    events: Callable[[dict[str, Any]], None] | None = None  # progress sink (the node's console)
     _round: itertools.count = field(default_factory=lambda: itertools.count(1), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -62,6 +63,11 @@ class PartyContext:
 
     def channel(self, phase: str) -> PhaseChannel:
         return PhaseChannel(self.transport, self.job_id, phase)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Report progress (`vflchain run` shows it); a no-op in unit tests."""
+        if self.events is not None:
+            self.events({"event": kind, "role": self.role, **fields})
 
     def next_round(self) -> int:
         """Round numbers are job-wide, start at 1 and only go forward (same on both sides)."""
@@ -85,6 +91,7 @@ class PartyContext:
         line = {"round": round_no, "phase": phase, "loss": loss if self.role == "guest" else None,
                 "commitment": "0x" + com.hex(), "transcript_digest": digest, "tx_hash": tx}
         self.rundir.append_jsonl("rounds.jsonl", line)
+        self.event("round", round=round_no, phase=phase, loss=line["loss"], tx_hash=tx)
         return line
 
 

@@ -25,7 +25,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -108,6 +108,7 @@ class GrpcTransport:
         self._server: grpc.Server | None = None
         self._channel: grpc.Channel | None = None
         self.port = 0
+        self.tap: Callable[[str, Address, bytes], None] | None = None  # sees every sent message's bytes
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -301,6 +302,8 @@ class GrpcTransport:
                 time.sleep(delay)
                 delay = min(delay * 2, 4.0)
         self.transcript.record("sent", address, self.role, data)
+        if self.tap is not None:
+            self.tap(self.role, address, data)
 
     def _raise_if_dead(self, address: Address, sending: bool = False) -> None:
         what = f"sending {address}" if sending else f"waiting for {address}"

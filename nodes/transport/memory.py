@@ -8,7 +8,7 @@ as over the network.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from nodes.transcript import Transcript
 from nodes.transport.base import Address, Payload, TransportError
@@ -34,6 +34,7 @@ class MemoryTransport:
         self.transcript = transcript or Transcript()
         self.keys = keyring(*keys)
         self.default_timeout = default_timeout
+        self.tap: Callable[[str, Address, bytes], None] | None = None  # sees every sent message's bytes
 
     def trust(self, key: PublicKey) -> None:
         """Accept ciphertexts under `key` in received messages."""
@@ -58,6 +59,8 @@ class MemoryTransport:
             box[address] = data
             self._mb.cond.notify_all()
         self.transcript.record("sent", address, self.role, data)
+        if self.tap is not None:
+            self.tap(self.role, address, data)
 
     def recv(self, address: Address, timeout: float | None = None) -> Payload:
         timeout = self.default_timeout if timeout is None else timeout
