@@ -259,7 +259,7 @@ class GrpcTransport:
         if msg.get("from") == self.peer and (not self.job or msg.get("job") in ("", self.job)):
             err = msg.get("error")
             with self._cond:
-                self._peer_gone = f"{self.peer} failed: {err}" if err else f"{self.peer} closed the connection"
+                self._peer_gone = f"{self.peer} failed: {err}" if err else f"{self.peer} disconnected"
                 self._cond.notify_all()
         return b""
 

@@ -42,7 +42,7 @@ class MemoryTransport:
 
     def _gone(self) -> str:
         err = self._mb.closed.get(self.peer)
-        return f"{self.peer} failed: {err}" if err else f"{self.peer} closed the connection"
+        return f"{self.peer} failed: {err}" if err else f"{self.peer} disconnected"
 
     def send(self, address: Address, payload: Payload) -> None:
         data = encode_message(address, self.role, payload)
