@@ -28,10 +28,14 @@ class JobSection:
 @dataclass
 class PartySection:
     data: str = ""
-    address: str = "127.0.0.1:50051"
+    address: str = "127.0.0.1:50051"  # where the peer reaches this party's node
+    listen: str = ""  # where this node binds; empty: `address` (e.g. "0.0.0.0:50051" behind NAT)
     name: str = ""  # organisation name registered on chain
     keystore: str = ""  # eth-account keystore; empty: a dev key on dev chains
     out: str = ""  # this party's run directory (vflchain node)
+    cert: str = ""  # this party's TLS files; each empty one: [transport] cert/key/ca
+    key: str = ""
+    ca: str = ""
 
 
 @dataclass
@@ -49,11 +53,13 @@ class PaillierSection:
 
 @dataclass
 class TransportSection:
-    cert: str = ""
-    key: str = ""
-    ca: str = ""
-    timeout: float = 120.0
-    retries: int = 5
+    cert: str = ""  # PEM certificate of this node (mutual TLS; all three or none)
+    key: str = ""  # its PEM private key
+    ca: str = ""  # PEM CA certificate(s) the peer's certificate must chain to
+    timeout: float = 120.0  # seconds to wait for one message (and per delivery attempt)
+    retries: int = 5  # re-deliveries of a message when the peer is unavailable
+    connect_timeout: float = 60.0  # seconds to wait for the peer's node to come up
+    liveness_grace: float = 5.0  # seconds a waited-on peer may be unreachable before it counts as gone
 
 
 @dataclass
@@ -103,6 +109,9 @@ class GmmSection:
     k_range: list[int] = field(default_factory=list)  # model selection by BIC over these K
 
 
+LOCAL_SECTIONS = ("guest", "host", "chain", "transport", "compute")  # not part of the job definition
+
+
 @dataclass
 class JobConfig:
     job: JobSection = field(default_factory=JobSection)
@@ -124,6 +133,18 @@ class JobConfig:
             raise ConfigError(f"unknown role {role!r}")
         return self.guest if role == "guest" else self.host
 
+    def job_definition(self) -> dict[str, Any]:
+        """What both parties must agree on: the job's algorithm and parameters.
+
+        Left out (each party's own business): data paths, addresses, TLS files,
+        keystores, output directories, the chain URL and state, compute settings,
+        the job id (the guest may choose it) and a warm-start model path.
+        """
+        out = {name: values for name, values in self.to_dict().items() if name not in LOCAL_SECTIONS}
+        out["job"] = {k: v for k, v in out["job"].items() if k != "id"}
+        out["lr"] = {k: v for k, v in out["lr"].items() if k != "warm_start"}
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """The configuration as run (all sections, defaults included)."""
         out: dict[str, Any] = {}
@@ -135,7 +156,8 @@ class JobConfig:
 
 
 PATH_KEYS = {("guest", "data"), ("host", "data"), ("guest", "keystore"), ("host", "keystore"),
-             ("guest", "out"), ("host", "out"), ("chain", "state"), ("transport", "cert"),
+             ("guest", "out"), ("host", "out"), ("guest", "cert"), ("guest", "key"), ("guest", "ca"),
+             ("host", "cert"), ("host", "key"), ("host", "ca"), ("chain", "state"), ("transport", "cert"),
              ("transport", "key"), ("transport", "ca"), ("lr", "warm_start")}
 
 
@@ -152,6 +174,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except tomllib.TOMLDecodeError:
         parsed = value
     return parts, parsed
+
+
+def _string_if_wanted(section: str, key: str, parsed: Any, raw: str) -> Any:
+    """A --set value for a string key stays the text given (0x... addresses are not numbers)."""
+    cls = {f.name: f.type for f in dataclasses.fields(JobConfig)}.get(section)
+    if cls is None or isinstance(parsed, str):
+        return parsed
+    hints = typing.get_type_hints(type(getattr(JobConfig(), section)))
+    return raw.strip() if hints.get(key) is str else parsed
 
 
 def _coerce(section: str, name: str, typ: Any, value: Any) -> Any:
@@ -214,6 +245,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         base = cfg_path.parent
     for text in overrides or []:
         (section, key), value = parse_override(text)
+        value = _string_if_wanted(section, key, value, text.split("=", 1)[1])
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"--set {text!r}: {section} is not a section")

@@ -1,22 +1,83 @@
-"""`vflchain node`: one party's node, for a real two-machine deployment."""
+"""`vflchain node`: one party's node, for a real two-machine deployment (and for `vflchain run`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
 
-from nodes.errors import NotYetAvailable
+from nodes.config import load_config
+from nodes.errors import ConfigError
+from nodes.ui import console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("node", help="run one party's node (guest or host)",
-                       description="Run one party's node of a job.")
+                       description="Run one party's node of a job: the guest drives (handshake, session, "
+                       "PSI, phases, close); the host waits for the guest.")
     p.add_argument("--config", required=True, help="job config (TOML)")
     p.add_argument("--role", required=True, choices=["guest", "host"])
-    p.add_argument("--out", help="this party's run directory (default: from the config)")
+    p.add_argument("--out", help="this party's run directory (default: [ROLE] out from the config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--events", choices=["text", "json"], default="text",
+                   help="progress on stdout as text (default) or as JSON lines (what `vflchain run` reads)")
     p.set_defaults(func=handle)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def text_event(event: dict[str, Any]) -> str | None:
+    """A progress event as one line of text (None: not worth a line)."""
+    kind, role = event.get("event"), event.get("role", "")
+    tag = f"[bold cyan]{role:>5}[/]"
+    if kind == "status":
+        return f"{tag} {event['text']}"
+    if kind == "session":
+        tx = f" (tx {str(event.get('tx_hash') or '')[:12]}…)" if event.get("tx_hash") else ""
+        return f"{tag} session {event['action']} on chain{tx}"
+    if kind == "phase_start":
+        return f"{tag} [bold]{event['phase']}[/]"
+    if kind == "phase_skipped":
+        return f"{tag} {event['phase']}: skipped ({event.get('reason')})"
+    if kind == "phase_step":
+        extra = ", ".join(f"{k} {v}" for k, v in event.items() if k not in ("event", "role", "phase", "step"))
+        return f"{tag}   {event['phase']}: {event['step']}" + (f" ({extra})" if extra else "")
+    if kind == "round":
+        loss = f", loss {event['loss']:.6g}" if isinstance(event.get("loss"), float) else ""
+        return f"{tag}   round {event['round']} committed ({event['phase']}{loss})"
+    if kind == "failed":
+        return f"{tag} [bold red]failed[/]: {event['error']}"
+    return None
+
+
 def handle(args: argparse.Namespace) -> int:
-    raise NotYetAvailable("node: not yet available")
+    from nodes.job import PartyNode
+
+    cfg = load_config(args.config, args.set)
+    out = args.out or cfg.party(args.role).out
+    if not out:
+        raise ConfigError(f"no run directory: pass --out or set [{args.role}] out in the config")
+    signal.signal(signal.SIGTERM, _terminate)
+    con = console()
+
+    def events(event: dict[str, Any]) -> None:
+        if args.events == "json":
+            sys.stdout.write(json.dumps(event, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            line = text_event(event)
+            if line:
+                con.print(line)
+
+    job = PartyNode(cfg, args.role, Path(out), force=args.force, events=events).run()
+    if args.events == "text":
+        con.print(f"{args.role} complete: job {job['job_id']}, session {job['session_id']}, "
+                  f"{job['rounds']} rounds; files in {out}")
+    return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from nodes.errors import NotYetAvailable
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,14 +11,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run a job: embedded chain, host and guest as separate processes",
         description="Run a two-party job on this machine: the embedded chain (unless "
         "[chain] url is set), the host node and the guest node as separate processes "
-        "over the real transport.",
+        "over the real transport. Ctrl-C stops all three (the session is aborted).",
     )
     p.add_argument("--config", required=True, help="job config (TOML)")
-    p.add_argument("--out", required=True, help="output directory (gets guest/ and host/)")
+    p.add_argument("--out", required=True, help="output directory (gets guest/, host/ and logs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set lr.epochs=20 (repeatable)")
+    p.add_argument("--force", action="store_true", help="replace the run directories of an earlier run in --out")
     p.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    raise NotYetAvailable("run: not yet available")
+    from nodes.launch import Launcher
+
+    return Launcher(args.config, args.out, args.set, force=args.force).run()

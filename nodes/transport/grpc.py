@@ -152,6 +152,8 @@ class GrpcTransport:
         deadline = time.monotonic() + timeout
         last = "no answer"
         while True:
+            if self._peer_gone is not None:
+                raise TransportError(f"{self._peer_gone} before {self.role} could connect")
             try:
                 ans = self._ping(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
             except grpc.RpcError as exc:

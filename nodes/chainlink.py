@@ -1,0 +1,116 @@
+"""One party's link to the audit contract for a job (a thin layer over `chain.client.AuditClient`).
+
+The job runner needs: who am I on chain, open/join/abort/finalize a session,
+post rounds (`anchor`), and read a session's status. Everything else
+(deployment, registration, the embedded chain) is `chain`'s business; this
+module only picks the chain, account and contract from the job config.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from chain.errors import ChainError
+from nodes.config import JobConfig
+from nodes.context import ChainAnchor
+from nodes.errors import NodeError
+
+FINAL_STATES = ("closed", "aborted")
+
+
+class ChainLink:
+    """A party's signed client of the audit contract, plus the session it works in."""
+
+    def __init__(self, client: Any, chain_id: int, url: str) -> None:
+        self.client = client
+        self.chain_id = int(chain_id)
+        self.url = url
+
+    @property
+    def address(self) -> str:
+        return str(self.client.account.address)
+
+    @property
+    def contract(self) -> str:
+        return str(self.client.address)
+
+    @classmethod
+    def connect(cls, cfg: JobConfig, role: str) -> ChainLink:
+        """Connect as `role` to the chain and contract the config names.
+
+        `[chain] url` if set, else the embedded chain of `[chain] state` (it must be
+        running: `vflchain run` starts it). The contract is `[chain] contract`, else the
+        one recorded for this chain in the state directory.
+        """
+        from chain.accounts import party_account
+        from chain.backends import open_chain
+        from chain.client import AuditClient
+        from chain.deploy import recorded
+
+        state = Path(cfg.chain.state)
+        w3 = open_chain(cfg.chain.url, state)
+        chain_id = int(w3.eth.chain_id)
+        account = party_account(chain_id, role, cfg.party(role).keystore)
+        address = cfg.chain.contract
+        if not address:
+            dep = recorded(state, w3)
+            if dep is None:
+                raise NodeError(f"no audit contract: set [chain] contract, or deploy one recorded in {state} "
+                                "(vflchain chain deploy)")
+            address = dep["address"]
+        client = AuditClient(w3, address, account)
+        return cls(client, chain_id, cfg.chain.url or str(state))
+
+    # -- session -----------------------------------------------------------------
+
+    def open_session(self, session_id: bytes, algorithm: str, config_commitment: bytes,
+                     others: list[str]) -> str:
+        return self.client.open_session(session_id, algorithm, config_commitment, others)["tx_hash"]
+
+    def join_session(self, session_id: bytes) -> str:
+        return self.client.join_session(session_id)["tx_hash"]
+
+    def anchor(self, session_id: bytes) -> ChainAnchor:
+        from chain.client import SessionAnchor
+
+        return SessionAnchor(self.client, session_id)
+
+    def finalize(self, session_id: bytes, model_commitment: bytes, metrics_hash: bytes = b"") -> str:
+        return self.client.finalize(session_id, model_commitment, metrics_hash)["tx_hash"]
+
+    def abort_session(self, session_id: bytes, reason_hash: bytes) -> str | None:
+        """Abort if still open or active; None if it is already closed or aborted."""
+        try:
+            if self.session(session_id)["status"] in FINAL_STATES:
+                return None
+            return self.client.abort_session(session_id, reason_hash)["tx_hash"]
+        except ChainError as exc:
+            if getattr(exc, "name", None) == "WrongSessionState":  # the peer aborted it a moment ago
+                return None
+            raise
+
+    def session(self, session_id: bytes) -> dict[str, Any]:
+        return dict(self.client.session(session_id))
+
+    def round_state(self, session_id: bytes, round_no: int) -> str:
+        return str(self.client.round_state(session_id, round_no))
+
+    def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.2) -> dict[str, Any]:
+        """Poll until the session reaches `wanted`; NodeError if it ends otherwise or time runs out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.session(session_id)
+            if info["status"] == wanted:
+                return info
+            if info["status"] in FINAL_STATES:
+                raise NodeError(f"session 0x{session_id.hex()} was {info['status']} on chain "
+                                f"while waiting for it to be {wanted}")
+            if time.monotonic() >= deadline:
+                raise NodeError(f"session 0x{session_id.hex()} still {info['status']} on chain after "
+                                f"{timeout:g}s (expected {wanted})")
+            time.sleep(poll)
+
+
+__all__ = ["ChainError", "ChainLink"]

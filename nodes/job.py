@@ -1,0 +1,437 @@
+"""A job from one party's side: handshake, session on chain, PSI, the pipeline's phases, close.
+
+Both parties run `PartyNode.run()` in their own process; the guest drives.
+
+    round 1  handshake  guest -> host  hello (job id, job definition and its commitment,
+                                       Paillier public key, chain account, chain id, contract)
+                        host -> guest  hello_reply (agrees or refuses; its key and account)
+                        guest opens the session on chain  -> host  session (id, tx)
+                        host checks it on chain and joins -> guest joined (tx)
+                        both commit round 1 (session now active)
+    round 2  intersection (nodes.phases.intersection)
+    ...      the phases of nodes.phases.PIPELINES[algorithm] that exist
+    last     close: both exchange their final model commitment (+ the guest's metrics
+             hash), commit the round, finalize on chain and wait until the session is closed.
+
+`job.json` says "running" from the start and "complete" only after the session
+is closed on chain. Any failure closes the link with the error (the peer fails
+at once, naming it), aborts the session on chain with keccak256(error) as the
+reason (unless it is already closed or aborted), and marks `job.json` "failed".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import secrets
+import shutil
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from eth_utils import keccak
+
+from chain.commitment import canonical_bytes, file_hash
+from chain.errors import ChainError
+from nodes.config import JobConfig
+from nodes.context import PartyContext
+from nodes.datafiles import load_party_csv
+from nodes.errors import ConfigError, NodeError
+from nodes.phases import PIPELINES
+from nodes.rundir import RunDir
+from nodes.transcript import Transcript
+from nodes.transport.base import Channel, PhaseChannel, TransportError
+from vfl.errors import VflError
+from vfl.paillier import PublicKey, generate_keypair
+
+HANDSHAKE = "handshake"
+CLOSE = "close"
+Events = Callable[[dict[str, Any]], None]
+
+
+class ChainLinkLike(Protocol):
+    """What the runner needs from the chain (nodes.chainlink.ChainLink)."""
+
+    chain_id: int
+    url: str
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def contract(self) -> str: ...
+    def open_session(self, session_id: bytes, algorithm: str, config_commitment: bytes,
+                     others: list[str]) -> str: ...
+    def join_session(self, session_id: bytes) -> str: ...
+    def anchor(self, session_id: bytes) -> Any: ...
+    def finalize(self, session_id: bytes, model_commitment: bytes, metrics_hash: bytes = b"") -> str: ...
+    def abort_session(self, session_id: bytes, reason_hash: bytes) -> str | None: ...
+    def session(self, session_id: bytes) -> dict[str, Any]: ...
+    def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.2) -> dict[str, Any]: ...
+
+
+TransportFactory = Callable[[JobConfig, str, "str | None", Transcript], Channel]
+ChainFactory = Callable[[JobConfig, str], ChainLinkLike]
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def config_commitment(cfg: JobConfig) -> bytes:
+    """keccak256 of the canonical bytes of the job definition (unsalted: auditors recompute it)."""
+    return keccak(canonical_bytes(cfg.job_definition()))
+
+
+def session_id_of(job_id: str) -> bytes:
+    """The on-chain session id of a job: keccak256 of its id (as chain.client.session_id)."""
+    return keccak(job_id.encode("utf-8"))
+
+
+def new_job_id(algorithm: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{algorithm}-{stamp}-{secrets.token_hex(4)}"
+
+
+def package_version() -> str:
+    from nodes.cli import package_version as v
+
+    return v()
+
+
+def config_differences(mine: dict[str, Any], theirs: dict[str, Any], me: str, other: str,
+                       limit: int = 3) -> str:
+    """'[lr] epochs: host 10, guest 20; ...' for the first differing keys."""
+    diffs: list[str] = []
+    for section in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(section) or {}, theirs.get(section) or {}
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                diffs.append(f"[{section}] {key}: {me} {a.get(key)!r}, {other} {b.get(key)!r}")
+    more = f" (and {len(diffs) - limit} more)" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, NodeError | VflError | ChainError):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+def prepare_rundir(out: Path, force: bool) -> RunDir:
+    """A fresh run directory; refuses one that already holds a job unless `force`."""
+    if (out / "job.json").exists() or (out.exists() and any(out.iterdir())):
+        if not force:
+            raise ConfigError(f"run directory {out} is not empty; choose another --out or pass --force")
+        shutil.rmtree(out)
+    return RunDir(out)
+
+
+def grpc_transport(cfg: JobConfig, role: str, job_id: str | None, transcript: Transcript) -> Channel:
+    """The network transport this party's config describes, started (and, for the guest, connected)."""
+    from nodes.transport.grpc import GrpcTransport
+    from nodes.transport.tls import load_tls
+
+    me, other = cfg.party(role), cfg.party("host" if role == "guest" else "guest")
+    tc = cfg.transport
+    tls = load_tls(me.cert or tc.cert, me.key or tc.key, me.ca or tc.ca)
+    t = GrpcTransport(role, "host" if role == "guest" else "guest", me.listen or me.address, other.address,
+                      transcript=transcript, tls=tls, job=job_id, timeout=tc.timeout, retries=tc.retries,
+                      liveness_grace=tc.liveness_grace)
+    return t.start()
+
+
+def chain_link(cfg: JobConfig, role: str) -> ChainLinkLike:
+    from nodes.chainlink import ChainLink
+
+    return ChainLink.connect(cfg, role)
+
+
+class PartyNode:
+    """Runs one party's side of a job and keeps its run directory honest."""
+
+    def __init__(self, cfg: JobConfig, role: str, out: str | Path, *, force: bool = False,
+                 events: Events | None = None, transport_factory: TransportFactory = grpc_transport,
+                 chain_factory: ChainFactory = chain_link) -> None:
+        if role not in ("guest", "host"):
+            raise ConfigError(f"unknown role {role!r}")
+        if cfg.job.algorithm not in PIPELINES:
+            raise ConfigError(f"[job] algorithm {cfg.job.algorithm!r} has no pipeline")
+        self.cfg, self.role = cfg, role
+        self.peer = "host" if role == "guest" else "guest"
+        self.out = Path(out)
+        self.force = force
+        self.events = events
+        self.transport_factory = transport_factory
+        self.chain_factory = chain_factory
+        self.transport: Channel | None = None
+        self.chain: ChainLinkLike | None = None
+        self.session_id: bytes | None = None
+        self.ctx: PartyContext | None = None
+        self.job: dict[str, Any] = {}
+        self.rundir: RunDir | None = None
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        if self.events is not None:
+            self.events({"event": kind, "role": self.role, **fields})
+
+    def _save(self) -> None:
+        assert self.rundir is not None
+        self.rundir.write_json("job.json", self.job)
+
+    # -- the job -------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        """Run the job to its end; returns job.json. Raises NodeError (one line) on failure."""
+        self.rundir = prepare_rundir(self.out, self.force)
+        cfg = self.cfg
+        self.job = {
+            "status": "running", "role": self.role, "job_id": cfg.job.id or None, "session_id": None,
+            "chain_id": None, "contract": None, "account": None, "peer_account": None,
+            "algorithm": cfg.job.algorithm, "config_commitment": "0x" + config_commitment(cfg).hex(),
+            "config": cfg.to_dict(), "config_file": str(cfg.path) if cfg.path else None,
+            "version": package_version(), "started": now_iso(), "ended": None,
+            "phases_run": [], "phases_skipped": [], "rounds": 0, "transactions": {}, "error": None,
+        }
+        self._save()
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - every failure must be recorded, then re-raised
+            err = self._fail(exc)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise NodeError(err) from exc
+        return self.job
+
+    def _run(self) -> None:
+        cfg, role = self.cfg, self.role
+        transcript = Transcript(self.rundir.file("transcript.jsonl"))
+        self.emit("status", text="connecting to the chain")
+        self.chain = self.chain_factory(cfg, role)
+        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address)
+        self._save()
+        self.emit("status", text=f"generating a {cfg.paillier.key_bits}-bit Paillier key pair")
+        pk, sk = generate_keypair(cfg.paillier.key_bits)
+        self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
+        job_id = (cfg.job.id or new_job_id(cfg.job.algorithm)) if role == "guest" else None
+        self.emit("status", text=f"listening on {cfg.party(role).listen or cfg.party(role).address}")
+        self.transport = self.transport_factory(cfg, role, job_id, transcript)
+        data = load_party_csv(cfg.party(role).data, role)
+        self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
+        if role == "host":
+            self.emit("status", text="waiting for the guest")
+            job_id = self.transport.accept_job(cfg.transport.connect_timeout)
+            if cfg.job.id and job_id != cfg.job.id:
+                raise ConfigError(f"the guest started job {job_id}, this host is configured for job {cfg.job.id}")
+        assert job_id is not None
+        self.job["job_id"] = job_id
+        self._save()
+        seed = np.random.SeedSequence([cfg.job.seed, 0 if role == "guest" else 1])
+        ctx = PartyContext(role, job_id, cfg, self.transport, transcript, self.rundir, pk, sk, None, data,
+                           rng=np.random.default_rng(seed), events=self.events)
+        self.ctx = ctx
+
+        hs_round = ctx.next_round()
+        peer_key = self._handshake(ctx, hs_round)
+        ctx.peer_key = peer_key
+        if hasattr(self.transport, "trust"):
+            self.transport.trust(peer_key)  # type: ignore[attr-defined]
+        self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
+        self._session(ctx, hs_round)
+        ctx.anchor = self.chain.anchor(self.session_id)
+        ctx.commit_round(hs_round, HANDSHAKE, {
+            "config_commitment": self.job["config_commitment"], "account": self.chain.address,
+            "peer_account": self.job["peer_account"], "public_key_fingerprint": pk.fingerprint.hex(),
+            "peer_public_key_fingerprint": peer_key.fingerprint.hex()})
+        self._count_round()
+
+        for name in PIPELINES[cfg.job.algorithm]:
+            try:
+                module = importlib.import_module(f"nodes.phases.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"nodes.phases.{name}":
+                    raise
+                self.job["phases_skipped"].append(name)
+                self.emit("phase_skipped", phase=name, reason="not available in this version")
+                self._save()
+                continue
+            self.emit("phase_start", phase=name)
+            fn = module.run_guest if role == "guest" else module.run_host
+            fn(ctx)
+            self.job["phases_run"].append(name)
+            self._count_round()
+            self.emit("phase_done", phase=name)
+            self._save()
+
+        self._close(ctx)
+
+    def _count_round(self) -> None:
+        self.job["rounds"] = sum(1 for _ in self.rundir.file("rounds.jsonl").open()) \
+            if self.rundir.file("rounds.jsonl").exists() else 0
+        self._save()
+
+    # -- steps ---------------------------------------------------------------------
+
+    def _handshake(self, ctx: PartyContext, rnd: int) -> PublicKey:
+        ch = PhaseChannel(ctx.transport, ctx.job_id, HANDSHAKE)
+        mine = self.cfg.job_definition()
+        commitment = self.job["config_commitment"]
+        self.emit("status", text=f"handshake for job {ctx.job_id}")
+        if self.role == "guest":
+            connect = getattr(ctx.transport, "connect", None)
+            if connect is not None:
+                connect(self.cfg.transport.connect_timeout)
+            ch.send("hello", {
+                "job_id": ctx.job_id, "version": self.job["version"], "config": mine,
+                "config_commitment": commitment, "public_key": ctx.public_key.to_json(),
+                "account": self.chain.address, "chain_id": self.chain.chain_id, "contract": self.chain.contract,
+            }, round=rnd)
+            reply = ch.recv("hello_reply", round=rnd)
+            if not reply.get("ok"):
+                raise NodeError(f"the host refused the job: {reply.get('error') or 'no reason given'}")
+        else:
+            hello = ch.recv("hello", round=rnd, timeout=self.cfg.transport.connect_timeout)
+            problem = self._check_hello(hello, mine, commitment)
+            reply = {"ok": problem is None, "error": problem, "public_key": ctx.public_key.to_json(),
+                     "account": self.chain.address}
+            ch.send("hello_reply", reply, round=rnd)
+            if problem is not None:
+                raise NodeError(problem)
+            reply = hello
+        try:
+            peer_key = PublicKey.from_json(reply["public_key"])
+            peer_account = str(reply["account"])
+        except (KeyError, TypeError, VflError) as exc:
+            raise TransportError(f"{self.peer}'s handshake is malformed: {exc}") from None
+        if peer_key.bits < self.cfg.paillier.key_bits - 8:
+            raise NodeError(f"{self.peer}'s Paillier key has {peer_key.bits} bits, "
+                            f"[paillier] key_bits is {self.cfg.paillier.key_bits}")
+        self.job["peer_account"] = peer_account
+        self._save()
+        return peer_key
+
+    def _check_hello(self, hello: dict[str, Any], mine: dict[str, Any], commitment: str) -> str | None:
+        """The host's checks of the guest's hello; a one-line reason to refuse, or None."""
+        if hello.get("config_commitment") != commitment:
+            theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
+            diff = config_differences(mine, theirs, "host", "guest")
+            return f"job configurations differ between guest and host: {diff or 'commitment mismatch'}"
+        if hello.get("chain_id") != self.chain.chain_id or \
+                str(hello.get("contract", "")).lower() != self.chain.contract.lower():
+            return (f"guest uses contract {hello.get('contract')} on chain {hello.get('chain_id')}, host uses "
+                    f"{self.chain.contract} on chain {self.chain.chain_id}")
+        return None
+
+    def _session(self, ctx: PartyContext, rnd: int) -> None:
+        ch = PhaseChannel(ctx.transport, ctx.job_id, HANDSHAKE)
+        sid = session_id_of(ctx.job_id)
+        commitment = bytes.fromhex(self.job["config_commitment"][2:])
+        if self.role == "guest":
+            self.emit("status", text="opening the session on chain")
+            tx = self.chain.open_session(sid, self.cfg.job.algorithm, commitment, [self.job["peer_account"]])
+            self.session_id = sid
+            self.job["session_id"] = "0x" + sid.hex()
+            self.job["transactions"]["open"] = tx
+            self._save()
+            self.emit("session", action="opened", session_id=self.job["session_id"], tx_hash=tx)
+            ch.send("session", {"session_id": "0x" + sid.hex(), "tx_hash": tx}, round=rnd)
+            joined = ch.recv("joined", round=rnd)
+            self.chain.wait_status(sid, "active", timeout=self.cfg.transport.timeout)
+            self.emit("session", action="joined", session_id=self.job["session_id"], tx_hash=joined.get("tx_hash"))
+        else:
+            msg = ch.recv("session", round=rnd)
+            if msg.get("session_id") != "0x" + sid.hex():
+                raise NodeError(f"the guest opened session {msg.get('session_id')}, expected 0x{sid.hex()}")
+            self.session_id = sid
+            self.job["session_id"] = "0x" + sid.hex()
+            info = self.chain.session(sid)
+            problems = []
+            if str(info.get("guest", "")).lower() != self.job["peer_account"].lower():
+                problems.append(f"opened by {info.get('guest')}, not the guest {self.job['peer_account']}")
+            if info.get("status") != "opened":
+                problems.append(f"status {info.get('status')}")
+            if str(info.get("config_commitment", "")).lower() != self.job["config_commitment"].lower():
+                problems.append("a different config commitment")
+            if self.chain.address.lower() not in [str(a).lower() for a in info.get("participants", [])]:
+                problems.append("this host is not a participant")
+            if problems:
+                raise NodeError(f"session 0x{sid.hex()} on chain does not match the job: {'; '.join(problems)}")
+            self.emit("status", text="joining the session on chain")
+            tx = self.chain.join_session(sid)
+            self.job["transactions"]["join"] = tx
+            self._save()
+            self.emit("session", action="joined", session_id=self.job["session_id"], tx_hash=tx)
+            ch.send("joined", {"tx_hash": tx}, round=rnd)
+
+    def _close(self, ctx: PartyContext) -> None:
+        rnd = ctx.next_round()
+        ch = PhaseChannel(ctx.transport, ctx.job_id, CLOSE)
+        rd = self.rundir
+        result = rd.file("model.json") if rd.file("model.json").exists() else rd.file("intersection.json")
+        model_commitment = file_hash(result.read_bytes())
+        metrics_hash = b""
+        if self.role == "guest":
+            metrics = rd.file("metrics.json") if rd.file("metrics.json").exists() else rd.file("intersection.json")
+            metrics_hash = file_hash(metrics.read_bytes())
+        mine = {"model_commitment": "0x" + model_commitment.hex(),
+                "metrics_hash": "0x" + metrics_hash.hex() if metrics_hash else None,
+                "model_file": result.name}
+        if self.role == "guest":
+            ch.send("done", mine, round=rnd)
+            theirs = ch.recv("done", round=rnd)
+        else:
+            theirs = ch.recv("done", round=rnd)
+            ch.send("done", mine, round=rnd)
+        ctx.commit_round(rnd, CLOSE, mine)
+        self._count_round()
+        self.emit("status", text="finalizing the session on chain")
+        tx = self.chain.finalize(self.session_id, model_commitment, metrics_hash)
+        self.job["transactions"]["finalize"] = tx
+        self.job["model_commitment"] = mine["model_commitment"]
+        self.job["metrics_hash"] = mine["metrics_hash"]
+        self.job["peer_model_commitment"] = theirs.get("model_commitment")
+        self._save()
+        self.chain.wait_status(self.session_id, "closed", timeout=self.cfg.transport.timeout)
+        self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
+        self.transport.close()
+        self.job.update(status="complete", ended=now_iso())
+        self._save()
+
+    def _fail(self, exc: BaseException) -> str:
+        """Record the failure everywhere it matters; returns the one-line error."""
+        err = one_line(exc)
+        if not isinstance(exc, NodeError | VflError | ChainError | KeyboardInterrupt):
+            traceback.print_exception(exc, file=sys.stderr)
+        self.job.update(status="failed", error=err, ended=now_iso())
+        self.emit("failed", error=err)
+        if self.transport is not None:
+            try:
+                self.transport.close(err)
+            except Exception:  # noqa: BLE001 - best effort while failing
+                pass
+        if self.session_id is not None and self.chain is not None:
+            reason = keccak(err.encode("utf-8"))
+            abort: dict[str, Any] = {"reason": err, "reason_hash": "0x" + reason.hex()}
+            try:
+                tx = self.chain.abort_session(self.session_id, reason)
+                abort["tx_hash"] = tx
+                if tx is None:
+                    abort["note"] = "the session was already closed or aborted"
+                else:
+                    self.emit("session", action="aborted", session_id=self.job["session_id"], tx_hash=tx)
+            except Exception as abort_exc:  # noqa: BLE001 - the chain may be what failed
+                abort["error"] = one_line(abort_exc)
+            self.job["abort"] = abort
+        try:
+            self._save()
+        except OSError:
+            pass
+        return err
+

@@ -1,0 +1,377 @@
+"""`vflchain run`: the embedded chain, the host node and the guest node as three processes on this machine.
+
+The launcher starts the chain (unless `[chain] url` is set), makes sure the
+audit contract is deployed and both parties registered (development chains),
+then starts `vflchain node --role host` and `--role guest` as separate
+processes in their own process groups, shows their progress, and prints a
+summary. If one node fails, the other is given time to fail on its own (it
+learns of it over the link) and is then stopped. Ctrl-C stops the nodes first
+(each aborts the session and marks its run directory failed), then the chain.
+
+Layout of `--out DIR`: `guest/` and `host/` (the parties' run directories) and
+`logs/` (each process's stderr, and `processes.json` with their PIDs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from rich.table import Table
+
+from nodes.config import JobConfig, load_config
+from nodes.errors import ConfigError, NodeError
+from nodes.transport.tls import split_host_port
+from nodes.ui import console
+
+ROLES = ("host", "guest")  # start order: the host waits for the guest
+
+
+@dataclass
+class NodeProcess:
+    role: str
+    proc: subprocess.Popen
+    log: Path
+    events: list[dict[str, Any]] = field(default_factory=list)
+    exited_at: float | None = None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _check_bindable(role: str, address: str) -> None:
+    host, port = split_host_port(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"[{role}] address {address} cannot be used on this machine ({exc.strerror}); "
+                              f"pick another port, or port 0 for a free one") from None
+
+
+def _stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> bool:
+    try:
+        proc.wait(timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+class EmbeddedChainProcess:
+    """`python -m chain.embedded --state DIR` in its own process group (so Ctrl-C does not reach it)."""
+
+    def __init__(self, state: Path, log: Path) -> None:
+        self.state = state
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 120.0) -> str:
+        from chain.embedded import running_server
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "chain.embedded", "--state", str(self.state), "--port", "0"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+                raise NodeError(f"the embedded chain ({self.state}) did not start: {tail[0]}")
+            info = running_server(self.state)
+            if info is not None and int(info.get("pid", 0)) == self.proc.pid:
+                self.url = info["url"]
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise NodeError(f"the embedded chain ({self.state}) did not answer within {timeout:.0f}s")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            _stop_group(self.proc, signal.SIGTERM)
+            if not _wait(self.proc, timeout):
+                _stop_group(self.proc, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+def _keystore_address(path: str) -> str:
+    from eth_utils import to_checksum_address
+
+    try:
+        return to_checksum_address("0x" + json.loads(Path(path).read_text())["address"].removeprefix("0x"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"keystore {path}: cannot read its address ({exc})") from None
+
+
+def prepare_chain(cfg: JobConfig, logs: Path) -> tuple[str, str, EmbeddedChainProcess | None]:
+    """(url, contract address, the chain process if this launcher started one)."""
+    from chain.accounts import DEV_INDEX, dev_account
+    from chain.backends import connect
+    from chain.deploy import dev_contract
+    from chain.embedded import running_server
+
+    started: EmbeddedChainProcess | None = None
+    state = Path(cfg.chain.state)
+    if cfg.chain.url:
+        url = cfg.chain.url
+    else:
+        info = running_server(state)
+        if info is not None:
+            url = info["url"]
+        else:
+            started = EmbeddedChainProcess(state, logs / "chain.log")
+            url = started.start()
+    try:
+        w3 = connect(url)
+        contract = cfg.chain.contract
+        if not contract:
+            parties = {}
+            for role in ("guest", "host"):
+                p = cfg.party(role)
+                addr = _keystore_address(p.keystore) if p.keystore else dev_account(DEV_INDEX[role]).address
+                parties[addr] = (role, p.name or f"{role} organisation")
+            contract = dev_contract(w3, state, parties)
+    except BaseException:
+        if started is not None:
+            started.stop()
+        raise
+    return url, contract, started
+
+
+class Launcher:
+    """Runs one job as three processes and reports on it."""
+
+    def __init__(self, config: str, out: str, sets: list[str], force: bool = False,
+                 grace: float | None = None) -> None:
+        self.config_path = config
+        self.sets = list(sets)
+        self.cfg = load_config(config, self.sets)
+        self.out = Path(out).resolve()
+        self.force = force
+        self.grace = grace if grace is not None else self.cfg.transport.liveness_grace + 10.0
+        self.con = console()
+        self.nodes: dict[str, NodeProcess] = {}
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.chain: EmbeddedChainProcess | None = None
+        self.url = ""
+        self.contract = ""
+
+    # -- set-up --------------------------------------------------------------------
+
+    def _prepare_out(self) -> Path:
+        parts = [self.out / n for n in ("guest", "host", "logs")]
+        if any(p.exists() and any(p.iterdir()) for p in parts):
+            if not self.force:
+                raise ConfigError(f"{self.out} already holds a run; choose another --out or pass --force")
+            for p in parts:
+                shutil.rmtree(p, ignore_errors=True)
+        logs = self.out / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        return logs
+
+    def _addresses(self) -> list[str]:
+        """--set overrides giving each party a usable loopback port (port 0: a free one)."""
+        extra = []
+        for role in ("guest", "host"):
+            p = self.cfg.party(role)
+            host, port = split_host_port(p.address)
+            if port == 0:
+                p.address = f"{host}:{_free_port()}"
+                extra.append(f"{role}.address={p.address}")
+            _check_bindable(role, p.listen or p.address)
+        return extra
+
+    def _spawn(self, role: str, sets: list[str], logs: Path) -> NodeProcess:
+        cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(self.config_path), "--role", role,
+               "--out", str(self.out / role), "--events", "json"]
+        for s in sets:
+            cmd += ["--set", s]
+        log = logs / f"{role}.log"
+        with log.open("ab") as fh:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=fh, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, text=True, bufsize=1)
+        node = NodeProcess(role, proc, log)
+        threading.Thread(target=self._read_events, args=(node, proc.stdout), daemon=True).start()
+        return node
+
+    def _read_events(self, node: NodeProcess, stream: IO[str]) -> None:
+        for line in stream:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                node.events.append(event)
+                self.events.put(event)
+
+    # -- the run -------------------------------------------------------------------
+
+    def run(self) -> int:
+        from nodes.commands.node import text_event
+
+        logs = self._prepare_out()
+        sets = self.sets + self._addresses()
+        self.con.print(f"[bold]vflchain run[/] {self.cfg.job.algorithm} job from {self.config_path} -> {self.out}")
+        if not self.cfg.chain.url:
+            self.con.print(f"  chain: embedded ({self.cfg.chain.state})")
+        self.url, self.contract, self.chain = prepare_chain(self.cfg, logs)
+        sets += [f"chain.url={self.url}", f"chain.contract={self.contract}"]
+        self.con.print(f"  chain: {self.url}, audit contract {self.contract}")
+        try:
+            for role in ROLES:
+                self.nodes[role] = self._spawn(role, sets, logs)
+            (logs / "processes.json").write_text(json.dumps(
+                {"chain": self.chain.proc.pid if self.chain and self.chain.proc else None,
+                 **{r: n.proc.pid for r, n in self.nodes.items()}}) + "\n")
+            try:
+                self._supervise(text_event)
+            except KeyboardInterrupt:
+                self.con.print("[bold yellow]interrupted[/]: stopping the nodes (they abort the session)")
+                self._stop_nodes(timeout=30.0)
+                self._drain(text_event)
+                raise
+            self._drain(text_event)
+            return self._report()
+        finally:
+            self._stop_nodes(timeout=10.0)
+            if self.chain is not None:
+                self.chain.stop()
+
+    def _drain(self, render: Any) -> None:
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            line = render(event)
+            if line:
+                self.con.print(line)
+
+    def _supervise(self, render: Any) -> None:
+        failed_at: float | None = None
+        while True:
+            try:
+                event = self.events.get(timeout=0.2)
+                line = render(event)
+                if line:
+                    self.con.print(line)
+                continue
+            except queue.Empty:
+                pass
+            running = [n for n in self.nodes.values() if n.proc.poll() is None]
+            for n in self.nodes.values():
+                if n.exited_at is None and n.proc.poll() is not None:
+                    n.exited_at = time.monotonic()
+                    if n.proc.returncode != 0 and failed_at is None:
+                        failed_at = n.exited_at
+            if not running:
+                return
+            if failed_at is not None and time.monotonic() - failed_at > self.grace:
+                for n in running:
+                    self.con.print(f"[yellow]stopping the {n.role}[/] (its peer failed {self.grace:.0f}s ago)")
+                self._stop_nodes(timeout=20.0)
+                return
+
+    def _stop_nodes(self, timeout: float) -> None:
+        live = [n for n in self.nodes.values() if n.proc.poll() is None]
+        for n in live:
+            _stop_group(n.proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for n in live:
+            if not _wait(n.proc, max(0.1, deadline - time.monotonic())):
+                _stop_group(n.proc, signal.SIGKILL)
+                n.proc.wait(5)
+
+    # -- the report ----------------------------------------------------------------
+
+    def _job(self, role: str) -> dict[str, Any]:
+        try:
+            return json.loads((self.out / role / "job.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _root_error(self) -> str:
+        """The failure that started it: prefer the party whose error is not about its peer."""
+        errors: dict[str, str] = {}
+        for role in ("guest", "host"):
+            job, node = self._job(role), self.nodes.get(role)
+            if job.get("status") == "failed":
+                errors[role] = job.get("error") or "failed"
+            elif job.get("status") != "complete" and node is not None and node.proc.returncode not in (0, None):
+                code = node.proc.returncode
+                how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                tail = node.log.read_text(errors="replace").strip().splitlines()[-1:] if node.log.exists() else []
+                errors[role] = f"the {role} node {how}" + (f" ({tail[0]})" if tail else "")
+        for role, err in errors.items():
+            peer = "host" if role == "guest" else "guest"
+            if not err.startswith((f"{peer} failed", f"{peer} disconnected", "interrupted")):
+                return f"{role}: {err}"
+        role, err = next(iter(errors.items()), ("job", "did not complete"))
+        return f"{role}: {err}"
+
+    def _attested(self, session_id: str, rounds: list[int]) -> int:
+        from chain.backends import connect
+        from chain.client import AuditClient
+
+        client = AuditClient(connect(self.url), self.contract)
+        sid = bytes.fromhex(session_id[2:])
+        return sum(1 for r in rounds if client.round_state(sid, r) == "attested")
+
+    def _report(self) -> int:
+        g, h = self._job("guest"), self._job("host")
+        if g.get("status") != "complete" or h.get("status") != "complete":
+            raise NodeError(self._root_error())
+        rounds = []
+        rounds_file = self.out / "guest" / "rounds.jsonl"
+        for line in rounds_file.read_text().splitlines():
+            if line.strip():
+                rounds.append(int(json.loads(line)["round"]))
+        attested = self._attested(g["session_id"], rounds)
+        inter = json.loads((self.out / "guest" / "intersection.json").read_text())
+        rows = [
+            ["job", g["job_id"]],
+            ["session", f"{g['session_id']} (closed)"],
+            ["intersection", f"{inter['intersection_size']} IDs (guest {inter['own_size']}, host {inter['other_size']})"],
+            ["phases run", ", ".join(g["phases_run"]) or "-"],
+        ]
+        if g.get("phases_skipped"):
+            rows.append(["phases skipped", ", ".join(g["phases_skipped"]) + " (not in this version)"])
+        rows += [
+            ["rounds attested on chain", f"{attested} of {len(rounds)}"],
+            ["chain", f"{self.url} (chain id {g['chain_id']}), contract {g['contract']}"],
+            ["guest files", str(self.out / "guest")],
+            ["host files", str(self.out / "host")],
+        ]
+        summary = Table(title="job complete", title_justify="left", show_header=False)
+        summary.add_column(style="bold")
+        summary.add_column()
+        for r in rows:
+            summary.add_row(*r)
+        self.con.print(summary)
+        if attested != len(rounds):
+            raise NodeError(f"only {attested} of {len(rounds)} rounds are attested on chain")
+        return 0
