@@ -1,0 +1,170 @@
+"""The job runner (nodes.job.PartyNode): both parties in one process over the in-memory transport,
+against the real audit contract on an in-process embedded chain."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nodes.config import JobConfig, load_config
+from nodes.datafiles import write_party_csv
+from nodes.errors import ConfigError, NodeError
+from nodes.job import PartyNode, config_commitment, session_id_of
+from nodes.transcript import Transcript, round_digest
+from nodes.transport.memory import memory_pair
+from vfl.datasets import breast_split
+
+
+@pytest.fixture(scope="module")
+def chain_env(tmp_path_factory):
+    """A fresh in-process chain with the contract deployed and the dev guest and host registered."""
+    from chain.backends import memory_chain
+    from chain.deploy import dev_contract
+
+    w3 = memory_chain()
+    lock = threading.Lock()
+    request = w3.provider.make_request
+
+    def serialized(method, params):  # the two parties' threads share one in-process chain
+        with lock:
+            return request(method, params)
+
+    w3.provider.make_request = serialized
+    contract = dev_contract(w3, tmp_path_factory.mktemp("state"))
+    return w3, contract
+
+
+def _link(chain_env, role: str):
+    from chain.accounts import DEV_INDEX, dev_account
+    from chain.client import AuditClient
+    from nodes.chainlink import ChainLink
+
+    w3, contract = chain_env
+    return ChainLink(AuditClient(w3, contract, dev_account(DEV_INDEX[role])), int(w3.eth.chain_id), "memory")
+
+
+def _config(tmp: Path, overlap: float = 0.9, **sections: dict[str, Any]) -> Path:
+    g, h = breast_split(overlap=overlap)
+    write_party_csv(g, tmp / "data" / "guest.csv")
+    write_party_csv(h, tmp / "data" / "host.csv")
+    lines = ['[job]\nalgorithm = "psi"\n[guest]\ndata = "data/guest.csv"\n[host]\ndata = "data/host.csv"\n'
+             "[paillier]\nkey_bits = 1024\n"]
+    for name, values in sections.items():
+        lines.append(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
+    (tmp / "job.toml").write_text("".join(lines))
+    return tmp / "job.toml"
+
+
+def run_both(tmp: Path, chain_env, guest_cfg: JobConfig, host_cfg: JobConfig | None = None,
+             phases: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run guest and host PartyNodes in two threads; returns {role: job.json dict or the exception}."""
+    gt, ht = memory_pair()
+    transports = {"guest": gt, "host": ht}
+    results: dict[str, Any] = {}
+
+    def factory(cfg, role, job_id, transcript):
+        t = transports[role]
+        t.transcript = transcript
+        return t
+
+    def run(role: str, cfg: JobConfig) -> None:
+        node = PartyNode(cfg, role, tmp / "out" / role, transport_factory=factory,
+                         chain_factory=lambda c, r: _link(chain_env, r))
+        try:
+            results[role] = node.run()
+        except Exception as exc:  # noqa: BLE001 - inspected by the test
+            results[role] = exc
+
+    th = threading.Thread(target=run, args=("host", host_cfg or guest_cfg))
+    th.start()
+    run("guest", guest_cfg)
+    th.join(120)
+    return results
+
+
+def test_psi_job_completes_with_every_round_attested_and_the_session_closed(tmp_path, chain_env) -> None:
+    cfg = load_config(_config(tmp_path))
+    res = run_both(tmp_path, chain_env, cfg)
+    g, h = res["guest"], res["host"]
+    assert isinstance(g, dict) and isinstance(h, dict), res
+    assert g["status"] == h["status"] == "complete"
+    assert g["phases_run"] == ["intersection"] and g["rounds"] == h["rounds"] == 3
+    assert g["config_commitment"] == "0x" + config_commitment(cfg).hex()
+    sid = session_id_of(g["job_id"])
+    link = _link(chain_env, "guest")
+    info = link.session(sid)
+    assert info["status"] == "closed" and info["config_commitment"] == g["config_commitment"]
+    for r in (1, 2, 3):
+        assert link.round_state(sid, r) == "attested"
+    out = tmp_path / "out"
+    for role in ("guest", "host"):
+        files = {p.name for p in (out / role).iterdir()}
+        assert {"job.json", "intersection.json", "rounds.jsonl", "transcript.jsonl", "checkpoints"} <= files
+        lines = [json.loads(x) for x in (out / role / "rounds.jsonl").read_text().splitlines()]
+        assert [x["round"] for x in lines] == [1, 2, 3]
+        assert [x["phase"] for x in lines] == ["handshake", "intersection", "close"]
+    ge = Transcript.load(out / "guest" / "transcript.jsonl")
+    he = Transcript.load(out / "host" / "transcript.jsonl")
+    assert all(round_digest(ge, r) == round_digest(he, r) for r in (1, 2, 3))
+    assert {e["round"] for e in ge} == {1, 2, 3}  # every message belongs to a committed round
+
+
+def test_host_refuses_a_different_job_definition_naming_the_keys(tmp_path, chain_env) -> None:
+    path = _config(tmp_path)
+    res = run_both(tmp_path, chain_env, load_config(path, ["lr.epochs=5"]), load_config(path, ["lr.epochs=7"]))
+    assert isinstance(res["host"], NodeError) and isinstance(res["guest"], NodeError)
+    assert str(res["host"]) == "job configurations differ between guest and host: [lr] epochs: host 7, guest 5"
+    assert str(res["guest"]).startswith("the host refused the job: job configurations differ")
+    for role in ("guest", "host"):
+        job = json.loads((tmp_path / "out" / role / "job.json").read_text())
+        assert job["status"] == "failed" and job["session_id"] is None
+
+
+def test_local_settings_do_not_change_the_job_definition(tmp_path) -> None:
+    path = _config(tmp_path)
+    a = load_config(path, ["guest.address=10.0.0.1:1", "transport.timeout=5", "chain.url=http://x:1",
+                           "job.id=abc", "lr.warm_start=m"])
+    assert config_commitment(a) == config_commitment(load_config(path))
+    assert config_commitment(load_config(path, ["gmm.k=3"])) != config_commitment(load_config(path))
+
+
+def test_failure_in_a_phase_aborts_the_session_and_both_run_dirs_say_failed(tmp_path, chain_env,
+                                                                            monkeypatch) -> None:
+    from nodes.phases import intersection
+
+    def broken_host(ctx):
+        raise ValueError("disk full")
+
+    monkeypatch.setattr(intersection, "run_host", broken_host)
+    res = run_both(tmp_path, chain_env, load_config(_config(tmp_path)))
+    assert str(res["host"]) == "ValueError: disk full"
+    assert str(res["guest"]).startswith("host failed: ValueError: disk full while guest was")
+    jobs = {r: json.loads((tmp_path / "out" / r / "job.json").read_text()) for r in ("guest", "host")}
+    assert jobs["guest"]["status"] == jobs["host"]["status"] == "failed"
+    sid = bytes.fromhex(jobs["guest"]["session_id"][2:])
+    info = _link(chain_env, "guest").session(sid)
+    assert info["status"] == "aborted"
+    aborted = [j["abort"] for j in jobs.values() if j["abort"].get("tx_hash")]
+    assert len(aborted) == 1 and info["abort_reason"] == aborted[0]["reason_hash"]
+
+
+def test_phases_not_written_yet_are_skipped_and_reported(tmp_path, chain_env, monkeypatch) -> None:
+    from nodes import phases
+
+    monkeypatch.setitem(phases.PIPELINES, "psi", ["intersection", "no_such_phase"])
+    res = run_both(tmp_path, chain_env, load_config(_config(tmp_path)))
+    assert res["guest"]["status"] == "complete"
+    assert res["guest"]["phases_run"] == ["intersection"]
+    assert res["guest"]["phases_skipped"] == res["host"]["phases_skipped"] == ["no_such_phase"]
+
+
+def test_a_used_run_directory_is_refused_without_force(tmp_path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "job.json").write_text("{}")
+    node = PartyNode(load_config(_config(tmp_path)), "guest", tmp_path / "out")
+    with pytest.raises(ConfigError, match="is not empty; choose another --out or pass --force"):
+        node.run()

@@ -1,0 +1,323 @@
+"""`vflchain run` end to end: three processes (embedded chain, host, guest), gRPC on loopback.
+
+Every test runs the real command line in a subprocess against one embedded chain
+server shared by the module, then checks the run directories, the transcripts
+and the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nodes.cli import main as cli
+from nodes.transcript import Transcript, round_digest
+from vfl import psi
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def chain_server(tmp_path_factory):
+    from chain.embedded import start_server
+
+    state = tmp_path_factory.mktemp("chain")
+    handle = start_server(state)
+    yield state, handle.url
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def breast_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("breast")
+    assert cli(["data", "breast", "--out", str(d), "--overlap", "0.9"]) == 0
+    return d
+
+
+def _client(url: str, contract: str):
+    from chain.backends import connect
+    from chain.client import AuditClient
+
+    return AuditClient(connect(url), contract)
+
+
+def _sets(data: Path, state: Path, *extra: str) -> list[str]:
+    return ["guest.data=" + str(data / "guest.csv"), "host.data=" + str(data / "host.csv"),
+            "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0", f"chain.state={state}",
+            "paillier.key_bits=1024", "transport.liveness_grace=2.0", "transport.connect_timeout=15.0",
+            *extra]
+
+
+def _run(out: Path, sets: list[str], config: Path = REPO / "examples" / "breast_lr.toml",
+         timeout: float = 240, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(config), "--out", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def _job(out: Path, role: str) -> dict:
+    return json.loads((out / role / "job.json").read_text())
+
+
+def _ids(path: Path) -> list[str]:
+    return [line.split(",", 1)[0] for line in path.read_text().splitlines()[1:] if line]
+
+
+def _assert_failed_and_aborted(out: Path, url: str, role: str = "guest") -> dict:
+    job = _job(out, role)
+    assert job["status"] == "failed" and job["error"]
+    for r in ("guest", "host"):
+        if (out / r / "job.json").exists():
+            assert _job(out, r)["status"] != "complete"
+    assert job["session_id"], "the session was opened"
+    info = _client(url, job["contract"]).session(bytes.fromhex(job["session_id"][2:]))
+    assert info["status"] == "aborted"
+    return info
+
+
+def test_breast_job_runs_end_to_end_across_processes(tmp_path, chain_server, breast_dir) -> None:
+    state, url = chain_server
+    out = tmp_path / "run"
+    res = _run(out, _sets(breast_dir, state, "lr.epochs=2"))
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "job complete" in res.stdout and "rounds attested on chain" in res.stdout
+    g, h = _job(out, "guest"), _job(out, "host")
+    assert g["status"] == h["status"] == "complete"
+    assert g["session_id"] == h["session_id"] and g["job_id"] == h["job_id"]
+    assert g["config_commitment"] == h["config_commitment"]
+    assert g["account"] == h["peer_account"] and h["account"] == g["peer_account"]
+
+    # PSI found exactly the true intersection, in the same order on both sides
+    truth = set(_ids(breast_dir / "guest.csv")) & set(_ids(breast_dir / "host.csv"))
+    assert len(truth) == 512
+    for role in ("guest", "host"):
+        inter = json.loads((out / role / "intersection.json").read_text())
+        assert inter["intersection_size"] == 512
+    order = sorted(truth, key=int)
+    expected = hashlib.sha256("\n".join(order).encode()).hexdigest()
+    for role in ("guest", "host"):
+        cp = json.loads((out / role / "checkpoints" / "round-0002.json").read_text())
+        assert cp["phase"] == "intersection" and cp["params"]["ids_sha256"] == expected
+
+    # both transcripts give the same per-round digests, the ones posted and attested on chain
+    rounds = {r: [json.loads(x) for x in (out / r / "rounds.jsonl").read_text().splitlines()]
+              for r in ("guest", "host")}
+    assert [x["round"] for x in rounds["guest"]] == [x["round"] for x in rounds["host"]]
+    g_entries = Transcript.load(out / "guest" / "transcript.jsonl")
+    h_entries = Transcript.load(out / "host" / "transcript.jsonl")
+    assert len(g_entries) == len(h_entries) > 0
+    client = _client(url, g["contract"])
+    sid = bytes.fromhex(g["session_id"][2:])
+    for gl, hl in zip(rounds["guest"], rounds["host"], strict=True):
+        r = gl["round"]
+        assert round_digest(g_entries, r) == round_digest(h_entries, r) == gl["transcript_digest"] == hl["transcript_digest"]
+        assert client.round_state(sid, r) == "attested"
+        assert gl["tx_hash"] and hl["tx_hash"]
+    info = client.session(sid)
+    assert info["status"] == "closed"
+    names = [e["event"] for e in client.events(sid)]
+    assert names[0] == "SessionOpened" and "SessionActivated" in names and names[-1] == "SessionClosed"
+    assert (out / "logs" / "processes.json").exists()
+
+
+def test_empty_intersection_fails_clearly_and_aborts(tmp_path, chain_server) -> None:
+    state, url = chain_server
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "guest.csv").write_text("id,y,a\n" + "".join(f"g{i},{i % 2},{i}\n" for i in range(20)))
+    (data / "host.csv").write_text("id,b\n" + "".join(f"h{i},{i}\n" for i in range(20)))
+    out = tmp_path / "run"
+    res = _run(out, _sets(data, state, "job.algorithm=psi"))
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines()[-1].startswith("vflchain: error: ")
+    assert "empty intersection" in res.stderr and "nothing to train on" in res.stderr
+    _assert_failed_and_aborted(out, url)
+    assert not (out / "guest" / "intersection.json").exists()
+
+
+def test_unreachable_peer_is_a_clear_error(tmp_path, chain_server, breast_dir) -> None:
+    from nodes.testing import free_port
+
+    state, url = chain_server
+    out = tmp_path / "guest"
+    sets = _sets(breast_dir, state, "job.algorithm=psi", "transport.connect_timeout=2.0",
+                 f"host.address=127.0.0.1:{free_port()}", f"guest.address=127.0.0.1:{free_port()}")
+    from chain.backends import connect
+    from chain.deploy import dev_contract
+
+    contract = dev_contract(connect(url), state)
+    cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(REPO / "examples" / "breast_lr.toml"),
+           "--role", "guest", "--out", str(out)]
+    for s in sets + [f"chain.url={url}", f"chain.contract={contract}"]:
+        cmd += ["--set", s]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("vflchain: error: host unreachable at 127.0.0.1:") and "after 2s" in last
+    job = json.loads((out / "job.json").read_text())
+    assert job["status"] == "failed" and "unreachable" in job["error"]
+    assert job["session_id"] is None  # the handshake comes before the session: nothing on chain to abort
+
+
+def test_host_killed_mid_job_fails_the_guest_and_aborts(tmp_path, chain_server) -> None:
+    state, url = chain_server
+    data = tmp_path / "data"
+    assert cli(["data", "synth", "--out", str(data), "--rows", "15000", "--guest-features", "1",
+                "--host-features", "1", "--overlap", "0.9"]) == 0
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / "breast_lr.toml"),
+           "--out", str(out)]
+    for s in _sets(data, state, "job.algorithm=psi", "transport.retries=2"):
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            hj = out / "host" / "job.json"
+            if hj.exists() and "join" in json.loads(hj.read_text() or "{}").get("transactions", {}):
+                break
+            time.sleep(0.05)
+        pids = json.loads((out / "logs" / "processes.json").read_text())
+        os.kill(pids["host"], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1].startswith("vflchain: error: ")
+    guest_error = _job(out, "guest")["error"]
+    assert guest_error.startswith("host disconnected") or guest_error.startswith("host unreachable"), guest_error
+    _assert_failed_and_aborted(out, url)
+    assert _job(out, "host")["status"] == "running"  # killed: never marked complete
+
+
+def test_ctrl_c_stops_all_three_processes_and_aborts(tmp_path, chain_server) -> None:
+    state, url = chain_server
+    data = tmp_path / "data"
+    assert cli(["data", "synth", "--out", str(data), "--rows", "15000", "--guest-features", "1",
+                "--host-features", "1", "--overlap", "0.9"]) == 0
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / "breast_lr.toml"),
+           "--out", str(out)]
+    for s in _sets(data, state, "job.algorithm=psi"):
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            gj = out / "guest" / "job.json"
+            if gj.exists() and json.loads(gj.read_text() or "{}").get("session_id"):
+                break
+            time.sleep(0.05)
+        pids = json.loads((out / "logs" / "processes.json").read_text())
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "vflchain: interrupted"
+    for pid in (pids["guest"], pids["host"]):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    for role in ("guest", "host"):
+        job = _job(out, role)
+        assert job["status"] == "failed" and job["error"] == "interrupted"
+    _assert_failed_and_aborted(out, url)
+
+
+def test_malformed_message_from_the_host_fails_the_guest_and_aborts(tmp_path, chain_server, breast_dir,
+                                                                  monkeypatch) -> None:
+    """The host (in this process) sends garbage where its PSI message belongs; the guest is a real node."""
+    from chain.backends import connect
+    from chain.deploy import dev_contract
+    from nodes.config import load_config
+    from nodes.errors import NodeError
+    from nodes.job import PartyNode
+    from nodes.phases import intersection
+    from nodes.testing import free_port
+
+    state, url = chain_server
+    contract = dev_contract(connect(url), state)
+    sets = _sets(breast_dir, state, "job.algorithm=psi", f"guest.address=127.0.0.1:{free_port()}",
+                 f"host.address=127.0.0.1:{free_port()}", f"chain.url={url}", f"chain.contract={contract}")
+    config = REPO / "examples" / "breast_lr.toml"
+    cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(config), "--role", "guest",
+           "--out", str(tmp_path / "guest")]
+    for s in sets:
+        cmd += ["--set", s]
+    guest = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def rogue_host(ctx):
+        import grpc
+
+        ctx.next_round()
+        try:
+            ctx.transport._deliver_rpc(b"VFM1\x00\x00\x00\x02{]garbage", timeout=10)
+        except grpc.RpcError:
+            pass
+        ctx.channel("intersection").recv("psi_blind", round=2, timeout=30)
+
+    monkeypatch.setattr(intersection, "run_host", rogue_host)
+    try:
+        with pytest.raises(NodeError, match="guest failed: host sent a malformed message"):
+            PartyNode(load_config(config, sets), "host", tmp_path / "host").run()
+        _, err = guest.communicate(timeout=60)
+    finally:
+        guest.kill()
+    assert guest.returncode == 1
+    assert err.strip().splitlines()[-1].startswith("vflchain: error: host sent a malformed message: malformed message")
+    job = json.loads((tmp_path / "guest" / "job.json").read_text())
+    assert job["status"] == "failed" and job["abort"]["reason"].startswith("host sent a malformed message")
+    assert _client(url, contract).session(bytes.fromhex(job["session_id"][2:]))["status"] == "aborted"
+
+
+def test_wrong_certificate_is_refused_clearly(tmp_path, chain_server, breast_dir) -> None:
+    from nodes.transport.tls import write_dev_pki
+
+    state, _ = chain_server
+    good = write_dev_pki(tmp_path / "pki")
+    other = write_dev_pki(tmp_path / "rogue", ca_name="a rogue CA")
+    out = tmp_path / "run"
+    res = _run(out, _sets(breast_dir, state, "job.algorithm=psi", "transport.connect_timeout=5.0",
+                          f"transport.ca={good['ca']}", f"transport.cert={good['guest.crt']}",
+                          f"transport.key={good['guest.key']}", f"host.ca={other['ca']}",
+                          f"host.cert={other['host.crt']}", f"host.key={other['host.key']}"))
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("vflchain: error: guest: TLS handshake with host at 127.0.0.1:") and "CERTIFICATE_VERIFY_FAILED" in last
+    for role in ("guest", "host"):
+        job = _job(out, role)
+        assert job["status"] == "failed" and job["session_id"] is None
+
+
+def test_chain_refusing_a_transaction_fails_the_job_and_aborts(tmp_path, chain_server, breast_dir) -> None:
+    """The host signs with a registered account that holds no ether: the chain refuses its join."""
+    from chain.accounts import new_keystore
+
+    state, url = chain_server
+    env = {"VFLCHAIN_PASSPHRASE": "correct horse"}
+    os.environ.update(env)
+    try:
+        new_keystore(tmp_path / "host.json")
+    finally:
+        del os.environ["VFLCHAIN_PASSPHRASE"]
+    out = tmp_path / "run"
+    res = _run(out, _sets(breast_dir, state, "job.algorithm=psi", f"host.keystore={tmp_path / 'host.json'}"),
+               env=env)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("vflchain: error: host: ")
+    host = _job(out, "host")
+    assert host["status"] == "failed" and "join" not in host["transactions"]
+    assert _job(out, "guest")["error"].startswith("host failed: ")
+    _assert_failed_and_aborted(out, url)
