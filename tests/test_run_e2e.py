@@ -20,7 +20,6 @@ import pytest
 
 from nodes.cli import main as cli
 from nodes.transcript import Transcript, round_digest
-from vfl import psi
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -240,6 +239,7 @@ def test_malformed_message_from_the_host_fails_the_guest_and_aborts(tmp_path, ch
     """The host (in this process) sends garbage where its PSI message belongs; the guest is a real node."""
     from chain.backends import connect
     from chain.deploy import dev_contract
+
     from nodes.config import load_config
     from nodes.errors import NodeError
     from nodes.job import PartyNode

@@ -284,7 +284,7 @@ class GrpcTransport:
         if self.job is not None and address.job != self.job:
             raise TransportError(f"{self.role} runs job {self.job}, cannot send for job {address.job}")
         data = encode_message(address, self.role, payload)
-        delay, started = 0.25, time.monotonic()
+        delay, started = 0.2, time.monotonic()
         for attempt in range(self.retries + 1):
             self._raise_if_dead(address, sending=True)
             try:
@@ -302,7 +302,7 @@ class GrpcTransport:
                         f"{self.peer} unreachable at {self.peer_address}: could not deliver {address} "
                         f"in {attempt + 1} attempts over {time.monotonic() - started:.1f}s ({desc})") from None
                 time.sleep(delay)
-                delay = min(delay * 2, 4.0)
+                delay = min(delay * 2, 2.0)
         self.transcript.record("sent", address, self.role, data)
         if self.tap is not None:
             self.tap(self.role, address, data)
