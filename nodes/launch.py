@@ -90,13 +90,21 @@ class EmbeddedChainProcess:
         self.url = ""
 
     def start(self, timeout: float = 120.0) -> str:
-        from chain.embedded import running_server
-
         self.state.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "chain.embedded", "--state", str(self.state), "--port", "0"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            return self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float) -> str:
+        from chain.embedded import running_server
+
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -107,7 +115,6 @@ class EmbeddedChainProcess:
                 self.url = info["url"]
                 return self.url
             time.sleep(0.05)
-        self.stop()
         raise NodeError(f"the embedded chain ({self.state}) did not answer within {timeout:.0f}s")
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -200,8 +200,8 @@ def test_host_killed_mid_job_fails_the_guest_and_aborts(tmp_path, chain_server) 
     assert _job(out, "host")["status"] == "running"  # killed: never marked complete
 
 
-def test_ctrl_c_stops_all_three_processes_and_aborts(tmp_path, chain_server) -> None:
-    state, url = chain_server
+def test_ctrl_c_stops_all_three_processes_and_aborts(tmp_path) -> None:
+    state = tmp_path / "chain"  # no server running there: `run` starts (and must stop) its own chain
     data = tmp_path / "data"
     assert cli(["data", "synth", "--out", str(data), "--rows", "15000", "--guest-features", "1",
                 "--host-features", "1", "--overlap", "0.9"]) == 0
@@ -225,13 +225,20 @@ def test_ctrl_c_stops_all_three_processes_and_aborts(tmp_path, chain_server) -> 
         proc.kill()
     assert proc.returncode == 130
     assert err.strip().splitlines()[-1] == "vflchain: interrupted"
-    for pid in (pids["guest"], pids["host"]):
+    assert pids["chain"]
+    for pid in (pids["guest"], pids["host"], pids["chain"]):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     for role in ("guest", "host"):
         job = _job(out, role)
         assert job["status"] == "failed" and job["error"] == "interrupted"
-    _assert_failed_and_aborted(out, url)
+        assert job["abort"]["reason"] == "interrupted"
+    from chain.backends import connect_state
+    from chain.client import AuditClient
+
+    job = _job(out, "guest")
+    info = AuditClient(connect_state(state), job["contract"]).session(bytes.fromhex(job["session_id"][2:]))
+    assert info["status"] == "aborted"  # read back from the stopped chain's state directory
 
 
 def test_malformed_message_from_the_host_fails_the_guest_and_aborts(tmp_path, chain_server, breast_dir,
