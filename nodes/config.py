@@ -2,7 +2,8 @@
 
 Each section is a dataclass with defaults; unknown sections or keys are errors
 (a typo must not silently fall back to a default). Relative paths are resolved
-against the config file's directory. Later issues add fields to their section.
+against the config file's directory (paths given with `--set`: against the current
+directory). Later issues add fields to their section.
 """
 
 from __future__ import annotations
@@ -246,6 +247,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for text in overrides or []:
         (section, key), value = parse_override(text)
         value = _string_if_wanted(section, key, value, text.split("=", 1)[1])
+        if (section, key) in PATH_KEYS and isinstance(value, str) and value and not Path(value).is_absolute():
+            value = str(Path(value).resolve())  # a path typed on the command line is relative to the cwd
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"--set {text!r}: {section} is not a section")

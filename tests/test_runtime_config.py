@@ -56,3 +56,12 @@ def test_node_without_a_run_directory_is_a_one_line_error(tmp_path: Path, capsys
     assert main(["node", "--config", str(tmp_path / "job.toml"), "--role", "host"]) == 1
     assert capsys.readouterr().err.strip() == \
         "vflchain: error: no run directory: pass --out or set [host] out in the config"
+
+
+def test_paths_given_with_set_are_relative_to_the_current_directory(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "job.toml").write_text('[guest]\ndata = "g.csv"\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(tmp_path / "cfg" / "job.toml", ["host.data=data/h.csv"])
+    assert cfg.guest.data == str(tmp_path / "cfg" / "g.csv")
+    assert cfg.host.data == str(tmp_path / "data" / "h.csv")
