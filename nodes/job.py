@@ -241,8 +241,10 @@ class PartyNode:
         hs_round = ctx.next_round()
         peer_key = self._handshake(ctx, hs_round)
         ctx.peer_key = peer_key
-        if hasattr(self.transport, "trust"):
-            self.transport.trust(peer_key)  # type: ignore[attr-defined]
+        trust = getattr(self.transport, "trust", None)
+        if trust is not None:  # ciphertexts are accepted under the own and the peer's key only
+            trust(pk)
+            trust(peer_key)
         self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
         self._session(ctx, hs_round)
         ctx.anchor = self.chain.anchor(self.session_id)

@@ -57,6 +57,7 @@ def _check_bindable(role: str, address: str) -> None:
     host, port = split_host_port(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does: TIME_WAIT is no conflict
         try:
             s.bind((host, port))
         except OSError as exc:
@@ -348,6 +349,24 @@ class Launcher:
         sid = bytes.fromhex(session_id[2:])
         return sum(1 for r in rounds if client.round_state(sid, r) == "attested")
 
+    def _headline(self) -> str:
+        """A few headline numbers from the guest's metrics.json, whatever the algorithm."""
+        try:
+            m = json.loads((self.out / "guest" / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return ""
+        picks = []
+        for section in ("validate", "validation", "train"):
+            sub = m.get(section)
+            if isinstance(sub, dict):
+                picks += [f"{section} {k.upper()} {sub[k]:.4f}" for k in ("auc", "ks", "accuracy")
+                          if isinstance(sub.get(k), int | float)]
+                break
+        for k in ("log_likelihood", "bic", "iterations", "ari"):
+            if isinstance(m.get(k), int | float) and not isinstance(m.get(k), bool):
+                picks.append(f"{k.replace('_', '-')} {m[k]:.6g}")
+        return ", ".join(picks)
+
     def _report(self) -> int:
         g, h = self._job("guest"), self._job("host")
         if g.get("status") != "complete" or h.get("status") != "complete":
@@ -367,6 +386,9 @@ class Launcher:
         ]
         if g.get("phases_skipped"):
             rows.append(["phases skipped", ", ".join(g["phases_skipped"]) + " (not in this version)"])
+        metrics = self._headline()
+        if metrics:
+            rows.append(["metrics (guest)", metrics])
         rows += [
             ["rounds attested on chain", f"{attested} of {len(rounds)}"],
             ["chain", f"{self.url} (chain id {g['chain_id']}), contract {g['contract']}"],

@@ -169,3 +169,38 @@ def test_a_used_run_directory_is_refused_without_force(tmp_path) -> None:
     node = PartyNode(load_config(_config(tmp_path)), "guest", tmp_path / "out")
     with pytest.raises(ConfigError, match="is not empty; choose another --out or pass --force"):
         node.run()
+
+
+def test_ciphertexts_under_either_partys_key_cross_in_a_job(tmp_path, chain_env, monkeypatch) -> None:
+    """A phase sends Enc_guest(v) to the host and gets Enc_guest(v + 1) back: both keys are trusted."""
+    import sys
+    import types
+
+    import numpy as np
+
+    from nodes import phases
+
+    echo = types.ModuleType("nodes.phases.echo_check")
+
+    def run_guest(ctx):
+        r = ctx.next_round()
+        ch = ctx.channel("echo_check")
+        ch.send("enc", {"v": ctx.public_key.encrypt(np.array([1, 2, 3]))}, round=r)
+        back = ctx.private_key.decrypt(ch.recv("enc_plus_one", round=r)["v"])
+        ctx.state["echo"] = back.tolist()
+        ctx.commit_round(r, "echo_check", {"ok": True})
+
+    def run_host(ctx):
+        r = ctx.next_round()
+        ch = ctx.channel("echo_check")
+        enc = ch.recv("enc", round=r)["v"]
+        assert enc.public_key == ctx.peer_key
+        ch.send("enc_plus_one", {"v": enc + np.array([1, 1, 1])}, round=r)
+        ctx.commit_round(r, "echo_check", {"ok": True})
+
+    echo.run_guest, echo.run_host = run_guest, run_host
+    monkeypatch.setitem(sys.modules, "nodes.phases.echo_check", echo)
+    monkeypatch.setitem(phases.PIPELINES, "psi", ["intersection", "echo_check"])
+    res = run_both(tmp_path, chain_env, load_config(_config(tmp_path)))
+    assert res["guest"]["status"] == "complete", res
+    assert res["guest"]["phases_run"] == ["intersection", "echo_check"] and res["guest"]["rounds"] == 4

@@ -250,3 +250,13 @@ def test_tls_config_errors_name_the_problem(tmp_path, pki) -> None:
         load_tls(str(good["guest.crt"]), str(good["guest.key"]), str(other["ca"]))
     with pytest.raises(ConfigError, match="no such file"):
         load_tls(str(tmp_path / "nope.crt"), str(good["guest.key"]), str(good["ca"]))
+
+
+def test_a_port_already_served_is_refused() -> None:
+    port = free_port()
+    a = GrpcTransport("guest", "host", f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}").start()
+    try:
+        with pytest.raises(TransportError, match=f"guest cannot listen on 127.0.0.1:{port}"):
+            GrpcTransport("guest", "host", f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}").start()
+    finally:
+        a.close()

@@ -115,7 +115,7 @@ class GrpcTransport:
     def start(self) -> GrpcTransport:
         """Listen on the own address and open the channel to the peer."""
         server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{self.role}-rpc"),
-                             options=_CHANNEL_OPTIONS)
+                             options=[*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])  # a used port is an error
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
             "Deliver": grpc.unary_unary_rpc_method_handler(self._on_deliver),
             "Ping": grpc.unary_unary_rpc_method_handler(self._on_ping),
