@@ -130,6 +130,16 @@ def test_breast_job_runs_end_to_end_across_processes(tmp_path, chain_server, bre
     assert (out / "logs" / "processes.json").exists()
 
 
+def test_gmm_example_runs_end_to_end(tmp_path, chain_server, breast_dir) -> None:
+    state, _ = chain_server
+    out = tmp_path / "run"
+    res = _run(out, _sets(breast_dir, state, "gmm.max_iter=2"), config=REPO / "examples" / "breast_gmm.toml")
+    assert res.returncode == 0, res.stderr + res.stdout
+    g, h = _job(out, "guest"), _job(out, "host")
+    assert g["status"] == h["status"] == "complete" and g["algorithm"] == "gmm"
+    assert g["phases_run"][0] == "intersection" and g["phases_run"] + g["phases_skipped"] == ["intersection", "gmm"]
+
+
 def test_empty_intersection_fails_clearly_and_aborts(tmp_path, chain_server) -> None:
     state, url = chain_server
     data = tmp_path / "data"
