@@ -231,10 +231,12 @@ class Launcher:
             try:
                 event = json.loads(line)
             except ValueError:
-                continue
-            if isinstance(event, dict):
-                node.events.append(event)
-                self.events.put(event)
+                event = None
+            if not isinstance(event, dict) or "event" not in event:
+                # anything else a node prints (a phase's table, a warning) is shown as it is
+                event = {"event": "output", "role": node.role, "text": line.rstrip("\n")}
+            node.events.append(event)
+            self.events.put(event)
 
     # -- the run -------------------------------------------------------------------
 

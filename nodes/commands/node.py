@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from nodes.config import load_config
 from nodes.errors import ConfigError
 from nodes.ui import console
@@ -52,6 +54,8 @@ def text_event(event: dict[str, Any]) -> str | None:
     if kind == "round":
         loss = f", loss {event['loss']:.6g}" if isinstance(event.get("loss"), float) else ""
         return f"{tag}   round {event['round']} committed ({event['phase']}{loss})"
+    if kind == "output":
+        return escape(event["text"])
     if kind == "failed":
         return f"{tag} [bold red]failed[/]: {event['error']}"
     return None
