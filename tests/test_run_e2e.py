@@ -338,3 +338,20 @@ def test_chain_refusing_a_transaction_fails_the_job_and_aborts(tmp_path, chain_s
     assert host["status"] == "failed" and "join" not in host["transactions"]
     assert _job(out, "guest")["error"].startswith("host failed: ")
     _assert_failed_and_aborted(out, url)
+
+
+def test_run_on_a_real_json_rpc_node(tmp_path, breast_dir) -> None:
+    """The same job with `[chain] url` pointing at an anvil node: the nodes reach it like any node."""
+    from chain.anvil import available, start_anvil
+
+    if not available():
+        pytest.skip("node_modules/.bin/anvil missing (make setup)")
+    with start_anvil() as anvil:
+        out = tmp_path / "run"
+        res = _run(out, _sets(breast_dir, tmp_path / "state", "job.algorithm=psi", f"chain.url={anvil.url}"))
+        assert res.returncode == 0, res.stderr + res.stdout
+        g = _job(out, "guest")
+        assert g["status"] == "complete" and g["chain_id"] == 31337
+        client = _client(anvil.url, g["contract"])
+        assert client.session(bytes.fromhex(g["session_id"][2:]))["status"] == "closed"
+        assert all(client.round_state(bytes.fromhex(g["session_id"][2:]), r) == "attested" for r in (1, 2, 3))
