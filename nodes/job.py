@@ -190,7 +190,10 @@ class PartyNode:
 
     def run(self) -> dict[str, Any]:
         """Run the job to its end; returns job.json. Raises NodeError (one line) on failure."""
-        self.rundir = prepare_rundir(self.out, self.force)
+        try:
+            self.rundir = prepare_rundir(self.out, self.force)
+        except OSError as exc:
+            raise ConfigError(f"cannot use run directory {self.out}: {exc.strerror or exc}") from None
         cfg = self.cfg
         self.job = {
             "status": "running", "role": self.role, "job_id": cfg.job.id or None, "session_id": None,
@@ -200,7 +203,10 @@ class PartyNode:
             "version": package_version(), "started": now_iso(), "ended": None,
             "phases_run": [], "phases_skipped": [], "rounds": 0, "transactions": {}, "error": None,
         }
-        self._save()
+        try:
+            self._save()
+        except OSError as exc:
+            raise ConfigError(f"cannot write {self.rundir.file('job.json')}: {exc.strerror or exc}") from None
         try:
             self._run()
         except BaseException as exc:  # noqa: BLE001 - every failure must be recorded, then re-raised
