@@ -77,8 +77,10 @@ def memory_chain() -> Web3:
     return Web3(EmbeddedProvider(EmbeddedChain(None)))
 
 
-def open_chain(url: str = "", state_dir: str | Path = "") -> Web3:
-    """`url` if given; else the server of `state_dir` if one runs; else `state_dir` read-only."""
+def open_chain(url: str = "", state_dir: str | Path = "", write: bool = False) -> Web3:
+    """What a `[chain]` section means: `url` if given; else the server of `state_dir` if one
+    runs; else `state_dir` in-process (read-only, or with `write` locked for writing
+    until `close(w3)`, e.g. to deploy without a server)."""
     if url:
         return connect(url)
     if not state_dir:
@@ -86,4 +88,13 @@ def open_chain(url: str = "", state_dir: str | Path = "") -> Web3:
     info = running_server(state_dir)
     if info is not None:
         return connect(info["url"])
+    if write:
+        return Web3(EmbeddedProvider(EmbeddedChain(Path(state_dir))))
     return connect_state(state_dir)
+
+
+def close(w3: Web3) -> None:
+    """Release an in-process embedded chain (writes its snapshot, frees its lock)."""
+    provider = w3.provider
+    if isinstance(provider, EmbeddedProvider):
+        provider.chain.close()
