@@ -72,8 +72,11 @@ def load_keystore(path: str | Path, passphrase_env: str = PASSPHRASE_ENV) -> Loc
     return Account.from_key(key)
 
 
-def new_keystore(path: str | Path, passphrase_env: str = PASSPHRASE_ENV) -> str:
-    """Create a fresh key, save it encrypted at `path` (mode 0600); return its address."""
+def new_keystore(path: str | Path, passphrase_env: str = PASSPHRASE_ENV, scrypt_n: int = 2**18) -> str:
+    """Create a fresh key, save it encrypted at `path` (mode 0600); return its address.
+
+    `scrypt_n` is the scrypt work factor (geth's standard 2**18; 2**12 is geth's "light").
+    """
     path = Path(path)
     passphrase = os.environ.get(passphrase_env)
     if not passphrase:
@@ -81,7 +84,7 @@ def new_keystore(path: str | Path, passphrase_env: str = PASSPHRASE_ENV) -> str:
     if path.exists():
         raise AccountError(f"{path}: already exists; not overwriting a key")
     acct = Account.create()
-    data = Account.encrypt(acct.key, passphrase)
+    data = Account.encrypt(acct.key, passphrase, kdf="scrypt", iterations=scrypt_n)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
