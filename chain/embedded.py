@@ -235,7 +235,7 @@ class EmbeddedChain:
         self._tx_block: dict[bytes, int] = {}
         self._logs: list[_Log] = []
         self._hashes: list[bytes] = []  # block hash by number
-        self._since_snapshot = 0
+        self._snapshot_at = 0  # the block the snapshot on disk holds
         if self.state_dir is not None and not self.read_only:
             self._acquire()
         try:
@@ -384,6 +384,7 @@ class EmbeddedChain:
         self.backend.chain = chain
         for n in range(1, number + 1):
             self._index_block(chain.get_canonical_block_by_number(n))
+        self._snapshot_at = number
         return number
 
     def write_snapshot(self) -> None:
@@ -404,11 +405,11 @@ class EmbeddedChain:
                 fh.flush()
                 os.fsync(fh.fileno())
             tmp.replace(path)
-            self._since_snapshot = 0
+            self._snapshot_at = self.head
 
     def close(self, snapshot: bool = True) -> None:
         with self._lock:
-            if snapshot and self._journal is not None and self._since_snapshot:
+            if snapshot and self._journal is not None and self.head != self._snapshot_at:
                 self.write_snapshot()
             if self._journal is not None:
                 self._journal.close()
@@ -469,8 +470,7 @@ class EmbeddedChain:
                 self._journal.flush()
                 if self.fsync:
                     os.fsync(self._journal.fileno())
-                self._since_snapshot += 1
-                if self._since_snapshot >= SNAPSHOT_EVERY:
+                if self.head - self._snapshot_at >= SNAPSHOT_EVERY:
                     self.write_snapshot()
             return tx.hash
 

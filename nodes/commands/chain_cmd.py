@@ -222,11 +222,12 @@ def _short(v: Any) -> str:
 
 
 def handle_events(args: argparse.Namespace) -> int:
+    sid = _session_arg(args.session) if args.session else None
     url, state, contract = _where(args)
     w3 = open_chain(url, state)
     try:
         client = AuditClient(w3, _contract(w3, state, contract))
-        events = client.events(_session_arg(args.session) if args.session else None)
+        events = client.events(sid)
     finally:
         close(w3)
     if args.json:
