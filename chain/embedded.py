@@ -918,9 +918,17 @@ def start_server(state_dir: str | Path, port: int = 0, timeout: float = 120.0) -
 def ensure_server(state_dir: str | Path) -> ServerHandle:
     """The running server of `state_dir` (not owned: stop() leaves it), else a new one."""
     info = running_server(state_dir)
-    if info is not None:
-        return ServerHandle(info["url"], int(info["pid"]), Path(state_dir).resolve(), None)
-    return start_server(state_dir)
+    if info is None:
+        try:
+            return start_server(state_dir)
+        except ChainUnavailable:
+            # another process may have started it at the same moment: use that one
+            deadline = time.monotonic() + 60
+            while (info := running_server(state_dir)) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if info is None:
+                raise
+    return ServerHandle(info["url"], int(info["pid"]), Path(state_dir).resolve(), None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,3 +120,21 @@ def test_a_killed_server_loses_nothing_it_answered(tmp_path):
 def test_no_state_directory_is_a_clear_error(tmp_path):
     with pytest.raises(ChainUnavailable, match="no embedded chain here"):
         connect_state(tmp_path / "missing")
+
+
+def test_parties_starting_the_chain_at_once_share_one_server(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chain.embedded import ensure_server
+
+    state = tmp_path / "chain"
+    with ThreadPoolExecutor(2) as pool:
+        handles = list(pool.map(lambda _: ensure_server(state), range(2)))
+    try:
+        assert handles[0].url == handles[1].url
+        assert sum(handle.owned for handle in handles) == 1
+        assert connect(handles[0].url).eth.block_number == 0
+    finally:
+        for handle in handles:
+            handle.stop()
+    assert running_server(state) is None
