@@ -268,6 +268,35 @@ class AuditClient:
                 "metrics_hash": _hex32(metrics), "abort_reason": _hex32(reason),
                 "aborted_by": to_checksum_address(aborted_by)}
 
+    def wait_for_status(self, session_id: bytes, *statuses: str, timeout: float = 120.0,
+                        poll: float = 0.2) -> SessionInfo:
+        """Poll until the session exists with one of `statuses` (e.g. the host waits for
+        "opened" before joining, the guest for "active" before training). An aborted or
+        closed session that was not asked for, or the timeout, raise ChainError."""
+        wanted = set(statuses) or {"opened", "active", "closed", "aborted"}
+        unknown = wanted - set(STATUSES[1:])
+        if unknown:
+            raise ChainError(f"unknown session status {sorted(unknown)[0]!r}")
+        deadline = time.monotonic() + timeout
+        info: SessionInfo | None = None
+        while True:
+            try:
+                info = self.session(session_id)
+            except ContractRevert as exc:
+                if exc.name != "UnknownSession":
+                    raise
+            if info is not None:
+                if info["status"] in wanted:
+                    return info
+                if info["status"] in ("closed", "aborted"):
+                    raise ChainError(f"session {info['session_id']} is {info['status']}, "
+                                     f"not {' or '.join(sorted(wanted))}")
+            if time.monotonic() >= deadline:
+                state = info["status"] if info else "not opened"
+                raise ChainError(f"session 0x{_b32(session_id, 'session id').hex()} still {state} after "
+                                 f"{timeout:.0f} s (waiting for {' or '.join(sorted(wanted))})")
+            time.sleep(poll)
+
     def member(self, session_id: bytes, address: str) -> MemberInfo:
         is_participant, joined, finalized, last_round, model = self._call(
             "member", _b32(session_id, "session id"), _address(address))

@@ -303,3 +303,20 @@ def test_every_custom_error_of_the_contract_is_tested():
     tested = set(re.findall(r'expect_revert\("(\w+)"', Path(__file__).read_text()))
     tested |= {"InvalidRole"}  # checked directly above
     assert declared - tested == set()
+
+
+def test_waiting_for_a_session_status(p):
+    import threading
+
+    from chain.errors import ChainError
+
+    sid = session_id("wait-1")
+    timer = threading.Timer(0.3, lambda: p.guest.open_session(sid, "lr", h("c"), [p.host.account.address]))
+    timer.start()
+    assert p.host.wait_for_status(sid, "opened", timeout=30, poll=0.05)["status"] == "opened"
+    timer.join()
+    with pytest.raises(ChainError, match="still opened after 0 s"):
+        p.guest.wait_for_status(sid, "active", timeout=0.2, poll=0.05)
+    p.host.abort_session(sid, h("no"))
+    with pytest.raises(ChainError, match="is aborted, not active"):
+        p.guest.wait_for_status(sid, "active", timeout=5)
