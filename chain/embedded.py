@@ -103,6 +103,8 @@ def _rpc_value(key: str, value: Any) -> Any:
     """eth-tester's normalized values (ints, 0x strings, bytes) as JSON-RPC values."""
     if value is None or isinstance(value, bool):
         return value
+    if key in ("to", "contract_address") and value in (b"", ""):
+        return None  # contract creation
     if key == "logs_bloom" and isinstance(value, int):
         return "0x" + value.to_bytes(256, "big").hex()
     if isinstance(value, int):
@@ -113,8 +115,6 @@ def _rpc_value(key: str, value: Any) -> Any:
         return _rpc_dict(value)
     if isinstance(value, list | tuple):
         return [_rpc_value(key, v) for v in value]
-    if key in ("to", "contract_address") and value == "":
-        return None
     return value
 
 

@@ -68,3 +68,11 @@ def test_receipts_and_blocks_agree(chain, scenario):
     tx = call(chain, "eth_getTransactionByHash", ev["tx_hash"])["result"]
     assert tx["input"].startswith("0x") and tx["to"] == p.address.lower()
     assert call(chain, "eth_getTransactionReceipt", "0x" + "00" * 32)["result"] is None
+
+
+def test_a_contract_creation_has_no_recipient(chain, scenario):
+    p, _ = scenario
+    creation = call(chain, "eth_getBlockByNumber", "0x1", True)["result"]["transactions"][0]
+    assert creation["to"] is None
+    receipt = call(chain, "eth_getTransactionReceipt", creation["hash"])["result"]
+    assert receipt["to"] is None and receipt["contractAddress"].lower() == p.address.lower()
