@@ -1,0 +1,100 @@
+"""Reaching a chain: a JSON-RPC URL, or an embedded chain's state directory.
+
+Every path gives a `web3.Web3`, and the client code above it is the same:
+- `connect(url)`: any JSON-RPC node (the embedded chain's server, anvil, geth, Besu).
+- `connect_state(state_dir)`: an embedded chain loaded in-process, read-only (an
+  auditor when no server is running).
+- `memory_chain()`: a fresh embedded chain in memory (tests and benchmarks).
+- `open_chain(url, state_dir)`: what a `[chain]` config section means.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from web3 import Web3
+from web3.providers.base import BaseProvider
+from web3.types import RPCEndpoint, RPCResponse
+
+from chain.embedded import EmbeddedChain, running_server
+from chain.errors import ChainUnavailable
+
+
+class EmbeddedProvider(BaseProvider):
+    """A web3 provider answering from an in-process `EmbeddedChain`.
+
+    Requests and answers go through JSON text, so the in-process path sees exactly
+    what a client of the HTTP server sees.
+    """
+
+    def __init__(self, chain: EmbeddedChain) -> None:
+        super().__init__()
+        self.chain = chain
+        self._next_id = 0
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        self._next_id += 1
+        request = json.loads(json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method,
+                                         "params": list(params or [])}, default=_jsonable))
+        return json.loads(json.dumps(self.chain.handle(request)))
+
+    def is_connected(self, show_traceback: bool = False) -> bool:
+        return True
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    if hasattr(value, "hex") and callable(value.hex):
+        h = value.hex()
+        return h if h.startswith("0x") else "0x" + h
+    raise TypeError(f"cannot send {type(value).__name__} over JSON-RPC")
+
+
+def connect(url: str, timeout: float = 60.0) -> Web3:
+    """A Web3 on the JSON-RPC node at `url`; ChainUnavailable if it does not answer."""
+    from web3 import HTTPProvider
+
+    if not url.startswith(("http://", "https://")):
+        raise ChainUnavailable(f"chain URL must start with http:// or https://, got {url!r}")
+    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - one round trip proves the node answers
+    except Exception as exc:  # requests/web3 raise many types for "nothing there"
+        raise ChainUnavailable(f"no JSON-RPC node answers at {url} ({type(exc).__name__})") from exc
+    return w3
+
+
+def connect_state(state_dir: str | Path) -> Web3:
+    """The embedded chain of `state_dir`, loaded in-process read-only (no server needed)."""
+    return Web3(EmbeddedProvider(EmbeddedChain(Path(state_dir), read_only=True)))
+
+
+def memory_chain() -> Web3:
+    """A fresh, writable embedded chain that lives in this process only."""
+    return Web3(EmbeddedProvider(EmbeddedChain(None)))
+
+
+def open_chain(url: str = "", state_dir: str | Path = "", write: bool = False) -> Web3:
+    """What a `[chain]` section means: `url` if given; else the server of `state_dir` if one
+    runs; else `state_dir` in-process (read-only, or with `write` locked for writing
+    until `close(w3)`, e.g. to deploy without a server)."""
+    if url:
+        return connect(url)
+    if not state_dir:
+        raise ChainUnavailable("no chain: give a JSON-RPC URL or an embedded chain state directory")
+    info = running_server(state_dir)
+    if info is not None:
+        return connect(info["url"])
+    if write:
+        return Web3(EmbeddedProvider(EmbeddedChain(Path(state_dir))))
+    return connect_state(state_dir)
+
+
+def close(w3: Web3) -> None:
+    """Release an in-process embedded chain (writes its snapshot, frees its lock)."""
+    provider = w3.provider
+    if isinstance(provider, EmbeddedProvider):
+        provider.chain.close()

@@ -1,0 +1,949 @@
+"""The embedded chain: eth-tester on py-evm, served over JSON-RPC on 127.0.0.1.
+
+Guest and host are separate processes, so the chain is a server they reach
+exactly as they would reach a real node: `vflchain chain serve --state DIR`
+(or `start_server(DIR)` from Python). It accepts only signed raw transactions
+(no node-side accounts) and mines one block per transaction.
+
+Persistence, without pickle. The state directory holds:
+
+    genesis.json    chain id, genesis timestamp, funded accounts, genesis hash
+    journal.jsonl   one line per block: {"number", "timestamp", "hash", "txs": [raw tx hex]},
+                    appended and fsync'd before the sender gets its answer
+    snapshot.bin    the py-evm key-value database at some block, as raw bytes
+                    (a cache: written on shutdown and every SNAPSHOT_EVERY blocks)
+    server.json     {"url", "pid", "chain_id", "state"} while a server runs
+    server.lock     held (flock) by the serving process, so one writer at a time
+    server.log      the output of a server started by `start_server`
+
+Start-up loads the snapshot if it matches the journal, then re-executes the
+journal's remaining blocks with their recorded timestamps; every replayed block
+must reproduce the recorded hash. Mining is deterministic (mix hash derived from
+the parent hash), so the same journal always gives the same chain: contract,
+storage, events and block history. `EmbeddedChain(DIR, read_only=True)` loads a
+state directory in-process for reading (an auditor with no server running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypedDict
+
+from eth_utils import keccak, to_canonical_address, to_checksum_address
+
+from chain.accounts import DEV_BALANCE_WEI, dev_addresses
+from chain.errors import ChainUnavailable, StateError
+
+GENESIS_FILE = "genesis.json"
+JOURNAL_FILE = "journal.jsonl"
+SNAPSHOT_FILE = "snapshot.bin"
+SERVER_FILE = "server.json"
+LOCK_FILE = "server.lock"
+LOG_FILE = "server.log"
+SNAPSHOT_MAGIC = b"VFLCHAIN-KV-1\n"
+SNAPSHOT_EVERY = 500
+PRIORITY_FEE = 10**9
+CLIENT_VERSION = "vflchain-embedded/1 (eth-tester/py-evm)"
+
+
+class ServerInfo(TypedDict):
+    url: str
+    pid: int
+    chain_id: int
+    state: str
+
+
+class RpcError(Exception):
+    """A JSON-RPC error answer (code, message, optional data)."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    def as_dict(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            err["data"] = self.data
+        return err
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+def _qty(value: int) -> str:
+    return hex(int(value))
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def _rpc_value(key: str, value: Any) -> Any:
+    """eth-tester's normalized values (ints, 0x strings, bytes) as JSON-RPC values."""
+    if value is None or isinstance(value, bool):
+        return value
+    if key in ("to", "contract_address") and value in (b"", ""):
+        return None  # contract creation
+    if key == "logs_bloom" and isinstance(value, int):
+        return "0x" + value.to_bytes(256, "big").hex()
+    if isinstance(value, int):
+        return _qty(value)
+    if isinstance(value, bytes | bytearray):
+        return _hex(value)
+    if isinstance(value, dict):
+        return _rpc_dict(value)
+    if isinstance(value, list | tuple):
+        return [_rpc_value(key, v) for v in value]
+    return value
+
+
+_RENAME = {"data": "input"}
+
+
+def _rpc_dict(d: dict[str, Any], rename: dict[str, str] | None = None) -> dict[str, Any]:
+    rename = rename or {}
+    return {rename.get(k, _camel(k)): _rpc_value(k, v) for k, v in d.items()}
+
+
+def _block_id(value: Any, head: int) -> int:
+    """A JSON-RPC block parameter as a mined block number."""
+    if value is None or value in ("latest", "pending", "safe", "finalized"):
+        return head
+    if value == "earliest":
+        return 0
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            number = int(value, 16)
+        except ValueError:
+            raise RpcError(-32602, f"invalid block number {value!r}") from None
+        if number > head:
+            raise RpcError(-32000, f"block {number} not found (head is {head})")
+        return number
+    if isinstance(value, dict) and "blockNumber" in value:
+        return _block_id(value["blockNumber"], head)
+    raise RpcError(-32602, f"invalid block parameter {value!r}")
+
+
+def _int_param(tx: dict[str, Any], key: str) -> int | None:
+    v = tx.get(key)
+    if v is None:
+        return None
+    try:
+        return int(v, 16) if isinstance(v, str) else int(v)
+    except ValueError:
+        raise RpcError(-32602, f"invalid {key} {v!r}") from None
+
+
+def _bytes_param(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise RpcError(-32602, f"{what} must be 0x-prefixed hex")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise RpcError(-32602, f"{what} is not valid hex") from None
+
+
+def _revert_data(exc: BaseException) -> str:
+    for arg in getattr(exc, "args", ()):
+        if isinstance(arg, bytes | bytearray):
+            return _hex(arg)
+    return "0x"
+
+
+# ---------------------------------------------------------------- the chain
+
+
+@dataclass
+class _Log:
+    block_number: int
+    block_hash: bytes
+    tx_index: int
+    tx_hash: bytes
+    log_index: int
+    address: bytes
+    topics: tuple[bytes, ...]
+    data: bytes
+
+    def rpc(self) -> dict[str, Any]:
+        return {
+            "address": to_checksum_address(self.address),
+            "topics": [_hex(t) for t in self.topics],
+            "data": _hex(self.data),
+            "blockNumber": _qty(self.block_number),
+            "blockHash": _hex(self.block_hash),
+            "transactionHash": _hex(self.tx_hash),
+            "transactionIndex": _qty(self.tx_index),
+            "logIndex": _qty(self.log_index),
+            "removed": False,
+        }
+
+
+def _lines(path: Path, complete_only: bool = True) -> Iterator[tuple[int, str]]:
+    """Journal lines with their byte offsets; a torn last line (no newline) is skipped."""
+    if not path.exists():
+        return
+    offset = 0
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n") and complete_only:
+                return
+            yield offset, raw.decode("utf-8")
+            offset += len(raw)
+
+
+@dataclass
+class EmbeddedChain:
+    """An eth-tester/py-evm chain with a journal; `rpc(method, params)` answers JSON-RPC.
+
+    `state_dir=None`: memory only (tests, benchmarks). `read_only=True`: load a state
+    directory without locking or writing it; raw transactions are refused.
+    """
+
+    state_dir: Path | None
+    read_only: bool = False
+    fsync: bool = True
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _lock_fh: Any = field(default=None, repr=False)
+    _journal: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        from eth_tester import EthereumTester
+
+        if self.state_dir is not None:
+            self.state_dir = Path(self.state_dir).resolve()
+        self._tx_block: dict[bytes, int] = {}
+        self._logs: list[_Log] = []
+        self._hashes: list[bytes] = []  # block hash by number
+        self._snapshot_at = 0  # the block the snapshot on disk holds
+        if self.state_dir is not None and not self.read_only:
+            self._acquire()
+        try:
+            genesis = self._genesis()
+            self.backend = self._new_backend(genesis)
+            self.tester = EthereumTester(self.backend)
+            self._hashes.append(self.chain.get_canonical_block_header_by_number(0).hash)
+            if genesis.get("hash") and _hex(self._hashes[0]) != genesis["hash"]:
+                raise StateError(f"{self._path(GENESIS_FILE)}: genesis hash differs from the recorded one "
+                                 "(a different eth-tester/py-evm version?)")
+            self._load()
+        except BaseException:
+            self.close(snapshot=False)
+            raise
+
+    # -- state directory ------------------------------------------------------
+
+    def _path(self, name: str) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / name
+
+    def _acquire(self) -> None:
+        assert self.state_dir is not None
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fh = self._path(LOCK_FILE).open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            info = _read_server_file(self.state_dir)
+            who = f" (pid {info['pid']}, {info['url']})" if info else ""
+            raise StateError(f"{self.state_dir}: the embedded chain is already served by another process{who}") from None
+        self._lock_fh = fh
+
+    def _genesis(self) -> dict[str, Any]:
+        from eth_tester.backends.pyevm.main import get_default_genesis_params
+
+        path = self._path(GENESIS_FILE) if self.state_dir is not None else None
+        if path is not None and path.exists():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise StateError(f"{path}: not valid JSON (line {exc.lineno})") from exc
+        if path is not None and self.read_only:
+            raise ChainUnavailable(f"{self.state_dir}: no embedded chain here (no {GENESIS_FILE}); "
+                                   "start one with `vflchain chain serve --state DIR`")
+        genesis = {
+            "format": 1,
+            "timestamp": int(get_default_genesis_params()["timestamp"]),
+            "accounts": {addr: hex(DEV_BALANCE_WEI) for addr in dev_addresses()},
+        }
+        if path is not None:  # record the genesis hash, so a version drift is detected on load
+            backend = self._new_backend(genesis)
+            genesis["chain_id"] = backend.chain.chain_id
+            genesis["hash"] = _hex(backend.chain.get_canonical_block_header_by_number(0).hash)
+            _write_json_atomic(path, genesis)
+        return genesis
+
+    @staticmethod
+    def _new_backend(genesis: dict[str, Any]):
+        from eth_tester import PyEVMBackend
+        from eth_tester.backends.pyevm.main import (
+            get_default_account_state,
+            get_default_genesis_params,
+        )
+
+        state = {to_canonical_address(a): get_default_account_state({"balance": int(b, 16)})
+                 for a, b in genesis["accounts"].items()}
+        params = get_default_genesis_params({"timestamp": int(genesis["timestamp"])})
+        return PyEVMBackend(genesis_parameters=params, genesis_state=state)
+
+    @property
+    def chain(self):
+        return self.backend.chain
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.chain.chain_id)
+
+    @property
+    def head(self) -> int:
+        return len(self._hashes) - 1
+
+    def _load(self) -> None:
+        if self.state_dir is None:
+            return
+        path = self._path(JOURNAL_FILE)
+        entries: list[dict[str, Any]] = []
+        good_bytes = 0
+        for offset, line in _lines(path):
+            try:
+                entry = json.loads(line)
+                if int(entry["number"]) != len(entries) + 1:
+                    raise ValueError(f"block {entry['number']} out of sequence")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StateError(f"{path}:{len(entries) + 1}: bad journal line ({exc})") from exc
+            entries.append(entry)
+            good_bytes = offset + len(line.encode("utf-8"))
+        if not self.read_only and path.exists() and path.stat().st_size > good_bytes:
+            with path.open("r+b") as fh:  # a torn last line from a crash: drop it
+                fh.truncate(good_bytes)
+        start = self._load_snapshot(entries)
+        for entry in entries[start:]:
+            raws = [_bytes_param(t, "journal transaction") for t in entry["txs"]]
+            block = self._mine(raws, int(entry["timestamp"]))
+            if _hex(block.hash) != entry["hash"]:
+                raise StateError(f"{path}:{entry['number']}: replay gave block hash {_hex(block.hash)}, "
+                                 f"the journal says {entry['hash']}")
+        if not self.read_only:
+            if len(entries) - start >= 50:
+                self.write_snapshot()
+            self._journal = path.open("a", encoding="utf-8")
+
+    def _load_snapshot(self, entries: list[dict[str, Any]]) -> int:
+        """Load snapshot.bin if it matches the journal; return the first block still to replay."""
+        from eth.db.atomic import AtomicDB
+        from eth.db.backends.memory import MemoryDB
+
+        path = self._path(SNAPSHOT_FILE)
+        if not path.exists():
+            return 0
+        try:
+            with path.open("rb") as fh:
+                if fh.readline() != SNAPSHOT_MAGIC:
+                    return 0
+                header = json.loads(fh.readline())
+                number = int(header["number"])
+                if not 0 < number <= len(entries) or entries[number - 1]["hash"] != header["hash"]:
+                    return 0
+                kv: dict[bytes, bytes] = {}
+                data = fh.read()
+        except (OSError, ValueError, KeyError):
+            return 0
+        view, pos = memoryview(data), 0
+        try:
+            while pos < len(data):
+                klen, vlen = struct.unpack_from(">II", view, pos)
+                pos += 8
+                kv[bytes(view[pos:pos + klen])] = bytes(view[pos + klen:pos + klen + vlen])
+                pos += klen + vlen
+        except struct.error:
+            return 0
+        chain = type(self.chain)(AtomicDB(MemoryDB(kv)))
+        if _hex(chain.get_canonical_head().hash) != header["hash"]:
+            return 0
+        self.backend.chain = chain
+        for n in range(1, number + 1):
+            self._index_block(chain.get_canonical_block_by_number(n))
+        self._snapshot_at = number
+        return number
+
+    def write_snapshot(self) -> None:
+        """Dump the key-value database (raw bytes) so the next start need not replay."""
+        if self.state_dir is None or self.read_only or self.head == 0:
+            return
+        with self._lock:
+            kv = self.chain.chaindb.db.wrapped_db.kv_store
+            path = self._path(SNAPSHOT_FILE)
+            tmp = path.with_suffix(".tmp")
+            with tmp.open("wb") as fh:
+                fh.write(SNAPSHOT_MAGIC)
+                fh.write(json.dumps({"number": self.head, "hash": _hex(self._hashes[-1])}).encode() + b"\n")
+                for k, v in kv.items():
+                    fh.write(struct.pack(">II", len(k), len(v)))
+                    fh.write(k)
+                    fh.write(v)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(path)
+            self._snapshot_at = self.head
+
+    def close(self, snapshot: bool = True) -> None:
+        with self._lock:
+            if snapshot and self._journal is not None and self.head != self._snapshot_at:
+                self.write_snapshot()
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+            if self._lock_fh is not None:
+                self._lock_fh.close()
+                self._lock_fh = None
+
+    # -- mining -----------------------------------------------------------------
+
+    def _index_block(self, block) -> None:
+        receipts = block.get_receipts(self.chain.chaindb)
+        log_index = 0
+        for i, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+            self._tx_block[tx.hash] = block.number
+            for log in receipt.logs:
+                self._logs.append(_Log(block.number, block.hash, i, tx.hash, log_index, log.address,
+                                       tuple(t.to_bytes(32, "big") for t in log.topics), log.data))
+                log_index += 1
+        if block.number == len(self._hashes):
+            self._hashes.append(block.hash)
+
+    def _mine(self, raw_txs: list[bytes], timestamp: int):
+        """Apply raw transactions to a new block at `timestamp` and mine it deterministically."""
+        chain = self.chain
+        chain.header = chain.header.copy(timestamp=timestamp)
+        builder = chain.get_vm().get_transaction_builder()
+        for raw in raw_txs:
+            chain.apply_transaction(builder.decode(raw))
+        block = chain.mine_block(mix_hash=keccak(b"vflchain-mix" + chain.header.parent_hash), blob_gas_used=0)
+        self._index_block(block)
+        return block
+
+    def send_raw_transaction(self, raw: bytes) -> bytes:
+        from eth_utils import ValidationError as EvmValidationError
+        from rlp.exceptions import DecodingError, DeserializationError
+
+        if self.read_only:
+            raise RpcError(-32000, "this chain was opened read-only; send transactions to its server")
+        if raw[:1] == b"\x03":
+            raise RpcError(-32000, "blob transactions are not supported")
+        with self._lock:
+            parent = self.chain.get_canonical_head()
+            timestamp = max(int(time.time()), parent.timestamp + 1)
+            saved_header = self.chain.header
+            try:
+                tx = self.chain.get_vm().get_transaction_builder().decode(raw)
+                if tx.hash in self._tx_block:
+                    raise RpcError(-32000, f"already known: {_hex(tx.hash)}")
+                block = self._mine([raw], timestamp)
+            except (EvmValidationError, DecodingError, DeserializationError, ValueError) as exc:
+                self.chain.header = saved_header
+                raise RpcError(-32000, f"invalid transaction: {exc}") from None
+            if self._journal is not None:
+                line = {"number": block.number, "timestamp": timestamp, "hash": _hex(block.hash),
+                        "txs": [_hex(raw)]}
+                self._journal.write(json.dumps(line, separators=(",", ":")) + "\n")
+                self._journal.flush()
+                if self.fsync:
+                    os.fsync(self._journal.fileno())
+                if self.head - self._snapshot_at >= SNAPSHOT_EVERY:
+                    self.write_snapshot()
+            return tx.hash
+
+    # -- JSON-RPC -----------------------------------------------------------------
+
+    def handle(self, payload: Any) -> Any:
+        """Answer a JSON-RPC request object or batch (already parsed JSON)."""
+        if isinstance(payload, list):
+            if not payload:
+                return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "empty batch"}}
+            return [self._handle_one(p) for p in payload]
+        return self._handle_one(payload)
+
+    def _handle_one(self, req: Any) -> dict[str, Any]:
+        rid = req.get("id") if isinstance(req, dict) else None
+        try:
+            if not isinstance(req, dict) or not isinstance(req.get("method"), str):
+                raise RpcError(-32600, "invalid request")
+            params = req.get("params") or []
+            if not isinstance(params, list):
+                raise RpcError(-32602, "params must be an array")
+            with self._lock:
+                result = self.rpc(req["method"], params)
+            return {"jsonrpc": "2.0", "id": rid, "result": result}
+        except RpcError as exc:
+            return {"jsonrpc": "2.0", "id": rid, "error": exc.as_dict()}
+        except Exception as exc:  # an unexpected failure must still answer the client
+            return {"jsonrpc": "2.0", "id": rid,
+                    "error": {"code": -32603, "message": f"internal error: {type(exc).__name__}: {exc}"}}
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        fn: Callable[..., Any] | None = getattr(self, "_rpc_" + method, None)
+        if fn is None:
+            raise RpcError(-32601, f"method {method} is not supported by the embedded chain")
+        try:
+            return fn(*params)
+        except TypeError as exc:
+            raise RpcError(-32602, f"{method}: invalid params ({exc})") from None
+
+    # simple answers
+    def _rpc_web3_clientVersion(self) -> str:
+        return CLIENT_VERSION
+
+    def _rpc_net_version(self) -> str:
+        return str(self.chain_id)
+
+    def _rpc_net_listening(self) -> bool:
+        return True
+
+    def _rpc_net_peerCount(self) -> str:
+        return "0x0"
+
+    def _rpc_eth_chainId(self) -> str:
+        return _qty(self.chain_id)
+
+    def _rpc_eth_syncing(self) -> bool:
+        return False
+
+    def _rpc_eth_accounts(self) -> list[str]:
+        return []  # no node-side accounts: every party signs locally
+
+    def _rpc_eth_blockNumber(self) -> str:
+        return _qty(self.head)
+
+    def _next_base_fee(self) -> int:
+        return int(self.chain.header.base_fee_per_gas)
+
+    def _rpc_eth_gasPrice(self) -> str:
+        return _qty(self._next_base_fee() + PRIORITY_FEE)
+
+    def _rpc_eth_maxPriorityFeePerGas(self) -> str:
+        return _qty(PRIORITY_FEE)
+
+    def _rpc_eth_feeHistory(self, count: Any, newest: Any, percentiles: list[float] | None = None) -> dict[str, Any]:
+        n = int(count, 16) if isinstance(count, str) else int(count)
+        last = _block_id(newest, self.head)
+        first = max(0, last - max(n, 1) + 1)
+        headers = [self.chain.get_canonical_block_header_by_number(b) for b in range(first, last + 1)]
+        nxt = (self.chain.get_canonical_block_header_by_number(last + 1).base_fee_per_gas
+               if last < self.head else self._next_base_fee())
+        out: dict[str, Any] = {
+            "oldestBlock": _qty(first),
+            "baseFeePerGas": [_qty(h.base_fee_per_gas) for h in headers] + [_qty(nxt)],
+            "gasUsedRatio": [h.gas_used / h.gas_limit for h in headers],
+        }
+        if percentiles:
+            out["reward"] = [[_qty(PRIORITY_FEE)] * len(percentiles) for _ in headers]
+        return out
+
+    # accounts and code
+    def _address(self, value: Any) -> bytes:
+        try:
+            return to_canonical_address(value)
+        except (ValueError, TypeError):
+            raise RpcError(-32602, f"invalid address {value!r}") from None
+
+    def _vm_at(self, block: Any):
+        number = _block_id(block, self.head)
+        return self.chain.get_vm(at_header=self.chain.get_canonical_block_header_by_number(number))
+
+    def _rpc_eth_getBalance(self, address: str, block: Any = "latest") -> str:
+        return _qty(self._vm_at(block).state.get_balance(self._address(address)))
+
+    def _rpc_eth_getTransactionCount(self, address: str, block: Any = "latest") -> str:
+        return _qty(self._vm_at(block).state.get_nonce(self._address(address)))
+
+    def _rpc_eth_getCode(self, address: str, block: Any = "latest") -> str:
+        return _hex(self._vm_at(block).state.get_code(self._address(address)))
+
+    def _rpc_eth_getStorageAt(self, address: str, slot: str, block: Any = "latest") -> str:
+        value = self._vm_at(block).state.get_storage(self._address(address), int(slot, 16))
+        return "0x" + int(value).to_bytes(32, "big").hex()
+
+    # execution
+    def _spoof(self, tx: Any, block: Any):
+        from eth.vm.spoof import SpoofTransaction
+
+        if not isinstance(tx, dict):
+            raise RpcError(-32602, "transaction object expected")
+        number = _block_id(block, self.head)
+        header = self.chain.get_canonical_block_header_by_number(number)
+        sender = self._address(tx["from"]) if tx.get("from") else b"\x00" * 20
+        data = tx.get("input") or tx.get("data") or "0x"
+        vm = self.chain.get_vm(at_header=header)
+        gas = _int_param(tx, "gas") or header.gas_limit
+        fields = {
+            "nonce": vm.state.get_nonce(sender),
+            "gas": gas,
+            "to": self._address(tx["to"]) if tx.get("to") else b"",
+            "value": _int_param(tx, "value") or 0,
+            "data": _bytes_param(data, "data"),
+            "max_fee_per_gas": 0,
+            "max_priority_fee_per_gas": 0,
+            "access_list": (),
+            "chain_id": self.chain_id,
+        }
+        unsigned = vm.get_transaction_builder().new_unsigned_dynamic_fee_transaction(**fields)
+        return vm, header, SpoofTransaction(unsigned, from_=sender)
+
+    def _rpc_eth_call(self, tx: Any, block: Any = "latest", *_overrides: Any) -> str:
+        vm, _, spoofed = self._spoof(tx, block)
+        with vm.in_costless_state() as state:  # the next block's context, base fee 0
+            computation = state.apply_transaction(spoofed)
+        if computation.is_error:
+            raise RpcError(3, "execution reverted", _hex(computation.output or b""))
+        return _hex(computation.output)
+
+    def _rpc_eth_estimateGas(self, tx: Any, block: Any = "latest") -> str:
+        from eth.exceptions import Revert, VMError
+
+        _, header, spoofed = self._spoof(tx, block)
+        try:
+            return _qty(self.chain.estimate_gas(spoofed, header))
+        except Revert as exc:
+            raise RpcError(3, "execution reverted", _revert_data(exc)) from None
+        except VMError as exc:
+            raise RpcError(-32000, f"gas estimation failed: {exc}") from None
+
+    def _rpc_eth_sendRawTransaction(self, raw: str) -> str:
+        return _hex(self.send_raw_transaction(_bytes_param(raw, "raw transaction")))
+
+    def _rpc_eth_sendTransaction(self, *_: Any) -> str:
+        raise RpcError(-32000, "the embedded chain holds no unlocked accounts: sign locally and use "
+                               "eth_sendRawTransaction")
+
+    # blocks, transactions, receipts, logs
+    def _block(self, number: int, full: bool) -> dict[str, Any]:
+        from eth_tester.backends.pyevm.serializers import serialize_block
+
+        block = self.chain.get_canonical_block_by_number(number)
+        raw = serialize_block(block, bool(full), False)
+        if full:
+            raw["transactions"] = [_rpc_dict(t, _RENAME) for t in raw["transactions"]]
+        out = _rpc_dict(raw)
+        out.pop("totalDifficulty", None)
+        return out
+
+    def _rpc_eth_getBlockByNumber(self, block: Any, full: bool = False) -> dict[str, Any] | None:
+        try:
+            number = _block_id(block, self.head)
+        except RpcError:
+            return None
+        return self._block(number, full)
+
+    def _rpc_eth_getBlockByHash(self, block_hash: str, full: bool = False) -> dict[str, Any] | None:
+        h = _bytes_param(block_hash, "block hash")
+        try:
+            number = self._hashes.index(h)
+        except ValueError:
+            return None
+        return self._block(number, full)
+
+    def _locate(self, tx_hash: str):
+        h = _bytes_param(tx_hash, "transaction hash")
+        number = self._tx_block.get(h)
+        if number is None:
+            return None
+        block = self.chain.get_canonical_block_by_number(number)
+        for i, tx in enumerate(block.transactions):
+            if tx.hash == h:
+                return block, tx, i
+        return None
+
+    def _rpc_eth_getTransactionByHash(self, tx_hash: str) -> dict[str, Any] | None:
+        from eth_tester.backends.pyevm.serializers import serialize_transaction
+
+        found = self._locate(tx_hash)
+        if found is None:
+            return None
+        block, tx, i = found
+        return _rpc_dict(serialize_transaction(block, tx, i, False), _RENAME)
+
+    def _rpc_eth_getTransactionReceipt(self, tx_hash: str) -> dict[str, Any] | None:
+        from eth_bloom import BloomFilter
+        from eth_tester.backends.pyevm.serializers import serialize_transaction_receipt
+
+        found = self._locate(tx_hash)
+        if found is None:
+            return None
+        block, tx, i = found
+        receipts = block.get_receipts(self.chain.chaindb)
+        raw = serialize_transaction_receipt(block, receipts, tx, i, False, self.chain.get_vm())
+        raw.pop("state_root", None)
+        logs = [lg.rpc() for lg in self._logs_between(block.number, block.number) if lg.tx_index == i]
+        bloom = BloomFilter()
+        for log in receipts[i].logs:
+            bloom.add(log.address)
+            for t in log.topics:
+                bloom.add(t.to_bytes(32, "big"))
+        raw["logs"] = []
+        out = _rpc_dict(raw)
+        out["logs"] = logs
+        out["logsBloom"] = "0x" + int(bloom).to_bytes(256, "big").hex()
+        return out
+
+    def _logs_between(self, lo: int, hi: int) -> Iterator[_Log]:
+        import bisect
+
+        start = bisect.bisect_left(self._logs, lo, key=lambda lg: lg.block_number)
+        for lg in self._logs[start:]:
+            if lg.block_number > hi:
+                return
+            yield lg
+
+    def _rpc_eth_getLogs(self, flt: Any) -> list[dict[str, Any]]:
+        if not isinstance(flt, dict):
+            raise RpcError(-32602, "filter object expected")
+        if flt.get("blockHash"):
+            h = _bytes_param(flt["blockHash"], "blockHash")
+            if h not in self._hashes:
+                raise RpcError(-32000, "unknown block")
+            lo = hi = self._hashes.index(h)
+        else:
+            lo = _block_id(flt.get("fromBlock", "latest"), self.head)
+            hi = _block_id(flt.get("toBlock", "latest"), self.head)
+        addresses = flt.get("address")
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        wanted = {self._address(a) for a in addresses} if addresses else None
+        topics: list[set[bytes] | None] = []
+        for t in flt.get("topics") or []:
+            if t is None:
+                topics.append(None)
+            elif isinstance(t, list):
+                topics.append({_bytes_param(x, "topic") for x in t} if t else None)
+            else:
+                topics.append({_bytes_param(t, "topic")})
+        out = []
+        for lg in self._logs_between(lo, hi):
+            if wanted is not None and lg.address not in wanted:
+                continue
+            if len(topics) > len(lg.topics):
+                continue
+            if all(want is None or lg.topics[i] in want for i, want in enumerate(topics)):
+                out.append(lg.rpc())
+        return out
+
+
+# ---------------------------------------------------------------- the server
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def _read_server_file(state_dir: Path) -> ServerInfo | None:
+    try:
+        return json.loads((Path(state_dir) / SERVER_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answers(url: str, timeout: float = 2.0) -> int | None:
+    """The chain id a JSON-RPC URL answers with, or None."""
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(json.loads(resp.read())["result"], 16)
+    except (OSError, urllib.error.URLError, ValueError, KeyError):
+        return None
+
+
+def running_server(state_dir: str | Path) -> ServerInfo | None:
+    """The server currently serving `state_dir`, if one is alive and answering."""
+    info = _read_server_file(Path(state_dir))
+    if info is None or not _pid_alive(int(info.get("pid", 0))):
+        return None
+    return info if _answers(info["url"]) is not None else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # one small answer per request: do not wait for ACKs
+    chain: EmbeddedChain
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet server
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._send(200, f"{CLIENT_VERSION}: JSON-RPC over POST\n".encode(), "text/plain")
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            payload = json.loads(self.rfile.read(length) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            answer: Any = {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}}
+        else:
+            answer = self.chain.handle(payload)
+        self._send(200, json.dumps(answer).encode())
+
+
+def serve(state_dir: str | Path, port: int = 0, on_ready: Callable[[ServerInfo], None] | None = None) -> None:
+    """Serve the embedded chain of `state_dir` on 127.0.0.1 until SIGINT/SIGTERM."""
+    state = Path(state_dir).resolve()
+    chain = EmbeddedChain(state)
+    try:
+        handler = type("Handler", (_Handler,), {"chain": chain})
+        try:
+            httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError as exc:
+            raise ChainUnavailable(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from exc
+        httpd.daemon_threads = True
+        info: ServerInfo = {"url": f"http://127.0.0.1:{httpd.server_address[1]}", "pid": os.getpid(),
+                            "chain_id": chain.chain_id, "state": str(state)}
+        _write_json_atomic(state / SERVER_FILE, info)
+
+        def stop(signum: int, frame: Any) -> None:
+            threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            if on_ready is not None:
+                on_ready(info)
+            httpd.serve_forever(poll_interval=0.2)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            httpd.server_close()
+            with contextlib.suppress(FileNotFoundError):
+                if _read_server_file(state) == info:
+                    (state / SERVER_FILE).unlink()
+    finally:
+        chain.close()
+
+
+@dataclass
+class ServerHandle:
+    """A running embedded chain server; `stop()` ends it if this handle started it."""
+
+    url: str
+    pid: int
+    state_dir: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def owned(self) -> bool:
+        return self.process is not None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start_server(state_dir: str | Path, port: int = 0, timeout: float = 120.0) -> ServerHandle:
+    """Start `python -m chain.embedded --state DIR` and return once it answers."""
+    state = Path(state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    log = (state / LOG_FILE).open("ab")
+    src_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = src_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.Popen([sys.executable, "-m", "chain.embedded", "--state", str(state), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (state / LOG_FILE).read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise ChainUnavailable(f"the embedded chain server for {state} exited ({proc.returncode}): {tail[0]}")
+        info = _read_server_file(state)
+        if info and info.get("pid") == proc.pid and _answers(info["url"]) is not None:
+            return ServerHandle(info["url"], proc.pid, state, proc)
+        time.sleep(0.05)
+    proc.terminate()
+    proc.wait(10)
+    raise ChainUnavailable(f"the embedded chain server for {state} did not answer within {timeout:.0f} s")
+
+
+def ensure_server(state_dir: str | Path) -> ServerHandle:
+    """The running server of `state_dir` (not owned: stop() leaves it), else a new one."""
+    info = running_server(state_dir)
+    if info is None:
+        try:
+            return start_server(state_dir)
+        except ChainUnavailable:
+            # another process may have started it at the same moment: use that one
+            deadline = time.monotonic() + 60
+            while (info := running_server(state_dir)) is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if info is None:
+                raise
+    return ServerHandle(info["url"], int(info["pid"]), Path(state_dir).resolve(), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m chain.embedded", description=__doc__.splitlines()[0])
+    ap.add_argument("--state", required=True, help="state directory")
+    ap.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: a free one)")
+    args = ap.parse_args(argv)
+    try:
+        serve(args.state, args.port, on_ready=lambda info: print(f"serving {info['url']} "
+                                                                 f"(chain id {info['chain_id']})", flush=True))
+    except (StateError, ChainUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The embedded chain served by `vflchain chain serve` persists: stop it, serve the same
+state directory again, and the contract, its storage, its events and its blocks are all there."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from chain_scenario import assert_history_matches_views, full_session, h, setup_contract, views_of
+
+from chain.backends import connect, connect_state
+from chain.client import AuditClient, session_id
+from chain.embedded import (
+    JOURNAL_FILE,
+    SERVER_FILE,
+    SNAPSHOT_FILE,
+    EmbeddedChain,
+    running_server,
+    start_server,
+)
+from chain.errors import ChainUnavailable, StateError
+
+pytestmark = pytest.mark.slow
+
+
+def serve_cli(state: Path) -> tuple[subprocess.Popen, str]:
+    """`vflchain chain serve --state DIR` as its own process; returns it and its URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "nodes.cli", "chain", "serve", "--state", str(state)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        info = running_server(state)
+        if info and info["pid"] == proc.pid:
+            return proc, info["url"]
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("vflchain chain serve did not start")
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    os.kill(proc.pid, sig)
+    proc.wait(30)
+
+
+def blocks(w3) -> list[str]:
+    return [w3.eth.get_block(n)["hash"].to_0x_hex() for n in range(w3.eth.block_number + 1)]
+
+
+def test_history_survives_stopping_and_serving_again(tmp_path):
+    state = tmp_path / "chain"
+    proc, url = serve_cli(state)
+    try:
+        w3 = connect(url)
+        p = setup_contract(w3)
+        sid = full_session(p, "persist-1", rounds=3, dispute=2)
+        before = (p.auditor.events(), views_of(p.auditor, sid), blocks(w3),
+                  w3.eth.get_storage_at(p.address, 0))
+        with pytest.raises(StateError, match=f"already served by another process \\(pid {proc.pid}"):
+            EmbeddedChain(state)  # one writer per state directory
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
+    assert not (state / SERVER_FILE).exists()
+
+    proc, url = serve_cli(state)
+    try:
+        w3 = connect(url)
+        auditor = AuditClient(w3, p.address)
+        after = (auditor.events(), views_of(auditor, sid), blocks(w3), w3.eth.get_storage_at(p.address, 0))
+        assert after == before
+        assert_history_matches_views(auditor, sid)
+        # and it goes on where it stopped
+        guest = AuditClient(w3, p.address, p.guest.account)
+        guest.open_session(session_id("persist-2"), "gmm", h("cfg"), [p.host.account.address])
+        assert guest.session(session_id("persist-2"))["status"] == "opened"
+    finally:
+        stop(proc)
+
+
+def test_a_killed_server_loses_nothing_it_answered(tmp_path):
+    """SIGKILL: no snapshot is written, the journal alone rebuilds the same chain."""
+    state = tmp_path / "chain"
+    handle = start_server(state)
+    try:
+        w3 = connect(handle.url)
+        p = setup_contract(w3)
+        sid = full_session(p, "kill-1", rounds=2)
+        before = (p.auditor.events(sid), blocks(w3))
+    finally:
+        os.kill(handle.pid, signal.SIGKILL)
+        handle.process.wait(10)
+    assert not (state / SNAPSHOT_FILE).exists()
+    with open(state / JOURNAL_FILE, "a") as fh:  # a write torn by the crash
+        fh.write('{"number": 999, "timest')
+    w3r = connect_state(state)  # an auditor, no server running
+    reader = AuditClient(w3r, p.address, p.guest.account)
+    assert (reader.events(sid), blocks(w3r)) == before
+    with pytest.raises(Exception, match="read-only"):
+        reader.open_session(session_id("nope"), "lr", h("c"), [p.host.account.address])
+
+    with start_server(state) as handle:
+        w3 = connect(handle.url)
+        assert (AuditClient(w3, p.address).events(sid), blocks(w3)) == before
+        assert (state / JOURNAL_FILE).read_text().endswith("\n")  # the torn line was dropped
+    snap = state / SNAPSHOT_FILE  # written by the clean stop
+    assert snap.exists()
+    data = bytearray(snap.read_bytes())
+    header_end = data.index(b"\n", len(b"VFLCHAIN-KV-1\n")) + 1
+    data[header_end + 40] ^= 0xFF  # a damaged snapshot is ignored: the journal rebuilds the chain
+    snap.write_bytes(bytes(data))
+    assert AuditClient(connect_state(state), p.address).events(sid) == before[0]
+
+
+def test_no_state_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ChainUnavailable, match="no embedded chain here"):
+        connect_state(tmp_path / "missing")
+
+
+def test_parties_starting_the_chain_at_once_share_one_server(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chain.embedded import ensure_server
+
+    state = tmp_path / "chain"
+    with ThreadPoolExecutor(2) as pool:
+        handles = list(pool.map(lambda _: ensure_server(state), range(2)))
+    try:
+        assert handles[0].url == handles[1].url
+        assert sum(handle.owned for handle in handles) == 1
+        assert connect(handles[0].url).eth.block_number == 0
+    finally:
+        for handle in handles:
+            handle.stop()
+    assert running_server(state) is None
