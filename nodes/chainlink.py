@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chain.errors import ChainError
+from chain.errors import ChainError, ContractRevert
 from nodes.config import JobConfig
 from nodes.context import ChainAnchor
 from nodes.errors import NodeError
@@ -86,8 +86,8 @@ class ChainLink:
             if self.session(session_id)["status"] in FINAL_STATES:
                 return None
             return self.client.abort_session(session_id, reason_hash)["tx_hash"]
-        except ChainError as exc:
-            if getattr(exc, "name", None) == "WrongSessionState":  # the peer aborted it a moment ago
+        except ContractRevert as exc:
+            if exc.name == "WrongSessionState":  # the peer aborted it a moment ago
                 return None
             raise
 

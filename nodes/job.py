@@ -86,8 +86,10 @@ def config_commitment(cfg: JobConfig) -> bytes:
 
 
 def session_id_of(job_id: str) -> bytes:
-    """The on-chain session id of a job: keccak256 of its id (as chain.client.session_id)."""
-    return keccak(job_id.encode("utf-8"))
+    """The on-chain session id of a job: keccak256 of its id (chain.client.session_id)."""
+    from chain.client import session_id
+
+    return session_id(job_id)
 
 
 def new_job_id(algorithm: str) -> str:
