@@ -258,7 +258,6 @@ def test_malformed_message_from_the_host_fails_the_guest_and_aborts(tmp_path, ch
     """The host (in this process) sends garbage where its PSI message belongs; the guest is a real node."""
     from chain.backends import connect
     from chain.deploy import dev_contract
-
     from nodes.config import load_config
     from nodes.errors import NodeError
     from nodes.job import PartyNode
