@@ -32,8 +32,8 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from vfl.errors import PaillierError
@@ -57,6 +57,7 @@ _threads: ThreadPoolExecutor | None = None
 _procs: WorkerPool | None = None
 _ray: Any = None  # the ray module once initialised
 _ray_task: Any = None
+_ray_started_here = False
 
 
 def _env_workers() -> int:
@@ -131,13 +132,17 @@ def shutdown() -> None:
 
 
 def _shutdown_locked() -> None:
-    global _threads, _procs
+    global _threads, _procs, _ray, _ray_task
     if _threads is not None:
         _threads.shutdown(wait=True)
         _threads = None
     if _procs is not None:
         _procs.shutdown()
         _procs = None
+    if _ray is not None:
+        if _ray_started_here:
+            _ray.shutdown()
+        _ray = _ray_task = None
 
 
 def _thread_pool() -> ThreadPoolExecutor:
@@ -232,7 +237,7 @@ def _run_remote(payload: bytes) -> bytes:
 
 
 def _ray_module() -> tuple[Any, Any]:
-    global _ray, _ray_task
+    global _ray, _ray_task, _ray_started_here
     with _lock:
         if _ray is None:
             try:
@@ -249,6 +254,7 @@ def _ray_module() -> tuple[Any, Any]:
                     kwargs["num_cpus"] = _settings.workers
                 try:
                     ray.init(**kwargs)
+                    _ray_started_here = True
                 except Exception as exc:  # noqa: BLE001 - ray raises many types; name the problem
                     where = _settings.address or "a local instance"
                     raise PaillierError(f"cannot start or reach the Ray cluster at {where}: {exc}") from None

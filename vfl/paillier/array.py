@@ -20,7 +20,13 @@ from phe import paillier
 from vfl.errors import PaillierError
 from vfl.paillier import _kernels, _parallel
 from vfl.paillier._kernels import IntVec
-from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, decode, encode, scaled_integers
+from vfl.paillier.encoding import (
+    DEFAULT_PRECISION_BITS,
+    decode,
+    encode,
+    is_integer_array,
+    scaled_integers,
+)
 from vfl.paillier.keys import PublicKey
 
 Plain = np.ndarray | float | int
@@ -39,13 +45,29 @@ def _as_object(values: Sequence[object], shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _is_int(arr: np.ndarray) -> bool:
-    return bool(np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_))
+    return is_integer_array(arr)
 
 
 def _run_chunked(kernel: str, total: int, chunk: tuple[int, int], make_args: Any) -> list[Any]:
     """Run `kernel` over [0, total) in chunks; make_args(a, b) builds one chunk's arguments."""
     ranges = _parallel.split(total, *chunk)
     return _parallel.run(kernel, [make_args(a, b) for a, b in ranges])
+
+
+def _in_process(total: int, chunk: tuple[int, int]) -> bool:
+    """True when `total` elements of work would run as one chunk in this thread anyway."""
+    return _parallel.workers() == 1 or len(_parallel.split(total, *chunk)) <= 1
+
+
+def _mulmod(a: np.ndarray, b: np.ndarray, nsq: Any) -> np.ndarray:
+    """a * b mod n^2 elementwise for object arrays of one shape (a homomorphic add)."""
+    if _in_process(a.size, _CHEAP_CHUNK):
+        return a * b % nsq
+    fa, fb = a.ravel().tolist(), b.ravel().tolist()
+    n2 = int(nsq)
+    out = _concat(_run_chunked("add", len(fa), _CHEAP_CHUNK,
+                               lambda i, j: (n2, IntVec(fa[i:j]), IntVec(fb[i:j]))))
+    return _as_object(out, a.shape)
 
 
 def _concat(vecs: list[IntVec]) -> list[Any]:
@@ -137,22 +159,25 @@ class EncryptedArray:
 
     # -- homomorphic operators ---------------------------------------------
     def __add__(self, other: EncryptedArray | Plain) -> EncryptedArray:
-        nsq = int(self.public_key.nsquare)
         if isinstance(other, EncryptedArray):
             self._same_key(other)
             p = max(self.precision, other.precision)
             a, b = np.broadcast_arrays(self.with_precision(p).cipher, other.with_precision(p).cipher)
-            fa, fb = a.ravel().tolist(), b.ravel().tolist()
-            out = _concat(_run_chunked("add", len(fa), _CHEAP_CHUNK,
-                                       lambda i, j: (nsq, IntVec(fa[i:j]), IntVec(fb[i:j]))))
-            return self._new(_as_object(out, a.shape), p)
+            return self._new(_mulmod(a, b, self.public_key.nsquare), p)
         m = encode(np.asarray(other), self.precision, self.public_key.n)
         c, m = np.broadcast_arrays(self.cipher, m)
+        return self._new(self._add_plain_residues(c, m))
+
+    def _add_plain_residues(self, c: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """c (1 + m n) mod n^2 for ciphertexts c and residues m of one shape."""
+        pk = self.public_key
+        if _in_process(c.size, _CHEAP_CHUNK):
+            n = gmpy2.mpz(pk.n)
+            return c * (m * n + 1) % pk.nsquare
         fc, fm = c.ravel().tolist(), m.ravel().tolist()
-        n = self.public_key.n
         out = _concat(_run_chunked("add_plain", len(fc), _CHEAP_CHUNK,
-                                   lambda i, j: (n, IntVec(fc[i:j]), IntVec(fm[i:j]))))
-        return self._new(_as_object(out, c.shape))
+                                   lambda i, j: (pk.n, IntVec(fc[i:j]), IntVec(fm[i:j]))))
+        return _as_object(out, c.shape)
 
     __radd__ = __add__
 
@@ -317,22 +342,15 @@ class EncryptedArray:
         """
         pk = self.public_key
         obf = pk.raw_uniform_obfuscators(self.size) if strong else pk.raw_obfuscators(self.size)
-        flat = self._flat()
-        nsq = int(pk.nsquare)
-        out = _concat(_run_chunked("add", len(flat), _CHEAP_CHUNK,
-                                   lambda a, b: (nsq, IntVec(flat[a:b]), IntVec(obf[a:b]))))
-        return self._new(_as_object(out, self.shape))
+        return self._new(_mulmod(self.cipher, _as_object(obf, self.shape), pk.nsquare))
 
     # -- masking ------------------------------------------------------------
     def add_residues(self, residues: np.ndarray) -> EncryptedArray:
         """Add raw plaintext residues mod n (e.g. a `random_mask`) without encoding."""
         n = self.public_key.n
         r = np.broadcast_to(np.asarray(residues, dtype=object), self.shape)
-        fc = self._flat()
-        fm = [int(v) % n for v in r.ravel().tolist()]
-        out = _concat(_run_chunked("add_plain", len(fc), _CHEAP_CHUNK,
-                                   lambda a, b: (n, IntVec(fc[a:b]), IntVec(fm[a:b]))))
-        return self._new(_as_object(out, self.shape))
+        m = _as_object([int(v) % n for v in r.ravel().tolist()], self.shape)
+        return self._new(self._add_plain_residues(self.cipher, m))
 
     # -- interop with phe ---------------------------------------------------
     def to_phe(self) -> list[paillier.EncryptedNumber]:

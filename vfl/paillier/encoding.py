@@ -20,6 +20,15 @@ DEFAULT_PRECISION_BITS = 48  # resolution 2**-48 ~ 3.6e-15 per encoded value
 _INT64_SAFE = 1 << 62
 
 
+def is_integer_array(values: np.ndarray) -> bool:
+    """True for integer/bool dtypes and for object arrays holding only Python/numpy ints."""
+    arr = np.asarray(values)
+    if np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_):
+        return True
+    return arr.dtype == object and arr.size > 0 and all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) for v in arr.ravel().tolist())
+
+
 def scaled_integers(values: np.ndarray, precision: int, what: str = "encrypt") -> np.ndarray:
     """round(values * 2**precision) as exact integers: int64 if they fit, else Python ints.
 
@@ -27,7 +36,7 @@ def scaled_integers(values: np.ndarray, precision: int, what: str = "encrypt") -
     """
     arr = np.asarray(values)
     if arr.dtype == object:
-        if all(isinstance(v, int | np.integer) for v in arr.ravel().tolist()):
+        if is_integer_array(arr):
             return _obj_map(arr, lambda v: int(v) << precision if precision >= 0 else int(v) >> -precision)
         arr = arr.astype(np.float64)
     if np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_):
@@ -39,7 +48,11 @@ def scaled_integers(values: np.ndarray, precision: int, what: str = "encrypt") -
     a = arr.astype(np.float64)
     if not np.all(np.isfinite(a)):
         raise PaillierError(f"cannot {what} NaN or infinite values")
-    scaled = np.rint(np.ldexp(a, precision))
+    with np.errstate(over="ignore"):
+        scaled = np.rint(np.ldexp(a, precision))
+    if not np.all(np.isfinite(scaled)):
+        i = int(np.flatnonzero(~np.isfinite(scaled.ravel()))[0])
+        raise PaillierError(f"value {a.ravel()[i]!r} too large to encode at {precision} fractional bits")
     peak = float(np.abs(scaled).max()) if scaled.size else 0.0
     if peak < _INT64_SAFE:
         return scaled.astype(np.int64)

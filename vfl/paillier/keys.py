@@ -171,6 +171,17 @@ class PublicKey:
             out.extend(vec.values)
         return out
 
+    def warm_up(self) -> None:
+        """Build this key's fixed-base tables now (in this process and, roughly, in every
+        worker), so that the first timed encryption does not pay for them."""
+        kernel, _, spec = self._obfuscator_source()
+        if kernel == "obfuscators_public":
+            _kernels.public_math(self.n, spec[-1]).table()
+        else:
+            _kernels.crt_math(*spec).tables()
+        if _parallel.workers() > 1:
+            _parallel.run(kernel, [(*spec, _kernels.TABLE_THRESHOLD)] * _parallel.workers())
+
     def precompute(self, count: int) -> None:
         """Start computing `count` randomizers in the background for later encryptions."""
         kernel, _, spec = self._obfuscator_source()
@@ -205,12 +216,11 @@ class PublicKey:
         Integer arrays are encrypted exactly at precision 0 unless told otherwise.
         """
         from vfl.paillier.array import EncryptedArray
-        from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, encode
+        from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, encode, is_integer_array
 
         arr = np.asarray(values)
         if precision is None:
-            is_int = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)
-            precision = 0 if is_int else DEFAULT_PRECISION_BITS
+            precision = 0 if is_integer_array(arr) else DEFAULT_PRECISION_BITS
         residues = encode(arr, precision, self.n)
         cipher = self.raw_encrypt(residues.ravel().tolist())
         return EncryptedArray(self, _as_object(cipher, arr.shape), precision)

@@ -40,9 +40,9 @@ import gmpy2
 import numpy as np
 
 from vfl.errors import PaillierError, WireFormatError
-from vfl.paillier import _kernels, _parallel
+from vfl.paillier import _kernels
 from vfl.paillier._kernels import IntVec
-from vfl.paillier.array import EncryptedArray, _as_object, _concat, _is_int, _run_chunked
+from vfl.paillier.array import EncryptedArray, _as_object, _concat, _is_int, _mulmod, _run_chunked
 from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, scaled_integers
 from vfl.paillier.keys import PrivateKey, PublicKey
 
@@ -201,11 +201,7 @@ class PackedEncryptedArray(EncryptedArray):
             a, b = np.broadcast_arrays(self.cipher, other.cipher)
             bound = self.bound + other.bound
             self._check_bound(bound, "sums")
-            fa, fb = a.ravel().tolist(), b.ravel().tolist()
-            nsq = int(self.public_key.nsquare)
-            out = _concat(_run_chunked("add", len(fa), (8192, 32768),
-                                       lambda i, j: (nsq, IntVec(fa[i:j]), IntVec(fb[i:j]))))
-            return self._with(_as_object(out, a.shape), bound,
+            return self._with(_mulmod(a, b, self.public_key.nsquare), bound,
                               vshape=(a.shape[0], self.count) if len(self.vshape) == 2 else self.vshape)
         if isinstance(other, EncryptedArray):
             raise PaillierError("cannot add an unpacked EncryptedArray to a packed one")
@@ -214,12 +210,8 @@ class PackedEncryptedArray(EncryptedArray):
         bound = self.bound + _max_abs(ints)
         self._check_bound(bound, "sums")
         residues = [_pack_ints(row, self.slot_bits, self.slots, self.public_key.n) for row in ints.tolist()]
-        fm = [r for row in residues for r in row]
-        fc = self._flat()
-        n = self.public_key.n
-        out = _concat(_run_chunked("add_plain", len(fc), (8192, 32768),
-                                   lambda i, j: (n, IntVec(fc[i:j]), IntVec(fm[i:j]))))
-        return self._with(_as_object(out, self.cipher.shape), bound)
+        m = _as_object([r for row in residues for r in row], self.cipher.shape)
+        return self._with(self._add_plain_residues(self.cipher, m), bound)
 
     __radd__ = __add__
 
@@ -336,12 +328,8 @@ class PackedEncryptedArray(EncryptedArray):
         mask = np.empty((self.rows, self.count), dtype=object)
         mask.ravel()[:] = [secrets.randbits(width) for _ in range(mask.size)]
         residues = [_pack_ints(row, self.slot_bits, self.slots, self.public_key.n) for row in mask.tolist()]
-        fm = [r for row in residues for r in row]
-        fc = self._flat()
-        n = self.public_key.n
-        out = _concat(_run_chunked("add_plain", len(fc), (8192, 32768),
-                                   lambda i, j: (n, IntVec(fc[i:j]), IntVec(fm[i:j]))))
-        return self._with(_as_object(out, self.cipher.shape), bound), mask.reshape(self.vshape)
+        m = _as_object([r for row in residues for r in row], self.cipher.shape)
+        return self._with(self._add_plain_residues(self.cipher, m), bound), mask.reshape(self.vshape)
 
     # -- decryption side -----------------------------------------------------------
     def _slot_ints(self, residues: np.ndarray) -> np.ndarray:
