@@ -39,6 +39,7 @@ def small_chunks(monkeypatch):
     """Split even small arrays into many chunks, so that the pools really run."""
     for name in ("_CHEAP_CHUNK", "_MUL_CHUNK", "_MULTIEXP_CHUNK", "_GROUP_CHUNK"):
         monkeypatch.setattr(array, name, (8, 32))
+    monkeypatch.setattr(array, "_MIN_PARALLEL_WORK", 16)
     monkeypatch.setattr(keys, "ENCRYPT_CHUNK", (8, 32))
     monkeypatch.setattr(keys, "DECRYPT_CHUNK", (8, 32))
     yield

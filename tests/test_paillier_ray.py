@@ -18,6 +18,7 @@ def test_ray_backend_equals_local(monkeypatch):
     peer = PublicKey.from_phe(peer_pk)  # encryption under a key we do not own runs remotely
     for name in ("_CHEAP_CHUNK", "_MUL_CHUNK", "_MULTIEXP_CHUNK", "_GROUP_CHUNK"):
         monkeypatch.setattr(array, name, (16, 64))
+    monkeypatch.setattr(array, "_MIN_PARALLEL_WORK", 16)
     monkeypatch.setattr(keys, "ENCRYPT_CHUNK", (16, 64))
     monkeypatch.setattr(keys, "DECRYPT_CHUNK", (16, 64))
     rng = np.random.default_rng(5)

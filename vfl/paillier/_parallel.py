@@ -30,6 +30,7 @@ import queue
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -277,8 +278,17 @@ def run(kernel: str, arg_list: Sequence[tuple[Any, ...]]) -> list[Any]:
     if kernel in _kernels.GIL_FREE_KERNELS:
         return list(_thread_pool().map(lambda a: fn(*a), arg_list))
     pool = _process_pool()
-    futures = [pool.submit(kernel, args) for args in arg_list]
-    return [f.result() for f in futures]
+    # At most two requests per worker are encoded and in flight at once: memory stays
+    # bounded by the chunk size, not by the array size.
+    ahead = 2 * workers()
+    futures: deque[Future] = deque()
+    results: list[Any] = []
+    for args in arg_list:
+        if len(futures) >= ahead:
+            results.append(futures.popleft().result())
+        futures.append(pool.submit(kernel, args))
+    results.extend(f.result() for f in futures)
+    return results
 
 
 def split(total: int, min_chunk: int, max_chunk: int) -> list[tuple[int, int]]:

@@ -34,8 +34,9 @@ Plain = np.ndarray | float | int
 # (min, max) elements per unit of parallel work, per kind of operation
 _CHEAP_CHUNK = (8192, 32768)  # one multiplication per element (add, add_plain, product)
 _MUL_CHUNK = (64, 4096)  # one exponentiation per element
-_MULTIEXP_CHUNK = (2048, 32768)  # Pippenger: bigger chunks amortize the buckets
-_GROUP_CHUNK = (4096, 65536)
+_MULTIEXP_CHUNK = (2048, 65536)  # rows per tile; Pippenger: bigger tiles amortize the buckets
+_GROUP_CHUNK = (4096, 65536)  # rows per tile of per-bin sums
+_MIN_PARALLEL_WORK = 16384  # row-features below which a matrix operation stays in this thread
 
 
 def _as_object(values: Sequence[object], shape: tuple[int, ...]) -> np.ndarray:
@@ -52,6 +53,31 @@ def _run_chunked(kernel: str, total: int, chunk: tuple[int, int], make_args: Any
     """Run `kernel` over [0, total) in chunks; make_args(a, b) builds one chunk's arguments."""
     ranges = _parallel.split(total, *chunk)
     return _parallel.run(kernel, [make_args(a, b) for a, b in ranges])
+
+
+def _even(total: int, parts: int) -> list[tuple[int, int]]:
+    size = -(-total // max(parts, 1))
+    return [(i, min(i + size, total)) for i in range(0, total, size)] if total else []
+
+
+def _tiles(rows: int, cols: int, chunk: tuple[int, int]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Split a rows x cols matrix operation into (row range, column range) tiles.
+
+    Columns (outputs: features) are dealt out to the workers first, so that each
+    tile keeps all rows and Pippenger / joint bin cells stay as efficient as in
+    one piece; rows are split only to bound memory (at most chunk[1] per tile)
+    or when there are fewer columns than workers.
+    """
+    if rows == 0 or cols == 0:
+        return []
+    min_rows, max_rows = chunk
+    w = _parallel.workers()
+    parallel = w > 1 and rows * cols >= _MIN_PARALLEL_WORK
+    col_parts = min(w, cols) if parallel else 1
+    row_parts = -(-rows // max_rows)
+    if parallel and col_parts < w:
+        row_parts = max(row_parts, min(-(-w // col_parts), max(1, rows // min_rows)))
+    return [(r, c) for r in _even(rows, row_parts) for c in _even(cols, col_parts)]
 
 
 def _in_process(total: int, chunk: tuple[int, int]) -> bool:
@@ -268,20 +294,19 @@ class EncryptedArray:
                          self.precision + precision)
 
     def _multiexp(self, flat: list[Any], k: np.ndarray) -> list[Any]:
+        """prod_i flat[i]^k[j, i] for every row j of the signed integer matrix k."""
         m = k.shape[0]
         nsq = int(self.public_key.nsquare)
         mod = self.public_key.nsquare
-        parts = _run_chunked("multiexp", len(flat), _MULTIEXP_CHUNK,
-                             lambda a, b: (nsq, IntVec(flat[a:b]), np.ascontiguousarray(k[:, a:b])))
-        if not parts:
-            return [_kernels.ONE] * m
-        pos = np.empty((len(parts), m), dtype=object)
-        neg = np.empty((len(parts), m), dtype=object)
-        for i, (p, q) in enumerate(parts):
-            pos[i, :] = p.values
-            neg[i, :] = q.values
-        p_tot = [_kernels.tree_product(pos[:, j], mod) for j in range(m)]
-        q_tot = [_kernels.tree_product(neg[:, j], mod) for j in range(m)]
+        tiles = _tiles(len(flat), m, _MULTIEXP_CHUNK)
+        parts = _parallel.run("multiexp", [(nsq, IntVec(flat[a:b]), np.ascontiguousarray(k[c:d, a:b]))
+                                           for (a, b), (c, d) in tiles])
+        p_tot = [_kernels.ONE] * m
+        q_tot = [_kernels.ONE] * m
+        for (_, (c, _d)), (pv, qv) in zip(tiles, parts, strict=True):
+            for j, (pj, qj) in enumerate(zip(pv.values, qv.values, strict=True)):
+                p_tot[c + j] = p_tot[c + j] * pj % mod
+                q_tot[c + j] = q_tot[c + j] * qj % mod
         needs = [j for j in range(m) if q_tot[j] != 1]
         if needs:
             inv = _kernels.batch_invert([q_tot[j] for j in needs], mod)
@@ -313,20 +338,15 @@ class EncryptedArray:
         f = cols.shape[1]
         nsq = int(self.public_key.nsquare)
         flat = self._flat()
-        parts = _run_chunked("group_sum", len(flat), _GROUP_CHUNK,
-                             lambda a, b: (nsq, IntVec(flat[a:b]), np.ascontiguousarray(cols[a:b]), n_groups))
+        tiles = _tiles(len(flat), f, _GROUP_CHUNK)
+        parts = _parallel.run("group_sum", [(nsq, IntVec(flat[a:b]), np.ascontiguousarray(cols[a:b, c:d]), n_groups)
+                                            for (a, b), (c, d) in tiles])
         out = np.empty((f, n_groups), dtype=object)
-        if not parts:
-            out[:] = _kernels.ONE
-        else:
-            stack = np.empty((len(parts), f * n_groups), dtype=object)
-            for i, p in enumerate(parts):
-                stack[i, :] = p.values
-            mod = self.public_key.nsquare
-            acc = stack[0]
-            for i in range(1, len(parts)):
-                acc = acc * stack[i] % mod
-            out[:] = acc.reshape(f, n_groups)
+        out[:] = _kernels.ONE
+        mod = self.public_key.nsquare
+        for (_, (c, d)), vec in zip(tiles, parts, strict=True):
+            block = _as_object(vec.values, (d - c, n_groups))
+            out[c:d] = out[c:d] * block % mod
         if g.ndim == 1:
             out = out[0]
         return self._new(out)
