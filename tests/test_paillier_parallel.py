@@ -40,6 +40,7 @@ def small_chunks(monkeypatch):
     for name in ("_CHEAP_CHUNK", "_MUL_CHUNK", "_MULTIEXP_CHUNK", "_GROUP_CHUNK"):
         monkeypatch.setattr(array, name, (8, 32))
     monkeypatch.setattr(array, "_MIN_PARALLEL_WORK", 16)
+    monkeypatch.setattr(_kernels, "MULTIEXP_BATCH", 64)  # serial runs: outputs in small batches
     monkeypatch.setattr(keys, "ENCRYPT_CHUNK", (8, 32))
     monkeypatch.setattr(keys, "DECRYPT_CHUNK", (8, 32))
     yield

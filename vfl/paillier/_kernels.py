@@ -514,25 +514,42 @@ def _signed_digits(mag: np.ndarray, c: int, windows: int) -> list[np.ndarray]:
     return out
 
 
+MULTIEXP_BATCH = 1 << 18  # row-features per bucket pass: bounds a worker's memory (~0.3 KB each)
+
+
 def k_multiexp(nsq: int, ciphers: IntVec, exps: np.ndarray) -> tuple[IntVec, IntVec]:
     """For a (m, L) matrix of signed integer exponents: per row j, prod_i c_i^(k_ji).
 
-    Pippenger's bucket method with balanced digits over all L bases at once;
-    returns (P, Q) with the row result P_j / Q_j (positive and negative digit
-    parts), so the caller inverts once per row after combining chunks.
+    Pippenger's bucket method with balanced digits over all L bases; returns
+    (P, Q) with the row result P_j / Q_j (positive and negative digit parts), so
+    the caller inverts once per row after combining chunks. Rows are processed
+    in batches of about MULTIEXP_BATCH / L, which bounds the memory of the
+    intermediate products whatever m.
     """
     mod = mpz(nsq)
     cs = _obj(ciphers.values)
     m, L = exps.shape
+    p_out: list[Any] = []
+    q_out: list[Any] = []
+    step = max(1, MULTIEXP_BATCH // max(L, 1))
+    for j in range(0, m, step):
+        p, q = _multiexp_rows(cs, exps[j : j + step], mod)
+        p_out.extend(p)
+        q_out.extend(q)
+    return IntVec(p_out), IntVec(q_out)
+
+
+def _multiexp_rows(cs: np.ndarray, exps: np.ndarray, mod: Any) -> tuple[list[Any], list[Any]]:
+    m, L = exps.shape
     ones = [ONE] * m
     if L == 0 or m == 0:
-        return IntVec(ones), IntVec(list(ones))
+        return ones, list(ones)
     is_obj = exps.dtype == object
     mag = np.abs(exps) if not is_obj else np.vectorize(abs, otypes=[object])(exps)
     neg = exps < 0
     maxmag = int(mag.max()) if mag.size else 0
     if maxmag == 0:
-        return IntVec(ones), IntVec(list(ones))
+        return ones, list(ones)
     nbits = maxmag.bit_length()
     nnz = int(np.count_nonzero(mag)) // max(m, 1) or 1
     c = _choose_window(nbits, nnz)
@@ -565,7 +582,7 @@ def k_multiexp(nsq: int, ciphers: IntVec, exps: np.ndarray) -> tuple[IntVec, Int
             else:
                 acc_q = acc_q * agg % mod
         first = False
-    return IntVec(acc_p.tolist()), IntVec(acc_q.tolist())
+    return acc_p.tolist(), acc_q.tolist()
 
 
 def _plan_blocks(groups: np.ndarray, n_groups: int) -> list[int]:
