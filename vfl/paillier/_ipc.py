@@ -166,8 +166,6 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes | None:
     while got < n:
         b = stream.read(n - got)
         if not b:
-            if got == 0:
-                return None
             return None
         chunks.append(b)
         got += len(b)
