@@ -119,7 +119,8 @@ class BinningOutcome:
 # -- guest ----------------------------------------------------------------------------------
 
 
-def run_guest(ctx: PartyContext) -> BinningOutcome:
+def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
+    """The guest's side; `outputs=False` skips files, plots and tables (benchmarks)."""
     data = _require_data(ctx, "guest")
     ch = ctx.channel(PHASE)
     bins, method = ctx.config.binning.bins, ctx.config.binning.method
@@ -181,7 +182,8 @@ def run_guest(ctx: PartyContext) -> BinningOutcome:
 
     outcome = BinningOutcome("guest", features, kept, selection, preprocess=preprocess)
     ctx.state["binning"] = outcome
-    _write_guest_outputs(ctx, outcome)
+    if outputs:
+        _write_guest_outputs(ctx, outcome)
     return outcome
 
 
@@ -232,7 +234,8 @@ def _guest_round_params(features: Sequence[FeatureBinning]) -> dict[str, Any]:
 # -- host -----------------------------------------------------------------------------------
 
 
-def run_host(ctx: PartyContext) -> BinningOutcome:
+def run_host(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
+    """The host's side; `outputs=False` skips files and tables (benchmarks)."""
     data = _require_data(ctx, "host")
     ch = ctx.channel(PHASE)
     bins, method = ctx.config.binning.bins, ctx.config.binning.method
@@ -298,7 +301,8 @@ def run_host(ctx: PartyContext) -> BinningOutcome:
 
     outcome = BinningOutcome("host", features, kept, None, host_selection, preprocess)
     ctx.state["binning"] = outcome
-    _write_host_outputs(ctx, outcome, public, tables, iv or {})
+    if outputs:
+        _write_host_outputs(ctx, outcome, public, tables, iv or {})
     return outcome
 
 
