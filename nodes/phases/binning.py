@@ -432,7 +432,7 @@ def _write_guest_outputs(ctx: PartyContext, outcome: BinningOutcome) -> None:
     decisions = {d.feature: d for d in outcome.selection.decisions}
     con.print(table(f"Binning: IV per feature ({outcome.selection.rule.describe()})",
                     ["feature", "bins", "IV", "rank", "kept", "note"],
-                    [[f.name, f.n_bins, f.iv, decisions[f.name].rank,
+                    [[f.name, f.n_bins, f"{f.iv:.4f}", decisions[f.name].rank,
                       "yes" if decisions[f.name].kept else "no", decisions[f.name].reason] for f in ranked]))
     for f in top[:1]:
         t = f.table
@@ -440,9 +440,9 @@ def _write_guest_outputs(ctx: PartyContext, outcome: BinningOutcome) -> None:
         con.print(table(f"Binning of {f.name} (IV {t.iv:.4f})",
                         ["binning", "event_count", "event_ratio", "non_event_count", "non_event_ratio",
                          "woe", "iv"],
-                        [[iv_, int(t.event_count[b]), float(t.event_rate[b]), int(t.non_event_count[b]),
-                          float(t.non_event_rate[b]), float(t.woe[b]), float(t.iv_bin[b])]
-                         for b, iv_ in enumerate(_short_intervals(f))]))
+                        [[interval, int(t.event_count[b]), f"{t.event_rate[b]:.4f}", int(t.non_event_count[b]),
+                          f"{t.non_event_rate[b]:.4f}", f"{t.woe[b]:.4f}", f"{t.iv_bin[b]:.4f}"]
+                         for b, interval in enumerate(_short_intervals(f))]))
     single = [f.name for f in outcome.features if f.n_bins == 1]
     if single:
         con.print(f"[yellow]binning: {', '.join(single)}: a single bin (constant column); IV 0, dropped[/]")

@@ -48,7 +48,8 @@ def plot_bin_counts(features: Sequence[FeatureBinning], path: Path) -> Path:
         ax.set_xlabel("bin")
         ax.set_ylabel("rows")
         ax.set_xticks(x)
-        ax.legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncols=2, fontsize=9)
     return _save(fig, path)
 
 
