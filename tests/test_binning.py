@@ -17,7 +17,9 @@ from vfl.binning import (
     guest_woe_iv_from_counts,
     host_bin_features,
     host_encrypted_bin_sums,
+    host_pack_bin_sums,
     interval_labels,
+    packing_layout,
     plaintext_binning,
     quantile_split_points,
     split_points,
@@ -123,8 +125,8 @@ def test_encrypted_bin_sums_decrypt_to_the_plaintext_event_counts(keys_1024):
     # partial sums over two chunks of rows add up to the full sums
     first = host_encrypted_bin_sums(enc[:90], host.index[:90], host.width, rerandomize=False)
     second = host_encrypted_bin_sums(enc[90:], host.index[90:], host.width, rerandomize=False)
-    summed = (first + second).rerandomize()
-    counts = guest_decrypt_event_counts(gsk, summed)
+    packed = host_pack_bin_sums(first + second, max_count=150)
+    counts = guest_decrypt_event_counts(gsk, packed, max_count=150)
     tables = guest_woe_iv_from_counts(counts, host.bin_sizes, host.n_bins, 150)
     ref = plaintext_binning(X, y, ["a", "b", "c"], bins=6)
     for t, r in zip(tables, ref, strict=True):
@@ -141,6 +143,18 @@ def test_returned_bin_sums_are_rerandomized(keys_1024):
     raw = host_encrypted_bin_sums(enc, index, 2, rerandomize=False)
     fresh = host_encrypted_bin_sums(enc, index, 2)
     assert all(a != b for a, b in zip(raw.cipher.ravel(), fresh.cipher.ravel(), strict=True))
+
+
+def test_packing_puts_many_counts_in_one_ciphertext_and_unpacks_them_exactly(keys_1024):
+    (gpk, gsk), _ = keys_1024
+    assert packing_layout(1024, 569) == (10, 102)
+    counts = np.random.default_rng(2).integers(0, 570, size=(20, 11))
+    counts[0, :3] = [0, 569, 1]  # the extremes of a slot
+    packed = host_pack_bin_sums(gpk.encrypt(counts), max_count=569)
+    assert packed.cipher.shape == (3,) and (packed.slot_bits, packed.slots) == (10, 102)  # 220 counts
+    assert np.array_equal(guest_decrypt_event_counts(gsk, packed, max_count=569), counts)
+    with pytest.raises(DataError, match="malformed packed counts"):
+        guest_decrypt_event_counts(gsk, packed, max_count=5000)  # slots too narrow for 5000 rows
 
 
 def test_guest_refuses_inconsistent_host_counts():

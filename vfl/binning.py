@@ -22,6 +22,7 @@ nodes/phases/binning.py uses the same names):
 2. `host_bin_features` + `host_encrypted_bin_sums`: the host bins its own columns (its split
    points stay with it), sums the label ciphertexts per bin of every feature and returns the
    encrypted event counts (re-randomized) with the plain bin sizes.
+   `host_pack_bin_sums` packs those counts many to a ciphertext before they leave.
 3. `guest_decrypt_event_counts` + `guest_woe_iv_from_counts`: the guest decrypts the counts
    and computes WoE/IV of every host bin.
 
@@ -297,13 +298,72 @@ def host_encrypted_bin_sums(encrypted_labels: EncryptedArray, bin_index: np.ndar
     return sums.rerandomize() if rerandomize else sums
 
 
-def guest_decrypt_event_counts(private_key: PrivateKey, encrypted_counts: EncryptedArray) -> np.ndarray:
-    """Step 3a (guest): decrypt the per-bin event counts to exact integers."""
-    values = private_key.decrypt(encrypted_counts)
-    counts = np.rint(values)
-    if not np.array_equal(counts, values):
-        raise DataError("decrypted event counts are not integers: the host's sums are malformed")
-    return counts.astype(np.int64)
+@dataclass(frozen=True)
+class PackedCounts:
+    """Non-negative integer counts packed into few ciphertexts: `slots` counts of `slot_bits` each."""
+
+    cipher: EncryptedArray  # (m,), slot k of ciphertext i holds count i*slots + k at bit s*k
+    slot_bits: int
+    slots: int
+    shape: tuple[int, ...]  # of the counts before packing
+
+    @property
+    def count(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+def packing_layout(key_bits: int, max_count: int) -> tuple[int, int]:
+    """(slot_bits, slots): a slot holds 0..max_count without carry; the packed value stays < n/4."""
+    slot_bits = max(1, int(max_count).bit_length())
+    return slot_bits, max(1, (key_bits - 3) // slot_bits)
+
+
+def host_pack_bin_sums(sums: EncryptedArray, max_count: int) -> PackedCounts:
+    """Step 2c (host): pack the encrypted per-bin counts, many per ciphertext, and re-randomize.
+
+    Every count is an integer in [0, max_count] (at most the number of rows), so counts can sit
+    side by side in one plaintext: slot k is shifted by k*slot_bits bits (Horner's rule,
+    acc * 2^slot_bits + next, on ciphertexts). The guest then decrypts and the host
+    re-randomizes a few ciphertexts instead of one per bin, and the reply shrinks as much.
+    """
+    if sums.precision != 0:
+        raise DataError("only integer (precision 0) counts can be packed")
+    flat = sums.reshape(-1)
+    slot_bits, slots = packing_layout(sums.public_key.bits, max_count)
+    groups = -(-flat.size // slots)
+    padded = flat.cipher.tolist()
+    if flat.size % slots:
+        zero = flat[:1].mul(np.int64(0))  # ciphertext of 0 (re-randomized below with the rest)
+        padded += zero.cipher.tolist() * (groups * slots - flat.size)
+    grid = np.empty(groups * slots, dtype=object)
+    grid[:] = padded
+    grid = grid.reshape(groups, slots)
+    acc = EncryptedArray(sums.public_key, grid[:, slots - 1].copy(), 0)
+    shift = np.int64(1 << slot_bits)
+    for k in range(slots - 2, -1, -1):
+        acc = acc.mul(shift) + EncryptedArray(sums.public_key, grid[:, k].copy(), 0)
+    return PackedCounts(acc.rerandomize(), slot_bits, slots, tuple(sums.shape))
+
+
+def guest_decrypt_event_counts(private_key: PrivateKey, packed: PackedCounts, max_count: int) -> np.ndarray:
+    """Step 3a (guest): decrypt the packed per-bin event counts to exact integers.
+
+    Refuses a layout whose slots could not hold `max_count` (the number of rows) without carry.
+    """
+    s, k = packed.slot_bits, packed.slots
+    if s < int(max_count).bit_length() or k < 1 or s * k > private_key.public_key.bits - 1 \
+            or packed.cipher.ndim != 1 \
+            or packed.cipher.shape[0] != -(-packed.count // k):
+        raise DataError(f"malformed packed counts: {packed.cipher.shape[0]} ciphertexts of {k} slots "
+                        f"x {s} bits for {packed.count} counts")
+    mask = (1 << s) - 1
+    values: list[int] = []
+    for residue in private_key.decrypt_raw(packed.cipher).tolist():
+        r = int(residue)
+        if r >> (s * k):
+            raise DataError("decrypted packed counts overflow their slots: the host's sums are malformed")
+        values.extend((r >> (s * j)) & mask for j in range(k))
+    return np.asarray(values[:packed.count], dtype=np.int64).reshape(packed.shape)
 
 
 def guest_woe_iv_from_counts(event_counts: np.ndarray, bin_sizes: np.ndarray,
@@ -413,9 +473,9 @@ def _woe_columns(X: np.ndarray, points: Sequence[np.ndarray], woe: Sequence[np.n
 
 
 __all__ = [
-    "ADJUSTMENT", "METHODS", "FeatureBinning", "HostBins", "WoeStandardizer", "WoeTable",
+    "ADJUSTMENT", "METHODS", "FeatureBinning", "HostBins", "PackedCounts", "WoeStandardizer", "WoeTable",
     "assign_bins", "bin_columns", "bin_label_counts", "bucket_split_points", "check_bin_count",
     "guest_decrypt_event_counts", "guest_encrypt_labels", "guest_woe_iv_from_counts",
-    "host_bin_features", "host_encrypted_bin_sums", "interval_labels", "plaintext_binning",
+    "host_bin_features", "host_encrypted_bin_sums", "host_pack_bin_sums", "packing_layout", "interval_labels", "plaintext_binning",
     "quantile_split_points", "split_points", "woe_iv", "woe_transform",
 ]

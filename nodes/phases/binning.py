@@ -7,8 +7,9 @@ round r1 (binning)
     guest -> host  labels.<i>       {"labels": Enc_g(y[chunk i])}           guest_encrypt_labels
     host           bins its own columns; split points stay at the host     host_bin_features
     host -> guest  bin_sums         {"features": ["host.x0", ...], "n_bins", "bin_sizes",
-                                     "constant", "event_counts": Enc_g(per-bin sum of y)}
-                                                                            host_encrypted_bin_sums
+                                     "constant", "event_counts": Enc_g(per-bin sum of y), packed
+                                     "slots" counts of "slot_bits" bits to a ciphertext}
+                                                      host_encrypted_bin_sums, host_pack_bin_sums
     guest          decrypts, WoE/IV of every host bin                      guest_woe_iv_from_counts
 round r2 (selection)
     guest -> host  selection        {"kept", "dropped", "rule", "woe_transform",
@@ -41,6 +42,7 @@ from nodes.ui import console, progress, table
 from vfl.binning import (
     FeatureBinning,
     HostBins,
+    PackedCounts,
     WoeStandardizer,
     check_bin_count,
     guest_decrypt_event_counts,
@@ -48,6 +50,7 @@ from vfl.binning import (
     guest_woe_iv_from_counts,
     host_bin_features,
     host_encrypted_bin_sums,
+    host_pack_bin_sums,
     interval_labels,
     plaintext_binning,
 )
@@ -87,7 +90,9 @@ class BinSums(TypedDict, total=False):
     n_bins: np.ndarray  # (f,) int64
     bin_sizes: np.ndarray  # (f, max bins) int64, zero-padded
     constant: np.ndarray  # (f,) bool: one distinct value
-    event_counts: EncryptedArray  # (f, max bins) under the guest's key, re-randomized
+    event_counts: EncryptedArray  # per-bin event counts packed `slots` to a ciphertext, row-major
+    slot_bits: int  #   over (f, max bins), under the guest's key, re-randomized
+    slots: int
     abort: str
 
 
@@ -147,8 +152,8 @@ def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
     wait = ctx.config.transport.timeout + SECONDS_PER_CIPHERTEXT_OP * n * max(1, len(data.features))
     msg: BinSums = ch.recv("bin_sums", round=r1, timeout=wait)  # type: ignore[assignment]
     _raise_if_aborted(msg, "host")
-    names, n_bins, sizes, constant, enc = _check_bin_sums(msg, ctx, data)
-    counts = guest_decrypt_event_counts(ctx.private_key, enc)
+    names, n_bins, sizes, constant, packed = _check_bin_sums(msg, ctx, data)
+    counts = guest_decrypt_event_counts(ctx.private_key, packed, n)
     tables = guest_woe_iv_from_counts(counts, sizes, n_bins, n)
     host = [FeatureBinning(name, int(m), None, t, bool(c))
             for name, m, t, c in zip(names, n_bins, tables, constant, strict=True)]
@@ -188,27 +193,27 @@ def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
 
 
 def _check_bin_sums(msg: BinSums, ctx: PartyContext, data: PartyData
-                    ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, EncryptedArray]:
+                    ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, PackedCounts]:
     try:
         names = [str(s) for s in msg["features"]]
         n_bins = np.asarray(msg["n_bins"], dtype=np.int64)
         sizes = np.asarray(msg["bin_sizes"], dtype=np.int64)
         constant = np.asarray(msg["constant"], dtype=bool)
         enc = msg["event_counts"]
+        slot_bits, slots = int(msg["slot_bits"]), int(msg["slots"])
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"binning: malformed bin sums from the host: {exc}") from None
     if not isinstance(enc, EncryptedArray) or enc.public_key != ctx.public_key:
         raise DataError("binning: the host's event counts are not ciphertexts under the guest's key")
     f = len(names)
-    if f == 0 or enc.shape != sizes.shape or sizes.ndim != 2 or sizes.shape[0] != f \
-            or n_bins.shape != (f,) or constant.shape != (f,):
+    if f == 0 or sizes.ndim != 2 or sizes.shape[0] != f or n_bins.shape != (f,) or constant.shape != (f,):
         raise DataError(f"binning: the host sent {f} feature names with shapes "
-                        f"{n_bins.shape}, {sizes.shape}, {enc.shape} that do not agree")
+                        f"{n_bins.shape}, {sizes.shape}, {constant.shape} that do not agree")
     clash = [s for s in names if not s.startswith(HOST_PREFIX) or s in data.features]
     if clash or len(set(names)) != f:
         raise DataError(f"binning: host feature names must be unique and start with {HOST_PREFIX!r}; "
                         f"got {clash[0] if clash else 'duplicates'!r}")
-    return names, n_bins, sizes, constant, enc
+    return names, n_bins, sizes, constant, PackedCounts(enc, slot_bits, slots, tuple(sizes.shape))
 
 
 def _selection_problem(selection: Selection, host_names: set[str], rule: SelectionRule) -> str:
@@ -264,12 +269,15 @@ def run_host(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
             acc = _add(acc, _partial_sums(part, own, rows, ctx))
             advance(rows.stop - rows.start)
     assert acc is not None
+    packed = host_pack_bin_sums(acc, n_rows)
     reply: BinSums = {
         "features": [public[f] for f in own.features],
         "n_bins": own.n_bins,
         "bin_sizes": own.bin_sizes,
         "constant": own.constant,
-        "event_counts": acc.rerandomize(),
+        "event_counts": packed.cipher,
+        "slot_bits": packed.slot_bits,
+        "slots": packed.slots,
     }
     ch.send("bin_sums", dict(reply), round=r1)
     ctx.commit_round(r1, PHASE, {"split_points": {f: p.tolist() for f, p in
