@@ -62,7 +62,10 @@ from vfl.selection import Selection, SelectionRule, own_columns, select_by_iv
 PHASE = "binning"
 HOST_PREFIX = "host."
 LABEL_CHUNK = 4096  # label ciphertexts per message: ~2 MB at 2048-bit keys, and a progress step
-SECONDS_PER_CIPHERTEXT_OP = 2e-5  # generous per-(row x feature) allowance when waiting for the host
+# Waiting allowances on top of [transport] timeout, generous for slow machines and large keys:
+SECONDS_PER_ENCRYPTION = 0.02  # host waiting for the next chunk of label ciphertexts
+SECONDS_PER_CIPHERTEXT_OP = 2e-5  # per (row x feature) of ciphertext sums still to do at the host
+HOST_FEATURES_ALLOWANCE = 100
 CSV_COLUMNS = ["feature", "bin", "interval", "event_count", "event_ratio", "non_event_count",
                "non_event_ratio", "woe", "iv_bin", "iv_total"]
 TOP_PLOTTED = 6
@@ -149,7 +152,8 @@ def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
             ch.send(f"labels.{i}", {"labels": guest_encrypt_labels(part, ctx.public_key, check=False)},
                     round=r1)
             advance(len(part))
-    wait = ctx.config.transport.timeout + SECONDS_PER_CIPHERTEXT_OP * n * max(1, len(data.features))
+    # the host may still be summing: allow for up to HOST_FEATURES_ALLOWANCE host columns
+    wait = ctx.config.transport.timeout + SECONDS_PER_CIPHERTEXT_OP * n * HOST_FEATURES_ALLOWANCE
     msg: BinSums = ch.recv("bin_sums", round=r1, timeout=wait)  # type: ignore[assignment]
     _raise_if_aborted(msg, "host")
     names, n_bins, sizes, constant, packed = _check_bin_sums(msg, ctx, data)
@@ -264,7 +268,8 @@ def run_host(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
     acc: EncryptedArray | None = None
     with progress("binning: summing encrypted labels per bin", n_rows) as advance:
         for i in range(chunks):
-            part = ch.recv(f"labels.{i}", round=r1)["labels"]
+            wait = ctx.config.transport.timeout + SECONDS_PER_ENCRYPTION * LABEL_CHUNK
+            part = ch.recv(f"labels.{i}", round=r1, timeout=wait)["labels"]
             rows = slice(i * LABEL_CHUNK, min((i + 1) * LABEL_CHUNK, n_rows))
             acc = _add(acc, _partial_sums(part, own, rows, ctx))
             advance(rows.stop - rows.start)
@@ -284,8 +289,7 @@ def run_host(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
                                                   zip(own.features, own.split_points, strict=True)}})
 
     r2 = ctx.next_round()
-    wait = ctx.config.transport.timeout + SECONDS_PER_CIPHERTEXT_OP * n_rows * max(1, len(data.features))
-    sel: SelectionMessage = ch.recv("selection", round=r2, timeout=wait)  # type: ignore[assignment]
+    sel: SelectionMessage = ch.recv("selection", round=r2, timeout=ctx.config.transport.timeout)  # type: ignore[assignment]
     _raise_if_aborted(sel, "guest")
     kept_public, woe_transform, woe, iv = _check_selection(sel, public)
     kept = own_columns(kept_public, public)
