@@ -146,7 +146,7 @@ def test_guest_x0_table_follows_fate_conventions_on_the_breast_split(breast_run)
     assert E == 357  # event = label 1 = benign on the breast data
 
 
-def test_bucket_binning_with_anonymous_host_names_and_many_label_chunks(tmp_path, monkeypatch):
+def test_bucket_binning_with_anonymous_host_names_and_many_label_chunks(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(phase, "LABEL_CHUNK", 64)  # 300 rows -> 5 label messages
     guest, host = synth_split(300, 3, 4, seed=5)
     host.X[:, 1] = 2.5  # a constant host column: reported, not crashed on
@@ -162,7 +162,11 @@ def test_bucket_binning_with_anonymous_host_names_and_many_label_chunks(tmp_path
     assert const.constant and const.n_bins == 1 and const.iv == 0.0
     assert "host.f1" in gout.selection.dropped and "x1" not in hout.kept
     sel = json.loads((tmp_path / "guest" / "selection.json").read_text())
-    assert {"feature": "host.f1", "iv": 0.0, "rank": 7, "reason": "single bin (constant column)"} in sel["dropped"]
+    reason = "constant column (one distinct value): a single bin, IV 0"
+    assert {"feature": "host.f1", "iv": 0.0, "rank": 7, "reason": reason} in sel["dropped"]
+    printed = capsys.readouterr().out
+    assert f"binning: feature 'host.f1': {reason}; dropped" in printed  # the guest's report
+    assert f"binning: feature 'x1': {reason}" in printed  # the host's report
     assert not any("x0" in a.tag for a, _ in h.transport.sent)
     assert "x0" not in json.dumps([decode_message(b, keyring(g.public_key, h.public_key))[2]["features"]
                                    for a, b in h.transport.sent if a.tag == "bin_sums"])

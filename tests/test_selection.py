@@ -25,10 +25,9 @@ def test_top_k_applies_after_the_threshold_and_ties_keep_input_order():
 
 
 def test_single_bin_features_are_always_dropped():
-    sel = select_by_iv(IV, SelectionRule(iv_threshold=0.0), single_bin=["e"])
+    sel = select_by_iv(IV, SelectionRule(iv_threshold=0.0), uninformative={"e": "constant column"})
     assert "e" in sel.dropped and "b" in sel.kept
-    assert sel.to_json()["dropped"][0] == {"feature": "e", "iv": 0.0, "rank": 5,
-                                           "reason": "single bin (constant column)"}
+    assert sel.to_json()["dropped"][0] == {"feature": "e", "iv": 0.0, "rank": 5, "reason": "constant column"}
 
 
 def test_each_party_takes_its_own_columns_in_its_own_order():

@@ -70,21 +70,25 @@ class Selection:
 
 
 def select_by_iv(iv: Mapping[str, float], rule: SelectionRule,
-                 single_bin: Sequence[str] = ()) -> Selection:
-    """Decide which features to keep; decisions come in the order of `iv` (ties: first wins)."""
+                 uninformative: Mapping[str, str] | None = None) -> Selection:
+    """Decide which features to keep; decisions come in the order of `iv` (ties: first wins).
+
+    `uninformative` maps features that must be dropped whatever their IV (single-bin ones)
+    to the reason reported.
+    """
     names = list(iv)
     if not names:
         raise DataError("feature selection got no features")
     ranked = sorted(range(len(names)), key=lambda i: -iv[names[i]])  # stable: ties keep input order
     rank = {names[i]: r + 1 for r, i in enumerate(ranked)}
-    no_info = set(single_bin)
+    no_info = dict(uninformative or {})
     passing = [names[i] for i in ranked if names[i] not in no_info and iv[names[i]] >= rule.iv_threshold]
     top = set(passing[: rule.top_k] if rule.top_k else passing)
     decisions = []
     for name in names:
         value = float(iv[name])
         if name in no_info:
-            reason = "single bin (constant column)"
+            reason = no_info[name]
         elif value < rule.iv_threshold:
             reason = f"IV below {rule.iv_threshold:g}"
         elif name not in top:

@@ -166,7 +166,7 @@ def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
 
     r2 = ctx.next_round()
     selection = select_by_iv({f.name: f.iv for f in features}, rule,
-                             single_bin=[f.name for f in features if f.n_bins == 1])
+                             {f.name: _single_bin_reason(f) for f in features if f.n_bins == 1})
     host_names = set(names)
     problem = _selection_problem(selection, host_names, rule)
     if problem:
@@ -218,6 +218,12 @@ def _check_bin_sums(msg: BinSums, ctx: PartyContext, data: PartyData
         raise DataError(f"binning: host feature names must be unique and start with {HOST_PREFIX!r}; "
                         f"got {clash[0] if clash else 'duplicates'!r}")
     return names, n_bins, sizes, constant, PackedCounts(enc, slot_bits, slots, tuple(sizes.shape))
+
+
+def _single_bin_reason(f: FeatureBinning) -> str:
+    if f.constant:
+        return "constant column (one distinct value): a single bin, IV 0"
+    return "a single bin (one value fills every quantile), IV 0"
 
 
 def _selection_problem(selection: Selection, host_names: set[str], rule: SelectionRule) -> str:
@@ -455,9 +461,9 @@ def _write_guest_outputs(ctx: PartyContext, outcome: BinningOutcome) -> None:
                         [[interval, int(t.event_count[b]), f"{t.event_rate[b]:.4f}", int(t.non_event_count[b]),
                           f"{t.non_event_rate[b]:.4f}", f"{t.woe[b]:.4f}", f"{t.iv_bin[b]:.4f}"]
                          for b, interval in enumerate(_short_intervals(f))]))
-    single = [f.name for f in outcome.features if f.n_bins == 1]
-    if single:
-        con.print(f"[yellow]binning: {', '.join(single)}: a single bin (constant column); IV 0, dropped[/]")
+    for f in outcome.features:
+        if f.n_bins == 1:
+            con.print(f"[yellow]binning: feature {f.name!r}: {_single_bin_reason(f)}; dropped[/]")
 
 
 def _write_host_outputs(ctx: PartyContext, outcome: BinningOutcome, public: dict[str, str],
@@ -476,6 +482,6 @@ def _write_host_outputs(ctx: PartyContext, outcome: BinningOutcome, public: dict
             for f in outcome.features]
     console().print(table("Binning (host): own features; split points stay here",
                           ["feature", "known to the guest as", "bins", "kept"], rows))
-    constant = [f.name for f in outcome.features if f.constant]
-    if constant:
-        console().print(f"[yellow]binning: {', '.join(constant)}: one distinct value (constant column)[/]")
+    for f in outcome.features:
+        if f.n_bins == 1:
+            console().print(f"[yellow]binning: feature {f.name!r}: {_single_bin_reason(f)}[/]")
