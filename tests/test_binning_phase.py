@@ -309,3 +309,18 @@ def test_a_selection_that_leaves_the_host_nothing_is_refused_on_both_sides(tmp_p
     gres, hres = run_both(*contexts(tmp_path, guest, host, config(selection={"top_k": 2})))
     assert isinstance(gres, DataError) and "kept none of the host's features" in str(gres)
     assert isinstance(hres, phase.BinningAborted) and "[selection]" in str(hres)
+
+
+def test_guest_refuses_host_counts_that_do_not_add_up_and_tells_the_host(tmp_path, monkeypatch):
+    real = phase.host_bin_features
+
+    def lying(*args: Any, **kwargs: Any) -> Any:
+        bins = real(*args, **kwargs)
+        bins.bin_sizes[0, 0] += 1  # one more row than the host has
+        return bins
+
+    monkeypatch.setattr(phase, "host_bin_features", lying)
+    guest, host = synth_split(60, 2, 2, seed=3)
+    gres, hres = run_both(*contexts(tmp_path, guest, host, config(binning={"bins": 4})))
+    assert isinstance(gres, DataError) and "inconsistent with 60 rows" in str(gres)
+    assert isinstance(hres, phase.BinningAborted) and "inconsistent with 60 rows" in str(hres)

@@ -30,7 +30,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from nodes.context import PartyContext
 from nodes.errors import NodeError
+from nodes.transport.base import PhaseChannel
 from nodes.ui import console, progress, table
 from vfl.binning import (
     FeatureBinning,
@@ -134,16 +136,13 @@ def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
     bins, method = ctx.config.binning.bins, ctx.config.binning.method
     r1 = ctx.next_round()
     n = data.n_rows
-    try:
+    with _abort_on_error(ch, "labels_meta", r1):
         if data.y is None:
             raise DataError(f"{data.source}: the guest has no label column")
         check_binary_labels(data.y, f"{data.source}: labels")
         check_bin_count(bins, n)
         rule = SelectionRule(ctx.config.selection.iv_threshold, ctx.config.selection.top_k)
         own = plaintext_binning(data.X, data.y, data.features, bins, method)
-    except VflError as exc:
-        ch.send("labels_meta", {"abort": str(exc)}, round=r1)
-        raise
     chunks = -(-n // LABEL_CHUNK)
     ch.send("labels_meta", {"n_rows": n, "chunks": chunks}, round=r1)
     with progress("binning: encrypting labels", n) as advance:
@@ -156,9 +155,10 @@ def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
     wait = ctx.config.transport.timeout + SECONDS_PER_CIPHERTEXT_OP * n * HOST_FEATURES_ALLOWANCE
     msg: BinSums = ch.recv("bin_sums", round=r1, timeout=wait)  # type: ignore[assignment]
     _raise_if_aborted(msg, "host")
-    names, n_bins, sizes, constant, packed = _check_bin_sums(msg, ctx, data)
-    counts = guest_decrypt_event_counts(ctx.private_key, packed, n)
-    tables = guest_woe_iv_from_counts(counts, sizes, n_bins, n)
+    with _abort_on_error(ch, "selection", r1 + 1):  # r2: the next message the host waits for
+        names, n_bins, sizes, constant, packed = _check_bin_sums(msg, ctx, data)
+        counts = guest_decrypt_event_counts(ctx.private_key, packed, n)
+        tables = guest_woe_iv_from_counts(counts, sizes, n_bins, n)
     host = [FeatureBinning(name, int(m), None, t, bool(c))
             for name, m, t, c in zip(names, n_bins, tables, constant, strict=True)]
     features = own + host
@@ -258,29 +258,27 @@ def run_host(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
     r1 = ctx.next_round()
     meta: LabelsMeta = ch.recv("labels_meta", round=r1)  # type: ignore[assignment]
     _raise_if_aborted(meta, "guest")
-    try:
-        n_rows, chunks = int(meta["n_rows"]), int(meta["chunks"])
+    with _abort_on_error(ch, "bin_sums", r1):
+        try:
+            n_rows, chunks = int(meta["n_rows"]), int(meta["chunks"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"binning: malformed labels_meta from the guest: {exc!r}") from None
         if n_rows != data.n_rows:
             raise DataError(f"binning: the guest has {n_rows} aligned rows, the host {data.n_rows}; "
                             "run the intersection phase first")
         if chunks != -(-n_rows // LABEL_CHUNK):
             raise DataError(f"binning: the guest announced {chunks} label chunks for {n_rows} rows")
         own = host_bin_features(data.X, data.features, bins, method)
-    except (VflError, KeyError, TypeError, ValueError) as exc:
-        text = str(exc) if isinstance(exc, VflError) else f"binning: malformed labels_meta: {exc!r}"
-        ch.send("bin_sums", {"abort": text}, round=r1)
-        raise DataError(text) from None
-
-    acc: EncryptedArray | None = None
-    with progress("binning: summing encrypted labels per bin", n_rows) as advance:
-        for i in range(chunks):
-            wait = ctx.config.transport.timeout + SECONDS_PER_ENCRYPTION * LABEL_CHUNK
-            part = ch.recv(f"labels.{i}", round=r1, timeout=wait)["labels"]
-            rows = slice(i * LABEL_CHUNK, min((i + 1) * LABEL_CHUNK, n_rows))
-            acc = _add(acc, _partial_sums(part, own, rows, ctx))
-            advance(rows.stop - rows.start)
-    assert acc is not None
-    packed = host_pack_bin_sums(acc, n_rows)
+        acc: EncryptedArray | None = None
+        with progress("binning: summing encrypted labels per bin", n_rows) as advance:
+            for i in range(chunks):
+                wait = ctx.config.transport.timeout + SECONDS_PER_ENCRYPTION * LABEL_CHUNK
+                part = ch.recv(f"labels.{i}", round=r1, timeout=wait).get("labels")
+                rows = slice(i * LABEL_CHUNK, min((i + 1) * LABEL_CHUNK, n_rows))
+                acc = _add(acc, _partial_sums(part, own, rows, ctx))
+                advance(rows.stop - rows.start)
+        assert acc is not None
+        packed = host_pack_bin_sums(acc, n_rows)
     reply: BinSums = {
         "features": [public[f] for f in own.features],
         "n_bins": own.n_bins,
@@ -370,6 +368,16 @@ def _require_data(ctx: PartyContext, role: str) -> PartyData:
     if ctx.data is None:
         raise NodeError(f"binning: the {role} has no data (run the intersection phase first)")
     return ctx.data
+
+
+@contextmanager
+def _abort_on_error(ch: PhaseChannel, tag: str, round_no: int) -> Iterator[None]:
+    """On a VflError, send the peer `{"abort": message}` as the message it waits for, then re-raise."""
+    try:
+        yield
+    except VflError as exc:
+        ch.send(tag, {"abort": str(exc)}, round=round_no)
+        raise
 
 
 def _raise_if_aborted(msg: dict[str, Any], peer: str) -> None:
