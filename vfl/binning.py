@@ -20,9 +20,9 @@ nodes/phases/binning.py uses the same names):
 
 1. `guest_encrypt_labels`: the guest encrypts y under its own Paillier key.
 2. `host_bin_features` + `host_encrypted_bin_sums`: the host bins its own columns (its split
-   points stay with it), sums the label ciphertexts per bin of every feature and returns the
-   encrypted event counts (re-randomized) with the plain bin sizes.
-   `host_pack_bin_sums` packs those counts many to a ciphertext before they leave.
+   points stay with it) and sums the label ciphertexts per bin of every feature;
+   `host_pack_bin_sums` packs those encrypted event counts many to a ciphertext and
+   re-randomizes them; they go back with the plain bin sizes.
 3. `guest_decrypt_event_counts` + `guest_woe_iv_from_counts`: the guest decrypts the counts
    and computes WoE/IV of every host bin.
 
@@ -45,7 +45,6 @@ from vfl.paillier import EncryptedArray, PrivateKey, PublicKey
 Method = Literal["quantile", "bucket"]
 METHODS: tuple[str, ...] = ("quantile", "bucket")
 ADJUSTMENT = 0.5  # added to both counts of a bin where one of them is 0
-
 
 
 # -- split points and bin assignment --------------------------------------------------------
