@@ -65,15 +65,16 @@ class ComputeSection:
 
 @dataclass
 class BinningSection:
-    method: str = "quantile"  # "quantile" | "bucket" (equal width)
-    bins: int = 10
+    method: str = "quantile"  # "quantile" | "bucket" (equal width); FATE 1.x conventions
+    bins: int = 10  # at most; repeated split points are merged
+    anonymous: bool = False  # host: show the guest "host.f0".. instead of "host.<column>"
 
 
 @dataclass
 class SelectionSection:
-    iv_threshold: float = 0.02
-    top_k: int = 0  # 0: no limit
-    woe_transform: bool = False
+    iv_threshold: float = 0.02  # keep features with IV >= this
+    top_k: int = 0  # then keep at most the k best by IV; 0: no limit
+    woe_transform: bool = False  # train on standardized WoE values instead of the raw columns
 
 
 @dataclass
@@ -241,5 +242,11 @@ def _validate(cfg: JobConfig) -> None:
         raise ConfigError(f"[gmm] covariance must be \"diag\" or \"full\", got {cfg.gmm.covariance!r}")
     if cfg.binning.bins < 2:
         raise ConfigError(f"[binning] bins must be >= 2, got {cfg.binning.bins}")
+    if cfg.binning.method not in ("quantile", "bucket"):
+        raise ConfigError(f"[binning] method must be \"quantile\" or \"bucket\", got {cfg.binning.method!r}")
+    if not cfg.selection.iv_threshold >= 0:
+        raise ConfigError(f"[selection] iv_threshold must be >= 0, got {cfg.selection.iv_threshold}")
+    if cfg.selection.top_k < 0:
+        raise ConfigError(f"[selection] top_k must be >= 0, got {cfg.selection.top_k}")
     if cfg.compute.backend not in ("local", "ray"):
         raise ConfigError(f"[compute] backend must be \"local\" or \"ray\", got {cfg.compute.backend!r}")
