@@ -1,0 +1,52 @@
+"""Job configs: TOML plus --set overrides; typos and bad values are refused clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodes.config import load_config
+from nodes.errors import ConfigError
+
+
+def test_overrides_apply_and_parse_as_toml_values(tmp_path):
+    cfg_file = tmp_path / "job.toml"
+    cfg_file.write_text('[job]\nalgorithm = "gmm"\n[lr]\nepochs = 3\n')
+    cfg = load_config(cfg_file, ["lr.epochs=20", "chain.url=http://127.0.0.1:8545", "gmm.k=4"])
+    assert cfg.job.algorithm == "gmm"
+    assert cfg.lr.epochs == 20 and cfg.gmm.k == 4
+    assert cfg.chain.url == "http://127.0.0.1:8545"
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path):
+    (tmp_path / "cfg").mkdir()
+    cfg_file = tmp_path / "cfg" / "job.toml"
+    cfg_file.write_text('[guest]\ndata = "../data/guest.csv"\n')
+    cfg = load_config(cfg_file)
+    assert Path(cfg.guest.data) == (tmp_path / "data" / "guest.csv").resolve()
+
+
+def test_integer_is_accepted_where_a_float_is_expected():
+    assert load_config(None, ["lr.learning_rate=1"]).lr.learning_rate == 1.0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("lr.epoch=3", "[lr] has no key 'epoch'"),
+    ("nosuch.k=1", "unknown config section [nosuch]"),
+    ("lr.epochs=\"many\"", "[lr] epochs: expected an integer"),
+    ("job.algorithm=\"svm\"", "[job] algorithm must be"),
+    ("paillier.key_bits=512", "key_bits must be >= 1024"),
+    ("lr.epochs", "expected KEY=VALUE"),
+])
+def test_bad_keys_and_values_are_refused(override, message):
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, [override])
+    assert message in str(exc.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[job\n")
+    with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
+        load_config(bad)
