@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from vfl.metrics import auc, roc_curve  # noqa: E402
 
@@ -23,6 +24,7 @@ def plot_loss(path: Path, losses: Sequence[float], validation_losses: Sequence[f
         ax.plot(np.arange(1, len(validation_losses) + 1), validation_losses, marker="s",
                 label="validation loss")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("Taylor loss")
     ax.set_title("Vertical logistic regression: loss")
     ax.grid(alpha=0.3)
