@@ -123,16 +123,25 @@ def test_batches_smaller_than_the_peer_column_count_are_refused():
 
 
 def test_monitor_reports_divergence_with_what_to_change():
-    mon = TrainingMonitor(LrOptions(learning_rate=0.7), has_validation=False)
+    mon = TrainingMonitor(LrOptions(learning_rate=0.7), has_validation=False, n_columns=31)
     mon.check_batch(0.69, 0, 0)
-    with pytest.raises(TrainingError, match="diverged at epoch 3, batch 1.*lower learning_rate \\(now 0.7\\)"):
+    with pytest.raises(TrainingError, match="diverged at epoch 3, batch 1: .*learning_rate 0.7 is too large.*"
+                                            "use learning_rate < 0.232 \\(stable for any 31 standardized columns\\)"):
         mon.check_batch(50.0, 2, 0)
 
 
 def test_reference_refuses_a_learning_rate_unstable_for_one_party_columns(breast):
     g, h = breast
-    with pytest.raises(TrainingError, match="learning_rate 1 is unstable for the host's columns.*use learning_rate <"):
+    with pytest.raises(TrainingError, match="learning_rate 1 is unstable for the host's columns.*use learning_rate < 0.232"):
         fit_reference(g.X, h.X, g.y, LrOptions(learning_rate=1.0))
+    fit = fit_reference(g.X, h.X, g.y, LrOptions(learning_rate=0.232, epochs=30, tol=0))  # the advice works
+    assert fit.losses[-1] < fit.losses[0]
+
+
+def test_raw_features_get_the_advice_to_standardize(breast):
+    g, h = breast
+    with pytest.raises(TrainingError, match="unstable for the host's columns.*standardize the features"):
+        fit_reference(g.X, h.X * 3, g.y, LrOptions(standardize=False))
 
 
 def test_reference_detects_divergence_that_no_single_party_can_see():

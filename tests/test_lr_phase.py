@@ -328,7 +328,7 @@ def test_divergence_during_training_stops_both_parties_with_what_to_change(tmp_p
     gctx, hctx = make_contexts(tmp_path, g, h, _config("lr.learning_rate=6.0", "lr.epochs=30", "lr.validation=0"))
     gerr, herr = _run_both(phase.run_guest, phase.run_host, gctx, hctx)
     assert isinstance(gerr, TrainingError) and "training diverged at epoch" in str(gerr)
-    assert "lower learning_rate (now 6)" in str(gerr)
+    assert "learning_rate 6 is too large" in str(gerr) and "use learning_rate < 2.37" in str(gerr)
     assert isinstance(herr, TrainingError) and "training diverged" in str(herr)
     assert not (tmp_path / "guest" / "model.json").exists()
 

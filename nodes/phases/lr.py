@@ -197,7 +197,7 @@ def run_guest(ctx: PartyContext) -> LrResult:
 
     w = guest.weights.copy()
     best = w.copy()
-    monitor = TrainingMonitor(opts, has_validation=len(val) > 0)
+    monitor = TrainingMonitor(opts, has_validation=len(val) > 0, n_columns=guest.X.shape[1] + host_features)
     rounds: list[int] = []
     reason = ""
     epochs_in_round = 0

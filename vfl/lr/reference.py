@@ -46,13 +46,15 @@ def check_guest_side(guest: PreparedParty, y_train: np.ndarray, opts: LrOptions,
                      host_features: int) -> None:
     """The guest's checks before training: both classes, stability of its columns, batch privacy."""
     check_binary_labels(y_train, "training labels")
-    check_block_stability(guest.X, opts.learning_rate, opts.alpha, "the guest's")
+    check_block_stability(guest.X, opts.learning_rate, opts.alpha, "the guest's",
+                          guest.X.shape[1] + host_features, opts.standardize)
     check_batch_privacy(n_train, opts.batch_size, host_features, "host")
 
 
 def check_host_side(host: PreparedParty, opts: LrOptions, n_train: int, guest_columns: int) -> None:
     """The host's checks before training: stability of its columns, batch privacy."""
-    check_block_stability(host.X, opts.learning_rate, opts.alpha, "the host's")
+    check_block_stability(host.X, opts.learning_rate, opts.alpha, "the host's",
+                          host.X.shape[1] + guest_columns, opts.standardize)
     check_batch_privacy(n_train, opts.batch_size, guest_columns, "guest")
 
 
@@ -74,7 +76,7 @@ def fit_reference(X_g: np.ndarray, X_h: np.ndarray, y: np.ndarray, opts: LrOptio
 
     w_g, w_h = guest.weights.copy(), host.weights.copy()
     best_g, best_h = w_g.copy(), w_h.copy()
-    monitor = TrainingMonitor(opts, has_validation=len(val) > 0)
+    monitor = TrainingMonitor(opts, has_validation=len(val) > 0, n_columns=guest.X.shape[1] + host.X.shape[1])
     fit = ReferenceFit(guest.model(w_g), host.model(w_h), train, val)
     for epoch in range(opts.epochs):
         lr = learning_rate(opts, epoch)

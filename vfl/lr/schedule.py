@@ -15,6 +15,7 @@ import numpy as np
 
 from vfl.errors import DataError, TrainingError
 from vfl.lr.options import LrOptions
+from vfl.lr.taylor import advice
 
 DIVERGENCE_FACTOR = 10.0  # a batch loss this many times the first one means divergence
 EPOCH_DIVERGENCE_FACTOR = 2.0  # an epoch loss this many times the best one means divergence
@@ -135,6 +136,7 @@ class TrainingMonitor:
 
     opts: LrOptions
     has_validation: bool
+    n_columns: int = 0  # joint column count (incl. the intercept), for the advice on divergence
     first_batch_loss: float | None = None
     losses: list[float] = field(default_factory=list)
     validation_losses: list[float] = field(default_factory=list)
@@ -183,6 +185,7 @@ class TrainingMonitor:
         return bool(self.opts.early_stopping)
 
     def _diverged(self, where: str) -> str:
-        return (f"training diverged at {where}; lower learning_rate (now {self.opts.learning_rate:g}): "
-                f"the Taylor loss needs learning_rate*(0.25*lambda_max(X^T X/n) + alpha) < 2, "
-                f"or standardize the features ([lr] standardize = true)")
+        o = self.opts
+        return (f"training diverged at {where}; learning_rate {o.learning_rate:g} is too large for these "
+                f"features (the Taylor loss needs learning_rate*(0.25*lambda_max(X^T X/n) + alpha) < 2): "
+                + advice(o.learning_rate, o.alpha, self.n_columns, o.standardize))

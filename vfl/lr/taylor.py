@@ -58,21 +58,37 @@ def max_stable_learning_rate(lam: float, alpha: float) -> float:
     return 2.0 / (0.25 * lam + alpha) if 0.25 * lam + alpha > 0 else math.inf
 
 
+def safe_learning_rate(n_columns: int, alpha: float) -> float:
+    """A learning rate that is stable for any `n_columns` standardized columns (incl. the intercept's).
+
+    Standardized columns have mean square 1, so lambda_max(X^T X/n) <= trace = n_columns.
+    Both parties know both column counts, so either can name this bound without revealing data.
+    """
+    return 0.9 * max_stable_learning_rate(float(n_columns), alpha)
+
+
+def advice(learning_rate: float, alpha: float, n_columns: int, standardized: bool) -> str:
+    """What to change when training is (or would be) unstable."""
+    if standardized:
+        return (f"use learning_rate < {safe_learning_rate(n_columns, alpha):.3g} (stable for any "
+                f"{n_columns} standardized columns)")
+    return "standardize the features ([lr] standardize = true) or lower learning_rate"
+
+
 def check_block_stability(X: np.ndarray, learning_rate: float, alpha: float, whose: str,
-                          intercept: bool = False) -> None:
+                          n_columns: int, standardized: bool) -> None:
     """Refuse a learning rate that is unstable for one party's columns alone.
 
     lambda_max of a block of columns is a lower bound of the joint lambda_max,
     so a violation here means the joint training diverges for sure (checked by
-    each party on its own columns, revealing nothing to the other).
+    each party on its own columns, revealing nothing to the other). `n_columns`
+    is the joint column count (for the advice).
     """
-    lam = gram_max_eigenvalue(X, intercept)
+    lam = gram_max_eigenvalue(X)
     factor = stability_factor(lam, learning_rate, alpha)
     if factor >= 2.0:
-        limit = max_stable_learning_rate(lam, alpha)
         raise TrainingError(
             f"learning_rate {learning_rate:g} is unstable for {whose} columns: "
             f"learning_rate*(0.25*lambda_max(X^T X/n) + alpha) = {factor:.3g} >= 2 "
-            f"(lambda_max = {lam:.4g}); use learning_rate < {0.9 * limit:.3g}, or standardize "
-            f"the features ([lr] standardize = true)"
+            f"(lambda_max = {lam:.4g}); {advice(learning_rate, alpha, n_columns, standardized)}"
         )
