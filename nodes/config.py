@@ -79,17 +79,22 @@ class SelectionSection:
 
 @dataclass
 class LrSection:
+    """Vertical logistic regression (vfl.lr.options.LrOptions documents each key)."""
+
     epochs: int = 20
     batch_size: int = 0  # 0: full batch
     learning_rate: float = 0.15
-    decay: float = 0.0
+    decay: float = 0.0  # learning rate of epoch e: learning_rate / (1 + decay * e)
     alpha: float = 0.01  # regularization strength
-    penalty: str = "l2"  # "l2" | "l1" | "none"
-    tol: float = 1e-4
-    validation: float = 0.2
-    early_stopping: int = 0  # epochs without improvement; 0: off
+    penalty: str = "l2"  # "l2" | "l1" (proximal) | "none"
+    tol: float = 1e-4  # stop when the epoch loss changes by less
+    validation: float = 0.2  # fraction of rows held out by the guest (by ID); 0: none
+    early_stopping: int = 0  # epochs without a lower validation loss; 0: off
     round_every: int = 1  # commit a round every N epochs
-    warm_start: str = ""
+    warm_start: str = ""  # a run directory (or model.json) to start from
+    fit_intercept: bool = True  # intercept at the guest
+    standardize: bool = True  # each party standardizes its own columns (training rows' mean/std)
+    step_timeout: float = 3600.0  # seconds to wait for the peer's next protocol message
 
 
 @dataclass
@@ -248,5 +253,11 @@ def _validate(cfg: JobConfig) -> None:
         raise ConfigError(f"[selection] iv_threshold must be >= 0, got {cfg.selection.iv_threshold}")
     if cfg.selection.top_k < 0:
         raise ConfigError(f"[selection] top_k must be >= 0, got {cfg.selection.top_k}")
+    if cfg.lr.penalty not in ("l2", "l1", "none"):
+        raise ConfigError(f"[lr] penalty must be \"l2\", \"l1\" or \"none\", got {cfg.lr.penalty!r}")
+    if cfg.lr.round_every < 1:
+        raise ConfigError(f"[lr] round_every must be >= 1, got {cfg.lr.round_every}")
+    if cfg.lr.step_timeout <= 0:
+        raise ConfigError(f"[lr] step_timeout must be > 0, got {cfg.lr.step_timeout}")
     if cfg.compute.backend not in ("local", "ray"):
         raise ConfigError(f"[compute] backend must be \"local\" or \"ray\", got {cfg.compute.backend!r}")
