@@ -14,9 +14,10 @@ import json
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
-from nodes.transport.base import Address
+if TYPE_CHECKING:  # nodes.transport imports this module
+    from nodes.transport.base import Address
 
 Direction = Literal["sent", "received"]
 
