@@ -64,5 +64,5 @@ __all__ = [
     "guest_encrypt_responsibilities", "guest_random_from_data_responsibilities",
     "guest_random_responsibilities", "guest_random_rows", "host_encrypted_statistics",
     "host_mask_statistics", "host_unmask_statistics", "kmeans_centers", "one_hot",
-    "pack_residues", "split_statistics", "statistic_features", "unpack_residues",
+    "pack_residues", "rows_sum_to_one", "split_statistics", "statistic_features", "unpack_residues",
 ]
