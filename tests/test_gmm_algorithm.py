@@ -216,3 +216,29 @@ def test_sklearn_refuses_what_we_refuse():
     with warnings.catch_warnings(), pytest.raises(ValueError, match="ill-defined empirical covariance"):
         warnings.simplefilter("ignore")
         GaussianMixture(2, covariance_type="diag", reg_covar=0.0, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ('gmm.init="bogus"', "[gmm] init must be"),
+    ("gmm.k=0", "[gmm] k must be >= 1"),
+    ("gmm.k_range=[2, 2]", "[gmm] k_range must list distinct values >= 1"),
+    ("gmm.reg_covar=-1.0", "[gmm] reg_covar must be >= 0"),
+    ("gmm.n_init=0", "[gmm] n_init must be >= 1"),
+])
+def test_config_refuses_bad_gmm_settings(override, message):
+    from nodes.config import load_config
+    from nodes.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert str(err.value).startswith(message)
+
+
+def test_config_gmm_section_gives_the_options():
+    from nodes.config import load_config
+    from nodes.phases.gmm import options_from_config
+
+    cfg = load_config(None, ["gmm.k_range=[1, 2, 3]", 'gmm.covariance="full"', "job.seed=7", "gmm.n_init=2"])
+    opts = options_from_config(cfg)
+    assert opts.candidates == (1, 2, 3) and opts.covariance == "full" and opts.seed == 7 and opts.n_init == 2
+    assert GmmOptions.from_json(opts.to_json()) == opts
