@@ -23,7 +23,9 @@ $(PY_STAMP): pyproject.toml constraints.txt | $(PY)
 	@touch $@
 
 $(NPM_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm install` (not `npm ci`): the registry here lacks the other platforms' optional
+	# anvil binaries, which `npm ci` insists on; the lock file pins every version.
+	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 demo: setup
