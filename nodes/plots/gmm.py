@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_log_likelihood(lower_bounds: Sequence[Sequence[float]], best_init: int, path: Path) -> Path:
@@ -21,6 +22,7 @@ def plot_log_likelihood(lower_bounds: Sequence[Sequence[float]], best_init: int,
         ax.plot(its, lbs, marker="o", ms=3, lw=2 if best else 1, alpha=1 if best else 0.5,
                 label=f"init {i + 1}" + (" (best)" if best else ""))
     ax.set_xlabel("EM iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("mean log-likelihood")
     ax.set_title("FL-EM-GMM: log-likelihood per iteration")
     if len(lower_bounds) > 1:
