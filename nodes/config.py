@@ -104,9 +104,10 @@ class GmmSection:
     reg_covar: float = 1e-6
     tol: float = 1e-3
     max_iter: int = 100
-    n_init: int = 1
-    init: str = "kmeans"
-    k_range: list[int] = field(default_factory=list)  # model selection by BIC over these K
+    n_init: int = 1  # initialisations; the best lower bound is kept
+    init: str = "kmeans"  # "kmeans" (federated k-means) | "random" | "random_from_data"
+    kmeans_max_iter: int = 30  # Lloyd iterations of the "kmeans" initialisation
+    k_range: list[int] = field(default_factory=list)  # if set: fit each K, keep the lowest BIC
 
 
 @dataclass
@@ -245,6 +246,7 @@ def _validate(cfg: JobConfig) -> None:
         raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
     if cfg.gmm.covariance not in ("diag", "full"):
         raise ConfigError(f"[gmm] covariance must be \"diag\" or \"full\", got {cfg.gmm.covariance!r}")
+    _validate_gmm(cfg)
     if cfg.binning.bins < 2:
         raise ConfigError(f"[binning] bins must be >= 2, got {cfg.binning.bins}")
     if cfg.binning.method not in ("quantile", "bucket"):
@@ -261,3 +263,18 @@ def _validate(cfg: JobConfig) -> None:
         raise ConfigError(f"[lr] step_timeout must be > 0, got {cfg.lr.step_timeout}")
     if cfg.compute.backend not in ("local", "ray"):
         raise ConfigError(f"[compute] backend must be \"local\" or \"ray\", got {cfg.compute.backend!r}")
+
+
+def _validate_gmm(cfg: JobConfig) -> None:
+    """The [gmm] ranges (vfl.gmm.GmmOptions.validate repeats them when a fit starts)."""
+    g = cfg.gmm
+    if g.init not in ("kmeans", "random", "random_from_data"):
+        raise ConfigError(f"[gmm] init must be \"kmeans\", \"random\" or \"random_from_data\", got {g.init!r}")
+    for name in ("k", "max_iter", "n_init", "kmeans_max_iter"):
+        if getattr(g, name) < 1:
+            raise ConfigError(f"[gmm] {name} must be >= 1, got {getattr(g, name)}")
+    if any(k < 1 for k in g.k_range) or len(set(g.k_range)) != len(g.k_range):
+        raise ConfigError(f"[gmm] k_range must list distinct values >= 1, got {g.k_range}")
+    for name in ("tol", "reg_covar"):
+        if not getattr(g, name) >= 0:
+            raise ConfigError(f"[gmm] {name} must be >= 0, got {getattr(g, name)}")
