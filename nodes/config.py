@@ -72,30 +72,36 @@ class ComputeSection:
 
 @dataclass
 class BinningSection:
-    method: str = "quantile"  # "quantile" | "bucket" (equal width)
-    bins: int = 10
+    method: str = "quantile"  # "quantile" | "bucket" (equal width); FATE 1.x conventions
+    bins: int = 10  # at most; repeated split points are merged
+    anonymous: bool = False  # host: show the guest "host.f0".. instead of "host.<column>"
 
 
 @dataclass
 class SelectionSection:
-    iv_threshold: float = 0.02
-    top_k: int = 0  # 0: no limit
-    woe_transform: bool = False
+    iv_threshold: float = 0.02  # keep features with IV >= this
+    top_k: int = 0  # then keep at most the k best by IV; 0: no limit
+    woe_transform: bool = False  # train on standardized WoE values instead of the raw columns
 
 
 @dataclass
 class LrSection:
+    """Vertical logistic regression (vfl.lr.options.LrOptions documents each key)."""
+
     epochs: int = 20
     batch_size: int = 0  # 0: full batch
     learning_rate: float = 0.15
-    decay: float = 0.0
+    decay: float = 0.0  # learning rate of epoch e: learning_rate / (1 + decay * e)
     alpha: float = 0.01  # regularization strength
-    penalty: str = "l2"  # "l2" | "l1" | "none"
-    tol: float = 1e-4
-    validation: float = 0.2
-    early_stopping: int = 0  # epochs without improvement; 0: off
+    penalty: str = "l2"  # "l2" | "l1" (proximal) | "none"
+    tol: float = 1e-4  # stop when the epoch loss changes by less
+    validation: float = 0.2  # fraction of rows held out by the guest (by ID); 0: none
+    early_stopping: int = 0  # epochs without a lower validation loss; 0: off
     round_every: int = 1  # commit a round every N epochs
-    warm_start: str = ""
+    warm_start: str = ""  # a run directory (or model.json) to start from
+    fit_intercept: bool = True  # intercept at the guest
+    standardize: bool = True  # each party standardizes its own columns (training rows' mean/std)
+    step_timeout: float = 3600.0  # seconds to wait for the peer's next protocol message
 
 
 @dataclass
@@ -105,9 +111,10 @@ class GmmSection:
     reg_covar: float = 1e-6
     tol: float = 1e-3
     max_iter: int = 100
-    n_init: int = 1
-    init: str = "kmeans"
-    k_range: list[int] = field(default_factory=list)  # model selection by BIC over these K
+    n_init: int = 1  # initialisations; the best lower bound is kept
+    init: str = "kmeans"  # "kmeans" (federated k-means) | "random" | "random_from_data"
+    kmeans_max_iter: int = 30  # Lloyd iterations of the "kmeans" initialisation
+    k_range: list[int] = field(default_factory=list)  # if set: fit each K, keep the lowest BIC
 
 
 LOCAL_SECTIONS = ("guest", "host", "chain", "transport", "compute")  # not part of the job definition
@@ -274,7 +281,35 @@ def _validate(cfg: JobConfig) -> None:
         raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
     if cfg.gmm.covariance not in ("diag", "full"):
         raise ConfigError(f"[gmm] covariance must be \"diag\" or \"full\", got {cfg.gmm.covariance!r}")
+    _validate_gmm(cfg)
     if cfg.binning.bins < 2:
         raise ConfigError(f"[binning] bins must be >= 2, got {cfg.binning.bins}")
+    if cfg.binning.method not in ("quantile", "bucket"):
+        raise ConfigError(f"[binning] method must be \"quantile\" or \"bucket\", got {cfg.binning.method!r}")
+    if not cfg.selection.iv_threshold >= 0:
+        raise ConfigError(f"[selection] iv_threshold must be >= 0, got {cfg.selection.iv_threshold}")
+    if cfg.selection.top_k < 0:
+        raise ConfigError(f"[selection] top_k must be >= 0, got {cfg.selection.top_k}")
+    if cfg.lr.penalty not in ("l2", "l1", "none"):
+        raise ConfigError(f"[lr] penalty must be \"l2\", \"l1\" or \"none\", got {cfg.lr.penalty!r}")
+    if cfg.lr.round_every < 1:
+        raise ConfigError(f"[lr] round_every must be >= 1, got {cfg.lr.round_every}")
+    if cfg.lr.step_timeout <= 0:
+        raise ConfigError(f"[lr] step_timeout must be > 0, got {cfg.lr.step_timeout}")
     if cfg.compute.backend not in ("local", "ray"):
         raise ConfigError(f"[compute] backend must be \"local\" or \"ray\", got {cfg.compute.backend!r}")
+
+
+def _validate_gmm(cfg: JobConfig) -> None:
+    """The [gmm] ranges (vfl.gmm.GmmOptions.validate repeats them when a fit starts)."""
+    g = cfg.gmm
+    if g.init not in ("kmeans", "random", "random_from_data"):
+        raise ConfigError(f"[gmm] init must be \"kmeans\", \"random\" or \"random_from_data\", got {g.init!r}")
+    for name in ("k", "max_iter", "n_init", "kmeans_max_iter"):
+        if getattr(g, name) < 1:
+            raise ConfigError(f"[gmm] {name} must be >= 1, got {getattr(g, name)}")
+    if any(k < 1 for k in g.k_range) or len(set(g.k_range)) != len(g.k_range):
+        raise ConfigError(f"[gmm] k_range must list distinct values >= 1, got {g.k_range}")
+    for name in ("tol", "reg_covar"):
+        if not getattr(g, name) >= 0:
+            raise ConfigError(f"[gmm] {name} must be >= 0, got {getattr(g, name)}")

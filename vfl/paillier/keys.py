@@ -1,19 +1,22 @@
 """Paillier key pairs, interoperable with python-paillier (`phe`).
 
-Encryption uses g = n + 1, so Enc(m) = (1 + m*n) * r^n mod n^2, with the
-Damgård–Jurik–Nielsen short-randomness variant r^n = hs^a, hs = h^n for a
-random square h and a random exponent a of half the key length (see
-docs/paillier.md for the security argument). Decryption uses the CRT over
-p^2 and q^2. All heavy loops run in gmpy2 list routines that release the GIL.
+Encryption uses g = n + 1, so Enc(m) = (1 + m n) * R mod n^2 with the
+Damgård–Jurik–Nielsen randomizer R = hs^a: hs = h^n for a random unit h
+(chosen once per key and process), a uniform of ceil(k/2) bits for a k-bit n.
+The powers hs^a come from fixed-base tables. A process that holds the private
+key encrypts under its own key in the CRT domain (mod p^2 and q^2: about twice
+as fast), and decrypts by the CRT. Ciphertexts are ordinary Paillier
+ciphertexts either way: `phe` decrypts ours and we decrypt its.
+See docs/paillier.md for the security level of each choice.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import warnings
+import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
@@ -21,7 +24,7 @@ from phe import paillier
 from phe import util as phe_util
 
 from vfl.errors import PaillierError
-from vfl.paillier import _parallel
+from vfl.paillier import _kernels, _parallel, _randomness
 
 if TYPE_CHECKING:
     from vfl.paillier.array import EncryptedArray
@@ -29,13 +32,35 @@ if TYPE_CHECKING:
 DEFAULT_KEY_BITS = 2048
 MIN_KEY_BITS = 1024
 
-if not getattr(phe_util, "HAVE_GMP", False):  # pragma: no cover - depends on the install
-    warnings.warn(
-        "phe is NOT using gmpy2: Paillier will be 10-100x slower. Install gmpy2 "
-        "(pip install gmpy2) in the same environment.",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+# Elements per unit of parallel work: small enough to bound memory, large enough
+# that the per-task overhead (about a millisecond) is noise.
+ENCRYPT_CHUNK = (128, 4096)
+DECRYPT_CHUNK = (32, 2048)
+
+
+def phe_backend_problem() -> str | None:
+    """Why `phe` would run at pure-Python speed, or None if it really uses gmpy2."""
+    if not getattr(phe_util, "HAVE_GMP", False):
+        return ("phe is NOT using gmpy2: Paillier will be 10-100x slower. Install gmpy2 "
+                "(pip install gmpy2) in the same environment as phe.")
+    try:
+        probe = phe_util.powmod(1 << 40, (1 << 40) + 1, (1 << 80) + 13)
+    except Exception as exc:  # noqa: BLE001 - any failure means phe's gmpy2 path is broken
+        return f"phe's gmpy2 arithmetic fails ({exc}); Paillier interop is unusable"
+    if probe != pow(1 << 40, (1 << 40) + 1, (1 << 80) + 13):
+        return "phe's gmpy2 arithmetic returns wrong results; reinstall gmpy2 and phe"
+    return None
+
+
+def warn_if_phe_is_slow() -> bool:
+    """Warn loudly (RuntimeWarning) if phe does not use gmpy2; True if it does."""
+    problem = phe_backend_problem()
+    if problem:
+        warnings.warn(problem, RuntimeWarning, stacklevel=2)
+    return problem is None
+
+
+warn_if_phe_is_slow()
 
 
 def _check_bits(bits: int) -> None:
@@ -46,18 +71,29 @@ def _check_bits(bits: int) -> None:
         )
 
 
+# n -> the PrivateKey this process holds for it: encryption under an own key takes the CRT path.
+_owners: weakref.WeakValueDictionary[int, PrivateKey] = weakref.WeakValueDictionary()
+
+
+def _as_object(values: list[Any], shape: tuple[int, ...]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out.reshape(shape)
+
+
 @dataclass(eq=False)
 class PublicKey:
     """A Paillier public key (n); encrypts numpy arrays into `EncryptedArray`s."""
 
     n: int
     nsquare: gmpy2.mpz = field(init=False, repr=False)
-    _hs: gmpy2.mpz | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.n = int(self.n)
         if self.n.bit_length() < MIN_KEY_BITS - 8:
             _check_bits(self.n.bit_length())
+        if self.n % 2 == 0:
+            raise PaillierError("malformed public key: n is even")
         self.nsquare = gmpy2.mpz(self.n) * self.n
 
     # -- identity ---------------------------------------------------------
@@ -98,28 +134,81 @@ class PublicKey:
         except (KeyError, TypeError, ValueError) as exc:
             raise PaillierError(f"malformed public key: {exc}") from None
 
-    # -- encryption -------------------------------------------------------
-    def _djn_base(self) -> gmpy2.mpz:
-        """hs = h^n mod n^2 for a random square h (chosen once per key and process)."""
-        if self._hs is None:
-            x = gmpy2.mpz(secrets.randbelow(self.n - 2) + 2)
-            h = (-(x * x)) % self.n
-            self._hs = gmpy2.powmod(h, self.n, self.nsquare)
-        return self._hs
+    # -- randomizers ------------------------------------------------------
+    @property
+    def owned(self) -> bool:
+        """True if this process holds the private key (encryption takes the CRT path)."""
+        return self.n in _owners
+
+    def _obfuscator_source(self) -> tuple[str, str, tuple[Any, ...]]:
+        """(randomizer kernel, encryption kernel, key spec) for this process."""
+        window = _parallel.settings().window
+        owner = _owners.get(self.n)
+        if owner is not None:
+            return "obfuscators_crt", "encrypt_crt", (int(owner._p), int(owner._q), window)
+        return "obfuscators_public", "encrypt_public", (self.n, window)
 
     def raw_obfuscators(self, count: int) -> list[gmpy2.mpz]:
-        """`count` fresh values r^n mod n^2 (DJN: hs^a, a of half the key length)."""
-        abits = max(self.bits // 2, 256)
-        exps = [gmpy2.mpz(secrets.randbits(abits)) for _ in range(count)]
-        hs = self._djn_base()
-        nsq = self.nsquare
-        return _parallel.map_chunks(lambda ch: gmpy2.powmod_exp_list(hs, ch, nsq), exps)
+        """`count` fresh DJN randomizers hs^a mod n^2 (Enc(0) values), from the pool first."""
+        kernel, _, spec = self._obfuscator_source()
+        out = self._from_pool(kernel, spec, count)
+        rest = count - len(out)
+        ranges = _parallel.split(rest, *ENCRYPT_CHUNK)
+        for vec in _parallel.run(kernel, [(*spec, b - a) for a, b in ranges]):
+            out.extend(vec.values)
+        return out
 
+    def raw_uniform_obfuscators(self, count: int) -> list[gmpy2.mpz]:
+        """`count` values r^n mod n^2 with r uniform in Z_n^* (standard Paillier randomness).
+
+        Slower than `raw_obfuscators` (a full-length exponent each), but their
+        distribution is exactly uniform over the n-th residues, which matters
+        when hiding a ciphertext's origin from the key owner (`rerandomize`).
+        """
+        ranges = _parallel.split(count, 8, 1024)
+        out: list[gmpy2.mpz] = []
+        for vec in _parallel.run("obfuscators_uniform", [(self.n, b - a) for a, b in ranges]):
+            out.extend(vec.values)
+        return out
+
+    def warm_up(self) -> None:
+        """Build this key's fixed-base tables now (in this process and, roughly, in every
+        worker), so that the first timed encryption does not pay for them."""
+        kernel, _, spec = self._obfuscator_source()
+        if kernel == "obfuscators_public":
+            _kernels.public_math(self.n, spec[-1]).table()
+        else:
+            _kernels.crt_math(*spec).tables()
+        if _parallel.workers() > 1:
+            _parallel.run(kernel, [(*spec, _kernels.TABLE_THRESHOLD)] * _parallel.workers())
+
+    def precompute(self, count: int) -> None:
+        """Start computing `count` randomizers in the background for later encryptions."""
+        kernel, _, spec = self._obfuscator_source()
+        _randomness.pool_for(kernel, spec).fill(count)
+
+    def _from_pool(self, kernel: str, spec: tuple[Any, ...], count: int) -> list[Any]:
+        pool = _randomness.existing_pool(kernel, spec)
+        size = _parallel.settings().pool_size
+        if pool is None and size:
+            pool = _randomness.pool_for(kernel, spec)
+            pool.fill(size)
+        return pool.take(count) if pool is not None and count else []
+
+    # -- encryption -------------------------------------------------------
     def raw_encrypt(self, residues: list[int]) -> list[gmpy2.mpz]:
-        """Encrypt plaintext residues in [0, n): (1 + m*n) * r^n mod n^2."""
-        n, nsq = gmpy2.mpz(self.n), self.nsquare
-        obf = self.raw_obfuscators(len(residues))
-        return [((1 + gmpy2.mpz(m) * n) * r) % nsq for m, r in zip(residues, obf, strict=True)]
+        """Encrypt plaintext residues in [0, n): (1 + m n) R mod n^2."""
+        residues = list(residues)
+        obf_kernel, enc_kernel, spec = self._obfuscator_source()
+        pooled = self._from_pool(obf_kernel, spec, len(residues))
+        k = len(pooled)
+        out = _kernels.combine_encrypt(gmpy2.mpz(self.n), self.nsquare, residues[:k], pooled)
+        rest = residues[k:]
+        ranges = _parallel.split(len(rest), *ENCRYPT_CHUNK)
+        args = [(*spec, _kernels.IntVec(rest[a:b])) for a, b in ranges]
+        for vec in _parallel.run(enc_kernel, args):
+            out.extend(vec.values)
+        return out
 
     def encrypt(self, values: np.ndarray | float, precision: int | None = None) -> EncryptedArray:
         """Encrypt a numpy array (or scalar) at `precision` fractional bits.
@@ -127,22 +216,23 @@ class PublicKey:
         Integer arrays are encrypted exactly at precision 0 unless told otherwise.
         """
         from vfl.paillier.array import EncryptedArray
-        from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, encode
+        from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, encode, is_integer_array
 
         arr = np.asarray(values)
         if precision is None:
-            is_int = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)
-            precision = 0 if is_int else DEFAULT_PRECISION_BITS
+            precision = 0 if is_integer_array(arr) else DEFAULT_PRECISION_BITS
         residues = encode(arr, precision, self.n)
         cipher = self.raw_encrypt(residues.ravel().tolist())
-        out = np.empty(len(cipher), dtype=object)
-        out[:] = cipher
-        return EncryptedArray(self, out.reshape(arr.shape), precision)
+        return EncryptedArray(self, _as_object(cipher, arr.shape), precision)
 
 
 @dataclass(eq=False)
 class PrivateKey:
-    """A Paillier private key (p, q) with CRT decryption."""
+    """A Paillier private key (p, q): CRT decryption, and fast CRT encryption under its own key.
+
+    While a PrivateKey exists, encryptions under its public key in this process
+    (`pk.encrypt`, `sk.encrypt`) take the CRT path.
+    """
 
     public_key: PublicKey
     p: int
@@ -155,13 +245,7 @@ class PrivateKey:
         if q < p:  # keep p < q like phe
             p, q = q, p
         self._p, self._q = p, q
-        self._psq, self._qsq = p * p, q * q
-        self._pm1, self._qm1 = p - 1, q - 1
-        n = gmpy2.mpz(self.public_key.n)
-        g = n + 1
-        self._hp = gmpy2.invert((gmpy2.powmod(g, p - 1, self._psq) - 1) // p, p)
-        self._hq = gmpy2.invert((gmpy2.powmod(g, q - 1, self._qsq) - 1) // q, q)
-        self._p_inv_q = gmpy2.invert(p, q)
+        _owners[self.public_key.n] = self
 
     @classmethod
     def from_phe(cls, sk: paillier.PaillierPrivateKey) -> PrivateKey:
@@ -170,32 +254,44 @@ class PrivateKey:
     def to_phe(self) -> paillier.PaillierPrivateKey:
         return paillier.PaillierPrivateKey(self.public_key.to_phe(), int(self._p), int(self._q))
 
-    def raw_decrypt(self, ciphertexts: list[int]) -> list[gmpy2.mpz]:
-        """Decrypt raw ciphertexts to residues in [0, n) using the CRT."""
+    def _spec(self) -> tuple[int, int, int]:
+        return int(self._p), int(self._q), _parallel.settings().window
+
+    # -- encryption under the own key ----------------------------------------
+    def encrypt(self, values: np.ndarray | float, precision: int | None = None) -> EncryptedArray:
+        """Encrypt under the own public key on the CRT fast path (same as `public_key.encrypt`)."""
+        _owners[self.public_key.n] = self
+        return self.public_key.encrypt(values, precision)
+
+    # -- decryption ---------------------------------------------------------
+    def raw_decrypt(self, ciphertexts: list[int], small: bool = False) -> list[gmpy2.mpz]:
+        """Decrypt raw ciphertexts to residues in [0, n) using the CRT.
+
+        `small=True` first tries the p half alone, which suffices (at half the cost)
+        for plaintexts of magnitude below about 2^(|p| - 160); others fall back to
+        the full CRT, so the result is the same either way (`_kernels.CrtMath.decrypt_small`).
+        """
         cs = [gmpy2.mpz(c) for c in ciphertexts]
-        p, q, psq, qsq = self._p, self._q, self._psq, self._qsq
-        xp = _parallel.map_chunks(lambda ch: gmpy2.powmod_base_list(ch, self._pm1, psq), cs)
-        xq = _parallel.map_chunks(lambda ch: gmpy2.powmod_base_list(ch, self._qm1, qsq), cs)
-        out = []
-        for a, b in zip(xp, xq, strict=True):
-            mp = ((a - 1) // p) * self._hp % p
-            mq = ((b - 1) // q) * self._hq % q
-            out.append(mp + ((mq - mp) * self._p_inv_q % q) * p)
+        spec = self._spec()
+        kernel = "decrypt_small" if small else "decrypt_crt"
+        out: list[gmpy2.mpz] = []
+        ranges = _parallel.split(len(cs), *DECRYPT_CHUNK)
+        for vec in _parallel.run(kernel, [(*spec, _kernels.IntVec(cs[a:b])) for a, b in ranges]):
+            out.extend(vec.values)
         return out
 
     def decrypt_raw(self, enc: EncryptedArray) -> np.ndarray:
-        """Decrypt to residues mod n (object array), without decoding: for unmasking."""
+        """Decrypt to residues mod n (object array of ints), without decoding: for unmasking."""
         self._check_key(enc)
         res = self.raw_decrypt(enc.cipher.ravel().tolist())
-        out = np.empty(len(res), dtype=object)
-        out[:] = [int(v) for v in res]
-        return out.reshape(enc.shape)
+        return _as_object([int(v) for v in res], enc.cipher.shape)
 
     def decrypt(self, enc: EncryptedArray) -> np.ndarray:
-        """Decrypt and decode to float64."""
-        from vfl.paillier.encoding import decode
-
-        return decode(self.decrypt_raw(enc), enc.precision, self.public_key.n)
+        """Decrypt and decode to float64 (a packed array decodes to its slot values)."""
+        self._check_key(enc)
+        small = not getattr(enc, "packed", False)  # fixed-point values are small; packed ones are not
+        res = self.raw_decrypt(enc.cipher.ravel().tolist(), small=small)
+        return enc._decode_residues(_as_object([int(v) for v in res], enc.cipher.shape))
 
     def _check_key(self, enc: EncryptedArray) -> None:
         if enc.public_key != self.public_key:

@@ -9,6 +9,10 @@
     ...     2           element width w in bytes = byte length of n^2
     ...     w*size      ciphertexts, unsigned big-endian, w bytes each
 
+Packed arrays (`vfl.paillier.packing`) use the magic b"VPK1" and add their
+slot layout and bound to the header (see `packing.dumps_packed`);
+`EncryptedArray.from_bytes` reads either.
+
 Never pickle. `loads` checks every field and raises `WireFormatError` with a
 message naming what is wrong (truncated, trailing bytes, foreign key, a value
 that is not a ciphertext of this key).
@@ -26,6 +30,7 @@ from vfl.paillier.array import EncryptedArray
 from vfl.paillier.keys import PublicKey
 
 MAGIC = b"VPA1"
+PACKED_MAGIC = b"VPK1"
 MAX_ELEMENTS = 1 << 31
 
 
@@ -38,23 +43,52 @@ def dumps(arr: EncryptedArray) -> bytes:
     w = element_width(arr.public_key)
     head = MAGIC + arr.public_key.fingerprint + struct.pack(">hB", arr.precision, arr.ndim)
     head += struct.pack(f">{arr.ndim}I", *arr.shape) + struct.pack(">H", w)
-    body = b"".join(int(c).to_bytes(w, "big") for c in arr.cipher.ravel().tolist())
+    body = b"".join(gmpy2.mpz(c).to_bytes(w, "big") for c in arr.cipher.ravel().tolist())
     return head + body
 
 
-def loads(data: bytes, public_key: PublicKey) -> EncryptedArray:
-    """Parse bytes produced by `dumps`, checking they are ciphertexts of `public_key`."""
-    mv = memoryview(data)
-    if len(mv) < 15:
-        raise WireFormatError(f"ciphertext array truncated: {len(mv)} bytes, header needs 15")
-    if bytes(mv[:4]) != MAGIC:
-        raise WireFormatError("not a ciphertext array (bad magic bytes)")
-    fp = bytes(mv[4:12])
+def check_fingerprint(fp: bytes, public_key: PublicKey) -> None:
     if fp != public_key.fingerprint:
         raise WireFormatError(
             f"ciphertext array is under a foreign key (fingerprint {fp.hex()}, "
             f"expected {public_key.fingerprint.hex()})"
         )
+
+
+def parse_ciphertexts(mv: memoryview, pos: int, size: int, w: int, public_key: PublicKey,
+                      what: str = "ciphertext array") -> np.ndarray:
+    """`size` ciphertexts of `w` bytes from mv[pos:], which must end exactly there; each in (0, n^2)."""
+    if size > MAX_ELEMENTS:
+        raise WireFormatError(f"{what} claims {size} elements, more than allowed")
+    expected = pos + w * size
+    if len(mv) < expected:
+        raise WireFormatError(f"{what} truncated: {len(mv)} bytes, expected {expected}")
+    if len(mv) > expected:
+        raise WireFormatError(f"{what} has {len(mv) - expected} trailing bytes")
+    nsq = public_key.nsquare
+    frm = gmpy2.mpz.from_bytes
+    body = bytes(mv[pos:expected])
+    values = [frm(body[i : i + w], "big") for i in range(0, w * size, w)]
+    for i, c in enumerate(values):
+        if c <= 0 or c >= nsq:
+            raise WireFormatError(f"element {i} of the {what} is not a ciphertext of this key")
+    cipher = np.empty(size, dtype=object)
+    cipher[:] = values
+    return cipher
+
+
+def loads(data: bytes, public_key: PublicKey) -> EncryptedArray:
+    """Parse bytes produced by `dumps` (or a packed array's), checking they are ciphertexts of `public_key`."""
+    mv = memoryview(data)
+    if len(mv) >= 4 and bytes(mv[:4]) == PACKED_MAGIC:
+        from vfl.paillier.packing import loads_packed
+
+        return loads_packed(data, public_key)
+    if len(mv) < 15:
+        raise WireFormatError(f"ciphertext array truncated: {len(mv)} bytes, header needs 15")
+    if bytes(mv[:4]) != MAGIC:
+        raise WireFormatError("not a ciphertext array (bad magic bytes)")
+    check_fingerprint(bytes(mv[4:12]), public_key)
     precision, ndim = struct.unpack(">hB", mv[12:15])
     pos = 15
     if len(mv) < pos + 4 * ndim + 2:
@@ -68,18 +102,5 @@ def loads(data: bytes, public_key: PublicKey) -> EncryptedArray:
     size = 1
     for s in shape:
         size *= s
-    if size > MAX_ELEMENTS:
-        raise WireFormatError(f"ciphertext array claims {size} elements, more than allowed")
-    expected = pos + w * size
-    if len(mv) < expected:
-        raise WireFormatError(f"ciphertext array truncated: {len(mv)} bytes, expected {expected}")
-    if len(mv) > expected:
-        raise WireFormatError(f"ciphertext array has {len(mv) - expected} trailing bytes")
-    nsq = public_key.nsquare
-    cipher = np.empty(size, dtype=object)
-    for i in range(size):
-        c = gmpy2.mpz(int.from_bytes(mv[pos + i * w : pos + (i + 1) * w], "big"))
-        if c <= 0 or c >= nsq:
-            raise WireFormatError(f"element {i} is not a ciphertext of this key")
-        cipher[i] = c
+    cipher = parse_ciphertexts(mv, pos, size, w, public_key)
     return EncryptedArray(public_key, cipher.reshape(shape), precision)

@@ -1,0 +1,738 @@
+"""Phase "gmm": FL-EM-GMM, the federated EM algorithm for a block-diagonal Gaussian mixture.
+
+The guest drives (it is the "server" of the algorithm); the host follows. Every
+round starts with the guest's `step` message and the host's reply; the steps:
+
+    setup     guest: settings and row count; host: "ready" (its own checks, its column count)
+    kmeans    (init = "kmeans") host: its block's squared distances to its centres (none at
+              iteration 0); guest: nearest centres, then an encrypted M-step for the means
+              only (or, once the assignments repeat, the full M-step that starts EM)
+    init      an encrypted M-step from the guest's initial responsibilities
+    em        host: its block's log-densities (E-step); guest: responsibilities, lower
+              bound; then the encrypted M-step (vfl.gmm.mstep)
+    final     host: log-densities under the best initialisation's parameters; guest:
+              final responsibilities, labels and BIC for this K
+    select    the K with the lowest BIC; both keep that model and write it
+
+An encrypted M-step is the messages `responsibilities` (guest -> host: the
+responsibilities under the guest's key, component sizes nk), `masked_statistics`
+(host -> guest: its statistics plus uniform masks) and
+`decrypted_masked_statistics` (guest -> host: the raw decryptions, still
+masked); each party then forms its own block. One round per step; each party
+commits its own block and the shared weights every round.
+
+Either side that fails sends `{"abort": reason}` where the peer is waiting, so
+both stop with the reason. Nothing is written to the run directory unless the
+fit completed. docs/protocols/gmm.md says what each party learns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nodes.config import JobConfig
+from nodes.context import PartyContext
+from nodes.errors import NodeError
+from nodes.transport.base import Payload, PhaseChannel
+from nodes.ui import console, progress, table
+from vfl.data import PartyData
+from vfl.errors import DataError, TrainingError, VflError
+from vfl.gmm import (
+    EStep,
+    GaussianBlock,
+    GmmOptions,
+    adjusted_rand_index,
+    best_permutation_accuracy,
+    bic,
+    block_parameters,
+    block_squared_distances,
+    check_block,
+    check_rows_for_k,
+    cluster_counts,
+    component_sizes,
+    contingency,
+    guest_assign_clusters,
+    guest_combine_log_densities,
+    guest_decrypt_masked_statistics,
+    guest_encrypt_responsibilities,
+    guest_random_from_data_responsibilities,
+    guest_random_responsibilities,
+    guest_random_rows,
+    host_encrypted_statistics,
+    host_mask_statistics,
+    host_unmask_statistics,
+    kmeans_centers,
+    one_hot,
+    pack_residues,
+    split_statistics,
+    statistic_features,
+    unpack_residues,
+)
+from vfl.gmm.model import PartyMixture, mixture_weights
+from vfl.paillier import EncryptedArray
+
+PHASE = "gmm"
+# How long a party waits for the peer's next message. It covers the peer's
+# heavy computing (the host's encrypted statistics over all rows can take many
+# minutes at 2048 bits); a peer that goes away is reported by the transport.
+COMPUTE_TIMEOUT = 24 * 3600.0
+
+
+class GmmProtocolError(NodeError):
+    """The peer sent something the FL-EM-GMM protocol does not allow."""
+
+
+class PeerAborted(GmmProtocolError):
+    """The peer stopped the fit and said why."""
+
+
+def options_from_config(config: JobConfig) -> GmmOptions:
+    """The [gmm] section (and [job] seed) as validated GmmOptions."""
+    g = config.gmm
+    return GmmOptions(k=g.k, covariance=g.covariance, reg_covar=g.reg_covar, tol=g.tol,  # type: ignore[arg-type]
+                      max_iter=g.max_iter, n_init=g.n_init, init=g.init,  # type: ignore[arg-type]
+                      kmeans_max_iter=g.kmeans_max_iter, k_range=tuple(g.k_range),
+                      seed=config.job.seed).validate()
+
+
+# --------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class GuestGmmResult:
+    """What the guest ends with: its model part, the responsibilities, labels and the EM trace."""
+
+    options: GmmOptions
+    model: PartyMixture
+    resp: np.ndarray
+    labels: np.ndarray
+    lower_bound: float
+    lower_bounds: list[float]  # best initialisation's lower bound per EM iteration
+    all_lower_bounds: list[list[float]]  # every initialisation's
+    n_iter: int
+    converged: bool
+    best_init: int
+    log_likelihood: float  # mean log-likelihood at the final parameters
+    bic: float
+    bic_by_k: dict[int, float]
+    host_features: int
+    initial: list[tuple[np.ndarray, GaussianBlock]]  # per initialisation of the chosen K
+    iteration_seconds: list[float] = field(default_factory=list)
+    kmeans_iterations: list[int] = field(default_factory=list)
+    ari: float | None = None
+    accuracy: float | None = None
+
+    @property
+    def k(self) -> int:
+        return self.model.k
+
+
+@dataclass
+class HostGmmResult:
+    """What the host ends with: its model part (its block, the shared weights)."""
+
+    model: PartyMixture
+    initial: list[tuple[np.ndarray, GaussianBlock]]
+
+    @property
+    def k(self) -> int:
+        return self.model.k
+
+
+# --------------------------------------------------------------------------
+# messaging with aborts
+
+
+class _Link:
+    """The phase channel plus where the peer currently waits, so a failure can be reported there."""
+
+    def __init__(self, ctx: PartyContext) -> None:
+        self.ctx = ctx
+        self.ch: PhaseChannel = ctx.channel(PHASE)
+        self.peer_waits: tuple[str, int | None] = ("", None)  # (tag, round; None: its next round)
+
+    def send(self, tag: str, payload: Payload, round_no: int) -> None:
+        self.ch.send(tag, payload, round=round_no)
+
+    def recv(self, tag: str, round_no: int) -> Payload:
+        msg = self.ch.recv(tag, round=round_no, timeout=COMPUTE_TIMEOUT)
+        if "abort" in msg:
+            raise PeerAborted(f"the {self.ctx.peer} stopped the fit: {msg['abort']}")
+        return msg
+
+    def abort(self, reason: str) -> None:
+        """Tell the peer why this party stops (best effort: the link may already be gone)."""
+        tag, round_no = self.peer_waits
+        if not tag:
+            return
+        if round_no is None:
+            round_no = self.ctx.next_round()
+        try:
+            self.ch.send(tag, {"abort": reason}, round=round_no)
+        except Exception:  # noqa: BLE001 - the peer may have gone; our own error is what matters
+            pass
+
+
+def _expect_array(msg: Payload, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    value = msg.get(name)
+    if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != np.float64:
+        got = getattr(value, "shape", type(value).__name__)
+        raise GmmProtocolError(f"field {name!r}: expected float64 {shape}, got {got}")
+    if not np.all(np.isfinite(value)):
+        raise GmmProtocolError(f"field {name!r} has NaN or infinite values")
+    return value
+
+
+def _expect_encrypted(msg: Payload, name: str, key: Any, shape: tuple[int, ...]) -> EncryptedArray:
+    value = msg.get(name)
+    if not isinstance(value, EncryptedArray) or value.shape != shape:
+        got = getattr(value, "shape", type(value).__name__)
+        raise GmmProtocolError(f"field {name!r}: expected ciphertexts {shape}, got {got}")
+    if value.public_key != key:
+        raise GmmProtocolError(f"field {name!r} is not encrypted under the guest's key")
+    return value
+
+
+def _block_params(step: str, k: int, init: int, iteration: int, weights: np.ndarray | None,
+                  block: GaussianBlock | None = None, centers: np.ndarray | None = None) -> dict[str, Any]:
+    """What a party commits to in a round: its own block (or k-means centres) and the shared weights."""
+    out: dict[str, Any] = {"phase": PHASE, "step": step, "k": k, "init": init, "iteration": iteration}
+    if weights is not None:
+        out["weights"] = weights
+    if block is not None:
+        out.update(covariance=block.covariance, means=block.means, covariances=block.covariances)
+    if centers is not None:
+        out["centers"] = centers
+    return out
+
+
+def _own_data(ctx: PartyContext) -> PartyData:
+    if ctx.data is None:
+        raise DataError(f"{ctx.role} has no aligned rows for the Gaussian mixture")
+    return ctx.data
+
+
+def _precision(ctx: PartyContext) -> int:
+    return int(ctx.config.paillier.precision)
+
+
+# --------------------------------------------------------------------------
+# guest
+
+
+class _GuestFit:
+    """The guest's side of the protocol for one job (all K, all initialisations)."""
+
+    def __init__(self, ctx: PartyContext, link: _Link, data: PartyData, options: GmmOptions, d_host: int) -> None:
+        self.ctx, self.link, self.data, self.opts, self.d_host = ctx, link, data, options, d_host
+        self.X = np.asarray(data.X, dtype=np.float64)
+        self.n = data.n_rows
+        self.iteration_seconds: list[float] = []
+
+    # -- one round's pieces -----------------------------------------------
+    def begin(self, step: str, k: int, init: int, iteration: int, reply: str) -> tuple[int, Payload]:
+        """Start a round: announce the step; return the round and the host's reply."""
+        r = self.ctx.next_round()
+        self.link.peer_waits = ("step", r)
+        self.link.send("step", {"step": step, "k": k, "init": init, "iteration": iteration}, r)
+        # after replying, the host waits for the M-step's first message, or for the next step
+        self.link.peer_waits = ("responsibilities", r) if step in ("kmeans", "init", "em") else ("step", None)
+        msg = self.link.recv(reply, r)
+        return r, msg
+
+    def host_statistics_count(self, statistics: str) -> int:
+        d = self.d_host
+        if statistics == "means":
+            return d
+        return 2 * d if self.opts.covariance == "diag" else d + d * (d + 1) // 2
+
+    def host_block_output(self, msg: Payload, name: str, k: int) -> np.ndarray:
+        return _expect_array(msg, name, (self.n, k))
+
+    def m_step(self, r: int, resp: np.ndarray, nk: np.ndarray, statistics: str) -> np.ndarray:
+        """The encrypted M-step messages; returns the guest's own statistics gamma^T F (plaintext)."""
+        enc = guest_encrypt_responsibilities(self.ctx.public_key, resp)
+        self.link.send("responsibilities", {"responsibilities": enc, "nk": nk, "statistics": statistics}, r)
+        self.link.peer_waits = ("decrypted_masked_statistics", r)
+        msg = self.link.recv("masked_statistics", r)
+        masked = _expect_encrypted(msg, "statistics", self.ctx.public_key,
+                                   (enc.shape[0], self.host_statistics_count(statistics)))
+        residues = guest_decrypt_masked_statistics(self.ctx.private_key, masked)
+        self.link.send("decrypted_masked_statistics",
+                       {"residues": pack_residues(residues, self.ctx.public_key)}, r)
+        self.link.peer_waits = ("step", None)
+        F = statistic_features(self.X, self.opts.covariance, statistics)  # type: ignore[arg-type]
+        return resp.T @ F
+
+    def block_from(self, stats: np.ndarray, nk: np.ndarray) -> GaussianBlock:
+        d = self.X.shape[1]
+        s1, s2 = split_statistics(stats, d, self.opts.covariance)
+        assert s2 is not None
+        means, covs = block_parameters(nk, s1, s2, self.opts.covariance, self.opts.reg_covar)
+        return GaussianBlock.from_covariances(self.opts.covariance, means, covs, party="guest",
+                                              features=self.data.features)
+
+    # -- initialisation ---------------------------------------------------
+    def initialize(self, k: int, init: int, rs: np.random.RandomState) -> tuple[np.ndarray, GaussianBlock, int]:
+        """Rounds that produce the initial parameters; returns (weights, own block, k-means iterations)."""
+        if self.opts.init == "kmeans":
+            return self.kmeans(k, init, rs)
+        if self.opts.init == "random":
+            resp = guest_random_responsibilities(self.n, k, rs)
+        else:
+            resp = guest_random_from_data_responsibilities(self.n, k, rs)
+        r, _ = self.begin("init", k, init, 0, "ack")
+        weights, block = self.initial_m_step(r, resp)
+        self.ctx.commit_round(r, PHASE, _block_params("init", k, init, 0, weights, block))
+        return weights, block, 0
+
+    def initial_m_step(self, r: int, resp: np.ndarray) -> tuple[np.ndarray, GaussianBlock]:
+        nk = component_sizes(resp)
+        stats = self.m_step(r, resp, nk, "moments")
+        return mixture_weights(nk, self.n, initial=True), self.block_from(stats, nk)
+
+    def kmeans(self, k: int, init: int, rs: np.random.RandomState) -> tuple[np.ndarray, GaussianBlock, int]:
+        """Federated Lloyd k-means from K random rows; its final assignments start EM."""
+        rows = guest_random_rows(self.n, k, rs)
+        resp = np.zeros((self.n, k))
+        resp[rows, np.arange(k)] = 1.0
+        r, _ = self.begin("kmeans", k, init, 0, "ack")
+        counts = np.ones(k)
+        centers = kmeans_centers(counts, self.m_step(r, resp, counts, "means"), None)
+        self.ctx.commit_round(r, PHASE, _block_params("kmeans", k, init, 0, None, centers=centers))
+        previous: np.ndarray | None = None
+        for it in range(1, self.opts.kmeans_max_iter + 1):
+            r, msg = self.begin("kmeans", k, init, it, "distances")
+            host_dist = self.host_block_output(msg, "distances", k)
+            labels = guest_assign_clusters([block_squared_distances(self.X, centers), host_dist])
+            resp = one_hot(labels, k)
+            if (previous is not None and np.array_equal(labels, previous)) or it == self.opts.kmeans_max_iter:
+                weights, block = self.initial_m_step(r, resp)
+                self.ctx.commit_round(r, PHASE, _block_params("kmeans", k, init, it, weights, block))
+                return weights, block, it
+            counts = cluster_counts(labels, k)
+            centers = kmeans_centers(counts, self.m_step(r, resp, counts, "means"), centers)
+            self.ctx.commit_round(r, PHASE, _block_params("kmeans", k, init, it, None, centers=centers))
+            previous = labels
+        raise AssertionError("unreachable")
+
+    # -- EM -----------------------------------------------------------------
+    def e_step(self, msg: Payload, k: int, weights: np.ndarray, block: GaussianBlock) -> EStep:
+        host_ld = self.host_block_output(msg, "log_density", k)
+        return guest_combine_log_densities([block.log_density(self.X), host_ld], weights)
+
+    def fit_k(self, k: int) -> dict[str, Any]:
+        """EM with n_init initialisations for one K (scikit-learn's loop), then the final E-step."""
+        opts = self.opts
+        rs = np.random.RandomState(opts.seed)
+        best: dict[str, Any] | None = None
+        all_lbs: list[list[float]] = []
+        initial: list[tuple[np.ndarray, GaussianBlock]] = []
+        kmeans_its: list[int] = []
+        for init in range(opts.n_init):
+            weights, block, kit = self.initialize(k, init, rs)
+            initial.append((weights, block))
+            kmeans_its.append(kit)
+            lower_bound, lbs, converged, n_iter = -np.inf, [], False, 0
+            label = f"EM k={k}" + (f" init {init + 1}/{opts.n_init}" if opts.n_init > 1 else "")
+            with progress(label, opts.max_iter) as advance:
+                for n_iter in range(1, opts.max_iter + 1):  # noqa: B007 - used after the loop
+                    t0 = time.perf_counter()
+                    r, msg = self.begin("em", k, init, n_iter, "log_density")
+                    e = self.e_step(msg, k, weights, block)
+                    prev, lower_bound = lower_bound, e.mean_log_likelihood
+                    lbs.append(lower_bound)
+                    resp = e.responsibilities
+                    nk = component_sizes(resp)
+                    stats = self.m_step(r, resp, nk, "moments")
+                    weights, block = mixture_weights(nk, self.n, initial=False), self.block_from(stats, nk)
+                    self.ctx.commit_round(r, PHASE, _block_params("em", k, init, n_iter, weights, block),
+                                          loss=-lower_bound)
+                    self.iteration_seconds.append(time.perf_counter() - t0)
+                    advance()
+                    if abs(lower_bound - prev) < opts.tol:
+                        converged = True
+                        break
+            all_lbs.append(lbs)
+            if best is None or lower_bound > best["lower_bound"]:
+                best = {"lower_bound": lower_bound, "weights": weights, "block": block, "n_iter": n_iter,
+                        "lower_bounds": lbs, "converged": converged, "best_init": init}
+        assert best is not None
+        r, msg = self.begin("final", k, best["best_init"], best["n_iter"], "log_density")
+        final = self.e_step(msg, k, best["weights"], best["block"])
+        self.ctx.commit_round(r, PHASE, _block_params("final", k, best["best_init"], best["n_iter"],
+                                                      best["weights"], best["block"]))
+        score = final.mean_log_likelihood
+        best.update(final=final, log_likelihood=score, all_lower_bounds=all_lbs, initial=initial,
+                    kmeans_iterations=kmeans_its,
+                    bic=bic(score, self.n, k, [self.X.shape[1], self.d_host], opts.covariance))
+        return best
+
+    def select(self, fits: dict[int, dict[str, Any]]) -> int:
+        """The K with the lowest BIC; the round in which both parties keep that model."""
+        best_k = min(fits, key=lambda k: (fits[k]["bic"], k))
+        f = fits[best_k]
+        r, _ = self.begin("select", best_k, f["best_init"], f["n_iter"], "ack")
+        self.link.peer_waits = ("", None)
+        self.ctx.commit_round(r, PHASE, _block_params("select", best_k, f["best_init"], f["n_iter"],
+                                                      f["weights"], f["block"]))
+        return best_k
+
+
+def run_guest(ctx: PartyContext) -> GuestGmmResult:
+    """The guest's FL-EM-GMM: drives the rounds, keeps the responsibilities, writes the results."""
+    data = _own_data(ctx)
+    options = options_from_config(ctx.config)
+    link = _Link(ctx)
+    r = ctx.next_round()
+    try:
+        for k in options.candidates:
+            check_rows_for_k(data.n_rows, k)
+        check_block(data.X, data.features, "guest")
+    except DataError as exc:
+        link.send("setup", {"abort": str(exc)}, r)
+        raise
+    link.send("setup", {"options": options.to_json(), "n_rows": data.n_rows}, r)
+    ready = link.recv("ready", r)
+    d_host = ready.get("n_features")
+    if not isinstance(d_host, int) or d_host < 1:
+        raise GmmProtocolError(f"host reported {d_host!r} feature columns")
+    ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "setup", "options": options.to_json(),
+                                "features": data.features})
+    link.peer_waits = ("step", None)
+    fit = _GuestFit(ctx, link, data, options, d_host)
+    try:
+        fits = {k: fit.fit_k(k) for k in options.candidates}
+        best_k = fit.select(fits)
+    except (VflError, NodeError) as exc:
+        if not isinstance(exc, PeerAborted):
+            link.abort(str(exc))
+        raise
+    f = fits[best_k]
+    final: EStep = f["final"]
+    result = GuestGmmResult(
+        options=options, model=PartyMixture(list(data.features), f["weights"], f["block"]),
+        resp=final.responsibilities, labels=final.labels, lower_bound=f["lower_bound"],
+        lower_bounds=f["lower_bounds"], all_lower_bounds=f["all_lower_bounds"], n_iter=f["n_iter"],
+        converged=f["converged"], best_init=f["best_init"], log_likelihood=f["log_likelihood"],
+        bic=f["bic"], bic_by_k={k: fits[k]["bic"] for k in fits}, host_features=d_host,
+        initial=f["initial"], iteration_seconds=fit.iteration_seconds,
+        kmeans_iterations=f["kmeans_iterations"])
+    if data.y is not None:
+        result.ari = adjusted_rand_index(data.y, result.labels)
+        result.accuracy, _ = best_permutation_accuracy(data.y, result.labels, result.k)
+    write_guest_outputs(ctx, data, result)
+    ctx.state["gmm"] = result
+    console().print(summary_table(result, data))
+    return result
+
+
+# --------------------------------------------------------------------------
+# host
+
+
+class _HostFit:
+    """The host's side: follows the guest's steps, keeps its block's parameters per (K, init)."""
+
+    def __init__(self, ctx: PartyContext, link: _Link, data: PartyData, options: GmmOptions) -> None:
+        self.ctx, self.link, self.data, self.opts = ctx, link, data, options
+        self.X = np.asarray(data.X, dtype=np.float64)
+        self.n = data.n_rows
+        self.features = {s: statistic_features(self.X, options.covariance, s)  # type: ignore[arg-type]
+                         for s in ("means", "moments")}
+        self.centers: dict[tuple[int, int], np.ndarray] = {}
+        self.params: dict[tuple[int, int], tuple[np.ndarray, GaussianBlock]] = {}
+        self.initial: dict[tuple[int, int], tuple[np.ndarray, GaussianBlock]] = {}
+        self.failed: str | None = None
+
+    def m_step(self, r: int, k: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """The host's part of an encrypted M-step; returns (nk, its statistics gamma^T F, which kind).
+
+        Errors after the masked statistics are sent surface at the next step (`failed`).
+        """
+        msg = self.link.recv("responsibilities", r)
+        self.link.peer_waits = ("masked_statistics", r)
+        nk = _expect_array(msg, "nk", (k,))
+        statistics = msg.get("statistics")
+        if statistics not in ("means", "moments"):
+            raise GmmProtocolError(f"unknown statistics {statistics!r}")
+        enc = msg.get("responsibilities")
+        sent = enc.shape[0] if isinstance(enc, EncryptedArray) and enc.shape[0] in (k - 1, k) else k - 1
+        enc = _expect_encrypted(msg, "responsibilities", self.ctx.peer_key, (sent, self.n))
+        F = self.features[statistics]
+        enc_stats = host_encrypted_statistics(enc, F, _precision(self.ctx))
+        masked, mask = host_mask_statistics(enc_stats)
+        self.link.send("masked_statistics", {"statistics": masked}, r)
+        self.link.peer_waits = ("", None)  # the guest's next wait is the next step's reply
+        got = self.link.recv("decrypted_masked_statistics", r)
+        if not isinstance(got.get("residues"), bytes):
+            raise GmmProtocolError("field 'residues' is missing")
+        residues = unpack_residues(got["residues"], masked.shape, self.ctx.peer_key)
+        stats = host_unmask_statistics(residues, mask, enc_stats.precision, self.ctx.peer_key, F, k)
+        return nk, stats, statistics
+
+    def moments_to_block(self, k: int, init: int, nk: np.ndarray, stats: np.ndarray, initial: bool) -> None:
+        s1, s2 = split_statistics(stats, self.X.shape[1], self.opts.covariance)
+        assert s2 is not None
+        means, covs = block_parameters(nk, s1, s2, self.opts.covariance, self.opts.reg_covar)
+        block = GaussianBlock.from_covariances(self.opts.covariance, means, covs, party="host",
+                                               features=self.data.features)
+        weights = mixture_weights(nk, self.n, initial=initial)
+        self.params[(k, init)] = (weights, block)
+        if initial:
+            self.initial[(k, init)] = (weights, block)
+
+    def serve(self) -> tuple[int, int]:
+        """Follow steps until "select"; returns the chosen (K, init)."""
+        with progress("EM (host)", None) as advance:
+            while True:
+                r = self.ctx.next_round()
+                self.link.peer_waits = ("", None)
+                step = self.link.recv("step", r)
+                kind, k, init, it = step.get("step"), int(step["k"]), int(step["init"]), int(step["iteration"])
+                if k not in self.opts.candidates or not 0 <= init < self.opts.n_init:
+                    raise GmmProtocolError(f"step {kind!r} for K={k}, init {init} is outside the settings")
+                reply = {"kmeans": "distances" if it > 0 else "ack", "init": "ack", "em": "log_density",
+                         "final": "log_density", "select": "ack"}.get(kind)
+                if reply is None:
+                    raise GmmProtocolError(f"unknown step {kind!r}")
+                self.link.peer_waits = (reply, r)
+                if self.failed:
+                    raise TrainingError(self.failed)
+                if reply == "ack":
+                    self.link.send("ack", {"ok": True}, r)
+                elif kind == "kmeans":
+                    dist = block_squared_distances(self.X, self.centers[(k, init)])
+                    self.link.send("distances", {"distances": dist}, r)
+                else:
+                    weights, block = self._current(k, init)
+                    self.link.send("log_density", {"log_density": block.log_density(self.X)}, r)
+                if kind == "select":
+                    self.ctx.commit_round(r, PHASE, _block_params("select", k, init, it, *self._current(k, init)))
+                    return k, init
+                if kind == "final":
+                    self.ctx.commit_round(r, PHASE, _block_params("final", k, init, it, *self._current(k, init)))
+                    continue
+                try:
+                    nk, stats, statistics = self.m_step(r, k)
+                    if statistics == "means":
+                        s1, _ = split_statistics(stats, self.X.shape[1], self.opts.covariance, "means")
+                        centers = kmeans_centers(nk, s1, self.centers.get((k, init)) if it > 0 else None)
+                        self.centers[(k, init)] = centers
+                        params = _block_params(kind, k, init, it, None, centers=centers)
+                    else:
+                        self.moments_to_block(k, init, nk, stats, initial=kind in ("init", "kmeans"))
+                        params = _block_params(kind, k, init, it, *self._current(k, init))
+                except PeerAborted:
+                    raise
+                except (VflError, NodeError) as exc:
+                    if self.link.peer_waits[0]:
+                        raise
+                    self.failed = str(exc)  # the guest waits for the next step's reply: report it there
+                    continue
+                self.ctx.commit_round(r, PHASE, params)
+                if kind == "em":
+                    advance()
+
+    def _current(self, k: int, init: int) -> tuple[np.ndarray, GaussianBlock]:
+        if (k, init) not in self.params:
+            raise GmmProtocolError(f"no parameters yet for K={k}, init {init}")
+        return self.params[(k, init)]
+
+
+def run_host(ctx: PartyContext) -> HostGmmResult:
+    """The host's FL-EM-GMM: checks the settings and its columns, then follows the guest's steps."""
+    data = _own_data(ctx)
+    link = _Link(ctx)
+    r = ctx.next_round()
+    setup = link.recv("setup", r)
+    link.peer_waits = ("ready", r)
+    try:
+        own = options_from_config(ctx.config)
+        theirs = GmmOptions.from_json(setup.get("options"))  # type: ignore[arg-type]
+        if theirs != own:
+            diff = [f"{k}: guest {v!r}, host {own.to_json()[k]!r}" for k, v in theirs.to_json().items()
+                    if own.to_json()[k] != v]
+            raise GmmProtocolError("the guest's [gmm] settings differ from the host's (" + "; ".join(diff) + ")")
+        if setup.get("n_rows") != data.n_rows:
+            raise GmmProtocolError(f"the guest has {setup.get('n_rows')} aligned rows, the host {data.n_rows}")
+        for k in own.candidates:
+            check_rows_for_k(data.n_rows, k)
+        check_block(data.X, data.features, "host")
+        if ctx.peer_key is None:
+            raise GmmProtocolError("the host does not know the guest's public key")
+    except (VflError, NodeError) as exc:
+        link.abort(str(exc))
+        raise
+    link.send("ready", {"n_features": len(data.features)}, r)
+    ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "setup", "options": own.to_json(),
+                                "features": data.features})
+    fit = _HostFit(ctx, link, data, own)
+    try:
+        k, init = fit.serve()
+    except (VflError, NodeError) as exc:
+        if not isinstance(exc, PeerAborted):
+            link.abort(str(exc))
+        raise
+    weights, block = fit.params[(k, init)]
+    result = HostGmmResult(PartyMixture(list(data.features), weights, block),
+                           [fit.initial[(k, i)] for i in range(own.n_init)])
+    ctx.rundir.write_json("model.json", result.model.to_json())
+    ctx.state["gmm"] = result
+    return result
+
+
+# --------------------------------------------------------------------------
+# inference: assign new aligned rows to clusters
+
+
+def load_model(path: str | Path) -> PartyMixture:
+    """Read a party's model.json (a file or the run directory holding it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.json"
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{p}: no such model file") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: not JSON ({exc})") from None
+    return PartyMixture.from_json(obj, str(p))
+
+
+def _check_model_columns(model: PartyMixture, data: PartyData, party: str) -> np.ndarray:
+    if list(data.features) != list(model.features):
+        missing = [f for f in model.features if f not in data.features]
+        if missing:
+            raise DataError(f"{party} data has no column {missing[0]!r} that its model needs")
+        data = data.select(model.features)
+    return np.asarray(data.X, dtype=np.float64)
+
+
+def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarray, np.ndarray]:
+    """Assign the guest's aligned rows to clusters: (responsibilities (N, K), labels).
+
+    The host sends its block's log-densities of the new rows (the guest learns
+    them, as in training); the guest adds its own and the log weights.
+    Writes predictions.csv (type "predict").
+    """
+    data = _own_data(ctx)
+    X = _check_model_columns(model, data, "guest")
+    link = _Link(ctx)
+    r = ctx.next_round()
+    link.send("predict", {"n_rows": data.n_rows, "k": model.k}, r)
+    msg = link.recv("log_density", r)
+    host_ld = _expect_array(msg, "log_density", (data.n_rows, model.k))
+    e = guest_combine_log_densities([model.block.log_density(X), host_ld], model.weights)
+    ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "predict", "rows": data.n_rows,
+                                "model": model.to_json()})
+    ctx.rundir.write_text("predictions.csv", predictions_csv(data, e.responsibilities, e.labels, "predict"))
+    return e.responsibilities, e.labels
+
+
+def run_predict_host(ctx: PartyContext, model: PartyMixture) -> None:
+    """The host's side of cluster assignment: its block's log-densities of its aligned rows."""
+    data = _own_data(ctx)
+    link = _Link(ctx)
+    r = ctx.next_round()
+    req = link.recv("predict", r)
+    link.peer_waits = ("log_density", r)
+    try:
+        if req.get("n_rows") != data.n_rows or req.get("k") != model.k:
+            raise GmmProtocolError(f"the guest asks for {req.get('n_rows')} rows and K={req.get('k')}; "
+                                   f"the host has {data.n_rows} rows and a model with K={model.k}")
+        X = _check_model_columns(model, data, "host")
+    except (VflError, NodeError) as exc:
+        link.abort(str(exc))
+        raise
+    link.send("log_density", {"log_density": model.block.log_density(X)}, r)
+    ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "predict", "rows": data.n_rows, "model": model.to_json()})
+
+
+# --------------------------------------------------------------------------
+# outputs
+
+
+def predictions_csv(data: PartyData, resp: np.ndarray, labels: np.ndarray, kind: str) -> str:
+    """The seed paper's Table 2 layout: id, label, predict_result (cluster), predict_score
+    (its responsibility), predict_detail (all responsibilities as JSON), type."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["id", "label", "predict_result", "predict_score", "predict_detail", "type"])
+    for i, rid in enumerate(data.ids.tolist()):
+        detail = json.dumps({str(j): float(v) for j, v in enumerate(resp[i])}, separators=(",", ":"))
+        label = "" if data.y is None else int(data.y[i])
+        w.writerow([rid, label, int(labels[i]), repr(float(resp[i, labels[i]])), detail, kind])
+    return buf.getvalue()
+
+
+def metrics_json(result: GuestGmmResult, data: PartyData) -> dict[str, Any]:
+    """metrics.json for a GMM fit (DESIGN.md: log-likelihood, BIC, iterations, ARI where labels exist)."""
+    sizes = np.bincount(result.labels, minlength=result.k)
+    out: dict[str, Any] = {
+        "algorithm": "gmm", "k": result.k, "covariance": result.options.covariance,
+        "rows": data.n_rows, "guest_features": len(data.features), "host_features": result.host_features,
+        "log_likelihood": result.log_likelihood, "lower_bound": result.lower_bound,
+        "log_likelihood_per_iteration": result.lower_bounds,
+        "log_likelihood_per_iteration_by_init": result.all_lower_bounds,
+        "iterations": result.n_iter, "converged": result.converged,
+        "n_init": result.options.n_init, "best_init": result.best_init, "init": result.options.init,
+        "bic": result.bic, "bic_by_k": {str(k): v for k, v in sorted(result.bic_by_k.items())},
+        "weights": result.model.weights.tolist(), "cluster_sizes": sizes.tolist(),
+    }
+    if data.y is not None:
+        values, tab = contingency(data.y, result.labels, result.k)
+        out["adjusted_rand_index"] = result.ari
+        out["best_permutation_accuracy"] = result.accuracy
+        out["clusters_by_label"] = {str(c): {str(int(v)): int(tab[c, j]) for j, v in enumerate(values)}
+                                    for c in range(result.k)}
+    return out
+
+
+def write_guest_outputs(ctx: PartyContext, data: PartyData, result: GuestGmmResult) -> None:
+    """model.json, predictions.csv (the clusters assignment distribution), metrics.json, plots."""
+    from nodes.plots.gmm import plot_bic, plot_clusters_2d, plot_log_likelihood
+
+    metrics = metrics_json(result, data)
+    for v in (result.log_likelihood, result.bic, *result.model.weights.tolist()):
+        if not math.isfinite(v):
+            raise TrainingError("the fit produced a non-finite result; nothing written")
+    ctx.rundir.write_json("model.json", result.model.to_json())
+    ctx.rundir.write_text("predictions.csv", predictions_csv(data, result.resp, result.labels, "train"))
+    ctx.rundir.write_json("metrics.json", metrics)
+    plot_log_likelihood(result.all_lower_bounds, result.best_init, ctx.rundir.plot_path("gmm_log_likelihood.png"))
+    plot_clusters_2d(data.X, result.labels, data.y, ctx.rundir.plot_path("gmm_clusters.png"))
+    if len(result.bic_by_k) > 1:
+        plot_bic(result.bic_by_k, ctx.rundir.plot_path("gmm_bic.png"))
+
+
+def summary_table(result: GuestGmmResult, data: PartyData) -> Any:
+    """A printed table: one row per cluster, and the fit's totals in the title."""
+    sizes = np.bincount(result.labels, minlength=result.k)
+    extra = ""
+    if result.ari is not None:
+        extra = f", ARI {result.ari:.4f}, accuracy {result.accuracy:.4f}"
+    title = (f"FL-EM-GMM: K={result.k} ({result.options.covariance}), {result.n_iter} iterations"
+             f"{' (converged)' if result.converged else ''}, log-likelihood {result.log_likelihood:.6g}, "
+             f"BIC {result.bic:.6g}{extra}")
+    rows: list[list[Any]] = []
+    labelled = data.y is not None
+    if labelled:
+        values, tab = contingency(data.y, result.labels, result.k)
+    for c in range(result.k):
+        row: list[Any] = [c, float(result.model.weights[c]), int(sizes[c])]
+        if labelled:
+            row.append(", ".join(f"{int(v)}: {int(tab[c, j])}" for j, v in enumerate(values)))
+        rows.append(row)
+    cols = ["cluster", "weight", "rows"] + (["rows by label"] if labelled else [])
+    return table(title, cols, rows)

@@ -1,0 +1,552 @@
+"""Phase `lr`: vertical logistic regression with Paillier between guest and host, no arbiter.
+
+The protocol steps are `vfl.lr.protocol` functions of the same names; this
+module moves their messages (tags below, all under phase "lr") and keeps the
+schedule. Per job round (every `[lr] round_every` epochs) each party commits its
+own weights. docs/protocols/lr.md has the full picture and what each side learns.
+
+Messages (round r; e = epoch, b = batch, both 0-based):
+
+    host  -> guest  hello                  row count, ID-order digest, host column count
+    guest -> host   setup                  options, validation IDs (or an error)
+    host  -> guest  ready                  the host's checks passed (or an error)
+    host  -> guest  e{e}.b{b}.scores       Enc_h(X_h w_h), Enc_h(host loss share)
+    guest -> host   e{e}.b{b}.residuals    Enc_h(X_g^T d + r_g), Enc_h(loss + r_l), Enc_h(d + s), Enc_g(-s)
+    host  -> guest  e{e}.b{b}.gradients    Enc_g(X_h^T d + r_h), residues of the guest's gradient and loss
+    guest -> host   e{e}.b{b}.decrypted    residues of the host's gradient, status
+    host  -> guest  e{e}.val_scores        Enc_h(X_hv w_h), Enc_h(host share of the validation loss)
+    guest -> host   e{e}.val_loss          Enc_h(validation loss + r)
+    host  -> guest  e{e}.val_loss_decrypted
+    guest -> host   e{e}.end               continue/stop, improved (keep these weights), status
+    host  -> guest  final_scores           X_h w_h of every row in plaintext (evaluation = inference)
+
+Outputs: model.json (own part only) on both sides; at the guest predictions.csv,
+metrics.json, plots/lr_*.png and a printed summary. `ctx.state["lr"]` holds the
+result for later phases.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+
+from nodes.config import JobConfig
+from nodes.context import PartyContext
+from nodes.errors import ConfigError
+from nodes.transport.base import Payload, PhaseChannel, TransportError
+from nodes.ui import console, progress, table
+from vfl.data import PartyData
+from vfl.errors import DataError, TrainingError, VflError
+from vfl.lr.model import LrPartModel
+from vfl.lr.options import LrOptions
+from vfl.lr.protocol import (
+    Masked,
+    decrypt_masked,
+    guest_gradient_masked,
+    guest_loss_masked,
+    guest_predict_proba,
+    guest_residuals_encrypted,
+    guest_residuals_masked,
+    host_gradient_masked,
+    host_partial_scores_encrypted,
+    host_partial_scores_plain,
+    unmask_values,
+)
+from vfl.lr.reference import check_guest_side, check_host_side
+from vfl.lr.schedule import (
+    TrainingMonitor,
+    epoch_batches,
+    ids_digest,
+    learning_rate,
+    penalty_value,
+    rows_for_ids,
+    update_weights,
+    validation_rows,
+)
+from vfl.lr.setup import PreparedParty, prepare_party
+from vfl.lr.taylor import signed_labels
+from vfl.metrics import BinaryMetrics, binary_metrics
+from vfl.paillier import EncryptedArray, PublicKey
+
+PHASE = "lr"
+PREDICTIONS_HEADER = ["id", "label", "predict_result", "predict_score", "predict_detail", "type"]
+
+
+class LrResult(TypedDict, total=False):
+    """What the phase leaves in ctx.state["lr"] (and returns)."""
+
+    model: dict[str, Any]  # this party's model.json content
+    epochs: int
+    stop_reason: str
+    rounds: list[int]
+    metrics: dict[str, Any]  # guest only: metrics.json content
+
+
+def options_from_config(config: JobConfig) -> LrOptions:
+    """The [lr] section (and [job] seed) as training options; bad values are config errors."""
+    s = config.lr
+    try:
+        return LrOptions(epochs=s.epochs, batch_size=s.batch_size, learning_rate=s.learning_rate,
+                         decay=s.decay, alpha=s.alpha, penalty=s.penalty, tol=s.tol,  # type: ignore[arg-type]
+                         validation=s.validation, early_stopping=s.early_stopping, seed=config.job.seed,
+                         fit_intercept=s.fit_intercept, standardize=s.standardize).check()
+    except TrainingError as exc:
+        raise ConfigError(f"[lr] {exc}") from None
+
+
+# -- messaging ------------------------------------------------------------------
+
+
+@dataclass
+class _Link:
+    """The phase channel at the current round, with errors that say where the peer dropped out."""
+
+    ch: PhaseChannel
+    peer: str
+    timeout: float
+    round: int = 0
+
+    def send(self, tag: str, payload: Payload, where: str) -> None:
+        try:
+            self.ch.send(tag, payload, round=self.round)
+        except TransportError as exc:
+            raise TransportError(f"lr: the {self.peer} dropped out {where} ({exc})") from None
+
+    def recv(self, tag: str, where: str) -> Payload:
+        try:
+            return self.ch.recv(tag, round=self.round, timeout=self.timeout)
+        except TransportError as exc:
+            raise TransportError(f"lr: the {self.peer} dropped out {where} ({exc})") from None
+
+
+def _field(payload: Payload, name: str, kind: type | tuple[type, ...], tag: str) -> Any:
+    if name not in payload or not isinstance(payload[name], kind):
+        raise TransportError(f"lr: malformed message {tag}: field {name!r} missing or of the wrong type")
+    return payload[name]
+
+
+def _enc(payload: Payload, name: str, tag: str, size: int, key: PublicKey) -> EncryptedArray:
+    """A ciphertext vector field of the expected length under the expected key."""
+    enc = _field(payload, name, EncryptedArray, tag)
+    if enc.ndim != 1 or enc.shape[0] != size:
+        raise TransportError(f"lr: message {tag}: field {name!r} has shape {enc.shape}, expected ({size},)")
+    if enc.public_key != key:
+        raise TransportError(f"lr: message {tag}: field {name!r} is encrypted under an unexpected key")
+    return enc
+
+
+def _residues(payload: Payload, name: str, tag: str, size: int) -> list[int]:
+    res = _field(payload, name, list, tag)
+    if len(res) != size or not all(isinstance(v, int) and not isinstance(v, bool) for v in res):
+        raise TransportError(f"lr: message {tag}: field {name!r} must hold {size} integers")
+    return res
+
+
+def _check_status(payload: Payload, tag: str) -> None:
+    """The guest's control messages carry status "ok" or "error" with the reason."""
+    status = _field(payload, "status", str, tag)
+    if status != "ok":
+        raise TrainingError(f"the guest stopped training: {payload.get('error', 'no reason given')}")
+
+
+def _where(epoch: int, batch: int | None = None) -> str:
+    return f"during epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
+
+
+# -- the guest ------------------------------------------------------------------
+
+
+def run_guest(ctx: PartyContext) -> LrResult:
+    """Train as the guest (labels, intercept, coordinator); writes model, predictions, metrics, plots."""
+    data = _party_data(ctx, "guest")
+    opts = options_from_config(ctx.config)
+    precision = ctx.config.paillier.precision
+    link = _Link(ctx.channel(PHASE), "host", ctx.config.lr.step_timeout)
+    pk_h = _peer_key(ctx)
+    n = data.n_rows
+    val = validation_rows(n, opts.validation, opts.seed) if n >= 2 else np.zeros(0, dtype=np.int64)
+    train = np.setdiff1d(np.arange(n), val)
+    y = np.asarray(data.y, dtype=np.int8)
+    y_pm = signed_labels(y)
+
+    link.round = ctx.next_round()
+    hello = link.recv("hello", "before training started")
+    host_rows = _field(hello, "n_rows", int, "hello")
+    host_features = _field(hello, "n_features", int, "hello")
+    try:
+        if host_rows != n or _field(hello, "ids_digest", str, "hello") != ids_digest(data.ids):
+            raise DataError(f"guest and host rows are not aligned ({n} guest rows, {host_rows} host rows, "
+                            "or a different ID order); run the intersection phase first")
+        guest = prepare_party("guest", data.features, data.X, train, opts, _warm_start(ctx, "guest"))
+        check_guest_side(guest, y[train], opts, len(train), host_features)
+    except VflError as exc:
+        link.send("setup", {"status": "error", "error": str(exc)}, "before training started")
+        raise
+    link.send("setup", {"status": "ok", "options": opts.to_json(), "guest_columns": int(guest.X.shape[1]),
+                        "validation_ids": [str(v) for v in data.ids[val].tolist()]}, "before training started")
+    ready = link.recv("ready", "before training started")
+    if _field(ready, "status", str, "ready") != "ok":
+        raise TrainingError(f"the host refused to train: {ready.get('error', 'no reason given')}")
+
+    w = guest.weights.copy()
+    best = w.copy()
+    monitor = TrainingMonitor(opts, has_validation=len(val) > 0, n_columns=guest.X.shape[1] + host_features)
+    rounds: list[int] = []
+    reason = ""
+    epochs_in_round = 0
+    n_batches = len(epoch_batches(len(train), opts.batch_size, opts.seed, 0))
+    with progress("lr: training (guest)", total=opts.epochs * n_batches) as advance:
+        for epoch in range(opts.epochs):
+            lr = learning_rate(opts, epoch)
+            epoch_loss = 0.0
+            for b, rows in enumerate(epoch_batches(len(train), opts.batch_size, opts.seed, epoch)):
+                idx = train[rows]
+                w, batch_loss = _guest_batch(link, ctx, guest, w, idx, y_pm[idx], opts, lr, precision,
+                                             monitor, host_features, pk_h, epoch, b)
+                epoch_loss += batch_loss * len(idx) / len(train)
+                advance()
+            val_loss = _guest_validation_loss(link, guest, w, val, y_pm[val], precision, pk_h, epoch) \
+                if len(val) else None
+            try:
+                decision = monitor.end_epoch(epoch, epoch_loss, val_loss)
+            except TrainingError as exc:
+                link.send(f"e{epoch}.end", {"status": "error", "error": str(exc)}, _where(epoch))
+                raise
+            link.send(f"e{epoch}.end", {"status": "ok", "stop": decision.stop, "improved": decision.improved},
+                      _where(epoch))
+            if decision.improved:
+                best = w.copy()
+            epochs_in_round += 1
+            if decision.stop:
+                reason = decision.reason
+                break
+            if epochs_in_round == ctx.config.lr.round_every:
+                _commit(ctx, link.round, guest, w, epoch_loss, rounds)
+                link.round, epochs_in_round = ctx.next_round(), 0
+    final = best if monitor.keeps_best else w
+    model = guest.model(final)
+
+    scores = link.recv("final_scores", "after training (final scores)")
+    u_h = _field(scores, "scores", np.ndarray, "final_scores").astype(np.float64)
+    if u_h.shape != (n,):
+        raise TransportError(f"lr: host sent {u_h.shape} final scores for {n} rows")
+    _commit(ctx, link.round, guest, final, monitor.losses[-1], rounds)
+
+    proba = guest_predict_proba(model, data.X, u_h)
+    metrics = _evaluate(y, proba, train, val)
+    training = {"epochs": len(monitor.losses), "stop_reason": reason, "best_epoch": monitor.best_epoch + 1,
+                "kept": "best validation epoch" if monitor.keeps_best else "last epoch",
+                "loss": monitor.losses, "validation_loss": monitor.validation_losses,
+                "options": opts.to_json(), "rounds": rounds}
+    metrics_doc = {"algorithm": "lr", **metrics, "training": training}
+    model_doc = model.to_json(epochs=len(monitor.losses))
+    _write_guest_outputs(ctx, data, y, proba, train, val, model_doc, metrics_doc, monitor)
+    result: LrResult = {"model": model_doc, "epochs": len(monitor.losses), "stop_reason": reason,
+                        "rounds": rounds, "metrics": metrics_doc}
+    ctx.state["lr"] = result
+    return result
+
+
+def _guest_batch(link: _Link, ctx: PartyContext, guest: PreparedParty, w: np.ndarray, idx: np.ndarray,
+                 y_pm: np.ndarray, opts: LrOptions, lr: float, precision: int,
+                 monitor: TrainingMonitor, host_features: int, pk_h: PublicKey, epoch: int,
+                 b: int) -> tuple[np.ndarray, float]:
+    """One batch at the guest: residuals, masked gradients and loss; returns new weights and the loss."""
+    where, tag = _where(epoch, b), f"e{epoch}.b{b}"
+    m = len(idx)
+    msg = link.recv(f"{tag}.scores", where)
+    enc_u = _enc(msg, "scores", f"{tag}.scores", m, pk_h)
+    share = _enc(msg, "loss_share", f"{tag}.scores", 1, pk_h)
+    Xb = guest.X[idx]
+    u_g = Xb @ w
+    enc_d = guest_residuals_encrypted(enc_u, u_g, y_pm)
+    grad_m = guest_gradient_masked(enc_d, Xb, precision)
+    loss_m = guest_loss_masked(enc_u, u_g, y_pm, share, m * penalty_value(w[guest.regularized], opts), precision)
+    enc_ds, enc_neg_s = guest_residuals_masked(enc_d, ctx.public_key)
+    link.send(f"{tag}.residuals", {"gradient": grad_m.enc, "loss": loss_m.enc, "residuals": enc_ds,
+                                   "neg_mask": enc_neg_s}, where)
+    back = link.recv(f"{tag}.gradients", where)
+    host_grad = _enc(back, "gradient", f"{tag}.gradients", host_features, ctx.public_key)
+    grad = unmask_values(_residues(back, "guest_gradient", f"{tag}.gradients", guest.X.shape[1]), grad_m) / m
+    loss = float(unmask_values(_residues(back, "loss", f"{tag}.gradients", 1), loss_m)[0]) / m
+    try:
+        monitor.check_batch(loss, epoch, b)
+    except TrainingError as exc:
+        link.send(f"{tag}.decrypted", {"status": "error", "error": str(exc)}, where)
+        raise
+    link.send(f"{tag}.decrypted", {"status": "ok", "gradient": decrypt_masked(ctx.private_key, host_grad)},
+              where)
+    return update_weights(w, grad, lr, opts, guest.regularized), loss
+
+
+def _guest_validation_loss(link: _Link, guest: PreparedParty, w: np.ndarray, val: np.ndarray,
+                           y_pm: np.ndarray, precision: int, pk_h: PublicKey, epoch: int) -> float:
+    """Taylor loss on the validation rows (no penalty), learned by the guest as one number."""
+    where = _where(epoch) + " (validation)"
+    msg = link.recv(f"e{epoch}.val_scores", where)
+    enc_u = _enc(msg, "scores", f"e{epoch}.val_scores", len(val), pk_h)
+    share = _enc(msg, "loss_share", f"e{epoch}.val_scores", 1, pk_h)
+    masked = guest_loss_masked(enc_u, guest.X[val] @ w, y_pm, share, 0.0, precision)
+    link.send(f"e{epoch}.val_loss", {"loss": masked.enc}, where)
+    back = link.recv(f"e{epoch}.val_loss_decrypted", where)
+    return float(unmask_values(_residues(back, "loss", f"e{epoch}.val_loss_decrypted", 1), masked)[0]) / len(val)
+
+
+# -- the host -------------------------------------------------------------------
+
+
+def run_host(ctx: PartyContext) -> LrResult:
+    """Train as the host (its columns only); writes its model.json."""
+    data = _party_data(ctx, "host")
+    own = options_from_config(ctx.config)
+    precision = ctx.config.paillier.precision
+    link = _Link(ctx.channel(PHASE), "guest", ctx.config.lr.step_timeout)
+    pk_g = _peer_key(ctx)
+    n = data.n_rows
+
+    link.round = ctx.next_round()
+    link.send("hello", {"n_rows": n, "ids_digest": ids_digest(data.ids), "n_features": len(data.features)},
+              "before training started")
+    setup = link.recv("setup", "before training started")
+    _check_status(setup, "setup")
+    try:
+        opts = LrOptions.from_json(_field(setup, "options", dict, "setup"))
+        diff = opts.differences(own)
+        if diff:
+            raise TrainingError("guest and host configs differ in [lr]/[job] (guest vs host): " + "; ".join(diff))
+        val = np.sort(rows_for_ids(data.ids, _field(setup, "validation_ids", list, "setup")))
+        if len(np.unique(val)) != len(val):
+            raise DataError("the guest's validation IDs repeat")
+        train = np.setdiff1d(np.arange(n), val)
+        host = prepare_party("host", data.features, data.X, train, opts, _warm_start(ctx, "host"))
+        guest_columns = _field(setup, "guest_columns", int, "setup")
+        check_host_side(host, opts, len(train), guest_columns)
+    except VflError as exc:
+        link.send("ready", {"status": "error", "error": str(exc)}, "before training started")
+        raise
+    link.send("ready", {"status": "ok"}, "before training started")
+
+    w = host.weights.copy()
+    best = w.copy()
+    rounds: list[int] = []
+    epochs_run = 0
+    epochs_in_round = 0
+    n_batches = len(epoch_batches(len(train), opts.batch_size, opts.seed, 0))
+    with progress("lr: training (host)", total=opts.epochs * n_batches) as advance:
+        for epoch in range(opts.epochs):
+            lr = learning_rate(opts, epoch)
+            for b, rows in enumerate(epoch_batches(len(train), opts.batch_size, opts.seed, epoch)):
+                w = _host_batch(link, ctx, host, w, train[rows], opts, lr, precision, pk_g,
+                                guest_columns, epoch, b)
+                advance()
+            if len(val):
+                _host_validation_loss(link, ctx, host, w, val, precision, epoch)
+            end = link.recv(f"e{epoch}.end", _where(epoch))
+            _check_status(end, f"e{epoch}.end")
+            epochs_run = epoch + 1
+            if _field(end, "improved", bool, f"e{epoch}.end"):
+                best = w.copy()
+            epochs_in_round += 1
+            if _field(end, "stop", bool, f"e{epoch}.end"):
+                break
+            if epochs_in_round == ctx.config.lr.round_every:
+                _commit(ctx, link.round, host, w, None, rounds)
+                link.round, epochs_in_round = ctx.next_round(), 0
+    final = best if opts.early_stopping else w
+    model = host.model(final)
+    link.send("final_scores", {"scores": host_partial_scores_plain(model, data.X)}, "after training")
+    _commit(ctx, link.round, host, final, None, rounds)
+    model_doc = model.to_json(epochs=epochs_run)
+    ctx.rundir.write_json("model.json", model_doc)
+    console().print(table("lr: host summary", ["item", "value"],
+                          [["epochs", epochs_run], ["own features", len(data.features)],
+                           ["rounds committed", len(rounds)]]))
+    result: LrResult = {"model": model_doc, "epochs": epochs_run, "rounds": rounds}
+    ctx.state["lr"] = result
+    return result
+
+
+def _host_batch(link: _Link, ctx: PartyContext, host: PreparedParty, w: np.ndarray, idx: np.ndarray,
+                opts: LrOptions, lr: float, precision: int, pk_g: PublicKey, guest_columns: int,
+                epoch: int, b: int) -> np.ndarray:
+    """One batch at the host: encrypted partial scores, masked decryptions, own gradient."""
+    where, tag = _where(epoch, b), f"e{epoch}.b{b}"
+    m = len(idx)
+    Xb = host.X[idx]
+    scores = host_partial_scores_encrypted(ctx.public_key, Xb, w, m * penalty_value(w, opts), precision)
+    link.send(f"{tag}.scores", {"scores": scores.scores, "loss_share": scores.loss_share}, where)
+    msg = link.recv(f"{tag}.residuals", where)
+    # Only vectors of the agreed sizes get decrypted: the guest's gradient, one loss.
+    own = _enc(msg, "gradient", f"{tag}.residuals", guest_columns, ctx.public_key)
+    loss = _enc(msg, "loss", f"{tag}.residuals", 1, ctx.public_key)
+    enc_ds = _enc(msg, "residuals", f"{tag}.residuals", m, ctx.public_key)
+    enc_neg_s = _enc(msg, "neg_mask", f"{tag}.residuals", m, pk_g)
+    grad_m: Masked = host_gradient_masked(ctx.private_key, enc_ds, enc_neg_s, Xb, precision)
+    link.send(f"{tag}.gradients", {"gradient": grad_m.enc,
+                                   "guest_gradient": decrypt_masked(ctx.private_key, own),
+                                   "loss": decrypt_masked(ctx.private_key, loss)}, where)
+    back = link.recv(f"{tag}.decrypted", where)
+    _check_status(back, f"{tag}.decrypted")
+    grad = unmask_values(_residues(back, "gradient", f"{tag}.decrypted", host.X.shape[1]), grad_m) / m
+    return update_weights(w, grad, lr, opts, host.regularized)
+
+
+def _host_validation_loss(link: _Link, ctx: PartyContext, host: PreparedParty, w: np.ndarray,
+                          val: np.ndarray, precision: int, epoch: int) -> None:
+    where = _where(epoch) + " (validation)"
+    scores = host_partial_scores_encrypted(ctx.public_key, host.X[val], w, 0.0, precision)
+    link.send(f"e{epoch}.val_scores", {"scores": scores.scores, "loss_share": scores.loss_share}, where)
+    msg = link.recv(f"e{epoch}.val_loss", where)
+    enc = _enc(msg, "loss", f"e{epoch}.val_loss", 1, ctx.public_key)
+    link.send(f"e{epoch}.val_loss_decrypted", {"loss": decrypt_masked(ctx.private_key, enc)}, where)
+
+
+# -- inference ------------------------------------------------------------------
+
+
+def predict_guest(ctx: PartyContext, model: LrPartModel) -> np.ndarray:
+    """Score the guest's aligned rows with both saved models; writes predictions.csv (type "predict").
+
+    Needs the host's partial scores X_h w_h in plaintext (the guest learns them).
+    Labels, when the guest's data has both classes, also give metrics.json.
+    """
+    data = _party_data(ctx, "guest", labels=False)
+    X = model.columns_of(data.features, data.X, data.source)
+    link = _Link(ctx.channel(PHASE), "host", ctx.config.lr.step_timeout)
+    link.round = ctx.next_round()
+    msg = link.recv("predict_scores", "before sending its partial scores")
+    if _field(msg, "ids_digest", str, "predict_scores") != ids_digest(data.ids):
+        raise DataError("guest and host rows are not aligned for prediction (different IDs or order)")
+    u_h = _field(msg, "scores", np.ndarray, "predict_scores").astype(np.float64)
+    proba = guest_predict_proba(model, X, u_h)
+    labels = None if data.y is None else np.asarray(data.y, dtype=np.int8)
+    ctx.rundir.write_text("predictions.csv", predictions_csv(data.ids, labels, proba, ["predict"] * len(proba)))
+    if labels is not None and len(np.unique(labels)) == 2:
+        ctx.rundir.write_json("metrics.json", {"algorithm": "lr", "predict": _jsonable_metrics(
+            binary_metrics(labels, proba))})
+    ctx.state["lr_predict"] = proba
+    return proba
+
+
+def predict_host(ctx: PartyContext, model: LrPartModel) -> None:
+    """Send the host's partial scores of its aligned rows to the guest (inference)."""
+    data = _party_data(ctx, "host")
+    X = model.columns_of(data.features, data.X, data.source)
+    link = _Link(ctx.channel(PHASE), "guest", ctx.config.lr.step_timeout)
+    link.round = ctx.next_round()
+    link.send("predict_scores", {"scores": host_partial_scores_plain(model, X), "ids_digest": ids_digest(data.ids)},
+              "before receiving the partial scores")
+
+
+def load_model(path: str | Path, role: str) -> LrPartModel:
+    """A party's model.json, from the file or a run directory (`DIR/model.json` or `DIR/<role>/model.json`)."""
+    p = Path(path)
+    candidates = [p] if p.is_file() else [p / role / "model.json", p / "model.json"]
+    for c in candidates:
+        if c.is_file():
+            try:
+                obj = json.loads(c.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise DataError(f"{c}: cannot read the model: {exc}") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{c}: not a model file")
+            model = LrPartModel.from_json(obj, str(c))
+            if model.role != role:
+                raise DataError(f"{c}: a {model.role} model, but this party is the {role}")
+            return model
+    raise DataError(f"{path}: no {role} model.json there")
+
+
+# -- shared helpers -------------------------------------------------------------------
+
+
+def _party_data(ctx: PartyContext, role: str, labels: bool = True) -> PartyData:
+    if ctx.data is None:
+        raise DataError(f"lr: the {role} has no data loaded")
+    if role == "guest" and labels and ctx.data.y is None:
+        raise DataError(f"{ctx.data.source}: the guest's data has no labels")
+    if ctx.data.n_rows == 0:
+        raise DataError(f"{ctx.data.source}: no rows to train on")
+    return ctx.data
+
+
+def _peer_key(ctx: PartyContext) -> PublicKey:
+    if ctx.peer_key is None:
+        raise TrainingError(f"lr: the {ctx.role} does not have the {ctx.peer}'s public key")
+    return ctx.peer_key
+
+
+def _warm_start(ctx: PartyContext, role: str) -> LrPartModel | None:
+    path = ctx.config.lr.warm_start
+    return load_model(path, role) if path else None
+
+
+def _commit(ctx: PartyContext, round_no: int, party: PreparedParty, w: np.ndarray, loss: float | None,
+            rounds: list[int]) -> None:
+    model = party.model(w)
+    params: dict[str, Any] = {"weights": [float(v) for v in model.weights]}
+    if model.intercept is not None:
+        params["intercept"] = float(model.intercept)
+    ctx.commit_round(round_no, PHASE, params, loss)
+    rounds.append(round_no)
+
+
+def _jsonable_metrics(m: BinaryMetrics) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}
+
+
+def _evaluate(y: np.ndarray, proba: np.ndarray, train: np.ndarray, val: np.ndarray) -> dict[str, Any]:
+    out: dict[str, Any] = {"train": _jsonable_metrics(binary_metrics(y[train], proba[train]))}
+    if len(val):
+        out["validate"] = _jsonable_metrics(binary_metrics(y[val], proba[val]))
+    return out
+
+
+def predictions_csv(ids: np.ndarray, labels: np.ndarray | None, proba: np.ndarray, types: list[str]) -> str:
+    """The seed paper's Table 2: id, label, predict_result, predict_score, predict_detail, type."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(PREDICTIONS_HEADER)
+    for i in range(len(proba)):
+        p1 = float(proba[i])
+        detail = json.dumps({"0": 1.0 - p1, "1": p1})
+        w.writerow([str(ids[i]), "" if labels is None else int(labels[i]), int(p1 >= 0.5), repr(p1), detail,
+                    types[i]])
+    return buf.getvalue()
+
+
+def _write_guest_outputs(ctx: PartyContext, data: PartyData, y: np.ndarray, proba: np.ndarray,
+                         train: np.ndarray, val: np.ndarray, model_doc: dict[str, Any],
+                         metrics_doc: dict[str, Any], monitor: TrainingMonitor) -> None:
+    from nodes.plots.lr import plot_ks, plot_loss, plot_roc
+
+    types = ["train"] * data.n_rows
+    for i in val.tolist():
+        types[i] = "validate"
+    ctx.rundir.write_text("predictions.csv", predictions_csv(data.ids, y, proba, types))
+    splits = {"train": (y[train], proba[train])}
+    if len(val):
+        splits["validate"] = (y[val], proba[val])
+    plot_loss(ctx.rundir.plot_path("lr_loss.png"), monitor.losses, monitor.validation_losses)
+    plot_roc(ctx.rundir.plot_path("lr_roc.png"), splits)
+    plot_ks(ctx.rundir.plot_path("lr_ks.png"), splits)
+    ctx.rundir.write_json("metrics.json", metrics_doc)
+    ctx.rundir.write_json("model.json", model_doc)
+    rows = []
+    for key in ("auc", "ks", "accuracy", "precision", "recall", "f1"):
+        rows.append([key, metrics_doc["train"][key], metrics_doc.get("validate", {}).get(key, "")])
+    t = metrics_doc["training"]
+    rows.append(["epochs", t["epochs"], ""])
+    rows.append(["final loss", monitor.losses[-1], monitor.validation_losses[-1] if monitor.validation_losses else ""])
+    console().print(table("lr: guest summary", ["metric", "train", "validate"], rows))
+
+
+__all__ = ["LrResult", "load_model", "options_from_config", "predict_guest",
+           "predict_host", "predictions_csv", "run_guest", "run_host"]

@@ -1,0 +1,119 @@
+"""M-step with Paillier-encrypted sufficient statistics (the host's block).
+
+The protocol, one EM iteration's M-step (guest key pair (pk_g, sk_g)):
+
+1. `guest_encrypt_responsibilities`: the guest encrypts its responsibilities
+   under its own key, one row per component, and sends them with the component
+   sizes nk (plaintext; they give the shared mixture weights). When every
+   row's responsibilities sum to one (all of EM) only K - 1 components are
+   sent: the host derives the last component's statistics from its column
+   totals. (Initial one-hot responsibilities of K drawn rows send all K.)
+2. `host_encrypted_statistics`: the host computes [[gamma_k]]^T @ F for its
+   statistic features F (vfl.gmm.model.statistic_features) with plaintext x
+   ciphertext products: Enc(sum_i gamma_ik F_ij).
+3. `host_mask_statistics`: the host adds a uniform random residue mod n to each
+   statistic (perfect hiding) and re-randomizes the ciphertexts.
+4. `guest_decrypt_masked_statistics`: the guest decrypts to raw residues (which
+   look uniformly random to it) and returns them (`pack_residues`).
+5. `host_unmask_statistics`: the host removes its masks and decodes: it alone
+   learns its statistics, and forms its block's parameters
+   (vfl.gmm.model.block_parameters).
+
+Fixed point: responsibilities are encoded at RESPONSIBILITY_PRECISION
+fractional bits (64: an encoding error of 2^-65 per value costs nothing, since
+the ciphertext size does not depend on it), features at the given precision
+(default 48), so a statistic carries 112 fractional bits and its error is at
+most N * max|F| * 2^-48, far below the 1e-6 the results must match to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vfl.errors import PaillierError
+from vfl.paillier import EncryptedArray, PrivateKey, PublicKey, random_mask
+from vfl.paillier.array import unmask
+
+RESPONSIBILITY_PRECISION = 64
+FEATURE_PRECISION = 48
+
+
+def rows_sum_to_one(resp: np.ndarray) -> bool:
+    """Whether each row's responsibilities sum to one (to rounding), so one component can be derived."""
+    return bool(np.all(np.abs(resp.sum(axis=1) - 1.0) <= 1e-12))
+
+
+def guest_encrypt_responsibilities(public_key: PublicKey, resp: np.ndarray) -> EncryptedArray:
+    """[[gamma_k]] under the guest's key, one row per component: shape (K - 1, N) when rows sum
+    to one (the host derives the last), else (K, N)."""
+    resp = np.asarray(resp, dtype=np.float64)
+    sent = resp[:, :-1] if rows_sum_to_one(resp) else resp
+    return public_key.encrypt(np.ascontiguousarray(sent.T), precision=RESPONSIBILITY_PRECISION)
+
+
+def host_encrypted_statistics(enc_resp: EncryptedArray, features: np.ndarray,
+                              precision: int = FEATURE_PRECISION) -> EncryptedArray:
+    """[[gamma_k^T F]] for each encrypted component: shape (K - 1, m), via F^T @ [[gamma_k]]."""
+    F = np.asarray(features, dtype=np.float64)
+    if enc_resp.ndim != 2 or enc_resp.shape[1] != F.shape[0]:
+        raise PaillierError(f"encrypted responsibilities of shape {enc_resp.shape} do not match "
+                            f"{F.shape[0]} rows")
+    rows = [enc_resp[k].rmatmul(F.T, precision=precision) for k in range(enc_resp.shape[0])]
+    return _stack(enc_resp.public_key, rows, (enc_resp.shape[0], F.shape[1]),
+                  enc_resp.precision + precision)
+
+
+def host_mask_statistics(enc_stats: EncryptedArray) -> tuple[EncryptedArray, np.ndarray]:
+    """(masked statistics to send, the masks to keep): uniform residues added, ciphertexts re-randomized."""
+    mask = random_mask(enc_stats.public_key, enc_stats.shape)
+    return enc_stats.add_residues(mask).rerandomize(), mask
+
+
+def guest_decrypt_masked_statistics(private_key: PrivateKey, masked: EncryptedArray) -> np.ndarray:
+    """Raw residues mod n of the masked statistics (uniformly random to the guest)."""
+    return private_key.decrypt_raw(masked)
+
+
+def host_unmask_statistics(residues: np.ndarray, mask: np.ndarray, precision: int, public_key: PublicKey,
+                           features: np.ndarray, k: int) -> np.ndarray:
+    """The host's statistics gamma^T F for all K components, shape (K, m).
+
+    The sent components are unmasked; if only K - 1 were sent, the last is the
+    column totals of F minus their sum.
+    """
+    F = np.asarray(features, dtype=np.float64)
+    sent = unmask(residues, mask, precision, public_key) if residues.size else np.zeros((0, F.shape[1]))
+    if sent.shape[0] == k:
+        return sent
+    if sent.shape[0] != k - 1:
+        raise PaillierError(f"statistics for {sent.shape[0]} components, expected {k - 1} or {k}")
+    last = F.sum(axis=0) - sent.sum(axis=0)
+    return np.vstack([sent, last[None, :]])
+
+
+def pack_residues(residues: np.ndarray, public_key: PublicKey) -> bytes:
+    """Residues mod n as fixed-width big-endian integers (the wire form of step 4)."""
+    w = (public_key.n.bit_length() + 7) // 8
+    return b"".join(int(r).to_bytes(w, "big") for r in np.asarray(residues, dtype=object).ravel().tolist())
+
+
+def unpack_residues(data: bytes, shape: tuple[int, ...], public_key: PublicKey) -> np.ndarray:
+    """Parse `pack_residues` output of the given shape; refuses wrong lengths and values >= n."""
+    w = (public_key.n.bit_length() + 7) // 8
+    count = int(np.prod(shape)) if shape else 1
+    if len(data) != w * count:
+        raise PaillierError(f"residues: expected {count} values of {w} bytes, got {len(data)} bytes")
+    vals = [int.from_bytes(data[i * w:(i + 1) * w], "big") for i in range(count)]
+    if any(v >= public_key.n for v in vals):
+        raise PaillierError("residues: a value is not below the key's modulus")
+    out = np.empty(count, dtype=object)
+    out[:] = vals
+    return out.reshape(shape)
+
+
+def _stack(public_key: PublicKey, rows: list[EncryptedArray], shape: tuple[int, ...],
+           precision: int) -> EncryptedArray:
+    cipher = np.empty(shape, dtype=object)
+    for i, r in enumerate(rows):
+        cipher[i] = r.cipher
+    return EncryptedArray(public_key, cipher, precision)
