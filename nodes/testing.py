@@ -66,7 +66,7 @@ def run_pair(guest_fn: Callable[[PartyContext], Any], host_fn: Callable[[PartyCo
             results[name] = fn(ctx)
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors[name] = exc
-            ctx.transport.close(f"{type(exc).__name__}: {exc}")
+            ctx.transport.close()
 
     th = threading.Thread(target=target, args=("host", host_fn, host_ctx), daemon=True)
     th.start()
