@@ -1,0 +1,59 @@
+"""Options of horizontal federated logistic regression (the `[hfl]` config section mirrors them)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vfl.errors import VflError
+
+MECHANISMS = ("off", "laplace", "gaussian")
+ALGORITHMS = ("fedavg", "fedprox")
+
+
+@dataclass(frozen=True)
+class HflOptions:
+    rounds: int = 30  # global rounds
+    learning_rate: float = 0.1
+    batch_size: int = 32  # 0: the client's whole training set
+    local_epochs: int = 1  # passes over the local training rows per round
+    aggregation: str = "fedavg"  # "fedavg" | "fedprox"
+    mu: float = 0.01  # FedProx proximal strength (ignored by FedAvg)
+    alpha: float = 0.0  # L2 regularization
+    clip: float = 1.0  # per-example gradient norm bound (L2; L1 for Laplace); 0: no clipping (DP off only)
+    dp: str = "off"  # "off" | "laplace" | "gaussian"
+    epsilon: float = 1.0  # total budget per client over the whole training
+    delta: float = 1e-5  # Gaussian only
+    fit_intercept: bool = True
+    validation: float = 0.2  # fraction of each client's rows held out for evaluation
+
+    def validate(self) -> None:
+        """Raise VflError naming the first bad option."""
+        if self.rounds < 1:
+            raise VflError(f"[hfl] rounds must be >= 1, got {self.rounds}")
+        if self.local_epochs < 1:
+            raise VflError(f"[hfl] local_epochs must be >= 1, got {self.local_epochs}")
+        if self.batch_size < 0:
+            raise VflError(f"[hfl] batch_size must be >= 0, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise VflError(f"[hfl] learning_rate must be > 0, got {self.learning_rate}")
+        if self.aggregation not in ALGORITHMS:
+            raise VflError(f"[hfl] aggregation must be \"fedavg\" or \"fedprox\", got {self.aggregation!r}")
+        if self.dp not in MECHANISMS:
+            raise VflError(f"[hfl] dp must be \"off\", \"laplace\" or \"gaussian\", got {self.dp!r}")
+        if not (self.mu >= 0 and self.alpha >= 0 and self.clip >= 0):
+            raise VflError("[hfl] mu, alpha and clip must be >= 0")
+        if self.dp != "off":
+            if not self.clip > 0:
+                raise VflError("[hfl] differential privacy needs clip > 0 (it bounds each row's influence)")
+            if not (self.epsilon > 0 and math.isfinite(self.epsilon)):
+                raise VflError(f"[hfl] epsilon must be a positive number, got {self.epsilon}")
+            if self.dp == "gaussian" and not 0 < self.delta < 1:
+                raise VflError(f"[hfl] delta must be in (0, 1) for Gaussian noise, got {self.delta}")
+        if not 0 <= self.validation < 1:
+            raise VflError(f"[hfl] validation must be in [0, 1), got {self.validation}")
+
+    @property
+    def noisy_passes(self) -> int:
+        """How many times each training row is used in a released (noisy) step: rounds x local epochs."""
+        return self.rounds * self.local_epochs
