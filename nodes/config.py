@@ -117,7 +117,37 @@ class GmmSection:
     k_range: list[int] = field(default_factory=list)  # if set: fit each K, keep the lowest BIC
 
 
-LOCAL_SECTIONS = ("guest", "host", "chain", "transport", "compute")  # not part of the job definition
+@dataclass
+class HflSection:
+    """Horizontal logistic regression, `algorithm = "hfl-lr"` (vfl.hfl.options.HflOptions documents each key)."""
+
+    clients: int = 3
+    rounds: int = 30
+    learning_rate: float = 0.1
+    batch_size: int = 32  # 0: each client's whole training set
+    local_epochs: int = 1
+    aggregation: str = "fedavg"  # "fedavg" | "fedprox"
+    mu: float = 0.01  # FedProx proximal strength
+    alpha: float = 0.0  # L2 regularization
+    clip: float = 1.0  # per-example gradient norm bound (L2; L1 with Laplace noise)
+    dp: str = "off"  # "off" | "laplace" | "gaussian"
+    epsilon: float = 1.0  # each client's total budget
+    delta: float = 1e-5  # Gaussian only
+    fit_intercept: bool = True
+    validation: float = 0.2  # fraction of each client's rows held out for evaluation
+
+
+@dataclass
+class FederationSection:
+    """Where the parties of a horizontal job are (local: not part of the job definition)."""
+
+    data: list[str] = field(default_factory=list)  # client i's CSV (id, y, features)
+    clients: list[str] = field(default_factory=list)  # client i's node address
+    coordinator: list[str] = field(default_factory=list)  # the coordinator's endpoint for client i
+    out: str = ""  # run directory of `vflchain node` (a subdirectory per role)
+
+
+LOCAL_SECTIONS = ("guest", "host", "chain", "transport", "compute", "federation")  # not part of the job definition
 
 
 @dataclass
@@ -133,6 +163,8 @@ class JobConfig:
     selection: SelectionSection = field(default_factory=SelectionSection)
     lr: LrSection = field(default_factory=LrSection)
     gmm: GmmSection = field(default_factory=GmmSection)
+    hfl: HflSection = field(default_factory=HflSection)
+    federation: FederationSection = field(default_factory=FederationSection)
     path: Path | None = None  # the config file, if any
     raw: dict[str, Any] = field(default_factory=dict)  # the merged TOML as run
 
@@ -166,7 +198,7 @@ class JobConfig:
 PATH_KEYS = {("guest", "data"), ("host", "data"), ("guest", "keystore"), ("host", "keystore"),
              ("guest", "out"), ("host", "out"), ("guest", "cert"), ("guest", "key"), ("guest", "ca"),
              ("host", "cert"), ("host", "key"), ("host", "ca"), ("chain", "state"), ("transport", "cert"),
-             ("transport", "key"), ("transport", "ca"), ("lr", "warm_start")}
+             ("transport", "key"), ("transport", "ca"), ("lr", "warm_start"), ("federation", "out")}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -232,6 +264,8 @@ def _build_section(name: str, cls: type, values: dict[str, Any], base: Path | No
         v = _coerce(name, key, hints[key], value)
         if (name, key) in PATH_KEYS and v and base is not None and not Path(v).is_absolute():
             v = str((base / v).resolve())
+        if (name, key) == ("federation", "data") and base is not None:
+            v = [p if Path(p).is_absolute() else str((base / p).resolve()) for p in v]
         kwargs[key] = v
     default = JobConfig().__getattribute__(name)
     return dataclasses.replace(default, **kwargs)
@@ -275,8 +309,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def _validate(cfg: JobConfig) -> None:
-    if cfg.job.algorithm not in ("lr", "gmm", "psi"):
-        raise ConfigError(f"[job] algorithm must be \"lr\", \"gmm\" or \"psi\", got {cfg.job.algorithm!r}")
+    if cfg.job.algorithm not in ("lr", "gmm", "psi", "hfl-lr"):
+        raise ConfigError(f"[job] algorithm must be \"lr\", \"gmm\", \"psi\" or \"hfl-lr\", "
+                          f"got {cfg.job.algorithm!r}")
+    if cfg.job.algorithm == "hfl-lr":
+        from nodes.hfl_config import validate_hfl
+
+        validate_hfl(cfg)
     if cfg.paillier.key_bits < 1024:
         raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
     if cfg.gmm.covariance not in ("diag", "full"):

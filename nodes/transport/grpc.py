@@ -82,7 +82,7 @@ class GrpcTransport:
                  transcript: Transcript | None = None, keys: Iterable[PublicKey] = (),
                  tls: TlsMaterial | None = None, job: str | None = None, timeout: float = 120.0,
                  retries: int = 5, liveness_interval: float = 1.0, liveness_grace: float = 5.0) -> None:
-        if role not in ("guest", "host") or peer not in ("guest", "host") or role == peer:
+        if not role or not peer or role == peer:  # guest/host; coordinator/clientK in horizontal jobs
             raise ValueError(f"bad roles {role!r}/{peer!r}")
         if tls is None:
             check_plaintext_allowed(listen, peer_address)

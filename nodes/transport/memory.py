@@ -102,3 +102,11 @@ def memory_pair(guest_transcript: Transcript | None = None, host_transcript: Tra
     keys = list(keys)
     return (MemoryTransport("guest", "host", mb, guest_transcript, keys),
             MemoryTransport("host", "guest", mb, host_transcript, keys))
+
+
+def memory_link(role: str, peer: str, role_transcript: Transcript | None = None,
+                peer_transcript: Transcript | None = None) -> tuple[MemoryTransport, MemoryTransport]:
+    """A connected pair of in-memory transports between any two named roles (e.g. coordinator, client2)."""
+    mb = _Mailbox()
+    mb.boxes = {role: {}, peer: {}}
+    return (MemoryTransport(role, peer, mb, role_transcript), MemoryTransport(peer, role, mb, peer_transcript))

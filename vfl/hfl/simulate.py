@@ -101,7 +101,7 @@ def run_federation(shards: Sequence[tuple[np.ndarray, np.ndarray]], opts: HflOpt
             w = fedavg(locals_, counts)
         else:
             pk, sk = keys
-            agg = sum_ciphertexts([encrypt_update(pk, wi, n, precision) for wi, n in zip(locals_, counts)])
+            agg = sum_ciphertexts([encrypt_update(pk, wi, n, precision) for wi, n in zip(locals_, counts, strict=True)])
             w = decrypt_aggregate(sk, agg, sum(counts))
         hist.record(w, clients)
     return hist

@@ -1,0 +1,74 @@
+"""The horizontal job's configuration: roles, their addresses, data files and chain accounts.
+
+Roles: `coordinator` and `client1`..`clientN` (N = `[hfl] clients`). On chain
+the coordinator is the session's opener (registered with the guest role) and
+the clients are its other participants (host role). On development chains the
+coordinator signs with dev key 1 and client k with dev key 1 + k.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nodes.config import JobConfig
+from nodes.errors import ConfigError
+from vfl.errors import VflError
+from vfl.hfl.options import HflOptions
+
+COORDINATOR = "coordinator"
+MAX_CLIENTS = 31  # the audit contract takes at most 32 participants
+
+
+def options(cfg: JobConfig) -> HflOptions:
+    """The training options of `[hfl]`."""
+    fields = {f.name for f in dataclasses.fields(HflOptions)}
+    return HflOptions(**{k: v for k, v in dataclasses.asdict(cfg.hfl).items() if k in fields})
+
+
+def client_roles(cfg: JobConfig) -> list[str]:
+    return [f"client{k}" for k in range(1, cfg.hfl.clients + 1)]
+
+
+def roles(cfg: JobConfig) -> list[str]:
+    return [COORDINATOR, *client_roles(cfg)]
+
+
+def client_index(role: str) -> int:
+    """client3 -> 3; 0 for the coordinator."""
+    return 0 if role == COORDINATOR else int(role.removeprefix("client"))
+
+
+def dev_index(role: str) -> int:
+    """The development chain key of a role (coordinator 1, client k: 1 + k)."""
+    return 1 + client_index(role)
+
+
+def chain_role(role: str) -> str:
+    """The contract role a party registers with."""
+    return "guest" if role == COORDINATOR else "host"
+
+
+def validate_hfl(cfg: JobConfig) -> None:
+    """One-line ConfigError for a horizontal config that cannot run."""
+    n = cfg.hfl.clients
+    if not 2 <= n <= MAX_CLIENTS:
+        raise ConfigError(f"[hfl] clients must be in 2..{MAX_CLIENTS}, got {n}")
+    try:
+        options(cfg).validate()
+    except VflError as exc:
+        raise ConfigError(str(exc)) from None
+    fed = cfg.federation
+    for key in ("data", "clients", "coordinator"):
+        value = getattr(fed, key)
+        if value and len(value) != n:
+            raise ConfigError(f"[federation] {key} lists {len(value)} entries, [hfl] clients is {n}")
+    if cfg.paillier.key_bits < 1024:
+        raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
+
+
+def require(cfg: JobConfig, key: str) -> list[str]:
+    """A [federation] list that a running node needs."""
+    value = getattr(cfg.federation, key)
+    if len(value) != cfg.hfl.clients:
+        raise ConfigError(f"[federation] {key} must list one entry per client ({cfg.hfl.clients})")
+    return list(value)
