@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="scikit-learn's breast cancer data in FATE's two-party layout: "
                         "guest = y + 10 features, host = 20 features, standardized.")
     _common(b)
+    b.add_argument("--horizontal", type=int, default=0, metavar="N",
+                   help="instead: split by rows into N clients' files client1.csv..clientN.csv (id, y, all "
+                        "30 features) for horizontal (hfl-lr) jobs")
+    b.add_argument("--skew", type=float, default=0.0,
+                   help="with --horizontal: label skew in [0, 1] (0 IID shards, 1 sorted by label)")
     b.set_defaults(func=handle)
     s = dsub.add_parser("synth", help="synthetic classification split of any size",
                         description="A synthetic binary classification problem split by columns.")
@@ -39,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if getattr(args, "horizontal", 0):
+        return _horizontal(args)
     if args.dataset == "breast":
         guest, host = breast_split(args.overlap, args.shuffle, args.seed)
     else:
@@ -51,4 +58,18 @@ def handle(args: argparse.Namespace) -> int:
     console().print(f"wrote {g} ({guest.n_rows} rows, y + {len(guest.features)} features)")
     console().print(f"wrote {h} ({host.n_rows} rows, {len(host.features)} features)")
     console().print(f"IDs in both: {shared}")
+    return 0
+
+
+def _horizontal(args: argparse.Namespace) -> int:
+    """`vflchain data breast --horizontal N --skew S`: N non-IID row shards."""
+    from vfl.hfl.shards import breast_horizontal
+
+    shards = breast_horizontal(args.horizontal, args.skew, args.seed)
+    out = Path(args.out)
+    for k, shard in enumerate(shards, 1):
+        path = write_party_csv(shard, out / f"client{k}.csv")
+        share = float(shard.y.mean()) if shard.y is not None else 0.0
+        console().print(f"wrote {path} ({shard.n_rows} rows, y + {len(shard.features)} features, "
+                        f"{share:.0%} label 1)")
     return 0

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run one party's node of a job: the guest drives (handshake, session, "
                        "PSI, phases, close); the host waits for the guest.")
     p.add_argument("--config", required=True, help="job config (TOML)")
-    p.add_argument("--role", required=True, choices=["guest", "host"])
+    p.add_argument("--role", required=True,
+                   help="guest or host; for horizontal (hfl-lr) jobs coordinator or client1..clientN")
     p.add_argument("--out", help="this party's run directory (default: [ROLE] out from the config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
@@ -65,6 +66,10 @@ def handle(args: argparse.Namespace) -> int:
     from nodes.job import PartyNode
 
     cfg = load_config(args.config, args.set)
+    if cfg.job.algorithm == "hfl-lr":
+        return _handle_hfl(args, cfg)
+    if args.role not in ("guest", "host"):
+        raise ConfigError(f"--role must be guest or host, got {args.role!r}")
     out = args.out or cfg.party(args.role).out
     if not out:
         raise ConfigError(f"no run directory: pass --out or set [{args.role}] out in the config")
@@ -81,6 +86,32 @@ def handle(args: argparse.Namespace) -> int:
                 con.print(line)
 
     job = PartyNode(cfg, args.role, Path(out), force=args.force, events=events).run()
+    if args.events == "text":
+        con.print(f"{args.role} complete: job {job['job_id']}, session {job['session_id']}, "
+                  f"{job['rounds']} rounds; files in {out}")
+    return 0
+
+
+def _handle_hfl(args: argparse.Namespace, cfg: Any) -> int:
+    """A horizontal job's coordinator or client node."""
+    from nodes.hfl_node import HflNode
+
+    out = args.out or (str(Path(cfg.federation.out) / args.role) if cfg.federation.out else "")
+    if not out:
+        raise ConfigError("no run directory: pass --out or set [federation] out in the config")
+    signal.signal(signal.SIGTERM, _terminate)
+    con = console()
+
+    def events(event: dict[str, Any]) -> None:
+        if args.events == "json":
+            sys.stdout.write(json.dumps(event, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            line = text_event(event)
+            if line:
+                con.print(line)
+
+    job = HflNode(cfg, args.role, Path(out), force=args.force, events=events).run()
     if args.events == "text":
         con.print(f"{args.role} complete: job {job['job_id']}, session {job['session_id']}, "
                   f"{job['rounds']} rounds; files in {out}")

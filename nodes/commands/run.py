@@ -22,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from nodes.config import load_config
     from nodes.launch import Launcher
 
+    if load_config(args.config, args.set).job.algorithm == "hfl-lr":
+        from nodes.hfl_launch import HflLauncher
+
+        return HflLauncher(args.config, args.out, args.set, force=args.force).run()
     return Launcher(args.config, args.out, args.set, force=args.force).run()
