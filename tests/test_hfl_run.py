@@ -93,6 +93,7 @@ def test_sweep_over_rounds_and_epsilon_writes_one_csv_and_plots(tmp_path, shard_
     assert {r["dp"] for r in rows if r["epsilon"] == "inf"} == {"off"}
     final = [r for r in rows if r["rounds"] == "4" and r["round"] == "4" and r["epsilon"] == "0.5"]
     assert all(float(r["epsilon_spent"]) == pytest.approx(0.5) for r in final)
+    assert (out / "summary.csv").read_text().count("\n") == 8 + 2  # header, 8 points, centralized
     assert {p.name for p in (out / "plots").iterdir()} == {"accuracy_vs_round_fedavg.png",
                                                             "accuracy_vs_round_fedprox.png"}
 
