@@ -68,7 +68,8 @@ def _config(tmp: Path, **hfl: Any):
     return load_config(tmp / "job.toml"), [(s.X, s.y) for s in shards]
 
 
-def run_federation_nodes(tmp: Path, chain_env, cfg, nodes: dict[str, HflNode]) -> tuple[dict[str, Any], list]:
+def run_federation_nodes(tmp: Path, chain_env, cfg, nodes: dict[str, HflNode], configs: dict[str, Any] | None = None,
+                         star: type[StarTransport] = StarTransport) -> tuple[dict[str, Any], list]:
     """All four nodes in threads; returns ({role: job.json or exception}, (sender, bytes) the coordinator
     received); `nodes` gets the HflNode objects."""
     links, client_ends = {}, {}
@@ -82,14 +83,14 @@ def run_federation_nodes(tmp: Path, chain_env, cfg, nodes: dict[str, HflNode]) -
         if role == "coordinator":
             for link in links.values():
                 link.transcript = transcript
-            return StarTransport(links)
+            return star(links)
         client_ends[role].transcript = transcript
         return client_ends[role]
 
     results: dict[str, Any] = {}
 
     def run(role: str) -> None:
-        node = nodes[role] = HflNode(cfg, role, tmp / "out" / role, transport_factory=factory,
+        node = nodes[role] = HflNode((configs or {}).get(role, cfg), role, tmp / "out" / role, transport_factory=factory,
                        chain_factory=lambda c, r: _link(chain_env, r))
         try:
             results[role] = node.run()
@@ -144,3 +145,39 @@ def test_three_clients_train_to_the_plaintext_reference_with_every_round_atteste
     assert len([1 for _, d in received if b'"update"' in d]) >= 3 * 2
     coordinator = nodes["coordinator"].ctx
     assert coordinator.private_key is None and coordinator.public_key == key.public_key
+
+
+def test_a_client_with_a_different_job_definition_refuses_and_every_party_fails_naming_it(tmp_path, chain_env) -> None:
+    cfg, _ = _config(tmp_path)
+    other = load_config(tmp_path / "job.toml", ["hfl.rounds=3"])
+    res, _ = run_federation_nodes(tmp_path, chain_env, cfg, {}, configs={"client2": other})
+    assert all(isinstance(r, Exception) for r in res.values()), res
+    assert "[hfl] rounds: client2 3, coordinator 2" in str(res["client2"])
+    assert "client2 refused the job" in str(res["coordinator"])
+    job = json.loads((tmp_path / "out" / "client1" / "job.json").read_text())
+    assert job["status"] == "failed" and "client2 refused the job" in job["error"]
+
+
+class SubstitutingStar(StarTransport):
+    """A coordinator that swaps client2's X25519 key for its own, to catch the private key in transit."""
+
+    def send(self, client, address, payload):
+        if address.tag == "exchange_keys":
+            from vfl.hfl.keyshare import new_exchange_key
+
+            keys = [dict(k) for k in payload["keys"]]
+            keys[0]["public"] = new_exchange_key()[1].hex()
+            payload = {"keys": keys}
+        super().send(client, address, payload)
+
+
+def test_client1_refuses_to_seal_the_key_to_an_exchange_key_the_coordinator_substituted(tmp_path, chain_env) -> None:
+    cfg, _ = _config(tmp_path)
+    res, received = run_federation_nodes(tmp_path, chain_env, cfg, {}, star=SubstitutingStar)
+    assert isinstance(res["client1"], Exception)
+    assert "client2's exchange key is not signed by its account on chain" in str(res["client1"])
+    assert not any(b"key_bundle" in data for _, data in received)  # nothing sealed was sent
+    job = json.loads((tmp_path / "out" / "coordinator" / "job.json").read_text())
+    assert job["status"] == "failed"
+    sid = bytes.fromhex(job["session_id"][2:])
+    assert _link(chain_env, "coordinator").session(sid)["status"] == "aborted"  # by whoever failed first
