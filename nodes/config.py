@@ -290,6 +290,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         value = _string_if_wanted(section, key, value, text.split("=", 1)[1])
         if (section, key) in PATH_KEYS and isinstance(value, str) and value and not Path(value).is_absolute():
             value = str(Path(value).resolve())  # a path typed on the command line is relative to the cwd
+        if (section, key) == ("federation", "data") and isinstance(value, list):
+            value = [str(Path(v).resolve()) if isinstance(v, str) else v for v in value]
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"--set {text!r}: {section} is not a section")

@@ -109,3 +109,12 @@ def test_sweep_names_a_bad_grid_key(tmp_path, shard_dir, capsys) -> None:
 def test_a_federation_list_of_the_wrong_length_is_a_one_line_config_error(capsys) -> None:
     assert cli(["sweep", "--config", str(CONFIG), "--out", "/nonexistent", "--set", 'federation.data=["a.csv"]']) == 1
     assert "[federation] data lists 1 entries, [hfl] clients is 3" in capsys.readouterr().err
+
+
+def test_node_refuses_a_role_the_horizontal_job_does_not_have(tmp_path, shard_dir, capsys) -> None:
+    args = ["node", "--config", str(CONFIG), "--role", "client4", "--out", str(tmp_path / "n")]
+    for s in _data_sets(shard_dir):
+        args += ["--set", s]
+    assert cli(args) == 1
+    assert "unknown role 'client4' for a horizontal job with 3 clients" in capsys.readouterr().err
+    assert not (tmp_path / "n").exists()
