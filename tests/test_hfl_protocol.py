@@ -3,6 +3,7 @@ real audit contract on an in-process chain: rounds attested by all four, and wha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from nodes.config import load_config
 from nodes.datafiles import write_party_csv
 from nodes.hfl_config import dev_index
 from nodes.hfl_node import HflNode
+from nodes.transcript import Transcript
 from nodes.transport.codec import decode_message, keyring
 from nodes.transport.memory import memory_link
 from nodes.transport.star import StarTransport
@@ -142,6 +144,10 @@ def test_three_clients_train_to_the_plaintext_reference_with_every_round_atteste
             assert hex(factor)[2:].encode() not in data and str(factor).encode() not in data
             assert factor.to_bytes((factor.bit_length() + 7) // 8, "big") not in data
     assert {"update", "key_bundle", "exchange_key", "key_ok", "done", "hello_reply"} <= tags
+    # ... and these are exactly the messages the coordinator's transcript records as received
+    recorded = {e["sha256"] for e in Transcript.load(out / "coordinator" / "transcript.jsonl")
+                if e["direction"] == "received"}
+    assert recorded == {hashlib.sha256(d).hexdigest() for _, d in received}
     assert len([1 for _, d in received if b'"update"' in d]) >= 3 * 2
     coordinator = nodes["coordinator"].ctx
     assert coordinator.private_key is None and coordinator.public_key == key.public_key
