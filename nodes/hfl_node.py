@@ -113,6 +113,9 @@ class HflNode(PartyNode):
             raise ConfigError(f"unknown role {role!r} for a horizontal job with {cfg.hfl.clients} clients "
                               f"(coordinator, client1..client{cfg.hfl.clients})")
         self.cfg, self.role, self.peer = cfg, role, "clients" if role == COORDINATOR else COORDINATOR
+        self.model: Any = None  # PartyNode's prediction mode: not for horizontal jobs
+        self.mode = "train"
+        self.algorithm = cfg.job.algorithm
         self.out = Path(out)
         self.force = force
         self.events = events

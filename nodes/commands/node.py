@@ -96,6 +96,8 @@ def _handle_hfl(args: argparse.Namespace, cfg: Any) -> int:
     """A horizontal job's coordinator or client node."""
     from nodes.hfl_node import HflNode
 
+    if getattr(args, "model", None):
+        raise ConfigError("horizontal (hfl-lr) jobs have no prediction mode: --model is for vertical jobs")
     out = args.out or (str(Path(cfg.federation.out) / args.role) if cfg.federation.out else "")
     if not out:
         raise ConfigError("no run directory: pass --out or set [federation] out in the config")
