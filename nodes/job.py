@@ -76,6 +76,11 @@ TransportFactory = Callable[[JobConfig, str, "str | None", Transcript], Channel]
 ChainFactory = Callable[[JobConfig, str], ChainLinkLike]
 
 
+def needs_labels(algorithm: str) -> bool:
+    """Only training LR needs the guest's labels (GMM uses them for ARI when present)."""
+    return algorithm == "lr"
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -234,7 +239,7 @@ class PartyNode:
         cfg, role = self.cfg, self.role
         transcript = Transcript(self.rundir.file("transcript.jsonl"))
         # the data first: a missing or invalid file fails here, before the chain, keys and peer
-        data = load_party_csv(cfg.party(role).data, role, require_labels=self.model is None)
+        data = load_party_csv(cfg.party(role).data, role, require_labels=needs_labels(self.algorithm))
         self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
         self.emit("status", text="connecting to the chain")
         self.chain = self.chain_factory(cfg, role)

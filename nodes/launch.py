@@ -174,7 +174,7 @@ class Launcher:
     """Runs one job as three processes and reports on it."""
 
     command = "run"
-    require_labels = True  # the guest's data must have labels (training)
+    predicting = False  # `vflchain predict`: the nodes score rows with saved models
 
     def __init__(self, config: str, out: str, sets: list[str], force: bool = False,
                  grace: float | None = None) -> None:
@@ -223,9 +223,11 @@ class Launcher:
     def _check_data(self) -> None:
         """Both parties' data files load (fail before the chain and the nodes start, with one line)."""
         from nodes.datafiles import load_party_csv
+        from nodes.job import needs_labels
 
+        algorithm = self.cfg.job.algorithm + ("-predict" if self.predicting else "")
         for role in ("guest", "host"):
-            load_party_csv(self.cfg.party(role).data, role, require_labels=self.require_labels)  # type: ignore[arg-type]
+            load_party_csv(self.cfg.party(role).data, role, require_labels=needs_labels(algorithm))  # type: ignore[arg-type]
 
     def _spawn(self, role: str, sets: list[str], logs: Path) -> NodeProcess:
         cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(self.config_path), "--role", role,

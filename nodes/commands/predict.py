@@ -39,7 +39,7 @@ class PredictLauncher(Launcher):
     """`vflchain run`'s three processes, each node started with `--model` (its own saved model)."""
 
     command = "predict"
-    require_labels = False  # new rows may come without labels
+    predicting = True  # new rows may come without labels
 
     def __init__(self, config: str, model: str, out: str, sets: list[str], force: bool = False) -> None:
         from nodes.phases.predict import load_party_model
