@@ -83,7 +83,8 @@ def lr_job(tmp_path_factory, chain_server, breast_dir) -> Path:
 def gmm_job(tmp_path_factory, chain_server, breast_dir) -> Path:
     out = tmp_path_factory.mktemp("gmm") / "run"
     res = _cmd(["run", "--config", str(GMM_CONFIG), "--out", str(out)],
-               _sets(breast_dir / "guest.csv", breast_dir / "host.csv", chain_server[0], "gmm.max_iter=2"))
+               _sets(breast_dir / "guest.csv", breast_dir / "host.csv", chain_server[0], "gmm.max_iter=2",
+                     "gmm.init=random_from_data"))
     assert res.returncode == 0, res.stderr + res.stdout
     return out
 
@@ -250,3 +251,18 @@ def test_run_with_an_invalid_data_file_fails_before_starting_anything(tmp_path, 
     assert res.stderr.strip().splitlines() == [
         f"vflchain: error: {bad}, line 3, column 'a': 'oops' is not a number"]
     assert not out.exists() and not (tmp_path / "chain").exists()
+
+
+def test_a_model_whose_training_job_did_not_complete_is_refused(tmp_path, lr_job) -> None:
+    from nodes.phases.predict import load_party_model
+    from vfl.errors import DataError
+
+    shutil.copytree(lr_job / "host", tmp_path / "host")
+    job = _job(tmp_path, "host")
+    assert load_party_model(tmp_path, "host").training_job == job["job_id"]
+    job.update(status="failed", error="guest failed: interrupted")
+    (tmp_path / "host" / "job.json").write_text(json.dumps(job))
+    with pytest.raises(DataError, match=r"its training job did not complete \(status 'failed': guest failed"):
+        load_party_model(tmp_path, "host")
+    with pytest.raises(DataError, match="a host model, but this party is the guest"):
+        load_party_model(tmp_path / "host" / "model.json", "guest")
