@@ -240,6 +240,10 @@ class PartyNode:
         transcript = Transcript(self.rundir.file("transcript.jsonl"))
         # the data first: a missing or invalid file fails here, before the chain, keys and peer
         data = load_party_csv(cfg.party(role).data, role, require_labels=needs_labels(self.algorithm))
+        if self.model is not None:
+            from nodes.phases.predict import check_columns
+
+            check_columns(self.model, data)
         self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
         self.emit("status", text="connecting to the chain")
         self.chain = self.chain_factory(cfg, role)

@@ -266,3 +266,18 @@ def test_a_model_whose_training_job_did_not_complete_is_refused(tmp_path, lr_job
         load_party_model(tmp_path, "host")
     with pytest.raises(DataError, match="a host model, but this party is the guest"):
         load_party_model(tmp_path / "host" / "model.json", "guest")
+
+
+def test_new_rows_missing_a_model_column_fail_before_starting_anything(tmp_path, breast_dir, lr_job) -> None:
+    host_cols = json.loads((lr_job / "host" / "model.json").read_text())["features"]
+    with (breast_dir / "host.csv").open(newline="") as fh:
+        h = list(csv.reader(fh))
+    drop = h[0].index(host_cols[0])
+    new_host = tmp_path / "host_new.csv"
+    new_host.write_text("\n".join(",".join(c for j, c in enumerate(r) if j != drop) for r in h) + "\n")
+    out = tmp_path / "pred"
+    res = _predict(lr_job, out, _sets(breast_dir / "guest.csv", new_host, tmp_path / "chain"))
+    assert res.returncode == 1
+    [line] = res.stderr.strip().splitlines()
+    assert line.startswith(f"vflchain: error: {new_host}: the host's model needs column {host_cols[0]!r}")
+    assert not out.exists() and not (tmp_path / "chain").exists()

@@ -47,12 +47,21 @@ class PredictLauncher(Launcher):
         super().__init__(config, out, sets, force=force)
         self.model = Path(model).resolve()
         # each node reads its own model; here only to fail at once when one is missing or they disagree
-        models = {role: load_party_model(self.model, role) for role in ("guest", "host")}
+        self.models = models = {role: load_party_model(self.model, role) for role in ("guest", "host")}
         algorithms = {m.algorithm for m in models.values()}
         if len(algorithms) != 1:
             kinds = ", ".join(f"{r} {m.algorithm}" for r, m in models.items())
             raise ConfigError(f"{model}: the parties' models are of different algorithms ({kinds})")
         self.cfg.job.algorithm = algorithms.pop()
+
+    def _check_data(self) -> None:
+        """Both data files load and have every column their party's model needs."""
+        from nodes.datafiles import load_party_csv
+        from nodes.phases.predict import check_columns
+
+        for role in ("guest", "host"):
+            check_columns(self.models[role], load_party_csv(self.cfg.party(role).data, role,  # type: ignore[arg-type]
+                                                            require_labels=False))
 
     def _node_args(self, role: str) -> list[str]:
         return ["--model", str(self.model)]

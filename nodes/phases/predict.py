@@ -134,7 +134,8 @@ def load_party_model(path: str | Path, role: str) -> PartyModel:
     return PartyModel(doc["algorithm"], role, f, raw, _training_job(f, doc), model, preprocess)
 
 
-def _check_columns(pm: PartyModel, data: PartyData) -> None:
+def check_columns(pm: PartyModel, data: PartyData) -> None:
+    """The data has every column the model needs (checked before the session, and again here)."""
     missing = [c for c in pm.features if c not in data.features]
     if missing:
         raise DataError(f"{data.source}: the {pm.role}'s model needs column {missing[0]!r}, which the data "
@@ -161,7 +162,7 @@ def _setup(ctx: PartyContext) -> PartyModel:
         raise NodeError("predict: no model loaded (vflchain node --model DIR)")
     if ctx.data is None:
         raise DataError(f"predict: the {ctx.role} has no rows to score")
-    _check_columns(pm, ctx.data)
+    check_columns(pm, ctx.data)
     ch = ctx.channel(PHASE)
     r = ctx.next_round()
     mine = {"algorithm": pm.algorithm, "training_job": pm.training_job, "n_rows": ctx.data.n_rows}
