@@ -13,6 +13,11 @@ Both parties run `PartyNode.run()` in their own process; the guest drives.
     last     close: both exchange their final model commitment (+ the guest's metrics
              hash), commit the round, finalize on chain and wait until the session is closed.
 
+With `model=` (`vflchain node --model`, `vflchain predict`) the job scores new rows with
+the party's saved model instead of training: algorithm "<lr|gmm>-predict", pipeline
+intersection -> predict (nodes/phases/predict.py); the hello carries the mode, so a
+training host refuses a predicting guest and the reverse.
+
 `job.json` says "running" from the start and "complete" only after the session
 is closed on chain. Any failure closes the link with the error (the peer fails
 at once, naming it), aborts the session on chain with keccak256(error) as the
