@@ -11,9 +11,14 @@ from vfl.data import ID_COLUMN, LABEL_COLUMN, PartyData, Role, parse_party_table
 from vfl.errors import DataError
 
 
-def load_party_csv(path: str | Path, role: Role) -> PartyData:
-    """Load and validate one party's CSV; errors name the file, line and column."""
+def load_party_csv(path: str | Path, role: Role, require_labels: bool = True) -> PartyData:
+    """Load and validate one party's CSV; errors name the file, line and column.
+
+    `require_labels=False`: a guest file without labels is fine (scoring new rows).
+    """
     p = Path(path)
+    if not str(path):
+        raise DataError(f"no data file: set [{role}] data in the config")
     if not p.is_file():
         raise DataError(f"{p}: no such file")
     with p.open(newline="", encoding="utf-8") as fh:
@@ -25,7 +30,8 @@ def load_party_csv(path: str | Path, role: Role) -> PartyData:
         except csv.Error as exc:
             raise DataError(f"{p}, line 1: {exc}") from None
         try:
-            return parse_party_table(header, reader, role=role, source=str(p))
+            return parse_party_table(header, reader, role=role, source=str(p),
+                                     require_labels=require_labels)
         except csv.Error as exc:
             raise DataError(f"{p}, line {reader.line_num}: {exc}") from None
 

@@ -13,6 +13,11 @@ Both parties run `PartyNode.run()` in their own process; the guest drives.
     last     close: both exchange their final model commitment (+ the guest's metrics
              hash), commit the round, finalize on chain and wait until the session is closed.
 
+With `model=` (`vflchain node --model`, `vflchain predict`) the job scores new rows with
+the party's saved model instead of training: algorithm "<lr|gmm>-predict", pipeline
+intersection -> predict (nodes/phases/predict.py); the hello carries the mode, so a
+training host refuses a predicting guest and the reverse.
+
 `job.json` says "running" from the start and "complete" only after the session
 is closed on chain. Any failure closes the link with the error (the peer fails
 at once, naming it), aborts the session on chain with keccak256(error) as the
@@ -74,6 +79,11 @@ class ChainLinkLike(Protocol):
 
 TransportFactory = Callable[[JobConfig, str, "str | None", Transcript], Channel]
 ChainFactory = Callable[[JobConfig, str], ChainLinkLike]
+
+
+def needs_labels(algorithm: str) -> bool:
+    """Only training LR needs the guest's labels (GMM uses them for ARI when present)."""
+    return algorithm == "lr"
 
 
 def now_iso() -> str:
@@ -159,10 +169,20 @@ class PartyNode:
 
     def __init__(self, cfg: JobConfig, role: str, out: str | Path, *, force: bool = False,
                  events: Events | None = None, transport_factory: TransportFactory = grpc_transport,
-                 chain_factory: ChainFactory = chain_link) -> None:
+                 chain_factory: ChainFactory = chain_link, model: str | Path | None = None) -> None:
         if role not in ("guest", "host"):
             raise ConfigError(f"unknown role {role!r}")
-        if cfg.job.algorithm not in PIPELINES:
+        # model: score new rows with this party's saved model (a "<algorithm>-predict" job,
+        # nodes.phases.predict) instead of training; read now so a bad model fails at once
+        self.model: Any = None
+        if model is not None:
+            from nodes.phases.predict import load_party_model
+
+            self.model = load_party_model(model, role)
+            cfg.job.algorithm = self.model.algorithm
+        self.mode = "train" if self.model is None else "predict"
+        self.algorithm = cfg.job.algorithm if self.model is None else f"{cfg.job.algorithm}-predict"
+        if self.algorithm not in PIPELINES:
             raise ConfigError(f"[job] algorithm {cfg.job.algorithm!r} has no pipeline")
         self.cfg, self.role = cfg, role
         self.peer = "host" if role == "guest" else "guest"
@@ -200,11 +220,13 @@ class PartyNode:
         self.job = {
             "status": "running", "role": self.role, "job_id": cfg.job.id or None, "session_id": None,
             "chain_id": None, "contract": None, "account": None, "peer_account": None,
-            "algorithm": cfg.job.algorithm, "config_commitment": "0x" + config_commitment(cfg).hex(),
+            "algorithm": self.algorithm, "config_commitment": "0x" + config_commitment(cfg).hex(),
             "config": cfg.to_dict(), "config_file": str(cfg.path) if cfg.path else None,
             "version": package_version(), "started": now_iso(), "ended": None,
             "phases_run": [], "phases_skipped": [], "rounds": 0, "transactions": {}, "error": None,
         }
+        if self.model is not None:
+            self.job["model"] = self.model.describe()
         try:
             self._save()
         except OSError as exc:
@@ -221,6 +243,13 @@ class PartyNode:
     def _run(self) -> None:
         cfg, role = self.cfg, self.role
         transcript = Transcript(self.rundir.file("transcript.jsonl"))
+        # the data first: a missing or invalid file fails here, before the chain, keys and peer
+        data = load_party_csv(cfg.party(role).data, role, require_labels=needs_labels(self.algorithm))
+        if self.model is not None:
+            from nodes.phases.predict import check_columns
+
+            check_columns(self.model, data)
+        self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
         self.emit("status", text="connecting to the chain")
         self.chain = self.chain_factory(cfg, role)
         self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address)
@@ -228,11 +257,9 @@ class PartyNode:
         self.emit("status", text=f"generating a {cfg.paillier.key_bits}-bit Paillier key pair")
         pk, sk = generate_keypair(cfg.paillier.key_bits)
         self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
-        job_id = (cfg.job.id or new_job_id(cfg.job.algorithm)) if role == "guest" else None
+        job_id = (cfg.job.id or new_job_id(self.algorithm)) if role == "guest" else None
         self.emit("status", text=f"listening on {cfg.party(role).listen or cfg.party(role).address}")
         self.transport = self.transport_factory(cfg, role, job_id, transcript)
-        data = load_party_csv(cfg.party(role).data, role)
-        self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
         if role == "host":
             self.emit("status", text="waiting for the guest")
             job_id = self.transport.accept_job(cfg.transport.connect_timeout)
@@ -244,6 +271,8 @@ class PartyNode:
         seed = np.random.SeedSequence([cfg.job.seed, 0 if role == "guest" else 1])
         ctx = PartyContext(role, job_id, cfg, self.transport, transcript, self.rundir, pk, sk, None, data,
                            rng=np.random.default_rng(seed), events=self.events)
+        if self.model is not None:
+            ctx.state["predict_model"] = self.model
         self.ctx = ctx
 
         hs_round = ctx.next_round()
@@ -262,7 +291,7 @@ class PartyNode:
             "peer_public_key_fingerprint": peer_key.fingerprint.hex()})
         self._count_round()
 
-        for name in PIPELINES[cfg.job.algorithm]:
+        for name in PIPELINES[self.algorithm]:
             try:
                 module = importlib.import_module(f"nodes.phases.{name}")
             except ModuleNotFoundError as exc:
@@ -300,7 +329,7 @@ class PartyNode:
                 connect(self.cfg.transport.connect_timeout)
             ch.send("hello", {
                 "job_id": ctx.job_id, "version": self.job["version"], "config": mine,
-                "config_commitment": commitment, "public_key": ctx.public_key.to_json(),
+                "config_commitment": commitment, "public_key": ctx.public_key.to_json(), "mode": self.mode,
                 "account": self.chain.address, "chain_id": self.chain.chain_id, "contract": self.chain.contract,
             }, round=rnd)
             reply = ch.recv("hello_reply", round=rnd)
@@ -329,6 +358,9 @@ class PartyNode:
 
     def _check_hello(self, hello: dict[str, Any], mine: dict[str, Any], commitment: str) -> str | None:
         """The host's checks of the guest's hello; a one-line reason to refuse, or None."""
+        if hello.get("mode", "train") != self.mode:
+            return (f"the guest runs a {hello.get('mode', 'train')} job, this host was started for a "
+                    f"{self.mode} job (vflchain node --model starts a prediction job)")
         if hello.get("config_commitment") != commitment:
             theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
             diff = config_differences(mine, theirs, "host", "guest")
@@ -345,7 +377,7 @@ class PartyNode:
         commitment = bytes.fromhex(self.job["config_commitment"][2:])
         if self.role == "guest":
             self.emit("status", text="opening the session on chain")
-            tx = self.chain.open_session(sid, self.cfg.job.algorithm, commitment, [self.job["peer_account"]])
+            tx = self.chain.open_session(sid, self.algorithm, commitment, [self.job["peer_account"]])
             self.session_id = sid
             self.job["session_id"] = "0x" + sid.hex()
             self.job["transactions"]["open"] = tx
@@ -388,7 +420,8 @@ class PartyNode:
         model_commitment = file_hash(result.read_bytes())
         metrics_hash = b""
         if self.role == "guest":
-            metrics = rd.file("metrics.json") if rd.file("metrics.json").exists() else rd.file("intersection.json")
+            metrics = next(rd.file(n) for n in ("metrics.json", "predictions.csv", "intersection.json")
+                           if rd.file(n).exists())
             metrics_hash = file_hash(metrics.read_bytes())
         mine = {"model_commitment": "0x" + model_commitment.hex(),
                 "metrics_hash": "0x" + metrics_hash.hex() if metrics_hash else None,

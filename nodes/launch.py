@@ -173,6 +173,9 @@ def prepare_chain(cfg: JobConfig, logs: Path) -> tuple[str, str, EmbeddedChainPr
 class Launcher:
     """Runs one job as three processes and reports on it."""
 
+    command = "run"
+    predicting = False  # `vflchain predict`: the nodes score rows with saved models
+
     def __init__(self, config: str, out: str, sets: list[str], force: bool = False,
                  grace: float | None = None) -> None:
         self.config_path = config
@@ -213,9 +216,22 @@ class Launcher:
             _check_bindable(role, p.listen or p.address)
         return extra
 
+    def _node_args(self, role: str) -> list[str]:
+        """Extra `vflchain node` arguments for a role (`vflchain predict` adds --model)."""
+        return []
+
+    def _check_data(self) -> None:
+        """Both parties' data files load (fail before the chain and the nodes start, with one line)."""
+        from nodes.datafiles import load_party_csv
+        from nodes.job import needs_labels
+
+        algorithm = self.cfg.job.algorithm + ("-predict" if self.predicting else "")
+        for role in ("guest", "host"):
+            load_party_csv(self.cfg.party(role).data, role, require_labels=needs_labels(algorithm))  # type: ignore[arg-type]
+
     def _spawn(self, role: str, sets: list[str], logs: Path) -> NodeProcess:
         cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(self.config_path), "--role", role,
-               "--out", str(self.out / role), "--events", "json"]
+               "--out", str(self.out / role), "--events", "json", *self._node_args(role)]
         for s in sets:
             cmd += ["--set", s]
         log = logs / f"{role}.log"
@@ -243,9 +259,10 @@ class Launcher:
     def run(self) -> int:
         from nodes.commands.node import text_event
 
+        self._check_data()
         logs = self._prepare_out()
         sets = self.sets + self._addresses()
-        self.con.print(f"[bold]vflchain run[/] {self.cfg.job.algorithm} job from {self.config_path} -> {self.out}")
+        self.con.print(f"[bold]vflchain {self.command}[/] {self.cfg.job.algorithm} job from {self.config_path} -> {self.out}")
         if not self.cfg.chain.url:
             self.con.print(f"  chain: embedded ({self.cfg.chain.state})")
         self.url, self.contract, self.chain = prepare_chain(self.cfg, logs)
@@ -358,7 +375,7 @@ class Launcher:
         except (OSError, ValueError):
             return ""
         picks = []
-        for section in ("validate", "validation", "train"):
+        for section in ("validate", "validation", "train", "predict"):
             sub = m.get(section)
             if isinstance(sub, dict):
                 picks += [f"{section} {k.upper()} {sub[k]:.4f}" for k in ("auc", "ks", "accuracy")

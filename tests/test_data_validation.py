@@ -135,3 +135,20 @@ def test_write_then_load_round_trips_exactly(tmp_path, breast):
     np.testing.assert_array_equal(h2.X, host.X)
     np.testing.assert_array_equal(g2.y, guest.y)
     assert g2.ids.tolist() == guest.ids.tolist() and g2.features == guest.features
+
+
+def test_a_guest_file_without_labels_is_accepted_only_when_labels_are_not_required(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_text("id,a\n1,0.5\n2,1.5\n")
+    with pytest.raises(DataError, match="guest file has no label column 'y'"):
+        load_party_csv(path, "guest")
+    data = load_party_csv(path, "guest", require_labels=False)
+    assert data.y is None and data.features == ["a"] and data.n_rows == 2
+    labelled = tmp_path / "l.csv"
+    labelled.write_text("id,y,a\n1,1,0.5\n2,0,1.5\n")
+    assert load_party_csv(labelled, "guest", require_labels=False).y.tolist() == [1, 0]
+
+
+def test_a_missing_data_path_names_the_config_key():
+    with pytest.raises(DataError, match=r"no data file: set \[host\] data in the config"):
+        load_party_csv("", "host")

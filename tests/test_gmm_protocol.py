@@ -390,3 +390,18 @@ def test_host_with_different_settings_refuses(tmp_path, breast):
     gerr, herr = run_failing(tmp_path, *breast, config(k=2), host_cfg=config(k=3))
     assert "settings differ" in str(herr) and "k: guest 2, host 3" in str(herr)
     assert isinstance(gerr, gmm.PeerAborted) and "settings differ" in str(gerr)
+
+
+def test_a_guest_without_labels_fits_and_writes_no_label_metrics(tmp_path):
+    rng = np.random.default_rng(3)
+    centres = np.repeat([[0.0, 0.0, 0.0, 0.0], [4.0, 4.0, 4.0, 4.0]], 30, axis=0)
+    X = centres + rng.normal(size=centres.shape)
+    ids = np.array([str(i) for i in range(60)])
+    g = PartyData("guest", ids, ["a", "b"], X[:, :2], None)
+    h = PartyData("host", ids, ["c", "d"], X[:, 2:])
+    r = run(tmp_path, g, h, config(seed=1, k=2, max_iter=5))
+    metrics = r.gctx.rundir.read_json("metrics.json")
+    assert "adjusted_rand_index" not in metrics and metrics["k"] == 2
+    assert sorted(metrics["cluster_sizes"]) == [30, 30]
+    rows = r.gctx.rundir.file("predictions.csv").read_text().splitlines()[1:]
+    assert len(rows) == 60 and all(line.split(",")[1] == "" for line in rows)

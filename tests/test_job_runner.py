@@ -60,7 +60,7 @@ def _config(tmp: Path, overlap: float = 0.9, **sections: dict[str, Any]) -> Path
 
 
 def run_both(tmp: Path, chain_env, guest_cfg: JobConfig, host_cfg: JobConfig | None = None,
-             phases: dict[str, Any] | None = None) -> dict[str, Any]:
+             phases: dict[str, Any] | None = None, models: dict[str, Path] | None = None) -> dict[str, Any]:
     """Run guest and host PartyNodes in two threads; returns {role: job.json dict or the exception}."""
     gt, ht = memory_pair()
     transports = {"guest": gt, "host": ht}
@@ -72,8 +72,12 @@ def run_both(tmp: Path, chain_env, guest_cfg: JobConfig, host_cfg: JobConfig | N
         return t
 
     def run(role: str, cfg: JobConfig) -> None:
-        node = PartyNode(cfg, role, tmp / "out" / role, transport_factory=factory,
-                         chain_factory=lambda c, r: _link(chain_env, r))
+        try:
+            node = PartyNode(cfg, role, tmp / "out" / role, transport_factory=factory,
+                             chain_factory=lambda c, r: _link(chain_env, r), model=(models or {}).get(role))
+        except Exception as exc:  # noqa: BLE001 - inspected by the test
+            results[role] = exc
+            return
         try:
             results[role] = node.run()
         except Exception as exc:  # noqa: BLE001 - inspected by the test
@@ -203,3 +207,18 @@ def test_ciphertexts_under_either_partys_key_cross_in_a_job(tmp_path, chain_env,
     res = run_both(tmp_path, chain_env, load_config(_config(tmp_path)))
     assert res["guest"]["status"] == "complete", res
     assert res["guest"]["phases_run"] == ["intersection", "echo_check"] and res["guest"]["rounds"] == 4
+
+
+def test_a_host_started_for_training_refuses_a_guest_that_asks_for_predictions(tmp_path, chain_env) -> None:
+    model = tmp_path / "model.json"
+    model.write_text(json.dumps({"algorithm": "gmm", "role": "guest", "features": ["x0"], "covariance": "diag",
+                                 "weights": [0.5, 0.5], "means": [[0.0], [1.0]], "covariances": [[1.0], [1.0]]}))
+    path = _config(tmp_path)
+    res = run_both(tmp_path, chain_env, load_config(path), load_config(path), models={"guest": model})
+    assert str(res["host"]) == ("the guest runs a predict job, this host was started for a train job "
+                                "(vflchain node --model starts a prediction job)")
+    assert str(res["guest"]).startswith("the host refused the job: the guest runs a predict job")
+    for role in ("guest", "host"):
+        job = json.loads((tmp_path / "out" / role / "job.json").read_text())
+        assert job["status"] == "failed" and job["session_id"] is None
+    assert json.loads((tmp_path / "out" / "guest" / "job.json").read_text())["algorithm"] == "gmm-predict"

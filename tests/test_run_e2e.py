@@ -356,3 +356,33 @@ def test_run_on_a_real_json_rpc_node(tmp_path, breast_dir) -> None:
         client = _client(anvil.url, g["contract"])
         assert client.session(bytes.fromhex(g["session_id"][2:]))["status"] == "closed"
         assert all(client.round_state(bytes.fromhex(g["session_id"][2:]), r) == "attested" for r in (1, 2, 3))
+
+
+def test_host_killed_mid_epoch_of_lr_training_aborts_and_leaves_no_result(tmp_path, chain_server, breast_dir) -> None:
+    """Issue 6: a host that goes away during training; the guest aborts the session, writes no model."""
+    state, url = chain_server
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / "breast_lr.toml"),
+           "--out", str(out)]
+    for s in _sets(breast_dir, state, "lr.epochs=500", "lr.tol=0", "lr.batch_size=100", "transport.retries=2"):
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        rounds = out / "host" / "rounds.jsonl"
+        while time.monotonic() < deadline:
+            if rounds.exists() and '"phase": "lr"' in rounds.read_text():
+                break  # the host committed its first training round: it is mid-training
+            time.sleep(0.05)
+        pids = json.loads((out / "logs" / "processes.json").read_text())
+        os.kill(pids["host"], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1].startswith("vflchain: error: guest: ")
+    error = _job(out, "guest")["error"]
+    assert error.startswith("lr: the host dropped out during epoch"), error
+    _assert_failed_and_aborted(out, url)
+    for name in ("model.json", "predictions.csv", "metrics.json"):
+        assert not (out / "guest" / name).exists() and not (out / "host" / name).exists()

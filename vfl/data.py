@@ -68,8 +68,12 @@ def _number(cell: str, where: str, column: str) -> float:
 
 
 def parse_party_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, role: Role,
-                      source: str = "<memory>") -> PartyData:
-    """Validate and convert a party's table. Line numbers count the header as line 1."""
+                      source: str = "<memory>", require_labels: bool = True) -> PartyData:
+    """Validate and convert a party's table. Line numbers count the header as line 1.
+
+    `require_labels=False` (scoring new rows): a guest table without a `y` column is
+    accepted and gives `y = None`.
+    """
     cols = [c.strip() for c in header]
     if not cols or cols == [""]:
         raise DataError(f"{source}: empty file (no header)")
@@ -84,10 +88,10 @@ def parse_party_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, r
         raise DataError(f"{source}, line 1: no {ID_COLUMN!r} column")
     if role == "host" and LABEL_COLUMN in seen:
         raise DataError(f"{source}: host file has a label column {LABEL_COLUMN!r}; labels belong to the guest only")
-    if role == "guest" and LABEL_COLUMN not in seen:
+    if role == "guest" and LABEL_COLUMN not in seen and require_labels:
         raise DataError(f"{source}, line 1: guest file has no label column {LABEL_COLUMN!r}")
     id_pos = cols.index(ID_COLUMN)
-    y_pos = cols.index(LABEL_COLUMN) if role == "guest" else -1
+    y_pos = cols.index(LABEL_COLUMN) if role == "guest" and LABEL_COLUMN in seen else -1
     feat_pos = [i for i, c in enumerate(cols) if i not in (id_pos, y_pos)]
     if role == "host" and not feat_pos:
         raise DataError(f"{source}, line 1: host file has no feature columns")
@@ -110,7 +114,7 @@ def parse_party_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, r
         first_line[rid] = lineno
         ids.append(rid)
         X.append([_number(row[i], where, cols[i]) for i in feat_pos])
-        if role == "guest":
+        if y_pos >= 0:
             label = row[y_pos].strip()
             try:
                 lv = float(label)
@@ -127,7 +131,7 @@ def parse_party_table(header: Sequence[str], rows: Iterable[Sequence[str]], *, r
         ids=np.asarray(ids, dtype=str),
         features=[cols[i] for i in feat_pos],
         X=Xa,
-        y=np.asarray(y, dtype=np.int8) if role == "guest" else None,
+        y=np.asarray(y, dtype=np.int8) if y_pos >= 0 else None,
         source=source,
     )
 

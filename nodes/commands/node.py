@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--model", metavar="DIR",
+                   help="score new rows instead of training: this party's saved model (the trained job's "
+                   "run directory, DIR/<role>/model.json, or a model.json); see `vflchain predict`")
     p.add_argument("--events", choices=["text", "json"], default="text",
                    help="progress on stdout as text (default) or as JSON lines (what `vflchain run` reads)")
     p.set_defaults(func=handle)
@@ -85,7 +88,7 @@ def handle(args: argparse.Namespace) -> int:
             if line:
                 con.print(line)
 
-    job = PartyNode(cfg, args.role, Path(out), force=args.force, events=events).run()
+    job = PartyNode(cfg, args.role, Path(out), force=args.force, events=events, model=args.model).run()
     if args.events == "text":
         con.print(f"{args.role} complete: job {job['job_id']}, session {job['session_id']}, "
                   f"{job['rounds']} rounds; files in {out}")

@@ -9,4 +9,7 @@ PIPELINES: dict[str, list[str]] = {
     "psi": ["intersection"],
     "lr": ["intersection", "binning", "lr"],
     "gmm": ["intersection", "gmm"],
+    # `vflchain predict` / `vflchain node --model`: score new rows with saved models
+    "lr-predict": ["intersection", "predict"],
+    "gmm-predict": ["intersection", "predict"],
 }

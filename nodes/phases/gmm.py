@@ -587,13 +587,21 @@ def run_host(ctx: PartyContext) -> HostGmmResult:
     weights, block = fit.params[(k, init)]
     result = HostGmmResult(PartyMixture(list(data.features), weights, block),
                            [fit.initial[(k, i)] for i in range(own.n_init)])
-    ctx.rundir.write_json("model.json", result.model.to_json())
+    ctx.rundir.write_json("model.json", model_json(ctx, result.model))
     ctx.state["gmm"] = result
     return result
 
 
 # --------------------------------------------------------------------------
 # inference: assign new aligned rows to clusters
+
+
+def model_json(ctx: PartyContext, model: PartyMixture) -> dict[str, Any]:
+    """model.json: DESIGN.md's fields, plus the party's role and the job id (which ties both parts together).
+
+    No preprocessing: FL-EM-GMM fits the raw columns, so new rows need only the same columns.
+    """
+    return {**model.to_json(), "role": ctx.role, "job_id": ctx.job_id}
 
 
 def load_model(path: str | Path) -> PartyMixture:
@@ -634,6 +642,7 @@ def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarra
     msg = link.recv("log_density", r)
     host_ld = _expect_array(msg, "log_density", (data.n_rows, model.k))
     e = guest_combine_log_densities([model.block.log_density(X), host_ld], model.weights)
+    ctx.state["gmm_predict_log_likelihood"] = e.mean_log_likelihood
     ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "predict", "rows": data.n_rows,
                                 "model": model.to_json()})
     ctx.rundir.write_text("predictions.csv", predictions_csv(data, e.responsibilities, e.labels, "predict"))
@@ -707,7 +716,7 @@ def write_guest_outputs(ctx: PartyContext, data: PartyData, result: GuestGmmResu
     for v in (result.log_likelihood, result.bic, *result.model.weights.tolist()):
         if not math.isfinite(v):
             raise TrainingError("the fit produced a non-finite result; nothing written")
-    ctx.rundir.write_json("model.json", result.model.to_json())
+    ctx.rundir.write_json("model.json", model_json(ctx, result.model))
     ctx.rundir.write_text("predictions.csv", predictions_csv(data, result.resp, result.labels, "train"))
     ctx.rundir.write_json("metrics.json", metrics)
     plot_log_likelihood(result.all_lower_bounds, result.best_init, ctx.rundir.plot_path("gmm_log_likelihood.png"))

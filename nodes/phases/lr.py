@@ -28,6 +28,7 @@ result for later phases.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -42,6 +43,7 @@ from nodes.context import PartyContext
 from nodes.errors import ConfigError
 from nodes.transport.base import Payload, PhaseChannel, TransportError
 from nodes.ui import console, progress, table
+from vfl.binning import WoeStandardizer
 from vfl.data import PartyData
 from vfl.errors import DataError, TrainingError, VflError
 from vfl.lr.model import LrPartModel
@@ -246,7 +248,7 @@ def run_guest(ctx: PartyContext) -> LrResult:
                 "loss": monitor.losses, "validation_loss": monitor.validation_losses,
                 "options": opts.to_json(), "rounds": rounds}
     metrics_doc = {"algorithm": "lr", **metrics, "training": training}
-    model_doc = model.to_json(epochs=len(monitor.losses))
+    model_doc = model_json(ctx, model, len(monitor.losses))
     _write_guest_outputs(ctx, data, y, proba, train, val, model_doc, metrics_doc, monitor)
     result: LrResult = {"model": model_doc, "epochs": len(monitor.losses), "stop_reason": reason,
                         "rounds": rounds, "metrics": metrics_doc}
@@ -363,7 +365,7 @@ def run_host(ctx: PartyContext) -> LrResult:
     model = host.model(final)
     link.send("final_scores", {"scores": host_partial_scores_plain(model, data.X)}, "after training")
     _commit(ctx, link.round, host, final, None, rounds)
-    model_doc = model.to_json(epochs=epochs_run)
+    model_doc = model_json(ctx, model, epochs_run)
     ctx.rundir.write_json("model.json", model_doc)
     console().print(table("lr: host summary", ["item", "value"],
                           [["epochs", epochs_run], ["own features", len(data.features)],
@@ -411,38 +413,77 @@ def _host_validation_loss(link: _Link, ctx: PartyContext, host: PreparedParty, w
 # -- inference ------------------------------------------------------------------
 
 
-def predict_guest(ctx: PartyContext, model: LrPartModel) -> np.ndarray:
+def model_json(ctx: PartyContext, model: LrPartModel, epochs: int) -> dict[str, Any]:
+    """model.json: the party's weights and scaling, plus what scoring new raw rows needs.
+
+    `preprocess` is the WoE transform + standardization the binning phase applied to the
+    kept columns ([selection] woe_transform; at the host with its own split points, which
+    never leave it); feature selection is `features` itself (the kept columns, model order).
+    `job_id` ties the two parties' models to one trained job.
+    """
+    pre = ctx.state.get("preprocess")
+    return model.to_json(epochs=epochs, job_id=ctx.job_id,
+                         preprocess=pre.to_json() if pre is not None else None)
+
+
+def _model_columns(model: LrPartModel, preprocess: WoeStandardizer | None, data: PartyData) -> np.ndarray:
+    """New raw rows as the model was trained on them: selected columns, then the saved preprocessing."""
+    X = model.columns_of(data.features, data.X, data.source)
+    return preprocess.transform(X) if preprocess is not None else X
+
+
+def predict_guest(ctx: PartyContext, model: LrPartModel, preprocess: WoeStandardizer | None = None) -> np.ndarray:
     """Score the guest's aligned rows with both saved models; writes predictions.csv (type "predict").
 
     Needs the host's partial scores X_h w_h in plaintext (the guest learns them).
-    Labels, when the guest's data has both classes, also give metrics.json.
+    Labels, when the guest's data has both classes, also give metrics.json and ROC/KS plots.
     """
     data = _party_data(ctx, "guest", labels=False)
-    X = model.columns_of(data.features, data.X, data.source)
+    X = _model_columns(model, preprocess, data)
     link = _Link(ctx.channel(PHASE), "host", ctx.config.lr.step_timeout)
     link.round = ctx.next_round()
     msg = link.recv("predict_scores", "before sending its partial scores")
     if _field(msg, "ids_digest", str, "predict_scores") != ids_digest(data.ids):
         raise DataError("guest and host rows are not aligned for prediction (different IDs or order)")
     u_h = _field(msg, "scores", np.ndarray, "predict_scores").astype(np.float64)
+    if u_h.shape != (data.n_rows,) or not np.all(np.isfinite(u_h)):
+        raise TransportError(f"lr: the host sent {u_h.shape} partial scores (or non-finite ones) "
+                             f"for {data.n_rows} rows")
     proba = guest_predict_proba(model, X, u_h)
     labels = None if data.y is None else np.asarray(data.y, dtype=np.int8)
-    ctx.rundir.write_text("predictions.csv", predictions_csv(data.ids, labels, proba, ["predict"] * len(proba)))
+    text = predictions_csv(data.ids, labels, proba, ["predict"] * len(proba))
+    ctx.rundir.write_text("predictions.csv", text)
+    rows: list[list[Any]] = [["rows scored", data.n_rows], ["predicted 1", int(np.sum(proba >= 0.5))]]
     if labels is not None and len(np.unique(labels)) == 2:
-        ctx.rundir.write_json("metrics.json", {"algorithm": "lr", "predict": _jsonable_metrics(
-            binary_metrics(labels, proba))})
+        from nodes.plots.lr import plot_ks, plot_roc
+
+        metrics = _jsonable_metrics(binary_metrics(labels, proba))
+        pm = ctx.state.get("predict_model")
+        ctx.rundir.write_json("metrics.json", {"algorithm": "lr", "predict": metrics,
+                                               "training_job": getattr(pm, "training_job", None)})
+        plot_roc(ctx.rundir.plot_path("lr_predict_roc.png"), {"predict": (labels, proba)})
+        plot_ks(ctx.rundir.plot_path("lr_predict_ks.png"), {"predict": (labels, proba)})
+        rows += [[k, metrics[k]] for k in ("auc", "ks", "accuracy", "precision", "recall", "f1")]
+    elif labels is not None:
+        rows.append(["metrics", "not computed: the labels have one class"])
+    ctx.commit_round(link.round, PHASE, {"step": "predict", "rows": data.n_rows,
+                                         "predictions_sha256": hashlib.sha256(text.encode()).hexdigest()})
+    console().print(table("lr: prediction (guest)", ["item", "value"], rows))
     ctx.state["lr_predict"] = proba
     return proba
 
 
-def predict_host(ctx: PartyContext, model: LrPartModel) -> None:
+def predict_host(ctx: PartyContext, model: LrPartModel, preprocess: WoeStandardizer | None = None) -> None:
     """Send the host's partial scores of its aligned rows to the guest (inference)."""
     data = _party_data(ctx, "host")
-    X = model.columns_of(data.features, data.X, data.source)
+    X = _model_columns(model, preprocess, data)
     link = _Link(ctx.channel(PHASE), "guest", ctx.config.lr.step_timeout)
     link.round = ctx.next_round()
-    link.send("predict_scores", {"scores": host_partial_scores_plain(model, X), "ids_digest": ids_digest(data.ids)},
+    scores = host_partial_scores_plain(model, X)
+    link.send("predict_scores", {"scores": scores, "ids_digest": ids_digest(data.ids)},
               "before receiving the partial scores")
+    ctx.commit_round(link.round, PHASE, {"step": "predict", "rows": data.n_rows,
+                                         "scores_sha256": hashlib.sha256(scores.tobytes()).hexdigest()})
 
 
 def load_model(path: str | Path, role: str) -> LrPartModel:
