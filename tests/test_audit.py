@@ -280,5 +280,8 @@ def test_the_same_audit_passes_on_anvil(runs, tmp_path, capsys) -> None:
         assert "audit passed" in capsys.readouterr().out
         result = json.loads((out / "audit" / "audit.json").read_text())
         assert result["chain"]["chain_id"] == 31337 and result["summary"]["rounds_by_state"]["attested"] == 6
+        sid, contract = result["summary"]["session_id"], result["summary"]["contract"]
+        assert cli(["audit", "--session", sid, "--rpc", node.url, "--contract", contract,
+                    "--report", str(tmp_path / "session-report")]) == 0
         (out / "host" / "checkpoints" / "round-0005.json").unlink()
         assert cli(["audit", str(out), "--rpc", node.url]) == 1

@@ -38,6 +38,7 @@ from chain.errors import ChainError
 from nodes.ui import console
 
 EXIT_OK, EXIT_MISMATCH, EXIT_UNAVAILABLE = 0, 1, 2
+DEFAULT_STATE = ".vflchain/chain"  # where `vflchain run` keeps the embedded chain (examples/*.toml)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,8 +85,12 @@ def party_dirs(dirs: list[str]) -> list[Path]:
     return out
 
 
-def open_client(rpc: str | None, state: str | None, contract: str | None) -> tuple[Any, str]:
-    """A read-only AuditClient and a description of the chain it reads."""
+def open_client(rpc: str | None, state: str | None, contract: str | None,
+                lookup: str | None = None) -> tuple[Any, str]:
+    """A read-only AuditClient and a description of the chain it reads.
+
+    Without `contract`, the deployment recorded for this chain in `lookup` (default
+    `state`) is used."""
     from chain.backends import open_chain
     from chain.client import AuditClient
     from chain.deploy import is_audit_contract, recorded
@@ -97,10 +102,11 @@ def open_client(rpc: str | None, state: str | None, contract: str | None) -> tup
     try:
         w3 = open_chain(rpc or "", state or "")
         if not contract:
-            dep = recorded(state, w3) if state else None
+            lookup = lookup or state
+            dep = recorded(lookup, w3) if lookup else None
             if dep is None:
                 raise AuditUnavailable("no audit contract: give --contract ADDR (none recorded for this chain"
-                                       + (f" in {state})" if state else ")"))
+                                       + (f" in {lookup})" if lookup else ")"))
             contract = dep["address"]
         if not is_audit_contract(w3, contract):
             raise AuditUnavailable(f"no VflAudit contract at {contract} on this chain")
@@ -166,8 +172,8 @@ def handle(args: argparse.Namespace) -> int:
         if args.session:
             if args.dirs:
                 raise AuditUnavailable("give run directories or --session, not both")
-            client, source = open_client(args.rpc, args.state or (None if args.rpc else ".vflchain/chain"),
-                                         args.contract)
+            client, source = open_client(args.rpc, args.state or (None if args.rpc else DEFAULT_STATE),
+                                         args.contract, args.state or DEFAULT_STATE)
             history = load_history(client, args.session)
             checks, files = session_checks(history), []
             scope = "Session audited from chain events alone (no party files)."
