@@ -199,6 +199,13 @@ def load_history(client: Any, session_id: str | bytes, timestamps: bool = True) 
 
 # -- checks -------------------------------------------------------------------------
 
+def _int(x: Any) -> int:
+    try:
+        return int(x)
+    except (TypeError, ValueError):
+        return -1
+
+
 def _low(x: Any) -> str:
     return str(x or "").lower()
 
@@ -297,7 +304,7 @@ def audit_party(files: PartyFiles, history: SessionHistory,
         if r not in listed:
             c.fail("checkpoint listed", file=f"checkpoints/round-{r:04d}.json", round=r, field="round",
                    expected="a rounds.jsonl line", found="none")
-    for r in sorted({int(e.get("round", -1)) for e in files.transcript} - set(listed)):
+    for r in sorted({_int(e.get("round")) for e in files.transcript} - set(listed)):
         c.fail("transcript round listed", file="transcript.jsonl", round=r, field="round",
                expected="a rounds.jsonl line", found="none", detail="messages of a round never committed")
     c.out.append(Check("rounds", bool(listed), role, "rounds.jsonl",

@@ -52,8 +52,8 @@ def _metrics(run: Path) -> str:
     v = m.get("validate") if isinstance(m.get("validate"), dict) else None
     if v:
         return "validation " + ", ".join(f"{k.upper()} {v[k]:.3f}" for k in ("auc", "ks") if k in v)
-    labels = {"log_likelihood": "log-lik", "ari": "ARI"}
-    picks = [f"{label} {m[k]:.4g}" for k, label in labels.items()
+    labels = {"log_likelihood": "log-lik", "adjusted_rand_index": "ARI"}
+    picks = [f"{label} {m[k]:.4f}" for k, label in labels.items()
              if isinstance(m.get(k), int | float) and not isinstance(m.get(k), bool)]
     return ", ".join(picks) or "-"
 
