@@ -283,5 +283,6 @@ def test_the_same_audit_passes_on_anvil(runs, tmp_path, capsys) -> None:
         sid, contract = result["summary"]["session_id"], result["summary"]["contract"]
         assert cli(["audit", "--session", sid, "--rpc", node.url, "--contract", contract,
                     "--report", str(tmp_path / "session-report")]) == 0
+        assert cli(["audit", str(out)]) == 2  # no --rpc: the run's state directory holds no chain
         (out / "host" / "checkpoints" / "round-0005.json").unlink()
         assert cli(["audit", str(out), "--rpc", node.url]) == 1

@@ -153,6 +153,11 @@ def audit_dirs(dirs: list[str], rpc: str | None, state: str | None,
     if not sid:
         raise AuditUnavailable(f"{first.path}/job.json names no session (the job never opened one)")
     client, source = open_client(rpc, state, contract or first.job.get("contract"))
+    recorded_chain = first.job.get("chain_id")
+    if not rpc and recorded_chain is not None and int(recorded_chain) != client.chain_id:
+        url = ((first.job.get("config") or {}).get("chain") or {}).get("url") or "?"
+        raise AuditUnavailable(f"the run used chain {recorded_chain} (at {url}), {source} is chain "
+                               f"{client.chain_id}: give --rpc URL of the run's chain")
     history = load_history(client, sid)
     checks: list[Check] = []
     for f in files:
