@@ -180,10 +180,7 @@ class JobConfig:
         keystores, output directories, the chain URL and state, compute settings,
         the job id (the guest may choose it) and a warm-start model path.
         """
-        out = {name: values for name, values in self.to_dict().items() if name not in LOCAL_SECTIONS}
-        out["job"] = {k: v for k, v in out["job"].items() if k != "id"}
-        out["lr"] = {k: v for k, v in out["lr"].items() if k != "warm_start"}
-        return out
+        return definition_of(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as run (all sections, defaults included)."""
@@ -193,6 +190,14 @@ class JobConfig:
                 continue
             out[f.name] = dataclasses.asdict(getattr(self, f.name))
         return out
+
+
+def definition_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The job definition within a config as run (`job.json`'s "config"); see `job_definition`."""
+    out = {name: values for name, values in config.items() if name not in LOCAL_SECTIONS}
+    out["job"] = {k: v for k, v in (out.get("job") or {}).items() if k != "id"}
+    out["lr"] = {k: v for k, v in (out.get("lr") or {}).items() if k != "warm_start"}
+    return out
 
 
 PATH_KEYS = {("guest", "data"), ("host", "data"), ("guest", "keystore"), ("host", "keystore"),

@@ -2,9 +2,9 @@
 
 Each entry is one JSON line in `transcript.jsonl`:
     {"round", "phase", "tag", "direction": "sent"|"received", "sender", "size", "sha256"}
-The per-round digest posted on chain is SHA-256 over the round's entries in a
-canonical, direction-free form (sorted lines "phase|round|tag|sender|size|sha256"),
-so the guest and the host compute the same digest from their own records.
+The per-round digest posted on chain is `chain.transcript.round_digest` (SHA-256
+over the round's entries in a canonical, direction-free form), so the guest, the
+host and an auditor compute the same digest from their own records.
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
+
+from chain.transcript import canonical_line, round_digest
 
 if TYPE_CHECKING:  # nodes.transport imports this module
     from nodes.transport.base import Address
 
 Direction = Literal["sent", "received"]
+__all__ = ["Direction", "Transcript", "TranscriptEntry", "canonical_line", "round_digest"]
 
 
 class TranscriptEntry(TypedDict):
@@ -30,16 +32,6 @@ class TranscriptEntry(TypedDict):
     sender: str
     size: int
     sha256: str
-
-
-def canonical_line(e: TranscriptEntry) -> str:
-    return f"{e['phase']}|{e['round']}|{e['tag']}|{e['sender']}|{e['size']}|{e['sha256']}"
-
-
-def round_digest(entries: Iterable[TranscriptEntry], round_no: int) -> str:
-    """Hex SHA-256 digest of one round's messages (same for both parties)."""
-    lines = sorted(canonical_line(e) for e in entries if e["round"] == round_no)
-    return "0x" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 class Transcript:

@@ -1,23 +1,244 @@
-"""`vflchain audit`: verify run directories against the chain."""
+"""`vflchain audit`: verify run directories against the chain, or a session from its events alone.
+
+    vflchain audit DIR [DIR] [--rpc URL | --state DIR] [--report DIR]
+    vflchain audit --session ID [--rpc URL | --state DIR] [--contract ADDR] [--report DIR]
+
+DIR is a party's run directory (`.../guest`, `.../host`) or a `vflchain run --out`
+directory holding both. The chain is `--rpc URL`, else `--state DIR`, else the
+embedded chain state directory recorded in the run's job.json (its server need
+not run: the state is loaded read-only). Exit 0: every check holds; 1: a check
+failed (each named); 2: the audit cannot be carried out. A provenance report
+(report.html, report.md, audit.json) is written to `--report DIR` (default:
+`<run>/audit/` beside the party directories, or `audit-<session>/` for --session).
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
 
-from nodes.errors import NotYetAvailable
+from chain.audit import (
+    AuditUnavailable,
+    Check,
+    PartyFiles,
+    SessionHistory,
+    audit_pair,
+    audit_party,
+    failures,
+    load_history,
+    load_party_files,
+    session_checks,
+    summary,
+    timeline,
+)
+from chain.errors import ChainError
+from nodes.ui import console
+
+EXIT_OK, EXIT_MISMATCH, EXIT_UNAVAILABLE = 0, 1, 2
+DEFAULT_STATE = ".vflchain/chain"  # where `vflchain run` keeps the embedded chain (examples/*.toml)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "audit",
         help="verify run directories against the chain (exit 0 ok, 1 mismatch, 2 cannot check)",
-        description="Verify a party's run directory (or both) against the audit contract.",
+        description="Verify a party's run directory (or both) against the audit contract, or rebuild a "
+                    "session's history from its events alone (--session). Writes a provenance report.",
     )
-    p.add_argument("dirs", nargs="*", metavar="DIR", help="run directories to verify")
+    p.add_argument("dirs", nargs="*", metavar="DIR",
+                   help="run directories to verify (a party's, or a `vflchain run --out` directory)")
     p.add_argument("--rpc", help="JSON-RPC URL of the chain (default: the embedded chain's state)")
+    p.add_argument("--state", help="embedded chain state directory (default: the one in job.json)")
     p.add_argument("--session", help="audit a session from chain events alone (no party files)")
+    p.add_argument("--contract", help="audit contract address (default: job.json's, or the one recorded "
+                                      "in the state directory)")
+    p.add_argument("--report", help="directory for report.html, report.md and audit.json")
+    p.add_argument("--verbose", "-v", action="store_true", help="list every check, not only the failures")
     p.set_defaults(func=handle)
 
 
+def config_commitment_of(config: dict[str, Any]) -> str:
+    """The runtime's config commitment, recomputed from a job.json "config"."""
+    from eth_utils import keccak
+
+    from chain.commitment import canonical_bytes
+    from nodes.config import definition_of
+
+    return "0x" + keccak(canonical_bytes(definition_of(config))).hex()
+
+
+def party_dirs(dirs: list[str]) -> list[Path]:
+    """Party run directories: each DIR itself, or its guest/ and host/ subdirectories."""
+    out: list[Path] = []
+    for d in dirs:
+        p = Path(d)
+        if (p / "job.json").is_file():
+            out.append(p)
+            continue
+        subs = [p / r for r in ("guest", "host") if (p / r / "job.json").is_file()]
+        if not subs:
+            raise AuditUnavailable(f"{d}: not a run directory (no job.json, nor guest/ or host/ with one)")
+        out += subs
+    return out
+
+
+def open_client(rpc: str | None, state: str | None, contract: str | None,
+                lookup: str | None = None) -> tuple[Any, str]:
+    """A read-only AuditClient and a description of the chain it reads.
+
+    Without `contract`, the deployment recorded for this chain in `lookup` (default
+    `state`) is used."""
+    from chain.backends import open_chain
+    from chain.client import AuditClient
+    from chain.deploy import is_audit_contract, recorded
+
+    if not rpc and not state:
+        raise AuditUnavailable("no chain to audit against: give --rpc URL or --state DIR")
+    if state and not rpc and not Path(state).is_dir():
+        raise AuditUnavailable(f"no embedded chain state at {state}")
+    try:
+        w3 = open_chain(rpc or "", state or "")
+        if not contract:
+            lookup = lookup or state
+            dep = recorded(lookup, w3) if lookup else None
+            if dep is None:
+                raise AuditUnavailable("no audit contract: give --contract ADDR (none recorded for this chain"
+                                       + (f" in {lookup})" if lookup else ")"))
+            contract = dep["address"]
+        if not is_audit_contract(w3, contract):
+            raise AuditUnavailable(f"no VflAudit contract at {contract} on this chain")
+    except AuditUnavailable:
+        raise
+    except ChainError as exc:
+        raise AuditUnavailable(str(exc)) from None
+    return AuditClient(w3, contract), (rpc or f"embedded chain state {Path(state or '').resolve()}")
+
+
+def build_result(history: SessionHistory, checks: list[Check], source: str, scope: str,
+                 files: list[PartyFiles]) -> dict[str, Any]:
+    """The audit as one JSON-ready dict (what the report renders and audit.json holds)."""
+    from nodes.cli import package_version
+
+    s = summary(history)
+    parties: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    for f in files:
+        parties[f.role] = {"path": str(f.path.resolve()), "job_id": f.job.get("job_id"),
+                           "account": f.job.get("account"), "status": f.job.get("status"),
+                           "started": f.job.get("started"), "ended": f.job.get("ended"), "rounds": f.rounds}
+        if f.role == "guest" and "metrics.json" in f.files:
+            try:
+                metrics = json.loads(f.files["metrics.json"])
+            except ValueError:
+                metrics = {}
+    return {"version": package_version(), "scope": scope,
+            "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "chain": {"source": source, "chain_id": history.chain_id, "contract": history.contract},
+            "summary": s, "opened_time": history.timestamps.get(s["opened_block"]),
+            "closed_time": history.timestamps.get(s["closed_block"]) if s["closed_block"] else None,
+            "timeline": timeline(history), "parties": parties, "metrics": metrics,
+            "checks": [c.to_dict() for c in checks], "ok": not failures(checks)}
+
+
+def audit_dirs(dirs: list[str], rpc: str | None, state: str | None,
+               contract: str | None) -> tuple[SessionHistory, list[Check], list[PartyFiles], str]:
+    files = [load_party_files(p) for p in party_dirs(dirs)]
+    first = next((f for f in files if f.role == "guest"), files[0])
+    if not state and not rpc:
+        state = ((first.job.get("config") or {}).get("chain") or {}).get("state") or None
+    sid = first.job.get("session_id")
+    if not sid:
+        raise AuditUnavailable(f"{first.path}/job.json names no session (the job never opened one)")
+    client, source = open_client(rpc, state, contract or first.job.get("contract"))
+    recorded_chain = first.job.get("chain_id")
+    if not rpc and recorded_chain is not None and int(recorded_chain) != client.chain_id:
+        url = ((first.job.get("config") or {}).get("chain") or {}).get("url") or "?"
+        raise AuditUnavailable(f"the run used chain {recorded_chain} (at {url}), {source} is chain "
+                               f"{client.chain_id}: give --rpc URL of the run's chain")
+    history = load_history(client, sid)
+    checks: list[Check] = []
+    for f in files:
+        checks += audit_party(f, history, config_commitment_of)
+    roles = {f.role: f for f in files}
+    if len(files) == 2 and set(roles) == {"guest", "host"}:
+        checks += audit_pair(roles["guest"], roles["host"])
+    elif len(files) > 1 and len(roles) < len(files):
+        checks.append(Check("roles", False, file="job.json", field="role", expected="one guest and one host",
+                            found=", ".join(f.role for f in files)))
+    return history, checks, files, source
+
+
 def handle(args: argparse.Namespace) -> int:
-    raise NotYetAvailable("audit: not yet available")
+    con = console()
+    try:
+        if args.session:
+            if args.dirs:
+                raise AuditUnavailable("give run directories or --session, not both")
+            client, source = open_client(args.rpc, args.state or (None if args.rpc else DEFAULT_STATE),
+                                         args.contract, args.state or DEFAULT_STATE)
+            history = load_history(client, args.session)
+            checks, files = session_checks(history), []
+            scope = "Session audited from chain events alone (no party files)."
+            default_report = Path(f"audit-{history.session_id[2:10]}")
+        else:
+            if not args.dirs:
+                raise AuditUnavailable("nothing to audit: give run directories or --session ID")
+            history, checks, files, source = audit_dirs(args.dirs, args.rpc, args.state, args.contract)
+            scope = "Run directories audited against the chain: " + ", ".join(
+                f"{f.role} {f.path.resolve()}" for f in files) + "."
+            parents = {f.path.resolve().parent for f in files}
+            default_report = (parents.pop() if len(parents) == 1 else Path(".")) / "audit"
+    except AuditUnavailable as exc:
+        con.print(f"[bold red]cannot audit[/]: {exc}")
+        return EXIT_UNAVAILABLE
+    except ChainError as exc:
+        con.print(f"[bold red]cannot audit[/]: {exc}")
+        return EXIT_UNAVAILABLE
+    result = build_result(history, checks, source, scope, files)
+    paths = _write(result, Path(args.report) if args.report else default_report)
+    _print(con, history, checks, result, paths, args.verbose, bool(args.session))
+    return EXIT_OK if result["ok"] else EXIT_MISMATCH
+
+
+def _write(result: dict[str, Any], out: Path) -> dict[str, Path]:
+    from nodes.report import write_report
+
+    return write_report(result, out)
+
+
+def _print(con: Any, history: SessionHistory, checks: list[Check], result: dict[str, Any],
+           paths: dict[str, Path], verbose: bool, session_only: bool) -> None:
+    from rich.table import Table
+
+    s = result["summary"]
+    con.print(f"[bold]vflchain audit[/] session {s['session_id']} ({s['algorithm']}, {s['status']}) "
+              f"on chain {s['chain_id']}, contract {s['contract']}")
+    people = Table(show_header=True, title="participants", title_justify="left")
+    for col in ("role", "organisation", "account", "joined", "finalized", "last round"):
+        people.add_column(col)
+    for p in s["participants"]:
+        people.add_row(p["role"], p["organisation"], p["address"], str(p["joined"]), str(p["finalized"]),
+                       str(p["last_round"]))
+    con.print(people)
+    if session_only:
+        tl = Table(show_header=True, title="timeline", title_justify="left")
+        for col in ("block", "event", "party", "round", "what"):
+            tl.add_column(col)
+        for e in result["timeline"]:
+            tl.add_row(str(e["block"]), e["event"], e["role"] or e["party"][:10],
+                       "" if e["round"] is None else str(e["round"]), e["what"])
+        con.print(tl)
+    n = s["rounds_by_state"]
+    con.print(f"rounds: {n['attested']} attested, {n['disputed']} disputed, {n['pending']} pending; "
+              f"session {s['status']}" + (f" in block {s['closed_block']}" if s["closed_block"] else ""))
+    bad = failures(checks)
+    for c in checks if verbose else bad:
+        con.print(("[green]" if c.ok else "[red]") + c.line().replace("[", "\\[") + "[/]")
+    if bad:
+        con.print(f"[bold red]audit FAILED[/]: {len(bad)} of {len(checks)} checks do not hold")
+    else:
+        con.print(f"[bold green]audit passed[/]: all {len(checks)} checks hold")
+    con.print(f"report: {paths['html']} (also {paths['md'].name}, {paths['json'].name})")

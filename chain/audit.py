@@ -1,0 +1,466 @@
+"""Audit: check a party's run directory against the chain's history of its session.
+
+Pure logic over two inputs, so the same checks run on any chain:
+- `PartyFiles`: what a party shows (job.json, rounds.jsonl, checkpoints, transcript,
+  model and metrics files), read by `load_party_files` as raw bytes and parsed JSON;
+- `SessionHistory`: the session rebuilt from the contract's events alone
+  (`chain.history.replay_session`) plus each event's transaction and block.
+`audit_party` and `audit_pair` return typed `Check` results, one per thing proved,
+each failure naming file, round, field, expected and found. `session_checks` is what
+an auditor with no files can check. Nothing here talks to a node: `load_history`
+reads the events through an `AuditClient`, the caller decides which chain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chain.commitment import commitment as commit
+from chain.commitment import file_hash
+from chain.errors import ChainError
+from chain.history import (
+    ZERO_HASH,
+    HistoryError,
+    Registry,
+    SessionRecord,
+    replay_registry,
+    replay_session,
+)
+from chain.transcript import round_digest
+from chain.types import AuditEvent
+
+CHECKPOINT = re.compile(r"^round-(\d{4,})\.json$")
+
+
+class AuditUnavailable(ChainError):
+    """The audit cannot be carried out (no chain, no contract, no such session, unreadable files)."""
+
+
+@dataclass
+class Check:
+    """One verified statement; a failure says where (file, round, field) and what differs."""
+
+    check: str  # short name of the property, e.g. "round commitment"
+    ok: bool
+    party: str = ""  # "guest" | "host" | "" (the session)
+    file: str = ""  # the file it is about, relative to the run directory
+    round: int | None = None
+    field: str = ""
+    expected: str = ""
+    found: str = ""
+    detail: str = ""  # one human sentence
+
+    def line(self) -> str:
+        """One line naming the mismatch (or the pass)."""
+        where = " ".join(x for x in (self.party and f"[{self.party}]", self.file,
+                                     f"round {self.round}" if self.round is not None else "",
+                                     self.field) if x)
+        if self.ok:
+            return f"ok    {self.check}: {self.detail or where}"
+        diff = f": expected {self.expected}, found {self.found}" if self.expected or self.found else ""
+        return f"FAIL  {self.check}: {where}{diff}" + (f" ({self.detail})" if self.detail else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PartyFiles:
+    """A party's run directory as read from disk (nothing interpreted yet)."""
+
+    path: Path
+    job: dict[str, Any]
+    rounds: list[dict[str, Any]]  # rounds.jsonl lines in file order
+    checkpoints: dict[int, dict[str, Any]]  # by round number in the file name
+    transcript: list[dict[str, Any]]
+    files: dict[str, bytes]  # model.json / metrics.json / intersection.json bytes, when present
+    problems: list[Check] = field(default_factory=list)  # unreadable lines and files
+
+    @property
+    def role(self) -> str:
+        return str(self.job.get("role") or "?")
+
+
+@dataclass
+class SessionHistory:
+    """One session as its events tell it."""
+
+    contract: str
+    chain_id: int
+    session_id: str
+    record: SessionRecord
+    events: list[AuditEvent]
+    registry: Registry
+    timestamps: dict[int, int] = field(default_factory=dict)  # block -> unix time
+
+    def submission_event(self, round_no: int, party: str) -> AuditEvent | None:
+        for ev in self.events:
+            a = ev["args"]
+            if ev["event"] == "RoundSubmitted" and int(a["round"]) == round_no and a["party"] == party:
+                return ev
+        return None
+
+    def submissions_by(self, party: str) -> list[AuditEvent]:
+        return [ev for ev in self.events if ev["event"] == "RoundSubmitted" and ev["args"]["party"] == party]
+
+    def event(self, name: str, party: str | None = None) -> AuditEvent | None:
+        for ev in self.events:
+            if ev["event"] == name and (party is None or ev["args"].get("party") == party):
+                return ev
+        return None
+
+
+# -- reading ------------------------------------------------------------------------
+
+def _read_jsonl(path: Path, label: str, problems: list[Check], role: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not path.exists():
+        problems.append(Check("file present", False, role, label, detail=f"{label} is missing",
+                              expected="present", found="missing"))
+        return out
+    for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            problems.append(Check("file readable", False, role, label, field=f"line {no}",
+                                  detail=f"not a JSON object ({exc})"))
+            continue
+        out.append(obj)
+    return out
+
+
+def load_party_files(path: str | Path) -> PartyFiles:
+    """Read a party's run directory; AuditUnavailable if it has no readable job.json."""
+    path = Path(path)
+    try:
+        job = json.loads((path / "job.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise AuditUnavailable(f"{path}: not a run directory (job.json: {exc})") from None
+    if not isinstance(job, dict):
+        raise AuditUnavailable(f"{path}/job.json is not a JSON object")
+    role = str(job.get("role") or "?")
+    problems: list[Check] = []
+    rounds = _read_jsonl(path / "rounds.jsonl", "rounds.jsonl", problems, role)
+    transcript = _read_jsonl(path / "transcript.jsonl", "transcript.jsonl", problems, role)
+    checkpoints: dict[int, dict[str, Any]] = {}
+    cp_dir = path / "checkpoints"
+    for p in sorted(cp_dir.iterdir()) if cp_dir.is_dir() else []:
+        m = CHECKPOINT.match(p.name)
+        label = f"checkpoints/{p.name}"
+        if m is None:
+            problems.append(Check("file expected", False, role, label, detail="not a round checkpoint name"))
+            continue
+        try:
+            cp = json.loads(p.read_text(encoding="utf-8"))
+            if not isinstance(cp, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            problems.append(Check("file readable", False, role, label, round=int(m.group(1)),
+                                  detail=f"not a JSON object ({exc})"))
+            cp = {}
+        checkpoints[int(m.group(1))] = cp
+    files = {name: (path / name).read_bytes() for name in ("model.json", "metrics.json", "intersection.json")
+             if (path / name).is_file()}
+    return PartyFiles(path, job, rounds, checkpoints, transcript, files, problems)
+
+
+def load_history(client: Any, session_id: str | bytes, timestamps: bool = True) -> SessionHistory:
+    """The session's events through `client` (a `chain.client.AuditClient`), replayed.
+
+    AuditUnavailable if the session has no events (unknown on this contract)."""
+    sid = session_id if isinstance(session_id, bytes) else bytes.fromhex(str(session_id).removeprefix("0x"))
+    if len(sid) != 32:
+        raise AuditUnavailable(f"session id must be 32 bytes of hex, got {session_id!r}")
+    events = client.events(sid)
+    if not events:
+        raise AuditUnavailable(f"session 0x{sid.hex()} is not on contract {client.address} "
+                               f"(chain {client.chain_id}): no events")
+    try:
+        record = replay_session(events)
+    except HistoryError as exc:
+        raise AuditUnavailable(f"the events of session 0x{sid.hex()} do not replay: {exc}") from None
+    registry = replay_registry(client.events(from_block=0, to_block=int(events[-1]["block_number"])))
+    stamps: dict[int, int] = {}
+    if timestamps:
+        for n in sorted({int(ev["block_number"]) for ev in events}):
+            stamps[n] = int(client.w3.eth.get_block(n)["timestamp"])
+    return SessionHistory(str(client.address), int(client.chain_id), "0x" + sid.hex(), record, events,
+                          registry, stamps)
+
+
+# -- checks -------------------------------------------------------------------------
+
+def _int(x: Any) -> int:
+    try:
+        return int(x)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _low(x: Any) -> str:
+    return str(x or "").lower()
+
+
+class _Checks:
+    def __init__(self, party: str) -> None:
+        self.party = party
+        self.out: list[Check] = []
+
+    def eq(self, check: str, expected: Any, found: Any, *, file: str = "", round: int | None = None,
+           field: str = "", ok_detail: str = "", detail: str = "") -> bool:
+        ok = _low(expected) == _low(found)
+        self.out.append(Check(check, ok, self.party, file, round, field,
+                              "" if ok else str(expected), "" if ok else str(found),
+                              ok_detail if ok else detail))
+        return ok
+
+    def fail(self, check: str, *, file: str = "", round: int | None = None, field: str = "",
+             expected: str = "", found: str = "", detail: str = "") -> None:
+        self.out.append(Check(check, False, self.party, file, round, field, expected, found, detail))
+
+
+def _checkpoint_commitment(cp: dict[str, Any]) -> str:
+    salt = bytes.fromhex(str(cp["salt"]).removeprefix("0x"))
+    return "0x" + commit(salt, cp["params"]).hex()
+
+
+def audit_party(files: PartyFiles, history: SessionHistory,
+                config_commitment: Callable[[dict[str, Any]], str] | None = None) -> list[Check]:
+    """Every check of one party's run directory against the session's history.
+
+    `config_commitment` recomputes the commitment from job.json's "config" (the
+    runtime's definition of it); without it the recorded value is compared only.
+    """
+    job, role = files.job, files.role
+    c = _Checks(role)
+    c.out.extend(files.problems)
+    info, members = history.record["session"], history.record["members"]
+    account = str(job.get("account") or "")
+    peer = str(job.get("peer_account") or "")
+    by_low = {_low(a): a for a in members}
+    me = by_low.get(_low(account), account)
+
+    # -- the session: who, what configuration ------------------------------------
+    c.eq("session id", history.session_id, job.get("session_id"), file="job.json", field="session_id",
+         ok_detail=f"session {history.session_id}")
+    c.eq("chain", history.chain_id, job.get("chain_id"), file="job.json", field="chain_id")
+    c.eq("contract", history.contract, job.get("contract"), file="job.json", field="contract")
+    c.eq("algorithm", info["algorithm"], job.get("algorithm"), file="job.json", field="algorithm")
+    c.eq("config commitment", info["config_commitment"], job.get("config_commitment"), file="job.json",
+         field="config_commitment", ok_detail="the job's configuration is the one committed on chain")
+    if config_commitment is not None:
+        try:
+            again = config_commitment(job.get("config") or {})
+        except Exception as exc:  # noqa: BLE001 - a config that cannot be read is a finding
+            again = f"(cannot recompute: {exc})"
+        c.eq("config recomputed", info["config_commitment"], again, file="job.json", field="config",
+             ok_detail="recomputed from job.json's config")
+    c.eq("participants", sorted(_low(a) for a in info["participants"]), sorted([_low(account), _low(peer)]),
+         file="job.json", field="account, peer_account", ok_detail="the session's participants are this pair")
+    guest = account if role == "guest" else peer
+    c.eq("guest account", info["guest"], guest, file="job.json",
+         field="account" if role == "guest" else "peer_account", ok_detail=f"opened by the guest {info['guest']}")
+    reg = history.registry["participants"].get(me) or {}
+    c.eq("registered role", role, reg.get("role", "not registered"), field="account",
+         ok_detail=f"{me} is registered as {role} ({reg.get('organisation', '')})")
+    c.eq("session closed", "closed", info["status"], ok_detail="closed after both parties finalized")
+    c.eq("run status", "complete", job.get("status"), file="job.json", field="status")
+
+    # -- rounds: files -> chain ----------------------------------------------------
+    listed: list[int] = []
+    prev = 0
+    for line in files.rounds:
+        try:
+            r = int(line["round"])
+        except (KeyError, TypeError, ValueError):
+            c.fail("round line", file="rounds.jsonl", field="round", detail=f"no round number in {line}")
+            continue
+        listed.append(r)
+        if r != prev + 1:
+            c.fail("rounds in order", file="rounds.jsonl", round=r, field="round", expected=str(prev + 1),
+                   found=str(r))
+        prev = r
+        _check_round(c, files, history, me, r, line)
+    # -- chain -> files: nothing on chain missing from the files ------------------------
+    order = [int(ev["args"]["round"]) for ev in history.submissions_by(me)]
+    for r in order:
+        if r not in listed:
+            ev = history.submission_event(r, me)
+            c.fail("round in files", file="rounds.jsonl", round=r, field="round", expected="a line for it",
+                   found="none", detail=f"submitted on chain by {me} in tx {ev['tx_hash'] if ev else '?'}")
+    if [r for r in listed if r in order] != [r for r in order if r in listed]:
+        c.fail("rounds in order", file="rounds.jsonl", field="round", expected=str(order), found=str(listed),
+               detail="the files list the rounds in another order than the chain")
+    for r in files.checkpoints:
+        if r not in listed:
+            c.fail("checkpoint listed", file=f"checkpoints/round-{r:04d}.json", round=r, field="round",
+                   expected="a rounds.jsonl line", found="none")
+    for r in sorted({_int(e.get("round")) for e in files.transcript} - set(listed)):
+        c.fail("transcript round listed", file="transcript.jsonl", round=r, field="round",
+               expected="a rounds.jsonl line", found="none", detail="messages of a round never committed")
+    c.out.append(Check("rounds", bool(listed), role, "rounds.jsonl",
+                       detail=f"{len(listed)} rounds listed, {len(order)} submitted on chain by {me}"))
+
+    # -- the final model and metrics -------------------------------------------------
+    close = files.checkpoints.get(max(listed)) if listed else None
+    model_file = "model.json"
+    if close and isinstance(close.get("params"), dict) and close["params"].get("model_file"):
+        model_file = str(close["params"]["model_file"])
+    member = members.get(me)
+    if member is None:
+        c.fail("model commitment", field="account", expected="a participant", found=me)
+    elif model_file not in files.files:
+        c.fail("model commitment", file=model_file, expected=member["model_commitment"], found="missing file")
+    else:
+        c.eq("model commitment", member["model_commitment"], "0x" + file_hash(files.files[model_file]).hex(),
+             file=model_file, field="keccak256(file)", ok_detail=f"{model_file} is the model finalized on chain")
+    if role == "guest":
+        metrics_file = "metrics.json" if "metrics.json" in files.files else "intersection.json"
+        if metrics_file not in files.files:
+            c.fail("metrics hash", file="metrics.json", expected=info["metrics_hash"], found="missing file")
+        else:
+            c.eq("metrics hash", info["metrics_hash"], "0x" + file_hash(files.files[metrics_file]).hex(),
+                 file=metrics_file, field="keccak256(file)",
+                 ok_detail=f"{metrics_file} is the metrics hash posted at close")
+    return c.out
+
+
+def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str, r: int,
+                 line: dict[str, Any]) -> None:
+    sub = history.record["rounds"].get(r, {}).get(me)
+    ev = history.submission_event(r, me)
+    cp_name = f"checkpoints/round-{r:04d}.json"
+    if sub is None or ev is None:
+        others = sorted(history.record["rounds"].get(r, {}))
+        c.fail("round on chain", file="rounds.jsonl", round=r, field="tx_hash",
+               expected=f"a submission by {me}", found=f"submissions by {others}" if others else "none",
+               detail="the files claim a round the chain does not have")
+        return
+    c.eq("round transaction", ev["tx_hash"], line.get("tx_hash"), file="rounds.jsonl", round=r, field="tx_hash")
+    c.eq("round commitment", sub["commitment"], line.get("commitment"), file="rounds.jsonl", round=r,
+         field="commitment")
+    c.eq("round digest", sub["transcript_digest"], line.get("transcript_digest"), file="rounds.jsonl", round=r,
+         field="transcript_digest")
+    cp = files.checkpoints.get(r)
+    if cp is None:
+        c.fail("checkpoint present", file=cp_name, round=r, expected="present", found="missing",
+               detail="a committed round without its checkpoint")
+    else:
+        try:
+            again = _checkpoint_commitment(cp)
+        except (KeyError, TypeError, ValueError, ChainError) as exc:
+            again = f"(cannot recompute: {type(exc).__name__} {exc})"
+        c.eq("checkpoint commitment", sub["commitment"], again, file=cp_name, round=r,
+             field="keccak256(salt || params)", ok_detail="recomputed from the checkpoint and its salt")
+        if cp.get("round") is not None and int(cp["round"]) != r:
+            c.fail("checkpoint round", file=cp_name, round=r, field="round", expected=str(r), found=str(cp["round"]))
+    try:
+        digest = round_digest(files.transcript, r)
+    except (KeyError, TypeError) as exc:
+        digest = f"(cannot recompute: missing {exc})"
+    c.eq("transcript digest", sub["transcript_digest"], digest, file="transcript.jsonl", round=r,
+         field="transcript_digest", ok_detail="recomputed from transcript.jsonl")
+    state = history.record["round_states"].get(r, "pending")
+    c.eq("round attested", "attested", state, round=r, field="state",
+         ok_detail="both parties posted the same transcript digest")
+
+
+def audit_pair(guest: PartyFiles, host: PartyFiles) -> list[Check]:
+    """What the two directories must agree on: same job and session, each other's accounts."""
+    c = _Checks("")
+    g, h = guest.job, host.job
+    c.eq("same session", g.get("session_id"), h.get("session_id"), file="host/job.json", field="session_id",
+         ok_detail="both directories are from one session")
+    c.eq("same job", g.get("job_id"), h.get("job_id"), file="host/job.json", field="job_id")
+    c.eq("accounts", g.get("account"), h.get("peer_account"), file="host/job.json", field="peer_account")
+    c.eq("accounts", h.get("account"), g.get("peer_account"), file="guest/job.json", field="peer_account")
+    c.eq("roles", "guest,host", f"{guest.role},{host.role}", file="job.json", field="role")
+    return c.out
+
+
+def session_checks(history: SessionHistory) -> list[Check]:
+    """What an auditor with no files can check: the history replays, every round attested, closed."""
+    c = _Checks("")
+    info = history.record["session"]
+    c.out.append(Check("history replays", True, detail=f"{len(history.events)} events form a valid history"))
+    for r, state in sorted(history.record["round_states"].items()):
+        c.eq("round attested", "attested", state, round=r, field="state",
+             ok_detail="both parties posted the same transcript digest")
+    c.eq("session closed", "closed", info["status"], ok_detail="every participant finalized")
+    return c.out
+
+
+def describe(ev: AuditEvent) -> str:
+    """What an event says, in a few words."""
+    a, name = ev["args"], ev["event"]
+
+    def short(key: str) -> str:
+        return str(a.get(key, ""))[:18] + "…"
+
+    if name == "SessionOpened":
+        return f"opened ({a['algorithm']}), config {short('configCommitment')}"
+    if name == "RoundSubmitted":
+        return f"commitment {short('commitment')}, digest {short('transcriptDigest')}"
+    if name == "RoundAttested":
+        return f"attested, digest {short('transcriptDigest')}"
+    if name == "PartyFinalized":
+        metrics = a.get("metricsHash", ZERO_HASH)
+        return f"finalized, model {short('modelCommitment')}" + (
+            f", metrics {short('metricsHash')}" if metrics != ZERO_HASH else "")
+    if name == "SessionAborted":
+        return f"ABORTED, reason hash {short('reasonHash')}"
+    return {"SessionJoined": "joined", "SessionActivated": "all participants joined: active",
+            "RoundDisputed": "DISPUTED: the parties' transcript digests differ",
+            "SessionClosed": "closed"}.get(name, "")
+
+
+def timeline(history: SessionHistory) -> list[dict[str, Any]]:
+    """The session's events as rows: block, time, event, party, round, what, tx."""
+    orgs = {a: p for a, p in history.registry["participants"].items()}
+    rows = []
+    for ev in history.events:
+        a = ev["args"]
+        party = a.get("party") or (a.get("guest") if ev["event"] == "SessionOpened" else "")
+        what = describe(ev)
+        reg = orgs.get(party or "", {})
+        rows.append({"block": ev["block_number"], "time": history.timestamps.get(ev["block_number"]),
+                     "event": ev["event"], "party": party or "", "role": reg.get("role", ""),
+                     "organisation": reg.get("organisation", ""),
+                     "round": int(a["round"]) if "round" in a else None, "what": what, "tx_hash": ev["tx_hash"]})
+    return rows
+
+
+def summary(history: SessionHistory) -> dict[str, Any]:
+    """Participants, rounds attested/disputed/pending and closure, JSON-ready."""
+    info = history.record["session"]
+    states = history.record["round_states"]
+    people = []
+    for a in info["participants"]:
+        reg = history.registry["participants"].get(a, {})
+        m = history.record["members"][a]
+        people.append({"address": a, "role": reg.get("role", "unregistered"),
+                       "organisation": reg.get("organisation", ""), "joined": m["joined"],
+                       "finalized": m["finalized"], "last_round": m["last_round"],
+                       "model_commitment": m["model_commitment"]})
+    count = {s: sum(1 for v in states.values() if v == s) for s in ("attested", "disputed", "pending")}
+    closing = history.event("SessionClosed") or history.event("SessionAborted")
+    return {"session_id": history.session_id, "chain_id": history.chain_id, "contract": history.contract,
+            "algorithm": info["algorithm"], "config_commitment": info["config_commitment"],
+            "status": info["status"], "metrics_hash": info["metrics_hash"], "participants": people,
+            "rounds": len(states), "rounds_by_state": count, "events": len(history.events),
+            "opened_block": info["opened_block"],
+            "closed_block": closing["block_number"] if closing else None,
+            "closed_tx": closing["tx_hash"] if closing else None}
+
+
+def failures(checks: Iterable[Check]) -> list[Check]:
+    return [ch for ch in checks if not ch.ok]

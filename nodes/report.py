@@ -1,0 +1,242 @@
+"""The provenance report an audit writes: one self-contained HTML page and the same in Markdown.
+
+Input is the audit's JSON-ready result (`nodes.commands.audit.build_result`): the session,
+its participants, the timeline of events with their transactions, the rounds and
+their attestation, the metrics, and every check with its outcome. The page has no
+scripts, no external files: a consortium member opens it in any browser.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from nodes.rundir import atomic_write
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:70em;
+color:#222;line-height:1.4;padding:0 1em}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .5em;
+text-align:left;vertical-align:top}th{background:#f4f4f4}code{font-size:.92em;word-break:break-all}
+.verdict{padding:.8em 1em;border-radius:6px;font-weight:600;font-size:1.1em}
+.pass{background:#e6f4ea;color:#1e6b34}.fail{background:#fce8e6;color:#a50e0e}
+.ok{color:#1e6b34;font-weight:600}.bad{color:#a50e0e;font-weight:600}.muted{color:#666}
+"""
+
+EXPLAIN = {
+    "session id": "The run directory belongs to the session audited.",
+    "config commitment": "The job configuration the parties agreed on is the one committed when the session opened.",
+    "config recomputed": "Recomputing the commitment from job.json's configuration gives the on-chain value.",
+    "participants": "The session's participants on chain are exactly this guest and host.",
+    "registered role": "The account is registered on the contract with the role it played.",
+    "round transaction": "The round's transaction in rounds.jsonl is the one that posted it on chain.",
+    "round commitment": "The commitment in rounds.jsonl is the one on chain.",
+    "checkpoint commitment": "keccak256(salt || parameters) of the checkpoint file equals the on-chain commitment: "
+                             "the file holds exactly the parameters committed during training.",
+    "transcript digest": "The digest recomputed from transcript.jsonl equals the one posted on chain.",
+    "round attested": "Both parties posted the same transcript digest for the round.",
+    "model commitment": "keccak256 of the model file equals the model commitment posted at close.",
+    "metrics hash": "keccak256 of metrics.json equals the metrics hash the guest posted at close.",
+    "session closed": "Every participant finalized and the session closed.",
+}
+
+
+def _time(ts: int | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _short(h: str | None, n: int = 10) -> str:
+    h = str(h or "")
+    return h if len(h) <= 2 * n + 1 else f"{h[:n + 2]}…{h[-n + 2:]}"
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            for k2, v2 in v.items():
+                if isinstance(v2, int | float) and not isinstance(v2, bool):
+                    rows.append((f"{k} {k2}", f"{v2:.6g}"))
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            rows.append((k, f"{v:.6g}"))
+    return rows
+
+
+def round_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per round: phase, loss, each party's transaction, state."""
+    by_round: dict[int, dict[str, Any]] = {}
+    for ev in result["timeline"]:
+        if ev["round"] is None:
+            continue
+        row = by_round.setdefault(ev["round"], {"round": ev["round"], "phase": "", "loss": None,
+                                                "tx": {}, "state": "pending"})
+        if ev["event"] == "RoundSubmitted":
+            row["tx"][ev["role"] or ev["party"]] = ev["tx_hash"]
+        elif ev["event"] == "RoundAttested":
+            row["state"] = "attested"
+        elif ev["event"] == "RoundDisputed":
+            row["state"] = "disputed"
+    for party in result.get("parties", {}).values():
+        for line in party.get("rounds", []):
+            row = by_round.get(int(line.get("round", -1)))
+            if row is not None:
+                row["phase"] = row["phase"] or line.get("phase", "")
+                if line.get("loss") is not None:
+                    row["loss"] = line["loss"]
+    return [by_round[r] for r in sorted(by_round)]
+
+
+# -- HTML ---------------------------------------------------------------------------------
+
+def _table(head: list[str], rows: list[list[str]], raw: bool = False) -> str:
+    esc = (lambda x: x) if raw else html.escape
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def _code(x: Any) -> str:
+    return f"<code>{html.escape(str(x))}</code>"
+
+
+def render_html(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    ok = result["ok"]
+    fails = [c for c in result["checks"] if not c["ok"]]
+    verdict = ("PASS: every check holds — the files shown are the ones committed on chain"
+               if ok else f"FAIL: {len(fails)} check(s) do not hold")
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>vflchain provenance report "
+             f"{html.escape(s['session_id'][:12])}</title><style>{CSS}</style></head><body>",
+             "<h1>Provenance report</h1>",
+             f"<p class='muted'>vflchain {html.escape(result['version'])} audit, generated "
+             f"{html.escape(result['generated'])}. {html.escape(result['scope'])}</p>",
+             f"<div class='verdict {'pass' if ok else 'fail'}'>{html.escape(verdict)}</div>"]
+    if fails:
+        parts.append("<h2>Findings</h2>")
+        parts.append(_table(["check", "party", "file", "round", "field", "expected", "found", "note"],
+                            [[c["check"], c["party"], c["file"], "" if c["round"] is None else c["round"],
+                              c["field"], c["expected"], c["found"], c["detail"]] for c in fails]))
+    parts.append("<h2>Session</h2>")
+    parts.append(_table(["", ""], [
+        ["session id", _code(s["session_id"])], ["algorithm", html.escape(s["algorithm"])],
+        ["status", html.escape(s["status"])],
+        ["configuration commitment", _code(s["config_commitment"])],
+        ["chain", html.escape(f"chain id {s['chain_id']} — {result['chain']['source']}")],
+        ["audit contract", _code(s["contract"])],
+        ["opened", html.escape(f"block {s['opened_block']} {_time(result['opened_time'])}")],
+        ["closed" if s["status"] == "closed" else "ended",
+         html.escape(f"block {s['closed_block']} {_time(result['closed_time'])}") if s["closed_block"] else "—"],
+        ["rounds", html.escape(", ".join(f"{v} {k}" for k, v in s["rounds_by_state"].items()))],
+        ["metrics hash", _code(s["metrics_hash"])],
+    ], raw=True))
+    parts.append("<h2>Participants</h2>")
+    parts.append(_table(["role", "organisation", "account", "joined", "finalized", "last round",
+                         "model commitment"],
+                        [[p["role"], p["organisation"], _code(p["address"]), "yes" if p["joined"] else "no",
+                          "yes" if p["finalized"] else "no", p["last_round"], _code(_short(p["model_commitment"]))]
+                         for p in s["participants"]], raw=True))
+    metrics = result.get("metrics") or {}
+    if metrics:
+        parts.append("<h2>Metrics (guest, metrics.json)</h2>")
+        parts.append(_table(["metric", "value"], [list(r) for r in _metric_rows(metrics)]))
+    parts.append("<h2>Rounds</h2><p class='muted'>Every round each party commits to its own parameters "
+                 "and to the digest of the round's messages; a round is attested when both digests agree.</p>")
+    roles = sorted({k for r in round_rows(result) for k in r["tx"]})
+    parts.append(_table(["round", "phase", "loss", *[f"{r} transaction" for r in roles], "state"],
+                        [[str(r["round"]), html.escape(r["phase"]),
+                          "" if r["loss"] is None else f"{r['loss']:.6f}",
+                          *[_code(_short(r["tx"].get(x))) for x in roles],
+                          f"<span class='{'ok' if r['state'] == 'attested' else 'bad'}'>{r['state']}</span>"]
+                         for r in round_rows(result)], raw=True))
+    parts.append("<h2>Timeline (contract events)</h2>")
+    parts.append(_table(["block", "time", "event", "party", "round", "what", "transaction"],
+                        [[str(e["block"]), html.escape(_time(e["time"])), html.escape(e["event"]),
+                          html.escape(f"{e['role']} {_short(e['party'], 6)}".strip()),
+                          "" if e["round"] is None else str(e["round"]), html.escape(e["what"]),
+                          _code(_short(e["tx_hash"]))] for e in result["timeline"]], raw=True))
+    parts.append("<h2>Checks</h2><p class='muted'>What each check proves:</p><ul>")
+    parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in EXPLAIN.items()]
+    parts.append("</ul>")
+    parts.append(_table(["result", "check", "party", "file", "round", "field", "detail"],
+                        [[f"<span class='{'ok' if c['ok'] else 'bad'}'>{'pass' if c['ok'] else 'FAIL'}</span>",
+                          html.escape(c["check"]), html.escape(c["party"]), html.escape(c["file"]),
+                          "" if c["round"] is None else str(c["round"]), html.escape(c["field"]),
+                          html.escape(c["detail"] if c["ok"] else
+                                      f"expected {c['expected']}, found {c['found']} {c['detail']}".strip())]
+                         for c in result["checks"]], raw=True))
+    parts.append("</body></html>\n")
+    return "".join(parts)
+
+
+# -- Markdown -------------------------------------------------------------------------------
+
+def _md_table(head: list[str], rows: list[list[Any]]) -> str:
+    def cell(x: Any) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    fails = [c for c in result["checks"] if not c["ok"]]
+    out = ["# Provenance report\n",
+           f"vflchain {result['version']} audit, generated {result['generated']}. {result['scope']}\n",
+           ("**PASS**: every check holds — the files shown are the ones committed on chain.\n" if result["ok"]
+            else f"**FAIL**: {len(fails)} check(s) do not hold.\n")]
+    if fails:
+        out += ["## Findings\n", _md_table(
+            ["check", "party", "file", "round", "field", "expected", "found", "note"],
+            [[c["check"], c["party"], c["file"], "" if c["round"] is None else c["round"], c["field"],
+              c["expected"], c["found"], c["detail"]] for c in fails])]
+    out += ["## Session\n", _md_table(["", ""], [
+        ["session id", f"`{s['session_id']}`"], ["algorithm", s["algorithm"]], ["status", s["status"]],
+        ["configuration commitment", f"`{s['config_commitment']}`"],
+        ["chain", f"chain id {s['chain_id']} — {result['chain']['source']}"], ["audit contract", f"`{s['contract']}`"],
+        ["opened", f"block {s['opened_block']} {_time(result['opened_time'])}"],
+        ["ended", f"block {s['closed_block']} {_time(result['closed_time'])}" if s["closed_block"] else "—"],
+        ["rounds", ", ".join(f"{v} {k}" for k, v in s["rounds_by_state"].items())],
+        ["metrics hash", f"`{s['metrics_hash']}`"]])]
+    out += ["## Participants\n", _md_table(
+        ["role", "organisation", "account", "joined", "finalized", "last round"],
+        [[p["role"], p["organisation"], f"`{p['address']}`", p["joined"], p["finalized"], p["last_round"]]
+         for p in s["participants"]])]
+    if result.get("metrics"):
+        out += ["## Metrics (guest)\n", _md_table(["metric", "value"], [list(r) for r in _metric_rows(result["metrics"])])]
+    rows = round_rows(result)
+    roles = sorted({k for r in rows for k in r["tx"]})
+    out += ["## Rounds\n", _md_table(
+        ["round", "phase", "loss", *[f"{r} tx" for r in roles], "state"],
+        [[r["round"], r["phase"], "" if r["loss"] is None else f"{r['loss']:.6f}",
+          *[f"`{_short(r['tx'].get(x))}`" for x in roles], r["state"]] for r in rows])]
+    out += ["## Timeline\n", _md_table(
+        ["block", "time", "event", "party", "round", "what", "tx"],
+        [[e["block"], _time(e["time"]), e["event"], f"{e['role']} `{_short(e['party'], 6)}`",
+          "" if e["round"] is None else e["round"], e["what"], f"`{_short(e['tx_hash'])}`"]
+         for e in result["timeline"]])]
+    out += ["## Checks\n", _md_table(
+        ["result", "check", "party", "file", "round", "field", "detail"],
+        [["pass" if c["ok"] else "**FAIL**", c["check"], c["party"], c["file"],
+          "" if c["round"] is None else c["round"], c["field"],
+          c["detail"] if c["ok"] else f"expected {c['expected']}, found {c['found']} {c['detail']}".strip()]
+         for c in result["checks"]])]
+    return "\n".join(out)
+
+
+def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """report.html, report.md and audit.json (the raw result) into `out_dir`."""
+    out = Path(out_dir)
+    paths = {"html": out / "report.html", "md": out / "report.md", "json": out / "audit.json"}
+    atomic_write(paths["html"], render_html(result).encode("utf-8"))
+    atomic_write(paths["md"], render_markdown(result).encode("utf-8"))
+    atomic_write(paths["json"], (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+    return paths

@@ -1,0 +1,288 @@
+"""`vflchain audit`: a real job's run directories pass against the chain, and every tampering is caught by name.
+
+One small LR job (1024-bit keys, 2 epochs) and one PSI-only job run once for the
+module as `vflchain run` does it: the embedded chain, host and guest as separate
+processes. The chain process has stopped when the audits run, so they read the
+persisted state directory. Each tamper case works on a copy of the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chain.audit import audit_party, failures, load_history, load_party_files, session_checks
+from nodes.cli import main as cli
+from nodes.commands.audit import audit_dirs, config_commitment_of
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_job(out: Path, data: Path, state: Path, config: str, *extra: str) -> None:
+    sets = ["guest.data=" + str(data / "guest.csv"), "host.data=" + str(data / "host.csv"),
+            "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0", f"chain.state={state}",
+            "paillier.key_bits=1024", "transport.liveness_grace=2.0", *extra]
+    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / config), "--out", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """An LR job and a PSI job on one embedded chain, both ended (no chain process left)."""
+    root = tmp_path_factory.mktemp("audit")
+    data, state = root / "data", root / "chain"
+    assert cli(["data", "breast", "--out", str(data), "--overlap", "0.9"]) == 0
+    run_job(root / "lr", data, state, "breast_lr.toml", "lr.epochs=2")
+    run_job(root / "psi", data, state, "breast_lr.toml", "job.algorithm=psi")
+    return {"lr": root / "lr", "psi": root / "psi", "state": state, "data": data}
+
+
+@pytest.fixture
+def lr_copy(runs, tmp_path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(runs["lr"], dst, ignore=shutil.ignore_patterns("audit", "logs"))
+    return dst
+
+
+def audit(*dirs: Path, state: Path | None = None) -> list:
+    _, checks, _, _ = audit_dirs([str(d) for d in dirs], None, str(state) if state else None, None)
+    return failures(checks)
+
+
+def only(fails: list, check: str) -> list:
+    return [f for f in fails if f.check == check]
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def write_lines(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+# -- the untouched run --------------------------------------------------------------------
+
+def test_untouched_run_passes_on_the_persisted_embedded_chain(runs, capsys) -> None:
+    report = runs["lr"].parent / "report-lr"
+    assert cli(["audit", str(runs["lr"]), "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "audit passed" in out and "7 attested, 0 disputed" in out
+    page = (report / "report.html").read_text()
+    guest = json.loads((runs["lr"] / "guest" / "job.json").read_text())
+    assert page.startswith("<!DOCTYPE html>") and guest["session_id"] in page and "PASS" in page
+    assert "<script" not in page and "http" not in page.split("chain id")[0]  # self-contained
+    assert "validate auc" in page and "RoundAttested" in page and "Host hospital" in page
+    md = (report / "report.md").read_text()
+    assert "**PASS**" in md and "| 7 | close |" in md
+    result = json.loads((report / "audit.json").read_text())
+    names = {c["check"] for c in result["checks"]}
+    assert {"checkpoint commitment", "transcript digest", "model commitment", "metrics hash",
+            "config recomputed", "round attested", "participants", "same session"} <= names
+    assert result["ok"] and all(c["ok"] for c in result["checks"])
+
+
+def test_a_single_party_directory_is_audited_alone(runs) -> None:
+    assert cli(["audit", str(runs["lr"] / "host"), "--report", str(runs["lr"].parent / "r-host")]) == 0
+
+
+def test_session_is_rebuilt_from_events_alone(runs, capsys) -> None:
+    sid = json.loads((runs["lr"] / "guest" / "job.json").read_text())["session_id"]
+    report = runs["lr"].parent / "report-session"
+    assert cli(["audit", "--session", sid, "--state", str(runs["state"]), "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    for text in ("Guest hospital", "Host hospital", "SessionOpened", "RoundAttested", "SessionClosed",
+                 "7 attested, 0 disputed, 0 pending", "session closed"):
+        assert text in out
+    assert "PASS" in (report / "report.html").read_text()
+
+
+# -- tampering: each caught and named ------------------------------------------------------
+
+def test_an_edited_checkpoint_value_is_caught(lr_copy) -> None:
+    cp_path = lr_copy / "guest" / "checkpoints" / "round-0006.json"
+    cp = json.loads(cp_path.read_text())
+    cp["params"]["weights"][0] += 1e-9
+    cp_path.write_text(json.dumps(cp))
+    fails = audit(lr_copy)
+    assert [(f.check, f.party, f.file, f.round) for f in fails] == [
+        ("checkpoint commitment", "guest", "checkpoints/round-0006.json", 6)]
+    assert fails[0].expected.startswith("0x") and fails[0].found.startswith("0x") and fails[0].expected != fails[0].found
+
+
+def test_a_removed_checkpoint_is_caught(lr_copy, capsys) -> None:
+    (lr_copy / "host" / "checkpoints" / "round-0003.json").unlink()
+    assert cli(["audit", str(lr_copy)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  checkpoint present: [host] checkpoints/round-0003.json round 3" in out
+    assert "expected present, found missing" in out and "audit FAILED: 1 of" in out
+    assert (lr_copy / "audit" / "report.html").exists()
+
+
+def test_an_edited_model_is_caught(lr_copy) -> None:
+    model = json.loads((lr_copy / "guest" / "model.json").read_text())
+    model["intercept"] = model["intercept"] + 0.5
+    (lr_copy / "guest" / "model.json").write_text(json.dumps(model, indent=2) + "\n")
+    fails = audit(lr_copy)
+    assert [(f.check, f.party, f.file) for f in fails] == [("model commitment", "guest", "model.json")]
+
+
+def test_edited_metrics_are_caught(lr_copy) -> None:
+    path = lr_copy / "guest" / "metrics.json"
+    path.write_text(path.read_text().replace("0.9", "0.99", 1))
+    assert [(f.check, f.file) for f in audit(lr_copy)] == [("metrics hash", "metrics.json")]
+
+
+@pytest.mark.parametrize("how", ["edit", "delete"])
+def test_an_edited_or_deleted_transcript_line_is_caught(lr_copy, how) -> None:
+    path = lr_copy / "host" / "transcript.jsonl"
+    rows = lines(path)
+    i = next(i for i, e in enumerate(rows) if e["round"] == 5)
+    if how == "edit":
+        rows[i]["size"] += 1
+    else:
+        del rows[i]
+    write_lines(path, rows)
+    fails = audit(lr_copy)
+    assert [(f.check, f.party, f.file, f.round, f.field) for f in fails] == [
+        ("transcript digest", "host", "transcript.jsonl", 5, "transcript_digest")]
+
+
+def test_a_run_directory_from_another_session_is_caught(runs, tmp_path) -> None:
+    mixed = tmp_path / "mixed"
+    shutil.copytree(runs["lr"] / "guest", mixed / "guest")
+    shutil.copytree(runs["psi"] / "host", mixed / "host")
+    fails = audit(mixed)
+    other = json.loads((runs["psi"] / "host" / "job.json").read_text())["session_id"]
+    assert any(f.check == "same session" and f.found == other for f in fails)
+    host = [f for f in fails if f.party == "host"]
+    assert any(f.check == "session id" and f.file == "job.json" and f.found == other for f in host)
+    assert any(f.check == "algorithm" and f.found == "psi" for f in host)
+    assert only(host, "round commitment") and only(host, "model commitment")
+
+
+def test_a_round_missing_on_chain_is_caught(lr_copy) -> None:
+    rounds = lr_copy / "guest" / "rounds.jsonl"
+    rows = lines(rounds)
+    forged = dict(rows[-1], round=8, tx_hash="0x" + "ab" * 32)
+    write_lines(rounds, rows + [forged])
+    cp = json.loads((lr_copy / "guest" / "checkpoints" / "round-0007.json").read_text())
+    (lr_copy / "guest" / "checkpoints" / "round-0008.json").write_text(json.dumps(dict(cp, round=8)))
+    fails = audit(lr_copy)
+    assert [(f.check, f.file, f.round) for f in fails] == [("round on chain", "rounds.jsonl", 8)]
+    assert fails[0].found == "none"
+
+
+def test_a_round_on_chain_missing_from_the_files_is_caught(lr_copy) -> None:
+    rounds = lr_copy / "host" / "rounds.jsonl"
+    rows = lines(rounds)
+    write_lines(rounds, [r for r in rows if r["round"] != 4])
+    fails = audit(lr_copy)
+    assert {(f.check, f.file, f.round) for f in fails} == {
+        ("round in files", "rounds.jsonl", 4),  # on chain, not in the files
+        ("rounds in order", "rounds.jsonl", 5),  # the files jump from 3 to 5
+        ("checkpoint listed", "checkpoints/round-0004.json", 4),
+        ("transcript round listed", "transcript.jsonl", 4)}
+
+
+def test_an_edited_configuration_is_caught(lr_copy) -> None:
+    path = lr_copy / "guest" / "job.json"
+    job = json.loads(path.read_text())
+    job["config"]["lr"]["epochs"] = 20
+    path.write_text(json.dumps(job, indent=2))
+    assert [(f.check, f.field) for f in audit(lr_copy)] == [("config recomputed", "config")]
+
+
+def test_a_round_submitted_by_a_third_account_is_refused_by_the_contract() -> None:
+    from chain_scenario import h, setup_contract
+
+    from chain.backends import memory_chain
+    from chain.client import session_id
+    from chain.errors import ContractRevert
+
+    p = setup_contract(memory_chain())
+    sid = session_id("third-account")
+    p.guest.open_session(sid, "lr", h("config"), [p.host.account.address])
+    p.host.join_session(sid)
+    p.guest.submit_round(sid, 1, h("g1"), h("t1"))
+    intruders = ((p.host2, "NotParticipant"), (p.auditor, "NotParticipant"), (p.outsider, "NotRegistered"))
+    for intruder, error in intruders:
+        with pytest.raises(ContractRevert) as exc:
+            intruder.submit_round(sid, 1, h("forged"), h("t1"))
+        assert exc.value.name == error, exc.value
+    p.host.submit_round(sid, 1, h("h1"), h("t1"))
+    history = load_history(p.auditor, sid, timestamps=False)
+    assert set(history.record["rounds"][1]) == {p.guest.account.address, p.host.account.address}
+    assert history.record["round_states"] == {1: "attested"}
+    assert not [c for c in session_checks(history) if not c.ok and c.check == "round attested"]
+
+
+def test_a_disputed_round_fails_the_session_audit() -> None:
+    from chain_scenario import full_session, setup_contract
+
+    from chain.backends import memory_chain
+
+    p = setup_contract(memory_chain())
+    sid = full_session(p, "disputed", rounds=3, dispute=2)
+    fails = failures(session_checks(load_history(p.auditor, sid, timestamps=False)))
+    assert [(f.check, f.round, f.expected, f.found) for f in fails] == [("round attested", 2, "attested", "disputed")]
+
+
+# -- cannot check: exit 2 -----------------------------------------------------------------
+
+def test_no_chain_or_no_such_session_cannot_be_checked(lr_copy, tmp_path, capsys) -> None:
+    assert cli(["audit", str(lr_copy), "--state", str(tmp_path / "nothing")]) == 2
+    assert "cannot audit" in capsys.readouterr().out
+    assert cli(["audit", str(lr_copy), "--rpc", "http://127.0.0.1:9"]) == 2
+    for role in ("guest", "host"):
+        path = lr_copy / role / "job.json"
+        job = json.loads(path.read_text())
+        job["session_id"] = "0x" + "42" * 32
+        path.write_text(json.dumps(job))
+    assert cli(["audit", str(lr_copy)]) == 2
+    assert "is not on contract" in capsys.readouterr().out
+    assert cli(["audit", str(tmp_path)]) == 2
+
+
+def test_party_checks_work_on_a_loaded_directory_directly(runs) -> None:
+    """The pure API: files + history in, typed checks out (what the notebook and other tools use)."""
+    from chain.backends import connect_state
+    from chain.client import AuditClient
+
+    files = load_party_files(runs["lr"] / "guest")
+    client = AuditClient(connect_state(runs["state"]), files.job["contract"])
+    checks = audit_party(files, load_history(client, files.job["session_id"]), config_commitment_of)
+    assert checks and not failures(checks)
+    assert sum(1 for c in checks if c.check == "checkpoint commitment") == 7
+
+
+def test_the_same_audit_passes_on_anvil(runs, tmp_path, capsys) -> None:
+    """The job on a real JSON-RPC node (anvil), audited over --rpc: same checks, same verdict."""
+    from chain.anvil import available, start_anvil
+
+    if not available():
+        pytest.skip("node_modules/.bin/anvil missing: run `make setup`")
+    with start_anvil() as node:
+        out = tmp_path / "anvil-run"
+        run_job(out, runs["data"], tmp_path / "anvil-state", "breast_lr.toml", "lr.epochs=1",
+                f"chain.url={node.url}")
+        assert cli(["audit", str(out), "--rpc", node.url]) == 0
+        assert "audit passed" in capsys.readouterr().out
+        result = json.loads((out / "audit" / "audit.json").read_text())
+        assert result["chain"]["chain_id"] == 31337 and result["summary"]["rounds_by_state"]["attested"] == 6
+        sid, contract = result["summary"]["session_id"], result["summary"]["contract"]
+        assert cli(["audit", "--session", sid, "--rpc", node.url, "--contract", contract,
+                    "--report", str(tmp_path / "session-report")]) == 0
+        assert cli(["audit", str(out)]) == 2  # no --rpc: the run's state directory holds no chain
+        (out / "host" / "checkpoints" / "round-0005.json").unlink()
+        assert cli(["audit", str(out), "--rpc", node.url]) == 1
