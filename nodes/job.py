@@ -45,7 +45,7 @@ from nodes.rundir import RunDir
 from nodes.transcript import Transcript
 from nodes.transport.base import Channel, PhaseChannel, TransportError
 from vfl.errors import VflError
-from vfl.paillier import PublicKey, generate_keypair
+from vfl.paillier import PublicKey, configure, generate_keypair
 
 HANDSHAKE = "handshake"
 CLOSE = "close"
@@ -225,6 +225,8 @@ class PartyNode:
         self.chain = self.chain_factory(cfg, role)
         self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address)
         self._save()
+        # Paillier work on every core of this machine (or the [compute] Ray cluster)
+        configure(backend=cfg.compute.backend, workers=cfg.compute.workers, address=cfg.compute.address)
         self.emit("status", text=f"generating a {cfg.paillier.key_bits}-bit Paillier key pair")
         pk, sk = generate_keypair(cfg.paillier.key_bits)
         self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
