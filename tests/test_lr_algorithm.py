@@ -13,8 +13,8 @@ from vfl.lr.protocol import (
     decrypt_masked,
     guest_gradient_masked,
     guest_loss_masked,
+    guest_residual_offsets_encrypted,
     guest_residuals_encrypted,
-    guest_residuals_masked,
     host_gradient_masked,
     host_partial_scores_encrypted,
     unmask_values,
@@ -52,15 +52,15 @@ def test_one_encrypted_batch_gives_both_parties_their_plaintext_gradients_and_th
     enc_d = guest_residuals_encrypted(scores.scores, u_g, y_pm)
     grad_g = guest_gradient_masked(enc_d, Xg)
     loss = guest_loss_masked(scores.scores, u_g, y_pm, scores.loss_share, guest_penalty_sum=0.5)
-    enc_ds, enc_neg_s = guest_residuals_masked(enc_d, gpk)
-    grad_h = host_gradient_masked(hsk, enc_ds, enc_neg_s, Xh)
+    offsets = guest_residual_offsets_encrypted(gpk, u_g, y_pm)
+    grad_h = host_gradient_masked(offsets, Xh @ wh, Xh)
 
     d = residuals(u_g + Xh @ wh, y_pm)
     np.testing.assert_allclose(unmask_values(decrypt_masked(hsk, grad_g.enc), grad_g), Xg.T @ d, atol=1e-9)
     np.testing.assert_allclose(unmask_values(decrypt_masked(gsk, grad_h.enc), grad_h), Xh.T @ d, atol=1e-9)
     expected = np.sum(sample_losses(u_g + Xh @ wh, y_pm)) + 1.25 + 0.5
     assert unmask_values(decrypt_masked(hsk, loss.enc), loss)[0] == pytest.approx(expected, abs=1e-9)
-    assert m == enc_ds.shape[0]
+    assert offsets.shape == (m,) and grad_h.enc.public_key == gpk
 
 
 def test_masked_values_decrypt_to_uniform_residues_not_to_the_values(keys_1024, batch):
@@ -68,8 +68,8 @@ def test_masked_values_decrypt_to_uniform_residues_not_to_the_values(keys_1024, 
     Xg, Xh, y, wg, wh = batch
     scores = host_partial_scores_encrypted(hpk, Xh, wh)
     enc_d = guest_residuals_encrypted(scores.scores, Xg @ wg, signed_labels(y))
-    enc_ds, _ = guest_residuals_masked(enc_d, gpk)
-    for residues, n in ((decrypt_masked(hsk, enc_ds), hpk.n),
+    offsets = guest_residual_offsets_encrypted(gpk, Xg @ wg, signed_labels(y))
+    for residues, n in ((decrypt_masked(gsk, host_gradient_masked(offsets, Xh @ wh, Xh).enc), gpk.n),
                         (decrypt_masked(hsk, guest_gradient_masked(enc_d, Xg).enc), hpk.n)):
         small = [r for r in residues if min(r, n - r) < n >> 64]
         assert not small  # a fixed-point value would be tiny mod n; masked ones are uniform
