@@ -63,16 +63,21 @@ def test_one_encrypted_batch_gives_both_parties_their_plaintext_gradients_and_th
     assert offsets.shape == (m,) and grad_h.enc.public_key == gpk
 
 
-def test_masked_values_decrypt_to_uniform_residues_not_to_the_values(keys_1024, batch):
+def test_masked_values_decrypt_to_masked_residues_not_to_the_values(keys_1024, batch):
     (gpk, gsk), (hpk, hsk) = keys_1024
     Xg, Xh, y, wg, wh = batch
     scores = host_partial_scores_encrypted(hpk, Xh, wh)
     enc_d = guest_residuals_encrypted(scores.scores, Xg @ wg, signed_labels(y))
     offsets = guest_residual_offsets_encrypted(gpk, Xg @ wg, signed_labels(y))
-    for residues, n in ((decrypt_masked(gsk, host_gradient_masked(offsets, Xh @ wh, Xh).enc), gpk.n),
-                        (decrypt_masked(hsk, guest_gradient_masked(enc_d, Xg).enc), hpk.n)):
-        small = [r for r in residues if min(r, n - r) < n >> 64]
-        assert not small  # a fixed-point value would be tiny mod n; masked ones are uniform
+    packed_g = guest_gradient_masked(enc_d, Xg, u_g=Xg @ wg)
+    assert packed_g.enc.cipher.size == 1  # 4 gradients in one ciphertext
+    for residues, n, floor in ((decrypt_masked(gsk, host_gradient_masked(offsets, Xh @ wh, Xh).enc), gpk.n, 110),
+                               (decrypt_masked(hsk, packed_g.enc), hpk.n, 110),
+                               (decrypt_masked(hsk, guest_gradient_masked(enc_d, Xg).enc), hpk.n, hpk.n.bit_length() - 64)):
+        # unmasked, X^T d at 74 fractional bits is below 2^82; packed slot masks have 40 bits more
+        # than the values' bound (below 2^110 with probability < 2^-29), unpacked ones are uniform mod n
+        small = [r for r in residues if min(r, n - r) < 1 << floor]
+        assert not small
 
 
 def test_the_guest_cannot_decrypt_the_host_partial_scores(keys_1024, batch):

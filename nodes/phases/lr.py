@@ -136,7 +136,7 @@ def _field(payload: Payload, name: str, kind: type | tuple[type, ...], tag: str)
 def _enc(payload: Payload, name: str, tag: str, size: int, key: PublicKey) -> EncryptedArray:
     """A ciphertext vector field of the expected length under the expected key."""
     enc = _field(payload, name, EncryptedArray, tag)
-    if enc.ndim != 1 or enc.shape[0] != size:
+    if len(enc.shape) != 1 or enc.shape[0] != size:  # (a packed array's shape is its values')
         raise TransportError(f"lr: message {tag}: field {name!r} has shape {enc.shape}, expected ({size},)")
     if enc.public_key != key:
         raise TransportError(f"lr: message {tag}: field {name!r} is encrypted under an unexpected key")
@@ -270,7 +270,7 @@ def _guest_batch(link: _Link, ctx: PartyContext, guest: PreparedParty, w: np.nda
     enc_u = _enc(msg, "scores", f"{tag}.scores", m, pk_h)
     share = _enc(msg, "loss_share", f"{tag}.scores", 1, pk_h)
     enc_d = guest_residuals_encrypted(enc_u, u_g, y_pm)
-    grad_m = guest_gradient_masked(enc_d, Xb, precision)
+    grad_m = guest_gradient_masked(enc_d, Xb, precision, u_g)
     loss_m = guest_loss_masked(enc_u, u_g, y_pm, share, m * penalty_value(w[guest.regularized], opts), precision)
     link.send(f"{tag}.residuals", {"gradient": grad_m.enc, "loss": loss_m.enc}, where)
     back = link.recv(f"{tag}.gradients", where)

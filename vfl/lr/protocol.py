@@ -27,17 +27,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vfl.errors import PaillierError
+from vfl.errors import PaillierError, TrainingError
 from vfl.lr.model import LrPartModel, predict_proba
 from vfl.lr.taylor import LOG2
-from vfl.paillier import DEFAULT_PRECISION_BITS, EncryptedArray, PrivateKey, PublicKey, random_mask
+from vfl.paillier import (
+    DEFAULT_PRECISION_BITS,
+    EncryptedArray,
+    PackedEncryptedArray,
+    PrivateKey,
+    PublicKey,
+    decrypt_slots,
+    pack,
+    random_mask,
+)
 from vfl.paillier.array import unmask
-
 
 # Fractional bits of the plaintext columns in X^T Enc(d): the cost of the product is
 # proportional to them, and 2^-24 (6e-8) is far below what standardized columns need
 # (the federated weights still match the plaintext reference to ~1e-9).
 MATRIX_PRECISION_BITS = 24
+# Partial scores beyond this magnitude mean training diverged (sigmoid saturates at |u| ~ 40);
+# both parties refuse to send or use them, which gives the packed gradients a proven slot bound.
+SCORE_BOUND = 2.0 ** 20
+STAT_BITS = 40  # statistical hiding of packed masks: distance <= 2^-40 per value
 
 
 def _matrix_precision(precision: int) -> int:
@@ -49,7 +61,7 @@ class Masked:
     """Ciphertexts masked for the key owner to decrypt, and the mask the sender keeps."""
 
     enc: EncryptedArray  # Enc(value + mask), rerandomized: send this
-    mask: np.ndarray  # uniform residues mod n: keep this
+    mask: np.ndarray  # uniform residues mod n (or statistically hiding slot masks): keep this
     precision: int  # fixed-point precision of the value
 
 
@@ -67,8 +79,46 @@ def mask_for_owner(enc: EncryptedArray) -> Masked:
     return Masked(enc.add_residues(mask).rerandomize(), mask, enc.precision)
 
 
+def mask_packed_for_owner(enc: EncryptedArray, bound: float) -> Masked:
+    """Pack a vector many values to a ciphertext, mask every slot, rerandomize the few ciphertexts.
+
+    `bound` is a proven bound on |value| (real units). Each slot gets a mask uniform in
+    [0, 2^(b + STAT_BITS)) for b-bit values: statistically hiding (distance <= 2^-40 per
+    value). The key owner decrypts ceil(size / slots) ciphertexts instead of `size`, and
+    the sender re-randomizes as few (a strong re-randomization costs ~8 ms at 2048 bits).
+    """
+    packed = pack(enc, bound=bound, headroom_bits=STAT_BITS + 2)
+    masked, mask = packed.masked(STAT_BITS)
+    return Masked(masked.rerandomize(), mask, enc.precision)
+
+
+def residual_bound(u_own: np.ndarray) -> float:
+    """A bound on |d_i| = |0.25 (u_g + u_h) - 0.5 y'| from the own scores and SCORE_BOUND on the other's."""
+    own = float(np.max(np.abs(u_own), initial=0.0))
+    return 0.25 * (own + SCORE_BOUND) + 0.5
+
+
+def _gradient_bound(X: np.ndarray, d_bound: float) -> float:
+    """|X^T d|_j <= sum_i |X_ij| * max|d|, with slack for the fixed-point rounding."""
+    col = float(np.abs(X).sum(axis=0).max(initial=0.0)) + X.shape[0] * 2.0 ** -20
+    return col * d_bound * (1 + 2.0 ** -20) + 1.0
+
+
+def check_scores(u: np.ndarray, who: str) -> None:
+    """Refuse partial scores beyond SCORE_BOUND: training has diverged (and packed slot bounds rely on it)."""
+    if np.size(u) and not float(np.max(np.abs(u))) <= SCORE_BOUND:
+        raise TrainingError(f"the {who}'s partial scores exceed {SCORE_BOUND:.0f} in magnitude: training "
+                            "diverged; lower [lr] learning_rate")
+
+
 def decrypt_masked(sk: PrivateKey, enc: EncryptedArray) -> list[int]:
-    """The key owner's step: decrypt masked ciphertexts to residues mod n (uniformly random)."""
+    """The key owner's step: decrypt masked ciphertexts to residues mod n (random to it).
+
+    A packed array decrypts to its masked slot values, returned mod n in the values' order.
+    """
+    if isinstance(enc, PackedEncryptedArray):
+        n = sk.public_key.n
+        return [int(v) % n for v in decrypt_slots(sk, enc).ravel().tolist()]
     return [int(v) for v in sk.decrypt_raw(enc).ravel().tolist()]
 
 
@@ -89,6 +139,7 @@ def host_partial_scores_encrypted(pk_h: PublicKey, X_h: np.ndarray, w_h: np.ndar
     `penalty_sum` is m R(w_h) for training batches (0 for validation rows).
     """
     u = X_h @ w_h
+    check_scores(u, "host")
     share = np.array([0.125 * float(u @ u) + penalty_sum])
     return HostScores(pk_h.encrypt(u, precision=precision), pk_h.encrypt(share, precision=precision))
 
@@ -104,12 +155,18 @@ def guest_residuals_encrypted(enc_u_h: EncryptedArray, u_g: np.ndarray, y_pm: np
 
 
 def guest_gradient_masked(enc_d: EncryptedArray, X_g: np.ndarray,
-                          precision: int = DEFAULT_PRECISION_BITS) -> Masked:
+                          precision: int = DEFAULT_PRECISION_BITS, u_g: np.ndarray | None = None) -> Masked:
     """Step 3 (guest): Enc_h(X_g^T d + r_g), for the host to decrypt and return.
 
     X_g is the batch's guest columns (with the ones column for the intercept last).
+    With the guest's scores `u_g` (which bound |d| together with SCORE_BOUND) the
+    gradient is packed with statistically hiding slot masks (`mask_packed_for_owner`);
+    without, every value gets a uniform mask mod n.
     """
-    return mask_for_owner(enc_d.rmatmul(X_g.T, precision=_matrix_precision(precision)))
+    enc = enc_d.rmatmul(X_g.T, precision=_matrix_precision(precision))
+    if u_g is None:
+        return mask_for_owner(enc)
+    return mask_packed_for_owner(enc, _gradient_bound(X_g, residual_bound(u_g)))
 
 
 def guest_loss_masked(enc_u_h: EncryptedArray, u_g: np.ndarray, y_pm: np.ndarray,
@@ -137,6 +194,7 @@ def guest_residual_offsets_encrypted(pk_g: PublicKey, u_g: np.ndarray, y_pm: np.
     parties' residuals are the same fixed-point numbers. It does not depend on the
     host's message: the guest can send it before the host's scores arrive.
     """
+    check_scores(u_g, "guest")
     return pk_g.encrypt(0.25 * np.asarray(u_g, dtype=np.float64) - 0.5 * y_pm, precision=precision + 2)
 
 
@@ -145,14 +203,17 @@ def host_gradient_masked(enc_c: EncryptedArray, u_h: np.ndarray, X_h: np.ndarray
     """Step 4 (host): Enc_g(X_h^T d + r_h) from the guest's Enc_g(c), c = 0.25 u_g - 0.5 y'.
 
     Enc_g(d) = Enc_g(c) + 0.25 u_h (plaintext, the host's own partial scores), then
-    X_h^T Enc_g(d) homomorphically, masked with r_h uniform mod n_g for the guest to
-    decrypt, and rerandomized (the guest owns the key of the Enc_g(c) it sent).
+    X_h^T Enc_g(d) homomorphically, packed with statistically hiding slot masks r_h
+    for the guest to decrypt (`mask_packed_for_owner`; |d| is bounded by the host's
+    own scores and SCORE_BOUND on the guest's), and rerandomized (the guest owns the
+    key of the Enc_g(c) it sent).
     No per-row decryption: the host never sees d in any form.
     """
     if enc_c.ndim != 1 or enc_c.shape[0] != X_h.shape[0] or np.shape(u_h) != (X_h.shape[0],):
         raise PaillierError(f"residual offsets of shape {enc_c.shape} do not match a batch of {X_h.shape[0]} rows")
     enc_d = enc_c + 0.25 * np.asarray(u_h, dtype=np.float64)
-    return mask_for_owner(enc_d.rmatmul(X_h.T, precision=_matrix_precision(precision)))
+    enc = enc_d.rmatmul(X_h.T, precision=_matrix_precision(precision))
+    return mask_packed_for_owner(enc, _gradient_bound(X_h, residual_bound(u_h)))
 
 
 # -- inference ------------------------------------------------------------------
