@@ -41,7 +41,6 @@ def chain_env(tmp_path_factory):
 def _link(chain_env, role: str):
     from chain.accounts import DEV_INDEX, dev_account
     from chain.client import AuditClient
-
     from nodes.chainlink import ChainLink
 
     w3, contract = chain_env
