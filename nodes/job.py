@@ -26,6 +26,7 @@ import importlib
 import secrets
 import shutil
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -229,6 +230,9 @@ class PartyNode:
         configure(backend=cfg.compute.backend, workers=cfg.compute.workers, address=cfg.compute.address)
         self.emit("status", text=f"generating a {cfg.paillier.key_bits}-bit Paillier key pair")
         pk, sk = generate_keypair(cfg.paillier.key_bits)
+        # start the Paillier workers and build the key's fixed-base tables while the chain,
+        # handshake and PSI run (saves their ~1 s at the first encryption)
+        threading.Thread(target=pk.warm_up, name="paillier-warm-up", daemon=True).start()
         self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
         job_id = (cfg.job.id or new_job_id(cfg.job.algorithm)) if role == "guest" else None
         self.emit("status", text=f"listening on {cfg.party(role).listen or cfg.party(role).address}")
