@@ -26,10 +26,11 @@ The protocol, one EM iteration's M-step (guest key pair (pk_g, sk_g)):
 Fixed point: responsibilities are encoded at RESPONSIBILITY_PRECISION
 fractional bits (64: an encoding error of 2^-65 per value costs nothing, since
 the ciphertext size does not depend on it), features at the given precision
-capped at FEATURE_PRECISION (24 bits: the cost of F^T [[gamma]] is proportional
-to it), so a statistic carries 88 fractional bits and its error divided by the
-component size n_k (what means and covariances use) is at most 2^-25, far below
-the 1e-6 the results must match to.
+capped at FEATURE_PRECISION (32 bits: the cost of F^T [[gamma]] is proportional
+to the features' bit length), so a statistic carries 96 fractional bits and its
+error divided by the component size n_k (what means and covariances use) is at
+most 2^-33, far below the 1e-6 the results must match to (24 bits were too few:
+k-means assignments near a tie flipped and EM took a different path on wine).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from vfl.paillier import (
 from vfl.paillier.array import unmask
 
 RESPONSIBILITY_PRECISION = 64
-FEATURE_PRECISION = 48
+FEATURE_PRECISION = 32
 STAT_BITS = 40  # statistical hiding of the packed statistics' masks
 
 
