@@ -196,3 +196,12 @@ def test_metrics_match_scikit_learn_including_ties():
     assert m["accuracy"] == pytest.approx(np.mean(pred == y))
     assert m["recall"] == pytest.approx(np.sum(pred & (y == 1)) / np.sum(y == 1))
     assert m["n"] == 300 and m["positives"] == int(y.sum())
+
+
+def test_partial_scores_beyond_the_score_bound_are_refused(keys_1024):
+    (gpk, _), (hpk, _) = keys_1024
+    X = np.ones((3, 2))
+    with pytest.raises(TrainingError, match="host's partial scores exceed"):
+        host_partial_scores_encrypted(hpk, X, np.array([2.0**20, 1.0]))
+    with pytest.raises(TrainingError, match="guest's partial scores exceed"):
+        guest_residual_offsets_encrypted(gpk, np.array([0.0, -(2.0**21), 1.0]), np.ones(3))

@@ -108,7 +108,7 @@ def check_scores(u: np.ndarray, who: str) -> None:
     """Refuse partial scores beyond SCORE_BOUND: training has diverged (and packed slot bounds rely on it)."""
     if np.size(u) and not float(np.max(np.abs(u))) <= SCORE_BOUND:
         raise TrainingError(f"the {who}'s partial scores exceed {SCORE_BOUND:.0f} in magnitude: training "
-                            "diverged; lower [lr] learning_rate")
+                            "diverged or its columns are huge; lower [lr] learning_rate or set [lr] standardize")
 
 
 def decrypt_masked(sk: PrivateKey, enc: EncryptedArray) -> list[int]:
