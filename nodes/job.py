@@ -456,6 +456,11 @@ class PartyNode:
     def _fail(self, exc: BaseException) -> str:
         """Record the failure everywhere it matters; returns the one-line error."""
         err = one_line(exc)
+        peer_failure = getattr(self.transport, "peer_failure", None)
+        if isinstance(exc, ChainError) and peer_failure is not None and peer_failure():
+            # the peer failed and aborted the session just before this party's chain write:
+            # the peer's failure is the cause, the refused transaction only its consequence
+            err = f"{peer_failure()} while {self.role} was writing to the chain ({err})"
         if not isinstance(exc, NodeError | VflError | ChainError | KeyboardInterrupt):
             traceback.print_exception(exc, file=sys.stderr)
         self.job.update(status="failed", error=err, ended=now_iso())

@@ -156,6 +156,33 @@ def test_failure_in_a_phase_aborts_the_session_and_both_run_dirs_say_failed(tmp_
     assert len(aborted) == 1 and info["abort_reason"] == aborted[0]["reason_hash"]
 
 
+def test_a_chain_write_refused_because_the_peer_just_aborted_names_the_peer_failure(tmp_path, chain_env,
+                                                                                      monkeypatch) -> None:
+    import time
+
+    from nodes.context import PartyContext
+    from nodes.phases import intersection
+
+    def broken_host(ctx):
+        raise ValueError("disk full")
+
+    commit = PartyContext.commit_round
+
+    def late_guest_commit(self, round_no, phase, params, loss=None):
+        if self.role == "guest":  # the guest's next chain write comes after the host aborted
+            sid = session_id_of(self.job_id)
+            deadline = time.monotonic() + 30
+            while _link(chain_env, "guest").session(sid)["status"] != "aborted" and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return commit(self, round_no, phase, params, loss)
+
+    monkeypatch.setattr(intersection, "run_host", broken_host)
+    monkeypatch.setattr(PartyContext, "commit_round", late_guest_commit)
+    res = run_both(tmp_path, chain_env, load_config(_config(tmp_path)))
+    assert str(res["guest"]).startswith("host failed: ValueError: disk full while guest was writing to the chain")
+    assert "WrongSessionState" in str(res["guest"])  # the refusal itself is kept, after the cause
+
+
 def test_phases_not_written_yet_are_skipped_and_reported(tmp_path, chain_env, monkeypatch) -> None:
     from nodes import phases
 

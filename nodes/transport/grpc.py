@@ -253,6 +253,11 @@ class GrpcTransport:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, refuse)
         return b""
 
+    def peer_failure(self) -> str | None:
+        """What the peer said when it left ("host failed: ..."), or None while it is still here."""
+        with self._cond:
+            return self._peer_gone
+
     def _on_ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         return json.dumps({"role": self.role, "job": self.job or "", "closing": self._closed}).encode()
 

@@ -40,6 +40,11 @@ class MemoryTransport:
         """Accept ciphertexts under `key` in received messages."""
         self.keys[key.fingerprint.hex()] = key
 
+    def peer_failure(self) -> str | None:
+        """What the peer said when it left ("host failed: ..."), or None while it is still here."""
+        with self._mb.cond:
+            return self._gone() if self.peer in self._mb.closed else None
+
     def _gone(self) -> str:
         err = self._mb.closed.get(self.peer)
         return f"{self.peer} failed: {err}" if err else f"{self.peer} disconnected"
