@@ -85,7 +85,7 @@ class PartyContext:
         com = commitment(salt, params)
         digest = self.transcript.digest(round_no)
         self.rundir.write_json(f"checkpoints/round-{round_no:04d}.json", {
-            "round": round_no, "phase": phase, "salt": "0x" + salt.hex(), "params": _jsonable(params),
+            "round": round_no, "phase": phase, "salt": "0x" + salt.hex(), "params": jsonable(params),
         })
         tx = self.anchor.submit_round(round_no, com, bytes.fromhex(digest[2:]))
         line = {"round": round_no, "phase": phase, "loss": loss if self.role == "guest" else None,
@@ -95,11 +95,12 @@ class PartyContext:
         return line
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Arrays and mappings of them as plain JSON values (what a checkpoint file holds)."""
     if hasattr(value, "tolist") and not isinstance(value, list | str | bytes):
         return value.tolist()
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value

@@ -135,9 +135,24 @@ def _keystore_address(path: str) -> str:
         raise ConfigError(f"keystore {path}: cannot read its address ({exc})") from None
 
 
-def prepare_chain(cfg: JobConfig, logs: Path) -> tuple[str, str, EmbeddedChainProcess | None]:
-    """(url, contract address, the chain process if this launcher started one)."""
+def vertical_parties(cfg: JobConfig) -> dict[str, tuple[str, str]]:
+    """The accounts a two-party job registers on a fresh contract: address -> (role, organisation)."""
     from chain.accounts import DEV_INDEX, dev_account
+
+    parties = {}
+    for role in ("guest", "host"):
+        p = cfg.party(role)
+        addr = _keystore_address(p.keystore) if p.keystore else dev_account(DEV_INDEX[role]).address
+        parties[addr] = (role, p.name or f"{role} organisation")
+    return parties
+
+
+def prepare_chain(cfg: JobConfig, logs: Path,
+                  parties: dict[str, tuple[str, str]]) -> tuple[str, str, EmbeddedChainProcess | None]:
+    """(url, contract address, the chain process if this launcher started one).
+
+    Without `[chain] contract`, deploys the contract and registers `parties` (address -> (role,
+    organisation)), or reuses the one the state directory already holds for them."""
     from chain.backends import connect
     from chain.deploy import dev_contract
     from chain.embedded import running_server
@@ -154,15 +169,9 @@ def prepare_chain(cfg: JobConfig, logs: Path) -> tuple[str, str, EmbeddedChainPr
             started = EmbeddedChainProcess(state, logs / "chain.log")
             url = started.start()
     try:
-        w3 = connect(url)
         contract = cfg.chain.contract
         if not contract:
-            parties = {}
-            for role in ("guest", "host"):
-                p = cfg.party(role)
-                addr = _keystore_address(p.keystore) if p.keystore else dev_account(DEV_INDEX[role]).address
-                parties[addr] = (role, p.name or f"{role} organisation")
-            contract = dev_contract(w3, state, parties)
+            contract = dev_contract(connect(url), state, parties)
     except BaseException:
         if started is not None:
             started.stop()
@@ -191,10 +200,26 @@ class Launcher:
         self.url = ""
         self.contract = ""
 
+    # -- what varies between kinds of job (the horizontal launcher overrides these) --
+
+    def _roles(self) -> list[str]:
+        """The parties, each with its run directory under --out."""
+        return ["guest", "host"]
+
+    def _start_order(self) -> list[str]:
+        """The order the nodes start in: the waiting side first."""
+        return list(ROLES)
+
+    def _chain_parties(self) -> dict[str, tuple[str, str]]:
+        return vertical_parties(self.cfg)
+
+    def _title(self) -> str:
+        return f"{self.cfg.job.algorithm} job"
+
     # -- set-up --------------------------------------------------------------------
 
     def _prepare_out(self) -> Path:
-        parts = [self.out / n for n in ("guest", "host", "logs")]
+        parts = [self.out / n for n in (*self._roles(), "logs")]
         if any(p.exists() and any(p.iterdir()) for p in parts):
             if not self.force:
                 raise ConfigError(f"{self.out} already holds a run; choose another --out or pass --force")
@@ -262,14 +287,14 @@ class Launcher:
         self._check_data()
         logs = self._prepare_out()
         sets = self.sets + self._addresses()
-        self.con.print(f"[bold]vflchain {self.command}[/] {self.cfg.job.algorithm} job from {self.config_path} -> {self.out}")
+        self.con.print(f"[bold]vflchain {self.command}[/] {self._title()} from {self.config_path} -> {self.out}")
         if not self.cfg.chain.url:
             self.con.print(f"  chain: embedded ({self.cfg.chain.state})")
-        self.url, self.contract, self.chain = prepare_chain(self.cfg, logs)
+        self.url, self.contract, self.chain = prepare_chain(self.cfg, logs, self._chain_parties())
         sets += [f"chain.url={self.url}", f"chain.contract={self.contract}"]
         self.con.print(f"  chain: {self.url}, audit contract {self.contract}")
         try:
-            for role in ROLES:
+            for role in self._start_order():
                 self.nodes[role] = self._spawn(role, sets, logs)
             (logs / "processes.json").write_text(json.dumps(
                 {"chain": self.chain.proc.pid if self.chain and self.chain.proc else None,
@@ -344,7 +369,7 @@ class Launcher:
     def _root_error(self) -> str:
         """The failure that started it: prefer the party whose error is not about its peer."""
         errors: dict[str, str] = {}
-        for role in ("guest", "host"):
+        for role in self._roles():
             job, node = self._job(role), self.nodes.get(role)
             if job.get("status") == "failed":
                 errors[role] = job.get("error") or "failed"
@@ -354,11 +379,26 @@ class Launcher:
                 tail = node.log.read_text(errors="replace").strip().splitlines()[-1:] if node.log.exists() else []
                 errors[role] = f"the {role} node {how}" + (f" ({tail[0]})" if tail else "")
         for role, err in errors.items():
-            peer = "host" if role == "guest" else "guest"
-            if not err.startswith((f"{peer} failed", f"{peer} disconnected", "interrupted")):
+            # an error about a peer failing or leaving is a consequence, not the cause
+            peers = [p for p in self._roles() if p != role]
+            if not err.startswith("interrupted") and not any(
+                    f"{p} failed" in err or f"{p} disconnected" in err for p in peers):
                 return f"{role}: {err}"
         role, err = next(iter(errors.items()), ("job", "did not complete"))
         return f"{role}: {err}"
+
+    def _rounds(self, role: str) -> list[int]:
+        """The rounds a party's rounds.jsonl lists."""
+        lines = (self.out / role / "rounds.jsonl").read_text().splitlines()
+        return [int(json.loads(x)["round"]) for x in lines if x.strip()]
+
+    def _print_summary(self, rows: list[list[str]]) -> None:
+        summary = Table(title="job complete", title_justify="left", show_header=False)
+        summary.add_column(style="bold")
+        summary.add_column()
+        for r in rows:
+            summary.add_row(*r)
+        self.con.print(summary)
 
     def _attested(self, session_id: str, rounds: list[int]) -> int:
         from chain.backends import connect
@@ -390,11 +430,7 @@ class Launcher:
         g, h = self._job("guest"), self._job("host")
         if g.get("status") != "complete" or h.get("status") != "complete":
             raise NodeError(self._root_error())
-        rounds = []
-        rounds_file = self.out / "guest" / "rounds.jsonl"
-        for line in rounds_file.read_text().splitlines():
-            if line.strip():
-                rounds.append(int(json.loads(line)["round"]))
+        rounds = self._rounds("guest")
         attested = self._attested(g["session_id"], rounds)
         inter = json.loads((self.out / "guest" / "intersection.json").read_text())
         rows = [
@@ -414,12 +450,7 @@ class Launcher:
             ["guest files", str(self.out / "guest")],
             ["host files", str(self.out / "host")],
         ]
-        summary = Table(title="job complete", title_justify="left", show_header=False)
-        summary.add_column(style="bold")
-        summary.add_column()
-        for r in rows:
-            summary.add_row(*r)
-        self.con.print(summary)
+        self._print_summary(rows)
         if attested != len(rounds):
             raise NodeError(f"only {attested} of {len(rounds)} rounds are attested on chain")
         return 0

@@ -147,11 +147,11 @@ def test_returned_bin_sums_are_rerandomized(keys_1024):
 
 def test_packing_puts_many_counts_in_one_ciphertext_and_unpacks_them_exactly(keys_1024):
     (gpk, gsk), _ = keys_1024
-    assert packing_layout(1024, 569) == (10, 102)
+    assert packing_layout(1024, 569) == (11, 92)  # signed slots of vfl.paillier.packing
     counts = np.random.default_rng(2).integers(0, 570, size=(20, 11))
     counts[0, :3] = [0, 569, 1]  # the extremes of a slot
     packed = host_pack_bin_sums(gpk.encrypt(counts), max_count=569)
-    assert packed.cipher.shape == (3,) and (packed.slot_bits, packed.slots) == (10, 102)  # 220 counts
+    assert packed.cipher.shape == (3,) and (packed.slot_bits, packed.slots) == (11, 92)  # 220 counts
     assert np.array_equal(guest_decrypt_event_counts(gsk, packed, max_count=569), counts)
     with pytest.raises(DataError, match="malformed packed counts"):
         guest_decrypt_event_counts(gsk, packed, max_count=5000)  # slots too narrow for 5000 rows

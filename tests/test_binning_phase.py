@@ -215,8 +215,8 @@ def test_guest_never_receives_a_host_split_point(breast_run):
     assert len(split_values) > 150
     to_guest = _decoded(h, g)
     assert [a.tag for a, _, _ in to_guest] == ["bin_sums"]
-    packed = to_guest[0][2]["event_counts"]  # 20 features x 10 bins, 102 counts per ciphertext
-    assert packed.public_key == g.public_key and packed.shape == (2,)
+    packed = to_guest[0][2]["event_counts"]  # 20 features x 10 bins, 92 counts per ciphertext
+    assert packed.public_key == g.public_key and packed.shape == (3,)
     for address, raw, payload in to_guest:
         leaves = [v for name, value in payload.items() if not isinstance(value, EncryptedArray)
                   for v in _values(value)]

@@ -187,7 +187,8 @@ def test_partial_responsibilities_send_every_component(keys_1024):
     assert enc.shape == (2, 6)
     enc_stats = host_encrypted_statistics(enc, X)
     masked, mask = host_mask_statistics(enc_stats)
-    stats = host_unmask_statistics(gsk.decrypt_raw(masked), mask, enc_stats.precision, gpk, X, 2)
+    stats = host_unmask_statistics(guest_decrypt_masked_statistics(gsk, masked), mask, enc_stats.precision,
+                                   gpk, X, 2)
     np.testing.assert_allclose(stats, X[[1, 4]], atol=1e-12)
 
 
@@ -196,9 +197,11 @@ def test_masked_statistics_decrypt_to_uniform_residues(keys_1024):
     X = np.ones((5, 2)) * 3.0
     enc_stats = host_encrypted_statistics(gpk.encrypt(np.full((1, 5), 0.5), precision=64), X)
     masked, _ = host_mask_statistics(enc_stats)
+    assert masked.cipher.size == 1  # both statistics packed in one ciphertext
     residues = guest_decrypt_masked_statistics(gsk, masked)
-    # an unmasked statistic is below 2^(64+48+4); a uniform residue is that small with probability ~2^-900
-    assert all(int(r) > 1 << 200 for r in residues.ravel())
+    # an unmasked statistic is below 2^(64+32+4); its mask is uniform in [0, 2^(100+40)), so a masked
+    # value is below 2^110 with probability ~2^-30
+    assert all(int(r) > 1 << 110 for r in residues.ravel())
 
 
 def test_unpack_residues_refuses_bad_bytes(keys_1024):

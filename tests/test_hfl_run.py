@@ -118,3 +118,15 @@ def test_node_refuses_a_role_the_horizontal_job_does_not_have(tmp_path, shard_di
     assert cli(args) == 1
     assert "unknown role 'client4' for a horizontal job with 3 clients" in capsys.readouterr().err
     assert not (tmp_path / "n").exists()
+
+
+def test_run_with_a_missing_client_shard_fails_in_one_line_before_anything_starts(tmp_path, shard_dir, capsys) -> None:
+    data = [json.dumps(str(shard_dir / "client1.csv")), json.dumps(str(tmp_path / "gone.csv")),
+            json.dumps(str(shard_dir / "client3.csv"))]
+    out = tmp_path / "run"
+    args = ["run", "--config", str(CONFIG), "--out", str(out), "--set", f"federation.data=[{', '.join(data)}]",
+            "--set", f"chain.state={tmp_path / 'chain'}"]
+    assert cli(args) == 1
+    err = capsys.readouterr().err
+    assert "client2:" in err and "gone.csv: no such file" in err
+    assert not out.exists() and not (tmp_path / "chain").exists()  # no run directory, no chain started

@@ -13,8 +13,8 @@ from vfl.lr.protocol import (
     decrypt_masked,
     guest_gradient_masked,
     guest_loss_masked,
+    guest_residual_offsets_encrypted,
     guest_residuals_encrypted,
-    guest_residuals_masked,
     host_gradient_masked,
     host_partial_scores_encrypted,
     unmask_values,
@@ -52,27 +52,32 @@ def test_one_encrypted_batch_gives_both_parties_their_plaintext_gradients_and_th
     enc_d = guest_residuals_encrypted(scores.scores, u_g, y_pm)
     grad_g = guest_gradient_masked(enc_d, Xg)
     loss = guest_loss_masked(scores.scores, u_g, y_pm, scores.loss_share, guest_penalty_sum=0.5)
-    enc_ds, enc_neg_s = guest_residuals_masked(enc_d, gpk)
-    grad_h = host_gradient_masked(hsk, enc_ds, enc_neg_s, Xh)
+    offsets = guest_residual_offsets_encrypted(gpk, u_g, y_pm)
+    grad_h = host_gradient_masked(offsets, Xh @ wh, Xh)
 
     d = residuals(u_g + Xh @ wh, y_pm)
     np.testing.assert_allclose(unmask_values(decrypt_masked(hsk, grad_g.enc), grad_g), Xg.T @ d, atol=1e-9)
     np.testing.assert_allclose(unmask_values(decrypt_masked(gsk, grad_h.enc), grad_h), Xh.T @ d, atol=1e-9)
     expected = np.sum(sample_losses(u_g + Xh @ wh, y_pm)) + 1.25 + 0.5
     assert unmask_values(decrypt_masked(hsk, loss.enc), loss)[0] == pytest.approx(expected, abs=1e-9)
-    assert m == enc_ds.shape[0]
+    assert offsets.shape == (m,) and grad_h.enc.public_key == gpk
 
 
-def test_masked_values_decrypt_to_uniform_residues_not_to_the_values(keys_1024, batch):
+def test_masked_values_decrypt_to_masked_residues_not_to_the_values(keys_1024, batch):
     (gpk, gsk), (hpk, hsk) = keys_1024
     Xg, Xh, y, wg, wh = batch
     scores = host_partial_scores_encrypted(hpk, Xh, wh)
     enc_d = guest_residuals_encrypted(scores.scores, Xg @ wg, signed_labels(y))
-    enc_ds, _ = guest_residuals_masked(enc_d, gpk)
-    for residues, n in ((decrypt_masked(hsk, enc_ds), hpk.n),
-                        (decrypt_masked(hsk, guest_gradient_masked(enc_d, Xg).enc), hpk.n)):
-        small = [r for r in residues if min(r, n - r) < n >> 64]
-        assert not small  # a fixed-point value would be tiny mod n; masked ones are uniform
+    offsets = guest_residual_offsets_encrypted(gpk, Xg @ wg, signed_labels(y))
+    packed_g = guest_gradient_masked(enc_d, Xg, u_g=Xg @ wg)
+    assert packed_g.enc.cipher.size == 1  # 4 gradients in one ciphertext
+    for residues, n, floor in ((decrypt_masked(gsk, host_gradient_masked(offsets, Xh @ wh, Xh).enc), gpk.n, 110),
+                               (decrypt_masked(hsk, packed_g.enc), hpk.n, 110),
+                               (decrypt_masked(hsk, guest_gradient_masked(enc_d, Xg).enc), hpk.n, hpk.n.bit_length() - 64)):
+        # unmasked, X^T d at 74 fractional bits is below 2^82; packed slot masks have 40 bits more
+        # than the values' bound (below 2^110 with probability < 2^-29), unpacked ones are uniform mod n
+        small = [r for r in residues if min(r, n - r) < 1 << floor]
+        assert not small
 
 
 def test_the_guest_cannot_decrypt_the_host_partial_scores(keys_1024, batch):
@@ -191,3 +196,12 @@ def test_metrics_match_scikit_learn_including_ties():
     assert m["accuracy"] == pytest.approx(np.mean(pred == y))
     assert m["recall"] == pytest.approx(np.sum(pred & (y == 1)) / np.sum(y == 1))
     assert m["n"] == 300 and m["positives"] == int(y.sum())
+
+
+def test_partial_scores_beyond_the_score_bound_are_refused(keys_1024):
+    (gpk, _), (hpk, _) = keys_1024
+    X = np.ones((3, 2))
+    with pytest.raises(TrainingError, match="host's partial scores exceed"):
+        host_partial_scores_encrypted(hpk, X, np.array([2.0**20, 1.0]))
+    with pytest.raises(TrainingError, match="guest's partial scores exceed"):
+        guest_residual_offsets_encrypted(gpk, np.array([0.0, -(2.0**21), 1.0]), np.ones(3))

@@ -27,8 +27,9 @@ from vfl.data import PartyData
 from vfl.datasets import synth_split
 from vfl.errors import DataError, TrainingError
 from vfl.lr import LrOptions, fit_reference, predict_proba
+from vfl.lr.protocol import decrypt_masked
 from vfl.metrics import auc
-from vfl.paillier import EncryptedArray
+from vfl.paillier import EncryptedArray, PackedEncryptedArray
 
 BREAST_SETTINGS = ["lr.epochs=10", "lr.batch_size=128", "lr.early_stopping=3", "lr.round_every=2"]
 
@@ -84,9 +85,14 @@ def _run_both(guest_fn: Callable[[PartyContext], Any], host_fn: Callable[[PartyC
     return errors["guest"], errors["host"]
 
 
-def _looks_uniform(residues: list[int], n: int) -> bool:
-    """True when no residue is a small fixed-point number (what an unmasked value would be)."""
-    return all(min(int(r) % n, n - int(r) % n) > n >> 64 for r in residues)
+def _looks_masked(residues: list[int], n: int) -> bool:
+    """True when no residue is a small fixed-point number (what an unmasked value would be).
+
+    Unmasked gradients and losses here stay below 2^90 (74 fractional bits); a uniform mask
+    mod n or a packed slot mask of 40 bits more than the values' bound (vfl.lr.protocol)
+    is below 2^110 with probability < 2^-29.
+    """
+    return all(min(int(r) % n, n - int(r) % n) > 1 << 110 for r in residues)
 
 
 @pytest.fixture(scope="module")
@@ -225,12 +231,12 @@ def test_host_never_receives_labels_residuals_or_guest_weights(breast_run, keys_
                 if value.public_key == gpk:
                     continue  # the host cannot decrypt these
                 assert value.public_key == hpk
-                assert _looks_uniform(hsk.decrypt_raw(value).ravel().tolist(), hpk.n), (address, name)
+                assert _looks_masked(decrypt_masked(hsk, value), hpk.n), (address, name)
                 decrypted += value.size
             elif isinstance(value, np.ndarray):
                 pytest.fail(f"host received a plaintext array {address}/{name}")
             elif isinstance(value, list) and value and isinstance(value[0], int):
-                assert _looks_uniform(value, gpk.n), (address, name)
+                assert _looks_masked(value, gpk.n), (address, name)
             elif isinstance(value, list):
                 assert address.tag == "setup" and name == "validation_ids"
             else:
@@ -251,11 +257,12 @@ def test_guest_never_receives_host_features_weights_or_partial_scores_during_tra
                         gsk.decrypt_raw(value[:1])
                     continue
                 assert value.public_key == gpk
-                assert _looks_uniform(gsk.decrypt_raw(value).ravel().tolist(), gpk.n), (address, name)
+                assert isinstance(value, PackedEncryptedArray)  # the host's gradient, packed and masked
+                assert _looks_masked(decrypt_masked(gsk, value), gpk.n), (address, name)
             elif isinstance(value, np.ndarray):
                 pytest.fail(f"guest received a plaintext array {address}/{name} during training")
             elif isinstance(value, list):
-                assert _looks_uniform(value, hpk.n), (address, name)
+                assert _looks_masked(value, hpk.n), (address, name)
             else:
                 assert isinstance(value, str | bool | int), (address, name)
     tags = [a.tag for a, _ in training]

@@ -159,3 +159,55 @@ def test_fixed_base_tables_agree_with_plain_exponentiation():
         for row, got in zip(digits, fb.pow_digits(digits).tolist(), strict=True):
             e = sum(int(d) << (window * i) for i, d in enumerate(row))
             assert got == gmpy2.powmod(base, e, mod)
+
+
+def test_protocol_steps_in_tiny_chunks_on_two_workers_equal_the_plaintext(pair, small_chunks):
+    """Bounded memory comes from chunking: an LR batch, EM statistics and binning sums cut into
+    chunks of at most 32 rows on two worker processes still give the plaintext results."""
+    from vfl.binning import guest_decrypt_event_counts, host_encrypted_bin_sums, host_pack_bin_sums
+    from vfl.gmm.mstep import (
+        guest_decrypt_masked_statistics,
+        guest_encrypt_responsibilities,
+        host_encrypted_statistics,
+        host_mask_statistics,
+        host_unmask_statistics,
+    )
+    from vfl.lr.protocol import (
+        decrypt_masked,
+        guest_gradient_masked,
+        guest_residual_offsets_encrypted,
+        guest_residuals_encrypted,
+        host_gradient_masked,
+        host_partial_scores_encrypted,
+        unmask_values,
+    )
+    from vfl.lr.taylor import residuals
+
+    (gpk, gsk), (hpk, hsk) = pair, generate_keypair(1024)
+    configure(workers=2)
+    rng = np.random.default_rng(5)
+    m = 150
+    Xg, Xh = rng.normal(size=(m, 3)), rng.normal(size=(m, 4))
+    y_pm = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    wg, wh = rng.normal(size=3) * 0.3, rng.normal(size=4) * 0.3
+    u_g, u_h = Xg @ wg, Xh @ wh
+    enc_d = guest_residuals_encrypted(host_partial_scores_encrypted(hpk, Xh, wh).scores, u_g, y_pm)
+    grad_g = guest_gradient_masked(enc_d, Xg, u_g=u_g)
+    grad_h = host_gradient_masked(guest_residual_offsets_encrypted(gpk, u_g, y_pm), u_h, Xh)
+    d = residuals(u_g + u_h, y_pm)
+    np.testing.assert_allclose(unmask_values(decrypt_masked(hsk, grad_g.enc), grad_g), Xg.T @ d, atol=1e-6)
+    np.testing.assert_allclose(unmask_values(decrypt_masked(gsk, grad_h.enc), grad_h), Xh.T @ d, atol=1e-6)
+
+    resp = rng.dirichlet(np.ones(3), size=m)
+    enc_stats = host_encrypted_statistics(guest_encrypt_responsibilities(gpk, resp), Xh)
+    masked, mask = host_mask_statistics(enc_stats)
+    stats = host_unmask_statistics(guest_decrypt_masked_statistics(gsk, masked), mask, enc_stats.precision,
+                                   gpk, Xh, 3)
+    np.testing.assert_allclose(stats, resp.T @ Xh, atol=1e-9)
+
+    y = rng.integers(0, 2, size=m)
+    bins = rng.integers(0, 5, size=(m, 4))
+    sums = host_encrypted_bin_sums(gpk.encrypt(y), bins, 5)
+    counts = guest_decrypt_event_counts(gsk, host_pack_bin_sums(sums, m), m)
+    expected = np.array([[int(y[bins[:, j] == b].sum()) for b in range(5)] for j in range(4)])
+    np.testing.assert_array_equal(counts, expected)

@@ -17,30 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from nodes.cli import main as cli
 from nodes.transcript import Transcript
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 LR_CONFIG = REPO / "examples" / "breast_lr.toml"
 GMM_CONFIG = REPO / "examples" / "breast_gmm.toml"
-
-
-@pytest.fixture(scope="module")
-def chain_server(tmp_path_factory):
-    from chain.embedded import start_server
-
-    state = tmp_path_factory.mktemp("chain")
-    handle = start_server(state)
-    yield state, handle.url
-    handle.stop()
-
-
-@pytest.fixture(scope="module")
-def breast_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("breast")
-    assert cli(["data", "breast", "--out", str(d), "--overlap", "0.9"]) == 0
-    return d
 
 
 def _sets(guest: Path, host: Path, state: Path, *extra: str) -> list[str]:

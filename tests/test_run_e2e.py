@@ -25,23 +25,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def chain_server(tmp_path_factory):
-    from chain.embedded import start_server
-
-    state = tmp_path_factory.mktemp("chain")
-    handle = start_server(state)
-    yield state, handle.url
-    handle.stop()
-
-
-@pytest.fixture(scope="module")
-def breast_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("breast")
-    assert cli(["data", "breast", "--out", str(d), "--overlap", "0.9"]) == 0
-    return d
-
-
 def _client(url: str, contract: str):
     from chain.backends import connect
     from chain.client import AuditClient

@@ -39,8 +39,16 @@ from typing import Any, Literal
 import numpy as np
 
 from vfl.data import check_binary_labels
-from vfl.errors import DataError
-from vfl.paillier import EncryptedArray, PrivateKey, PublicKey
+from vfl.errors import DataError, PaillierError
+from vfl.paillier import (
+    EncryptedArray,
+    PackedEncryptedArray,
+    PrivateKey,
+    PublicKey,
+    decrypt_slots,
+    pack,
+)
+from vfl.paillier.packing import slot_bits_for, slots_for
 
 Method = Literal["quantile", "bucket"]
 METHODS: tuple[str, ...] = ("quantile", "bucket")
@@ -312,57 +320,49 @@ class PackedCounts:
 
 
 def packing_layout(key_bits: int, max_count: int) -> tuple[int, int]:
-    """(slot_bits, slots): a slot holds 0..max_count without carry; the packed value stays < n/4."""
-    slot_bits = max(1, int(max_count).bit_length())
-    return slot_bits, max(1, (key_bits - 3) // slot_bits)
+    """(slot_bits, slots) of `vfl.paillier.packing` for counts in [0, max_count] under a key of `key_bits`."""
+    slot_bits = slot_bits_for(max_count)
+    return slot_bits, max(1, (key_bits - 2) // slot_bits)
 
 
 def host_pack_bin_sums(sums: EncryptedArray, max_count: int) -> PackedCounts:
     """Step 2c (host): pack the encrypted per-bin counts, many per ciphertext, and re-randomize.
 
-    Every count is an integer in [0, max_count] (at most the number of rows), so counts can sit
-    side by side in one plaintext: slot k is shifted by k*slot_bits bits (Horner's rule,
-    acc * 2^slot_bits + next, on ciphertexts). The guest then decrypts and the host
-    re-randomizes a few ciphertexts instead of one per bin, and the reply shrinks as much.
+    Every count is an integer in [0, max_count] (at most the number of rows), so counts sit
+    side by side in one plaintext (`vfl.paillier.packing.pack`: Horner's rule on ciphertexts,
+    slot_bits squarings per count). The guest then decrypts and the host re-randomizes a few
+    ciphertexts instead of one per bin, and the reply shrinks as much.
     """
     if sums.precision != 0:
         raise DataError("only integer (precision 0) counts can be packed")
-    flat = sums.reshape(-1)
-    slot_bits, slots = packing_layout(sums.public_key.bits, max_count)
-    groups = -(-flat.size // slots)
-    padded = flat.cipher.tolist()
-    if flat.size % slots:
-        zero = flat[:1].mul(np.int64(0))  # ciphertext of 0 (re-randomized below with the rest)
-        padded += zero.cipher.tolist() * (groups * slots - flat.size)
-    grid = np.empty(groups * slots, dtype=object)
-    grid[:] = padded
-    grid = grid.reshape(groups, slots)
-    acc = EncryptedArray(sums.public_key, grid[:, slots - 1].copy(), 0)
-    shift = np.int64(1 << slot_bits)
-    for k in range(slots - 2, -1, -1):
-        acc = acc.mul(shift) + EncryptedArray(sums.public_key, grid[:, k].copy(), 0)
-    return PackedCounts(acc.rerandomize(), slot_bits, slots, tuple(sums.shape))
+    packed = pack(sums.reshape(-1), bound=max_count).rerandomize()
+    cipher = EncryptedArray(sums.public_key, packed.cipher.reshape(-1), 0)
+    return PackedCounts(cipher, packed.slot_bits, packed.slots, tuple(sums.shape))
 
 
 def guest_decrypt_event_counts(private_key: PrivateKey, packed: PackedCounts, max_count: int) -> np.ndarray:
     """Step 3a (guest): decrypt the packed per-bin event counts to exact integers.
 
-    Refuses a layout whose slots could not hold `max_count` (the number of rows) without carry.
+    Refuses a layout whose slots could not hold `max_count` (the number of rows) without carry,
+    and counts outside [0, max_count].
     """
+    pk = private_key.public_key
     s, k = packed.slot_bits, packed.slots
-    if s < int(max_count).bit_length() or k < 1 or s * k > private_key.public_key.bits - 1 \
-            or packed.cipher.ndim != 1 \
-            or packed.cipher.shape[0] != -(-packed.count // k):
-        raise DataError(f"malformed packed counts: {packed.cipher.shape[0]} ciphertexts of {k} slots "
-                        f"x {s} bits for {packed.count} counts")
-    mask = (1 << s) - 1
-    values: list[int] = []
-    for residue in private_key.decrypt_raw(packed.cipher).tolist():
-        r = int(residue)
-        if r >> (s * k):
-            raise DataError("decrypted packed counts overflow their slots: the host's sums are malformed")
-        values.extend((r >> (s * j)) & mask for j in range(k))
-    return np.asarray(values[:packed.count], dtype=np.int64).reshape(packed.shape)
+    try:
+        if s < slot_bits_for(max_count) or k != slots_for(pk, s) or packed.cipher.ndim != 1:
+            raise PaillierError("layout")
+        arr = PackedEncryptedArray(pk, packed.cipher.cipher.reshape(1, -1), 0, slot_bits=s, count=packed.count,
+                                   bound=max_count, vshape=(packed.count,))
+    except PaillierError:
+        raise DataError(f"malformed packed counts: {packed.cipher.shape[0] if packed.cipher.ndim else 0} "
+                        f"ciphertexts of {k} slots x {s} bits for {packed.count} counts") from None
+    try:
+        values = [int(v) for v in decrypt_slots(private_key, arr).tolist()]
+    except PaillierError:
+        raise DataError("decrypted packed counts overflow their slots: the host's sums are malformed") from None
+    if any(v < 0 or v > max_count for v in values):
+        raise DataError(f"decrypted event counts outside [0, {max_count}]: the host's sums are malformed")
+    return np.asarray(values, dtype=np.int64).reshape(packed.shape)
 
 
 def guest_woe_iv_from_counts(event_counts: np.ndarray, bin_sizes: np.ndarray,

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,21 @@ def text_event(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _event_sink(mode: str, con: Any) -> Callable[[dict[str, Any]], None]:
+    """Where a node's progress events go: JSON lines for a launcher (`--events json`), or text."""
+
+    def events(event: dict[str, Any]) -> None:
+        if mode == "json":
+            sys.stdout.write(json.dumps(event, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            line = text_event(event)
+            if line:
+                con.print(line)
+
+    return events
+
+
 def handle(args: argparse.Namespace) -> int:
     from nodes.job import PartyNode
 
@@ -78,15 +94,7 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError(f"no run directory: pass --out or set [{args.role}] out in the config")
     signal.signal(signal.SIGTERM, _terminate)
     con = console()
-
-    def events(event: dict[str, Any]) -> None:
-        if args.events == "json":
-            sys.stdout.write(json.dumps(event, default=str) + "\n")
-            sys.stdout.flush()
-        else:
-            line = text_event(event)
-            if line:
-                con.print(line)
+    events = _event_sink(args.events, con)
 
     job = PartyNode(cfg, args.role, Path(out), force=args.force, events=events, model=args.model).run()
     if args.events == "text":
@@ -106,15 +114,7 @@ def _handle_hfl(args: argparse.Namespace, cfg: Any) -> int:
         raise ConfigError("no run directory: pass --out or set [federation] out in the config")
     signal.signal(signal.SIGTERM, _terminate)
     con = console()
-
-    def events(event: dict[str, Any]) -> None:
-        if args.events == "json":
-            sys.stdout.write(json.dumps(event, default=str) + "\n")
-            sys.stdout.flush()
-        else:
-            line = text_event(event)
-            if line:
-                con.print(line)
+    events = _event_sink(args.events, con)
 
     job = HflNode(cfg, args.role, Path(out), force=args.force, events=events).run()
     if args.events == "text":

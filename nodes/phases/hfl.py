@@ -43,6 +43,7 @@ import numpy as np
 from chain.commitment import commitment, file_hash, new_salt
 from chain.transcript import MANIFEST_TAG, manifest_digest, manifest_lines
 from nodes.config import JobConfig
+from nodes.context import jsonable
 from nodes.errors import NodeError
 from nodes.hfl_config import COORDINATOR, client_index, options
 from nodes.rundir import RunDir
@@ -152,22 +153,12 @@ class HflContext:
         salt = new_salt()
         com = commitment(salt, params)
         self.rundir.write_json(f"checkpoints/round-{rnd:04d}.json", {
-            "round": rnd, "phase": phase, "salt": "0x" + salt.hex(), "params": _jsonable(params)})
+            "round": rnd, "phase": phase, "salt": "0x" + salt.hex(), "params": jsonable(params)})
         tx = self.chain.submit_round(rnd, com, bytes.fromhex(digest[2:]))
         self.rundir.append_jsonl("rounds.jsonl", {"round": rnd, "phase": phase, "loss": loss,
                                                   "commitment": "0x" + com.hex(), "transcript_digest": digest,
                                                   "tx_hash": tx})
         self.event("round", round=rnd, phase=phase, loss=loss, tx_hash=tx)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _hello_problem(ctx: HflContext, hello: dict[str, Any], commitment_hex: str) -> str | None:

@@ -10,8 +10,9 @@ Messages (round r; e = epoch, b = batch, both 0-based):
     host  -> guest  hello                  row count, ID-order digest, host column count
     guest -> host   setup                  options, validation IDs (or an error)
     host  -> guest  ready                  the host's checks passed (or an error)
+    guest -> host   e{e}.b{b}.offsets      Enc_g(c), c = 0.25 u_g - 0.5 y' (sent while the host encrypts)
     host  -> guest  e{e}.b{b}.scores       Enc_h(X_h w_h), Enc_h(host loss share)
-    guest -> host   e{e}.b{b}.residuals    Enc_h(X_g^T d + r_g), Enc_h(loss + r_l), Enc_h(d + s), Enc_g(-s)
+    guest -> host   e{e}.b{b}.residuals    Enc_h(X_g^T d + r_g), Enc_h(loss + r_l)
     host  -> guest  e{e}.b{b}.gradients    Enc_g(X_h^T d + r_h), residues of the guest's gradient and loss
     guest -> host   e{e}.b{b}.decrypted    residues of the host's gradient, status
     host  -> guest  e{e}.val_scores        Enc_h(X_hv w_h), Enc_h(host share of the validation loss)
@@ -54,8 +55,8 @@ from vfl.lr.protocol import (
     guest_gradient_masked,
     guest_loss_masked,
     guest_predict_proba,
+    guest_residual_offsets_encrypted,
     guest_residuals_encrypted,
-    guest_residuals_masked,
     host_gradient_masked,
     host_partial_scores_encrypted,
     host_partial_scores_plain,
@@ -137,7 +138,7 @@ def _field(payload: Payload, name: str, kind: type | tuple[type, ...], tag: str)
 def _enc(payload: Payload, name: str, tag: str, size: int, key: PublicKey) -> EncryptedArray:
     """A ciphertext vector field of the expected length under the expected key."""
     enc = _field(payload, name, EncryptedArray, tag)
-    if enc.ndim != 1 or enc.shape[0] != size:
+    if len(enc.shape) != 1 or enc.shape[0] != size:  # (a packed array's shape is its values')
         raise TransportError(f"lr: message {tag}: field {name!r} has shape {enc.shape}, expected ({size},)")
     if enc.public_key != key:
         raise TransportError(f"lr: message {tag}: field {name!r} is encrypted under an unexpected key")
@@ -263,17 +264,17 @@ def _guest_batch(link: _Link, ctx: PartyContext, guest: PreparedParty, w: np.nda
     """One batch at the guest: residuals, masked gradients and loss; returns new weights and the loss."""
     where, tag = _where(epoch, b), f"e{epoch}.b{b}"
     m = len(idx)
+    Xb = guest.X[idx]
+    u_g = Xb @ w
+    link.send(f"{tag}.offsets", {"offsets": guest_residual_offsets_encrypted(ctx.public_key, u_g, y_pm, precision)},
+              where)
     msg = link.recv(f"{tag}.scores", where)
     enc_u = _enc(msg, "scores", f"{tag}.scores", m, pk_h)
     share = _enc(msg, "loss_share", f"{tag}.scores", 1, pk_h)
-    Xb = guest.X[idx]
-    u_g = Xb @ w
     enc_d = guest_residuals_encrypted(enc_u, u_g, y_pm)
-    grad_m = guest_gradient_masked(enc_d, Xb, precision)
+    grad_m = guest_gradient_masked(enc_d, Xb, precision, u_g)
     loss_m = guest_loss_masked(enc_u, u_g, y_pm, share, m * penalty_value(w[guest.regularized], opts), precision)
-    enc_ds, enc_neg_s = guest_residuals_masked(enc_d, ctx.public_key)
-    link.send(f"{tag}.residuals", {"gradient": grad_m.enc, "loss": loss_m.enc, "residuals": enc_ds,
-                                   "neg_mask": enc_neg_s}, where)
+    link.send(f"{tag}.residuals", {"gradient": grad_m.enc, "loss": loss_m.enc}, where)
     back = link.recv(f"{tag}.gradients", where)
     host_grad = _enc(back, "gradient", f"{tag}.gradients", host_features, ctx.public_key)
     grad = unmask_values(_residues(back, "guest_gradient", f"{tag}.gradients", guest.X.shape[1]), grad_m) / m
@@ -382,15 +383,15 @@ def _host_batch(link: _Link, ctx: PartyContext, host: PreparedParty, w: np.ndarr
     where, tag = _where(epoch, b), f"e{epoch}.b{b}"
     m = len(idx)
     Xb = host.X[idx]
+    u_h = Xb @ w
     scores = host_partial_scores_encrypted(ctx.public_key, Xb, w, m * penalty_value(w, opts), precision)
     link.send(f"{tag}.scores", {"scores": scores.scores, "loss_share": scores.loss_share}, where)
+    offsets = _enc(link.recv(f"{tag}.offsets", where), "offsets", f"{tag}.offsets", m, pk_g)
+    grad_m: Masked = host_gradient_masked(offsets, u_h, Xb, precision)
     msg = link.recv(f"{tag}.residuals", where)
     # Only vectors of the agreed sizes get decrypted: the guest's gradient, one loss.
     own = _enc(msg, "gradient", f"{tag}.residuals", guest_columns, ctx.public_key)
     loss = _enc(msg, "loss", f"{tag}.residuals", 1, ctx.public_key)
-    enc_ds = _enc(msg, "residuals", f"{tag}.residuals", m, ctx.public_key)
-    enc_neg_s = _enc(msg, "neg_mask", f"{tag}.residuals", m, pk_g)
-    grad_m: Masked = host_gradient_masked(ctx.private_key, enc_ds, enc_neg_s, Xb, precision)
     link.send(f"{tag}.gradients", {"gradient": grad_m.enc,
                                    "guest_gradient": decrypt_masked(ctx.private_key, own),
                                    "loss": decrypt_masked(ctx.private_key, loss)}, where)

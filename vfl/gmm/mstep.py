@@ -11,10 +11,14 @@ The protocol, one EM iteration's M-step (guest key pair (pk_g, sk_g)):
 2. `host_encrypted_statistics`: the host computes [[gamma_k]]^T @ F for its
    statistic features F (vfl.gmm.model.statistic_features) with plaintext x
    ciphertext products: Enc(sum_i gamma_ik F_ij).
-3. `host_mask_statistics`: the host adds a uniform random residue mod n to each
-   statistic (perfect hiding) and re-randomizes the ciphertexts.
-4. `guest_decrypt_masked_statistics`: the guest decrypts to raw residues (which
-   look uniformly random to it) and returns them (`pack_residues`).
+   The statistics are then packed many to a ciphertext (`vfl.paillier.packing.pack`;
+   |gamma^T F_j| <= sum_i |F_ij| bounds every slot, as 0 <= gamma <= 1).
+3. `host_mask_statistics`: the host adds a statistically hiding mask to each slot
+   (uniform in [0, 2^(b+40)) for b-bit statistics: distance <= 2^-40 from uniform)
+   and re-randomizes the few packed ciphertexts (unpacked arrays: a uniform residue
+   mod n per statistic, perfect hiding).
+4. `guest_decrypt_masked_statistics`: the guest decrypts to masked values (which
+   look random to it) and returns them as residues mod n (`pack_residues`).
 5. `host_unmask_statistics`: the host removes its masks and decodes: it alone
    learns its statistics, and forms its block's parameters
    (vfl.gmm.model.block_parameters).
@@ -22,8 +26,11 @@ The protocol, one EM iteration's M-step (guest key pair (pk_g, sk_g)):
 Fixed point: responsibilities are encoded at RESPONSIBILITY_PRECISION
 fractional bits (64: an encoding error of 2^-65 per value costs nothing, since
 the ciphertext size does not depend on it), features at the given precision
-(default 48), so a statistic carries 112 fractional bits and its error is at
-most N * max|F| * 2^-48, far below the 1e-6 the results must match to.
+capped at FEATURE_PRECISION (32 bits: the cost of F^T [[gamma]] is proportional
+to the features' bit length), so a statistic carries 96 fractional bits and its
+error divided by the component size n_k (what means and covariances use) is at
+most 2^-33, far below the 1e-6 the results must match to (24 bits were too few:
+k-means assignments near a tie flipped and EM took a different path on wine).
 """
 
 from __future__ import annotations
@@ -31,11 +38,20 @@ from __future__ import annotations
 import numpy as np
 
 from vfl.errors import PaillierError
-from vfl.paillier import EncryptedArray, PrivateKey, PublicKey, random_mask
+from vfl.paillier import (
+    EncryptedArray,
+    PackedEncryptedArray,
+    PrivateKey,
+    PublicKey,
+    decrypt_slots,
+    pack,
+    random_mask,
+)
 from vfl.paillier.array import unmask
 
 RESPONSIBILITY_PRECISION = 64
-FEATURE_PRECISION = 48
+FEATURE_PRECISION = 32
+STAT_BITS = 40  # statistical hiding of the packed statistics' masks
 
 
 def rows_sum_to_one(resp: np.ndarray) -> bool:
@@ -58,19 +74,35 @@ def host_encrypted_statistics(enc_resp: EncryptedArray, features: np.ndarray,
     if enc_resp.ndim != 2 or enc_resp.shape[1] != F.shape[0]:
         raise PaillierError(f"encrypted responsibilities of shape {enc_resp.shape} do not match "
                             f"{F.shape[0]} rows")
+    precision = min(precision, FEATURE_PRECISION)
     rows = [enc_resp[k].rmatmul(F.T, precision=precision) for k in range(enc_resp.shape[0])]
-    return _stack(enc_resp.public_key, rows, (enc_resp.shape[0], F.shape[1]),
-                  enc_resp.precision + precision)
+    stats = _stack(enc_resp.public_key, rows, (enc_resp.shape[0], F.shape[1]), enc_resp.precision + precision)
+    # 0 <= gamma <= 1 (to rounding), so |gamma^T F_j| <= sum_i |F_ij|: a proven slot bound
+    bound = float(np.abs(F).sum(axis=0).max(initial=0.0)) * (1 + 2.0 ** -30) + 1.0
+    return pack(stats, bound=bound, headroom_bits=STAT_BITS + 2)
 
 
 def host_mask_statistics(enc_stats: EncryptedArray) -> tuple[EncryptedArray, np.ndarray]:
-    """(masked statistics to send, the masks to keep): uniform residues added, ciphertexts re-randomized."""
+    """(masked statistics to send, the masks to keep), ciphertexts re-randomized.
+
+    Packed statistics get a statistically hiding mask per slot (few ciphertexts to
+    re-randomize and decrypt); unpacked ones a uniform residue mod n each.
+    """
+    if isinstance(enc_stats, PackedEncryptedArray):
+        masked, mask = enc_stats.masked(STAT_BITS)
+        return masked.rerandomize(), mask
     mask = random_mask(enc_stats.public_key, enc_stats.shape)
     return enc_stats.add_residues(mask).rerandomize(), mask
 
 
 def guest_decrypt_masked_statistics(private_key: PrivateKey, masked: EncryptedArray) -> np.ndarray:
-    """Raw residues mod n of the masked statistics (uniformly random to the guest)."""
+    """The masked statistics as residues mod n (random-looking to the guest), in the values' shape."""
+    if isinstance(masked, PackedEncryptedArray):
+        n = private_key.public_key.n
+        ints = decrypt_slots(private_key, masked)
+        out = np.empty(ints.shape, dtype=object)
+        out.ravel()[:] = [int(v) % n for v in ints.ravel().tolist()]
+        return out
     return private_key.decrypt_raw(masked)
 
 

@@ -9,10 +9,11 @@ host columns X_h, labels y' in {-1, 1} at the guest (docs/protocols/lr.md):
  2. guest `guest_residuals_encrypted`: Enc_h(d) = 0.25 Enc_h(u_h) + (0.25 u_g - 0.5 y').
  3. guest `guest_gradient_masked`: Enc_h(X_g^T d + r_g), r_g uniform mod n_h.
     guest `guest_loss_masked`: Enc_h(sum of Taylor losses + m R(w) + r_l).
-    guest `guest_residuals_masked`: Enc_h(d + s) and Enc_g(-s), s uniform mod n_h.
+    guest `guest_residual_offsets_encrypted`: Enc_g(c), c = 0.25 u_g - 0.5 y', under
+          its own key (it needs nothing from the host: sent while step 1 runs).
  4. host  `decrypt_masked` of the guest's gradient and loss (uniformly random residues).
-    host  `host_gradient_masked`: decrypts t = d + s (uniformly random), computes
-          Enc_g(X_h^T t - X_h^T s + r_h) = Enc_g(X_h^T d + r_h).
+    host  `host_gradient_masked`: Enc_g(d) = Enc_g(c) + 0.25 u_h, then
+          Enc_g(X_h^T d + r_h) homomorphically. No per-row decryption anywhere.
  5. guest `decrypt_masked` of the host's gradient (uniformly random residues).
  6. both  `unmask_values`: each removes its own mask and gets its own gradient.
 
@@ -26,11 +27,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vfl.errors import PaillierError
+from vfl.errors import PaillierError, TrainingError
 from vfl.lr.model import LrPartModel, predict_proba
 from vfl.lr.taylor import LOG2
-from vfl.paillier import DEFAULT_PRECISION_BITS, EncryptedArray, PrivateKey, PublicKey, random_mask
+from vfl.paillier import (
+    DEFAULT_PRECISION_BITS,
+    EncryptedArray,
+    PackedEncryptedArray,
+    PrivateKey,
+    PublicKey,
+    decrypt_slots,
+    pack,
+    random_mask,
+)
 from vfl.paillier.array import unmask
+
+# Fractional bits of the plaintext columns in X^T Enc(d): the cost of the product is
+# proportional to them, and 2^-24 (6e-8) is far below what standardized columns need
+# (the federated weights still match the plaintext reference to ~1e-9).
+MATRIX_PRECISION_BITS = 24
+# Partial scores beyond this magnitude mean training diverged (sigmoid saturates at |u| ~ 40);
+# both parties refuse to send or use them, which gives the packed gradients a proven slot bound.
+SCORE_BOUND = 2.0 ** 20
+STAT_BITS = 40  # statistical hiding of packed masks: distance <= 2^-40 per value
+
+
+def _matrix_precision(precision: int) -> int:
+    return min(precision, MATRIX_PRECISION_BITS)
 
 
 @dataclass
@@ -38,7 +61,7 @@ class Masked:
     """Ciphertexts masked for the key owner to decrypt, and the mask the sender keeps."""
 
     enc: EncryptedArray  # Enc(value + mask), rerandomized: send this
-    mask: np.ndarray  # uniform residues mod n: keep this
+    mask: np.ndarray  # uniform residues mod n (or statistically hiding slot masks): keep this
     precision: int  # fixed-point precision of the value
 
 
@@ -56,8 +79,46 @@ def mask_for_owner(enc: EncryptedArray) -> Masked:
     return Masked(enc.add_residues(mask).rerandomize(), mask, enc.precision)
 
 
+def mask_packed_for_owner(enc: EncryptedArray, bound: float) -> Masked:
+    """Pack a vector many values to a ciphertext, mask every slot, rerandomize the few ciphertexts.
+
+    `bound` is a proven bound on |value| (real units). Each slot gets a mask uniform in
+    [0, 2^(b + STAT_BITS)) for b-bit values: statistically hiding (distance <= 2^-40 per
+    value). The key owner decrypts ceil(size / slots) ciphertexts instead of `size`, and
+    the sender re-randomizes as few (a strong re-randomization costs ~8 ms at 2048 bits).
+    """
+    packed = pack(enc, bound=bound, headroom_bits=STAT_BITS + 2)
+    masked, mask = packed.masked(STAT_BITS)
+    return Masked(masked.rerandomize(), mask, enc.precision)
+
+
+def residual_bound(u_own: np.ndarray) -> float:
+    """A bound on |d_i| = |0.25 (u_g + u_h) - 0.5 y'| from the own scores and SCORE_BOUND on the other's."""
+    own = float(np.max(np.abs(u_own), initial=0.0))
+    return 0.25 * (own + SCORE_BOUND) + 0.5
+
+
+def _gradient_bound(X: np.ndarray, d_bound: float) -> float:
+    """|X^T d|_j <= sum_i |X_ij| * max|d|, with slack for the fixed-point rounding."""
+    col = float(np.abs(X).sum(axis=0).max(initial=0.0)) + X.shape[0] * 2.0 ** -20
+    return col * d_bound * (1 + 2.0 ** -20) + 1.0
+
+
+def check_scores(u: np.ndarray, who: str) -> None:
+    """Refuse partial scores beyond SCORE_BOUND: training has diverged (and packed slot bounds rely on it)."""
+    if np.size(u) and not float(np.max(np.abs(u))) <= SCORE_BOUND:
+        raise TrainingError(f"the {who}'s partial scores exceed {SCORE_BOUND:.0f} in magnitude: training "
+                            "diverged or its columns are huge; lower [lr] learning_rate or set [lr] standardize")
+
+
 def decrypt_masked(sk: PrivateKey, enc: EncryptedArray) -> list[int]:
-    """The key owner's step: decrypt masked ciphertexts to residues mod n (uniformly random)."""
+    """The key owner's step: decrypt masked ciphertexts to residues mod n (random to it).
+
+    A packed array decrypts to its masked slot values, returned mod n in the values' order.
+    """
+    if isinstance(enc, PackedEncryptedArray):
+        n = sk.public_key.n
+        return [int(v) % n for v in decrypt_slots(sk, enc).ravel().tolist()]
     return [int(v) for v in sk.decrypt_raw(enc).ravel().tolist()]
 
 
@@ -78,6 +139,7 @@ def host_partial_scores_encrypted(pk_h: PublicKey, X_h: np.ndarray, w_h: np.ndar
     `penalty_sum` is m R(w_h) for training batches (0 for validation rows).
     """
     u = X_h @ w_h
+    check_scores(u, "host")
     share = np.array([0.125 * float(u @ u) + penalty_sum])
     return HostScores(pk_h.encrypt(u, precision=precision), pk_h.encrypt(share, precision=precision))
 
@@ -93,12 +155,18 @@ def guest_residuals_encrypted(enc_u_h: EncryptedArray, u_g: np.ndarray, y_pm: np
 
 
 def guest_gradient_masked(enc_d: EncryptedArray, X_g: np.ndarray,
-                          precision: int = DEFAULT_PRECISION_BITS) -> Masked:
+                          precision: int = DEFAULT_PRECISION_BITS, u_g: np.ndarray | None = None) -> Masked:
     """Step 3 (guest): Enc_h(X_g^T d + r_g), for the host to decrypt and return.
 
     X_g is the batch's guest columns (with the ones column for the intercept last).
+    With the guest's scores `u_g` (which bound |d| together with SCORE_BOUND) the
+    gradient is packed with statistically hiding slot masks (`mask_packed_for_owner`);
+    without, every value gets a uniform mask mod n.
     """
-    return mask_for_owner(enc_d.rmatmul(X_g.T, precision=precision))
+    enc = enc_d.rmatmul(X_g.T, precision=_matrix_precision(precision))
+    if u_g is None:
+        return mask_for_owner(enc)
+    return mask_packed_for_owner(enc, _gradient_bound(X_g, residual_bound(u_g)))
 
 
 def guest_loss_masked(enc_u_h: EncryptedArray, u_g: np.ndarray, y_pm: np.ndarray,
@@ -117,61 +185,35 @@ def guest_loss_masked(enc_u_h: EncryptedArray, u_g: np.ndarray, y_pm: np.ndarray
     return mask_for_owner(enc)
 
 
-def guest_residuals_masked(enc_d: EncryptedArray, pk_g: PublicKey) -> tuple[EncryptedArray, EncryptedArray]:
-    """Step 3 (guest): Enc_h(d + s) and Enc_g(-s) for a fresh s uniform mod n_h.
+def guest_residual_offsets_encrypted(pk_g: PublicKey, u_g: np.ndarray, y_pm: np.ndarray,
+                                    precision: int = DEFAULT_PRECISION_BITS) -> EncryptedArray:
+    """Step 3 (guest): Enc_g(c), c = 0.25 u_g - 0.5 y', under the guest's own key (CRT fast path).
 
-    The host decrypts d + s (uniformly random to it) and, with Enc_g(-s), forms its
-    gradient under the guest's key (`host_gradient_masked`).
+    The host adds 0.25 u_h to get Enc_g(d) (`host_gradient_masked`). Encoded at
+    precision + 2 bits, the precision of `guest_residuals_encrypted`'s Enc_h(d), so both
+    parties' residuals are the same fixed-point numbers. It does not depend on the
+    host's message: the guest can send it before the host's scores arrive.
     """
-    s = random_mask(enc_d.public_key, enc_d.shape)
-    enc_ds = enc_d.add_residues(s).rerandomize()
-    neg_s = [(-int(v)) % pk_g.n for v in s.ravel().tolist()]
-    return enc_ds, _encrypt_residues(pk_g, neg_s, enc_d.shape, enc_d.precision)
+    check_scores(u_g, "guest")
+    return pk_g.encrypt(0.25 * np.asarray(u_g, dtype=np.float64) - 0.5 * y_pm, precision=precision + 2)
 
 
-def quantize(X: np.ndarray, precision: int) -> np.ndarray:
-    """X rounded to the fixed-point grid 2^-precision (so X * 2^precision is an exact integer)."""
-    return np.ldexp(np.rint(np.ldexp(np.asarray(X, dtype=np.float64), precision)), -precision)
+def host_gradient_masked(enc_c: EncryptedArray, u_h: np.ndarray, X_h: np.ndarray,
+                         precision: int = DEFAULT_PRECISION_BITS) -> Masked:
+    """Step 4 (host): Enc_g(X_h^T d + r_h) from the guest's Enc_g(c), c = 0.25 u_g - 0.5 y'.
 
-
-def host_gradient_masked(sk_h: PrivateKey, enc_d_plus_s: EncryptedArray, enc_neg_s: EncryptedArray,
-                         X_h: np.ndarray, precision: int = DEFAULT_PRECISION_BITS) -> Masked:
-    """Step 4 (host): Enc_g(X_h^T d + r_h) from Enc_h(d + s) and Enc_g(-s).
-
-    t = d + s mod n_h is decrypted (uniformly random, so it hides d); then
-    X_h^T t + Enc_g(X_h^T (-s)) = Enc_g(X_h^T d) mod n_g, masked with r_h for the guest
-    to decrypt. (Exact unless some d_i + s_i wraps mod n_h: probability below m |d| 2^-n_bits.)
-    X_h is put on the fixed-point grid first, so that the plaintext product and the
-    homomorphic one use the same integers.
+    Enc_g(d) = Enc_g(c) + 0.25 u_h (plaintext, the host's own partial scores), then
+    X_h^T Enc_g(d) homomorphically, packed with statistically hiding slot masks r_h
+    for the guest to decrypt (`mask_packed_for_owner`; |d| is bounded by the host's
+    own scores and SCORE_BOUND on the guest's), and rerandomized (the guest owns the
+    key of the Enc_g(c) it sent).
+    No per-row decryption: the host never sees d in any form.
     """
-    if enc_d_plus_s.shape != enc_neg_s.shape or enc_d_plus_s.shape[0] != X_h.shape[0]:
-        raise PaillierError(f"residual messages of shapes {enc_d_plus_s.shape} and {enc_neg_s.shape} "
-                            f"do not match a batch of {X_h.shape[0]} rows")
-    pk_g = enc_neg_s.public_key
-    t = sk_h.decrypt_raw(enc_d_plus_s)
-    Xq = quantize(X_h, precision)
-    enc = enc_neg_s.rmatmul(Xq.T, precision=precision)  # Enc_g(-X^T s)
-    X_int = _to_int_object(np.ldexp(Xq.T, precision))
-    plain = X_int.dot(t) if t.size else np.zeros(Xq.shape[1], dtype=object)  # X^T t, exact integers
-    mask = random_mask(pk_g, enc.shape)
-    shifted = np.empty(enc.shape, dtype=object)
-    shifted[:] = [(int(p) + int(r)) % pk_g.n for p, r in zip(np.ravel(plain).tolist(), mask.tolist(), strict=True)]
-    return Masked(enc.add_residues(shifted).rerandomize(), mask, enc.precision)
-
-
-def _to_int_object(values: np.ndarray) -> np.ndarray:
-    """Integral float64 values -> an object array of exact Python ints."""
-    out = np.empty(values.shape, dtype=object)
-    out.ravel()[:] = [int(v) for v in values.ravel().tolist()] if values.size else []
-    return out
-
-
-def _encrypt_residues(pk: PublicKey, residues: list[int], shape: tuple[int, ...],
-                      precision: int) -> EncryptedArray:
-    """Encrypt raw residues mod n (no fixed-point encoding), labelled with `precision`."""
-    cipher = np.empty(len(residues), dtype=object)
-    cipher[:] = pk.raw_encrypt(residues)
-    return EncryptedArray(pk, cipher.reshape(shape), precision)
+    if enc_c.ndim != 1 or enc_c.shape[0] != X_h.shape[0] or np.shape(u_h) != (X_h.shape[0],):
+        raise PaillierError(f"residual offsets of shape {enc_c.shape} do not match a batch of {X_h.shape[0]} rows")
+    enc_d = enc_c + 0.25 * np.asarray(u_h, dtype=np.float64)
+    enc = enc_d.rmatmul(X_h.T, precision=_matrix_precision(precision))
+    return mask_packed_for_owner(enc, _gradient_bound(X_h, residual_bound(u_h)))
 
 
 # -- inference ------------------------------------------------------------------

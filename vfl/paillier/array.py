@@ -36,7 +36,7 @@ _CHEAP_CHUNK = (8192, 32768)  # one multiplication per element (add, add_plain, 
 _MUL_CHUNK = (64, 4096)  # one exponentiation per element
 _MULTIEXP_CHUNK = (2048, 65536)  # rows per tile; Pippenger: bigger tiles amortize the buckets
 _GROUP_CHUNK = (4096, 65536)  # rows per tile of per-bin sums
-_MIN_PARALLEL_WORK = 16384  # row-features below which a matrix operation stays in this thread
+_MIN_PARALLEL_WORK = 4096  # row-features below which a matrix operation stays in this thread
 
 
 def _as_object(values: Sequence[object], shape: tuple[int, ...]) -> np.ndarray:
