@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from nodes.cli import main as cli
 from nodes.transcript import Transcript
 
 pytestmark = pytest.mark.slow
