@@ -5,14 +5,20 @@ Pure logic over two inputs, so the same checks run on any chain:
   model and metrics files), read by `load_party_files` as raw bytes and parsed JSON;
 - `SessionHistory`: the session rebuilt from the contract's events alone
   (`chain.history.replay_session`) plus each event's transaction and block.
-`audit_party` and `audit_pair` return typed `Check` results, one per thing proved,
+`audit_party` and `audit_group` return typed `Check` results, one per thing proved,
 each failure naming file, round, field, expected and found. `session_checks` is what
 an auditor with no files can check. Nothing here talks to a node: `load_history`
 reads the events through an `AuditClient`, the caller decides which chain.
+
+Three kinds of run directory (`PartyFiles.kind`): "vertical" (guest + host training),
+"predict" (`vflchain predict`: the same two parties scoring with saved models; linked
+to its training session by `training_link`) and "hfl" (a coordinator and N clients;
+each round's digest is SHA-256 of the coordinator's manifest in manifests.jsonl).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -31,10 +37,17 @@ from chain.history import (
     replay_registry,
     replay_session,
 )
-from chain.transcript import round_digest
+from chain.transcript import manifest_digest, manifest_lines, round_digest
 from chain.types import AuditEvent
 
 CHECKPOINT = re.compile(r"^round-(\d{4,})\.json$")
+HFL_ALGORITHMS = ("hfl-lr",)
+PREDICT_SUFFIX = "-predict"
+COORDINATOR = "coordinator"
+OPENERS = ("guest", COORDINATOR)  # the role that opens the session (the contract's "guest")
+# the result files a party may show; the metrics hash is over the first present (nodes.job's order)
+RESULT_FILES = ("model.json", "aggregates.json", "metrics.json", "predictions.csv", "intersection.json")
+METRICS_FILES = ("metrics.json", "predictions.csv", "intersection.json")
 
 
 class AuditUnavailable(ChainError):
@@ -78,12 +91,25 @@ class PartyFiles:
     rounds: list[dict[str, Any]]  # rounds.jsonl lines in file order
     checkpoints: dict[int, dict[str, Any]]  # by round number in the file name
     transcript: list[dict[str, Any]]
-    files: dict[str, bytes]  # model.json / metrics.json / intersection.json bytes, when present
+    files: dict[str, bytes]  # RESULT_FILES' bytes, when present
     problems: list[Check] = field(default_factory=list)  # unreadable lines and files
+    manifests: list[dict[str, Any]] = field(default_factory=list)  # manifests.jsonl lines (hfl)
 
     @property
     def role(self) -> str:
         return str(self.job.get("role") or "?")
+
+    @property
+    def kind(self) -> str:
+        """"hfl" (coordinator + clients), "predict" (`vflchain predict`) or "vertical" (training)."""
+        algorithm = str(self.job.get("algorithm") or "")
+        if algorithm in HFL_ALGORITHMS:
+            return "hfl"
+        return "predict" if algorithm.endswith(PREDICT_SUFFIX) else "vertical"
+
+    @property
+    def is_opener(self) -> bool:
+        return self.role in OPENERS
 
 
 @dataclass
@@ -168,9 +194,11 @@ def load_party_files(path: str | Path) -> PartyFiles:
                                   detail=f"not a JSON object ({exc})"))
             cp = {}
         checkpoints[int(m.group(1))] = cp
-    files = {name: (path / name).read_bytes() for name in ("model.json", "metrics.json", "intersection.json")
-             if (path / name).is_file()}
-    return PartyFiles(path, job, rounds, checkpoints, transcript, files, problems)
+    files = {name: (path / name).read_bytes() for name in RESULT_FILES if (path / name).is_file()}
+    manifests: list[dict[str, Any]] = []
+    if str(job.get("algorithm")) in HFL_ALGORITHMS:
+        manifests = _read_jsonl(path / "manifests.jsonl", "manifests.jsonl", problems, role)
+    return PartyFiles(path, job, rounds, checkpoints, transcript, files, problems, manifests)
 
 
 def load_history(client: Any, session_id: str | bytes, timestamps: bool = True) -> SessionHistory:
@@ -228,6 +256,30 @@ class _Checks:
         self.out.append(Check(check, False, self.party, file, round, field, expected, found, detail))
 
 
+def session_roles(record: SessionRecord) -> dict[str, str]:
+    """Each participant's role in the session, from SessionOpened alone.
+
+    The opener is the guest (vertical) or the coordinator (horizontal); a horizontal
+    session names its clients in order (client1, client2, ...), a vertical one its host."""
+    info = record["session"]
+    hfl = info["algorithm"] in HFL_ALGORITHMS
+    roles = {info["guest"]: COORDINATOR if hfl else "guest"}
+    others = [a for a in info["participants"] if a != info["guest"]]
+    roles.update({a: f"client{k}" if hfl else "host" for k, a in enumerate(others, 1)})
+    return roles
+
+
+def registered_role(role: str) -> str:
+    """The role an account of this session role is registered with (the contract knows guest and host)."""
+    return "guest" if role in OPENERS else "host"
+
+
+def _named_participants(job: dict[str, Any]) -> list[str]:
+    """The accounts a party's job.json names as the session's participants (itself first)."""
+    named = [job.get("account"), job.get("peer_account"), *(job.get("client_accounts") or [])]
+    return [str(a) for a in named if a]
+
+
 def _checkpoint_commitment(cp: dict[str, Any]) -> str:
     salt = bytes.fromhex(str(cp["salt"]).removeprefix("0x"))
     return "0x" + commit(salt, cp["params"]).hex()
@@ -264,15 +316,19 @@ def audit_party(files: PartyFiles, history: SessionHistory,
             again = f"(cannot recompute: {exc})"
         c.eq("config recomputed", info["config_commitment"], again, file="job.json", field="config",
              ok_detail="recomputed from job.json's config")
-    c.eq("participants", sorted(_low(a) for a in info["participants"]), sorted([_low(account), _low(peer)]),
-         file="job.json", field="account, peer_account", ok_detail="the session's participants are this pair")
-    guest = account if role == "guest" else peer
-    c.eq("guest account", info["guest"], guest, file="job.json",
-         field="account" if role == "guest" else "peer_account", ok_detail=f"opened by the guest {info['guest']}")
+    _check_participants(c, files, history)
+    opener_role = "guest" if files.kind != "hfl" else COORDINATOR
+    opener = account if files.is_opener else peer
+    c.eq(f"{opener_role} account", info["guest"], opener, file="job.json",
+         field="account" if files.is_opener else "peer_account",
+         ok_detail=f"opened by the {opener_role} {info['guest']}")
+    c.eq("session role", role, session_roles(history.record).get(me, "not a participant"), file="job.json",
+         field="role", ok_detail=f"{me} took part as {role}")
     reg = history.registry["participants"].get(me) or {}
-    c.eq("registered role", role, reg.get("role", "not registered"), field="account",
-         ok_detail=f"{me} is registered as {role} ({reg.get('organisation', '')})")
-    c.eq("session closed", "closed", info["status"], ok_detail="closed after both parties finalized")
+    c.eq("registered role", registered_role(role), reg.get("role", "not registered"), field="account",
+         ok_detail=f"{me} is registered as {reg.get('role')} ({reg.get('organisation', '')})")
+    c.eq("session closed", "closed", info["status"],
+         ok_detail=f"closed after all {len(info['participants'])} participants finalized")
     c.eq("run status", "complete", job.get("status"), file="job.json", field="status")
 
     # -- rounds: files -> chain ----------------------------------------------------
@@ -307,12 +363,15 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     for r in sorted({_int(e.get("round")) for e in files.transcript} - set(listed)):
         c.fail("transcript round listed", file="transcript.jsonl", round=r, field="round",
                expected="a rounds.jsonl line", found="none", detail="messages of a round never committed")
+    for r in sorted({_int(m.get("round")) for m in files.manifests} - set(listed)):
+        c.fail("manifest round listed", file="manifests.jsonl", round=r, field="round",
+               expected="a rounds.jsonl line", found="none", detail="a manifest of a round never committed")
     c.out.append(Check("rounds", bool(listed), role, "rounds.jsonl",
                        detail=f"{len(listed)} rounds listed, {len(order)} submitted on chain by {me}"))
 
     # -- the final model and metrics -------------------------------------------------
     close = files.checkpoints.get(max(listed)) if listed else None
-    model_file = "model.json"
+    model_file = "aggregates.json" if role == COORDINATOR else "model.json"  # the coordinator's result
     if close and isinstance(close.get("params"), dict) and close["params"].get("model_file"):
         model_file = str(close["params"]["model_file"])
     member = members.get(me)
@@ -323,15 +382,72 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     else:
         c.eq("model commitment", member["model_commitment"], "0x" + file_hash(files.files[model_file]).hex(),
              file=model_file, field="keccak256(file)", ok_detail=f"{model_file} is the model finalized on chain")
-    if role == "guest":
-        metrics_file = "metrics.json" if "metrics.json" in files.files else "intersection.json"
-        if metrics_file not in files.files:
+    if files.is_opener:
+        metrics_file = next((n for n in METRICS_FILES if n in files.files), None)
+        if metrics_file is None:
             c.fail("metrics hash", file="metrics.json", expected=info["metrics_hash"], found="missing file")
         else:
             c.eq("metrics hash", info["metrics_hash"], "0x" + file_hash(files.files[metrics_file]).hex(),
                  file=metrics_file, field="keccak256(file)",
                  ok_detail=f"{metrics_file} is the metrics hash posted at close")
+    if files.kind == "predict":
+        _check_prediction(c, files, member["model_commitment"] if member else "")
     return c.out
+
+
+def _check_participants(c: _Checks, files: PartyFiles, history: SessionHistory) -> None:
+    """The session's participants are the ones the files name: the pair, or the coordinator's N clients.
+
+    A horizontal client knows only itself and the coordinator: both must be participants."""
+    on_chain = sorted(_low(a) for a in history.record["session"]["participants"])
+    named = sorted({_low(a) for a in _named_participants(files.job)})
+    fields = "account, peer_account" + (", client_accounts" if files.role == COORDINATOR else "")
+    if files.kind == "hfl" and files.role != COORDINATOR:
+        missing = [a for a in named if a not in on_chain]
+        c.out.append(Check("participants", not missing, files.role, "job.json", None, fields,
+                           "" if not missing else f"participants including {', '.join(named)}",
+                           "" if not missing else f"{', '.join(on_chain)}",
+                           f"this client and its coordinator are 2 of the session's {len(on_chain)} participants"
+                           if not missing else f"{', '.join(missing)} not a participant"))
+        return
+    c.eq("participants", on_chain, named, file="job.json", field=fields,
+         ok_detail=f"the session's {len(on_chain)} participants are the ones job.json names")
+
+
+def _params_with(files: PartyFiles, step: str) -> tuple[int, dict[str, Any]] | None:
+    """The first checkpoint whose params are the given step (prediction jobs: "models", "predict")."""
+    for r, cp in sorted(files.checkpoints.items()):
+        params = cp.get("params")
+        if isinstance(params, dict) and params.get("step") == step:
+            return r, params
+    return None
+
+
+def _check_prediction(c: _Checks, files: PartyFiles, finalized: str) -> None:
+    """A prediction job's own evidence: the model committed in round "models" is the one finalized,
+    and (guest) predictions.csv is the file whose SHA-256 was committed in the "predict" round."""
+    models = _params_with(files, "models")
+    if models is None:
+        c.fail("model used", file="checkpoints", field="params.step", expected='a "models" round', found="none")
+    else:
+        r, params = models
+        c.eq("model used", finalized, params.get("model_commitment"), file=f"checkpoints/round-{r:04d}.json",
+             round=r, field="params.model_commitment",
+             ok_detail=f"the model committed in round {r} is the one finalized at close")
+    if files.role != "guest":
+        return
+    step = _params_with(files, "predict")
+    committed = step[1].get("predictions_sha256") if step else None
+    if committed is None:
+        c.fail("predictions hash", file="checkpoints", field="params.predictions_sha256",
+               expected='a "predict" round committing predictions.csv', found="none")
+    elif "predictions.csv" not in files.files:
+        c.fail("predictions hash", file="predictions.csv", round=step[0] if step else None,
+               expected=str(committed), found="missing file")
+    else:
+        c.eq("predictions hash", committed, hashlib.sha256(files.files["predictions.csv"]).hexdigest(),
+             file="predictions.csv", round=step[0] if step else None, field="sha256(file)",
+             ok_detail=f"predictions.csv is the file committed in round {step[0] if step else '?'}")
 
 
 def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str, r: int,
@@ -363,15 +479,45 @@ def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str
              field="keccak256(salt || params)", ok_detail="recomputed from the checkpoint and its salt")
         if cp.get("round") is not None and int(cp["round"]) != r:
             c.fail("checkpoint round", file=cp_name, round=r, field="round", expected=str(r), found=str(cp["round"]))
-    try:
-        digest = round_digest(files.transcript, r)
-    except (KeyError, TypeError) as exc:
-        digest = f"(cannot recompute: missing {exc})"
-    c.eq("transcript digest", sub["transcript_digest"], digest, file="transcript.jsonl", round=r,
-         field="transcript_digest", ok_detail="recomputed from transcript.jsonl")
+    if files.kind == "hfl":
+        _check_manifest(c, files, r, sub["transcript_digest"])
+    else:
+        try:
+            digest = round_digest(files.transcript, r)
+        except (KeyError, TypeError) as exc:
+            digest = f"(cannot recompute: missing {exc})"
+        c.eq("transcript digest", sub["transcript_digest"], digest, file="transcript.jsonl", round=r,
+             field="transcript_digest", ok_detail="recomputed from transcript.jsonl")
     state = history.record["round_states"].get(r, "pending")
     c.eq("round attested", "attested", state, round=r, field="state",
-         ok_detail="both parties posted the same transcript digest")
+         ok_detail=f"all {len(history.record['session']['participants'])} participants posted the same digest")
+
+
+def _check_manifest(c: _Checks, files: PartyFiles, r: int, on_chain: str) -> None:
+    """A horizontal round: the digest is SHA-256 of the manifest kept in manifests.jsonl, the party's own
+    messages are all in it, and the coordinator's manifest is exactly its own transcript of the round."""
+    found = [m for m in files.manifests if _int(m.get("round")) == r]
+    lines = found[0].get("lines") if len(found) == 1 else None
+    if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+        c.fail("manifest present", file="manifests.jsonl", round=r, field="lines", expected="one manifest",
+               found=f"{len(found)} lines" if len(found) != 1 else "malformed lines")
+        return
+    c.eq("manifest digest", on_chain, manifest_digest(lines), file="manifests.jsonl", round=r, field="lines",
+         ok_detail=f"SHA-256 of the round's manifest ({len(lines)} messages)")
+    try:
+        own = manifest_lines(files.transcript, r)
+    except (KeyError, TypeError) as exc:
+        c.fail("transcript in manifest", file="transcript.jsonl", round=r, detail=f"unreadable entry: missing {exc}")
+        return
+    if files.role == COORDINATOR:
+        c.eq("transcript digest", on_chain, manifest_digest(own), file="transcript.jsonl", round=r,
+             field="transcript_digest", ok_detail="recomputed from the coordinator's transcript.jsonl")
+        return
+    missing = sorted(set(own) - set(lines))
+    c.out.append(Check("transcript in manifest", not missing, files.role, "transcript.jsonl", r, "lines",
+                       "" if not missing else "every own message in the manifest",
+                       "" if not missing else f"{len(missing)} missing, e.g. {missing[0]}",
+                       f"all {len(own)} of the client's messages are in the manifest" if not missing else ""))
 
 
 def audit_pair(guest: PartyFiles, host: PartyFiles) -> list[Check]:
@@ -387,14 +533,87 @@ def audit_pair(guest: PartyFiles, host: PartyFiles) -> list[Check]:
     return c.out
 
 
+def audit_group(files: list[PartyFiles]) -> list[Check]:
+    """What several directories of one job must agree on: the pair (vertical, predict) or the
+    coordinator and its clients (hfl): one session and job, each naming the others' accounts."""
+    if len(files) < 2:
+        return []
+    roles = {f.role: f for f in files}
+    if len(roles) < len(files):
+        return [Check("roles", False, file="job.json", field="role", expected="each role once",
+                      found=", ".join(f.role for f in files))]
+    if files[0].kind != "hfl":
+        if set(roles) == {"guest", "host"}:
+            return audit_pair(roles["guest"], roles["host"])
+        return [Check("roles", False, file="job.json", field="role", expected="one guest and one host",
+                      found=", ".join(f.role for f in files))]
+    c = _Checks("")
+    coord = roles.get(COORDINATOR)
+    first = coord or files[0]
+    for f in files:
+        if f is first:
+            continue
+        c.eq("same session", first.job.get("session_id"), f.job.get("session_id"), file=f"{f.role}/job.json",
+             field="session_id", ok_detail=f"{f.role} and {first.role} are from one session")
+        c.eq("same job", first.job.get("job_id"), f.job.get("job_id"), file=f"{f.role}/job.json", field="job_id")
+        if coord is None:
+            continue
+        c.eq("accounts", coord.job.get("account"), f.job.get("peer_account"), file=f"{f.role}/job.json",
+             field="peer_account", ok_detail=f"{f.role}'s coordinator is the coordinator shown")
+        clients = [str(a) for a in coord.job.get("client_accounts") or []]
+        k = _int(f.role.removeprefix("client"))
+        c.eq("accounts", clients[k - 1] if 0 < k <= len(clients) else "(not listed)", f.job.get("account"),
+             file="coordinator/job.json", field=f"client_accounts[{k - 1}]",
+             ok_detail=f"the coordinator names {f.role}'s account")
+    return c.out
+
+
+def training_session_id(files: PartyFiles) -> str | None:
+    """A prediction job's training session: keccak256 of the training job id its model came from."""
+    from chain.client import session_id
+
+    models = _params_with(files, "models")
+    job = (models[1].get("training_job") if models else None) or (files.job.get("model") or {}).get("training_job")
+    return "0x" + session_id(str(job)).hex() if job else None
+
+
+def training_link(files: PartyFiles, history: SessionHistory, training: SessionHistory | None,
+                  why: str = "") -> list[Check]:
+    """The prediction session against its training session: the model this party finalized is the
+    model its role finalized when training closed. Without the training session (another chain),
+    an informational pass saying what could not be compared (`why`)."""
+    c = _Checks(files.role)
+    me = next((a for a in history.record["members"] if _low(a) == _low(files.job.get("account"))), "")
+    used = history.record["members"].get(me, {}).get("model_commitment", "")
+    if training is None:
+        c.out.append(Check("training session", True, files.role, detail=f"not compared: {why}" if why else
+                           "not compared: the model names no training job"))
+        return c.out
+    info = training.record["session"]
+    c.eq("training algorithm", info["algorithm"], history.record["session"]["algorithm"].removesuffix(PREDICT_SUFFIX),
+         field="algorithm", ok_detail=f"trained by {info['algorithm']} session {training.session_id}")
+    c.eq("training session closed", "closed", info["status"], field="status",
+         ok_detail=f"the training session {training.session_id} closed")
+    by_role = {r: a for a, r in session_roles(training.record).items()}
+    trained = training.record["members"].get(by_role.get(files.role, ""), {}).get("model_commitment", "none")
+    c.eq("training model", trained, used, field="model_commitment",
+         ok_detail=f"the {files.role}'s model is the one its training session closed with ({_short(trained)})")
+    return c.out
+
+
+def _short(h: str) -> str:
+    return h if len(h) < 20 else f"{h[:10]}…{h[-6:]}"
+
+
 def session_checks(history: SessionHistory) -> list[Check]:
     """What an auditor with no files can check: the history replays, every round attested, closed."""
     c = _Checks("")
     info = history.record["session"]
     c.out.append(Check("history replays", True, detail=f"{len(history.events)} events form a valid history"))
+    n = len(info["participants"])
     for r, state in sorted(history.record["round_states"].items()):
         c.eq("round attested", "attested", state, round=r, field="state",
-             ok_detail="both parties posted the same transcript digest")
+             ok_detail=f"all {n} participants posted the same transcript digest")
     c.eq("session closed", "closed", info["status"], ok_detail="every participant finalized")
     return c.out
 
@@ -426,6 +645,7 @@ def describe(ev: AuditEvent) -> str:
 def timeline(history: SessionHistory) -> list[dict[str, Any]]:
     """The session's events as rows: block, time, event, party, round, what, tx."""
     orgs = {a: p for a, p in history.registry["participants"].items()}
+    roles = session_roles(history.record)
     rows = []
     for ev in history.events:
         a = ev["args"]
@@ -433,7 +653,7 @@ def timeline(history: SessionHistory) -> list[dict[str, Any]]:
         what = describe(ev)
         reg = orgs.get(party or "", {})
         rows.append({"block": ev["block_number"], "time": history.timestamps.get(ev["block_number"]),
-                     "event": ev["event"], "party": party or "", "role": reg.get("role", ""),
+                     "event": ev["event"], "party": party or "", "role": roles.get(party or "", ""),
                      "organisation": reg.get("organisation", ""),
                      "round": int(a["round"]) if "round" in a else None, "what": what, "tx_hash": ev["tx_hash"]})
     return rows
@@ -444,10 +664,11 @@ def summary(history: SessionHistory) -> dict[str, Any]:
     info = history.record["session"]
     states = history.record["round_states"]
     people = []
+    roles = session_roles(history.record)
     for a in info["participants"]:
         reg = history.registry["participants"].get(a, {})
         m = history.record["members"][a]
-        people.append({"address": a, "role": reg.get("role", "unregistered"),
+        people.append({"address": a, "role": roles.get(a, "?"), "registered_role": reg.get("role", "unregistered"),
                        "organisation": reg.get("organisation", ""), "joined": m["joined"],
                        "finalized": m["finalized"], "last_round": m["last_round"],
                        "model_commitment": m["model_commitment"]})

@@ -23,3 +23,17 @@ def round_digest(entries: Iterable[Mapping[str, Any]], round_no: int) -> str:
     """0x-prefixed hex SHA-256 digest of one round's messages (same for both parties)."""
     lines = sorted(canonical_line(e) for e in entries if e["round"] == round_no)
     return "0x" + hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+# -- N-party rounds (horizontal jobs): the coordinator's manifest ---------------------
+MANIFEST_TAG = "manifest"  # the message carrying the manifest is not part of it
+
+
+def manifest_lines(entries: Iterable[Mapping[str, Any]], round_no: int) -> list[str]:
+    """One round's canonical lines as a party saw them, broadcast duplicates merged, manifest excluded."""
+    return sorted({canonical_line(e) for e in entries if e["round"] == round_no and e["tag"] != MANIFEST_TAG})
+
+
+def manifest_digest(lines: Iterable[str]) -> str:
+    """0x-prefixed hex SHA-256 of a round's manifest (the digest every party of a horizontal round posts)."""
+    return "0x" + hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()

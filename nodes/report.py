@@ -31,18 +31,35 @@ EXPLAIN = {
     "session id": "The run directory belongs to the session audited.",
     "config commitment": "The job configuration the parties agreed on is the one committed when the session opened.",
     "config recomputed": "Recomputing the commitment from job.json's configuration gives the on-chain value.",
-    "participants": "The session's participants on chain are exactly this guest and host.",
+    "participants": "The session's participants on chain are the ones the run directory names "
+                    "(guest and host, or the coordinator and its clients).",
+    "session role": "The account took part in the session in the role its run directory claims.",
     "registered role": "The account is registered on the contract with the role it played.",
     "round transaction": "The round's transaction in rounds.jsonl is the one that posted it on chain.",
     "round commitment": "The commitment in rounds.jsonl is the one on chain.",
     "checkpoint commitment": "keccak256(salt || parameters) of the checkpoint file equals the on-chain commitment: "
                              "the file holds exactly the parameters committed during training.",
     "transcript digest": "The digest recomputed from transcript.jsonl equals the one posted on chain.",
-    "round attested": "Both parties posted the same transcript digest for the round.",
+    "manifest digest": "Horizontal jobs: SHA-256 of the round's manifest (manifests.jsonl) equals the digest "
+                       "posted on chain.",
+    "transcript in manifest": "Horizontal jobs: every message in the client's own transcript of the round is "
+                              "listed in the manifest the coordinator showed.",
+    "round attested": "Every participant posted the same transcript digest for the round.",
     "model commitment": "keccak256 of the model file equals the model commitment posted at close.",
     "metrics hash": "keccak256 of metrics.json equals the metrics hash the guest posted at close.",
     "session closed": "Every participant finalized and the session closed.",
+    "model used": "Prediction jobs: the model committed in the \"models\" round is the one finalized at close.",
+    "predictions hash": "Prediction jobs: SHA-256 of predictions.csv equals the hash committed in the "
+                        "\"predict\" round.",
+    "training model": "Prediction jobs: the model each party used is the one its training session closed with.",
 }
+
+
+def _link_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Linked sessions (a prediction job's training session): relation, session, algorithm, status, models."""
+    return [[x["relation"], x["session_id"], x["algorithm"], x["status"],
+             ", ".join(f"{r} {_short(m)}" for r, m in x["model_commitments"].items())]
+            for x in result.get("links", [])]
 
 
 def _time(ts: int | None) -> str:
@@ -142,6 +159,10 @@ def render_html(result: dict[str, Any]) -> str:
                         [[p["role"], p["organisation"], _code(p["address"]), "yes" if p["joined"] else "no",
                           "yes" if p["finalized"] else "no", p["last_round"], _code(_short(p["model_commitment"]))]
                          for p in s["participants"]], raw=True))
+    if result.get("links"):
+        parts.append("<h2>Linked sessions</h2>")
+        parts.append(_table(["relation", "session", "algorithm", "status", "model commitments"],
+                            _link_rows(result)))
     metrics = result.get("metrics") or {}
     if metrics:
         parts.append("<h2>Metrics (guest, metrics.json)</h2>")
@@ -210,6 +231,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         ["role", "organisation", "account", "joined", "finalized", "last round"],
         [[p["role"], p["organisation"], f"`{p['address']}`", p["joined"], p["finalized"], p["last_round"]]
          for p in s["participants"]])]
+    if result.get("links"):
+        out += ["## Linked sessions\n", _md_table(["relation", "session", "algorithm", "status", "model commitments"],
+                                                  _link_rows(result))]
     if result.get("metrics"):
         out += ["## Metrics (guest)\n", _md_table(["metric", "value"], [list(r) for r in _metric_rows(result["metrics"])])]
     rows = round_rows(result)

@@ -1,8 +1,8 @@
 """`vflchain audit`: a real job's run directories pass against the chain, and every tampering is caught by name.
 
-One small LR job (1024-bit keys, 2 epochs) and one PSI-only job run once for the
-module as `vflchain run` does it: the embedded chain, host and guest as separate
-processes. The chain process has stopped when the audits run, so they read the
+One small LR job (1024-bit keys, 2 epochs), one PSI-only job and one `vflchain predict`
+job scoring with the LR job's models run once for the module as the commands do it:
+the embedded chain, host and guest as separate processes. The chain process has stopped when the audits run, so they read the
 persisted state directory. Each tamper case works on a copy of the run directory.
 """
 
@@ -25,11 +25,12 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_job(out: Path, data: Path, state: Path, config: str, *extra: str) -> None:
+def run_job(out: Path, data: Path, state: Path, config: str, *extra: str, command: tuple[str, ...] = ("run",)) -> None:
     sets = ["guest.data=" + str(data / "guest.csv"), "host.data=" + str(data / "host.csv"),
             "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0", f"chain.state={state}",
             "paillier.key_bits=1024", "transport.liveness_grace=2.0", *extra]
-    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / config), "--out", str(out)]
+    cmd = [sys.executable, "-m", "nodes.cli", *command, "--config", str(REPO / "examples" / config),
+           "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ))
@@ -44,7 +45,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     assert cli(["data", "breast", "--out", str(data), "--overlap", "0.9"]) == 0
     run_job(root / "lr", data, state, "breast_lr.toml", "lr.epochs=2")
     run_job(root / "psi", data, state, "breast_lr.toml", "job.algorithm=psi")
-    return {"lr": root / "lr", "psi": root / "psi", "state": state, "data": data}
+    run_job(root / "predict", data, state, "breast_lr.toml", command=("predict", "--model", str(root / "lr")))
+    return {"lr": root / "lr", "psi": root / "psi", "predict": root / "predict", "state": state, "data": data}
 
 
 @pytest.fixture
@@ -236,6 +238,71 @@ def test_a_disputed_round_fails_the_session_audit() -> None:
     sid = full_session(p, "disputed", rounds=3, dispute=2)
     fails = failures(session_checks(load_history(p.auditor, sid, timestamps=False)))
     assert [(f.check, f.round, f.expected, f.found) for f in fails] == [("round attested", 2, "attested", "disputed")]
+
+
+# -- prediction jobs (`vflchain predict`) ---------------------------------------------------
+
+@pytest.fixture
+def predict_copy(runs, tmp_path) -> Path:
+    dst = tmp_path / "predict"
+    shutil.copytree(runs["predict"], dst, ignore=shutil.ignore_patterns("audit", "logs"))
+    return dst
+
+
+def test_untouched_prediction_run_passes_and_is_linked_to_its_training_session(runs, tmp_path, capsys) -> None:
+    assert cli(["audit", str(runs["predict"]), "--report", str(tmp_path / "report"), "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "audit passed" in out and "model trained in session" in out
+    result = json.loads((tmp_path / "report" / "audit.json").read_text())
+    training = json.loads((runs["lr"] / "guest" / "job.json").read_text())
+    assert result["summary"]["algorithm"] == "lr-predict"
+    assert [(x["session_id"], x["algorithm"], x["status"]) for x in result["links"]] == [
+        (training["session_id"], "lr", "closed")]
+    linked = {c["party"]: c for c in result["checks"] if c["check"] == "training model"}
+    assert set(linked) == {"guest", "host"} and all(c["ok"] for c in linked.values())
+    for role in ("guest", "host"):  # the commitment each party closed with is its training model's
+        job = json.loads((runs["predict"] / role / "job.json").read_text())
+        trained = json.loads((runs["lr"] / role / "job.json").read_text())
+        assert job["model_commitment"] == trained["model_commitment"]
+    assert any(c["check"] == "predictions hash" and c["ok"] for c in result["checks"])
+    assert "Linked sessions" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_edited_predictions_are_caught(predict_copy) -> None:
+    path = predict_copy / "guest" / "predictions.csv"
+    text = path.read_text().splitlines(keepends=True)
+    score_end = text[1].index(',"')  # the last digit of the first row's predict_score
+    text[1] = text[1][:score_end - 1] + str((int(text[1][score_end - 1]) + 1) % 10) + text[1][score_end:]
+    path.write_text("".join(text))
+    fails = audit(predict_copy)
+    assert [(f.check, f.party, f.file, f.field) for f in fails] == [
+        ("predictions hash", "guest", "predictions.csv", "sha256(file)")]
+
+
+def test_an_edited_model_copy_is_caught(predict_copy) -> None:
+    path = predict_copy / "host" / "model.json"
+    model = json.loads(path.read_text())
+    model["weights"][0] += 0.25
+    path.write_text(json.dumps(model, indent=2) + "\n")
+    fails = audit(predict_copy)
+    assert [(f.check, f.party, f.file) for f in fails] == [("model commitment", "host", "model.json")]
+
+
+def test_a_prediction_checked_against_another_training_session_fails_by_name(runs) -> None:
+    """The link is checked, not assumed: against the PSI session, the algorithm and each model differ."""
+    from chain.audit import training_link
+    from chain.backends import connect_state
+    from chain.client import AuditClient
+
+    files = load_party_files(runs["predict"] / "guest")
+    client = AuditClient(connect_state(runs["state"]), files.job["contract"])
+    history = load_history(client, files.job["session_id"], timestamps=False)
+    psi = json.loads((runs["psi"] / "guest" / "job.json").read_text())["session_id"]
+    fails = failures(training_link(files, history, load_history(client, psi, timestamps=False)))
+    assert [(f.check, f.expected, f.found) for f in fails][0] == ("training algorithm", "psi", "lr")
+    assert [f.check for f in fails] == ["training algorithm", "training model"]
+    info = training_link(files, history, None, "not on this chain")
+    assert [(c.check, c.ok, c.detail) for c in info] == [("training session", True, "not compared: not on this chain")]
 
 
 # -- cannot check: exit 2 -----------------------------------------------------------------

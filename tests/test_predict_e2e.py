@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from nodes.cli import main as cli
 from nodes.transcript import Transcript
 
 pytestmark = pytest.mark.slow
@@ -179,6 +180,11 @@ def test_gmm_predict_assigns_rows_as_training_did(tmp_path, chain_server, breast
     assert abs(m["adjusted_rand_index"] - tm["adjusted_rand_index"]) < 1e-12
     assert abs(m["log_likelihood"] - tm["log_likelihood"]) < 1e-9
     assert _job(out, "guest")["algorithm"] == _job(out, "host")["algorithm"] == "gmm-predict"
+    # the audit links it to the GMM training session and checks predictions.csv against its committed hash
+    assert cli(["audit", str(out), "--rpc", chain_server[1], "-v"]) == 0
+    audited = json.loads((out / "audit" / "audit.json").read_text())
+    assert [x["algorithm"] for x in audited["links"]] == ["gmm"]
+    assert any(c["check"] == "predictions hash" and c["ok"] for c in audited["checks"])
 
 
 def test_models_of_different_jobs_are_refused_by_the_host(tmp_path, chain_server, breast_dir, lr_job) -> None:

@@ -3,8 +3,9 @@
     vflchain audit DIR [DIR] [--rpc URL | --state DIR] [--report DIR]
     vflchain audit --session ID [--rpc URL | --state DIR] [--contract ADDR] [--report DIR]
 
-DIR is a party's run directory (`.../guest`, `.../host`) or a `vflchain run --out`
-directory holding both. The chain is `--rpc URL`, else `--state DIR`, else the
+DIR is a party's run directory (`.../guest`, `.../host`, `.../coordinator`,
+`.../client1`) or a `vflchain run`/`vflchain predict` --out directory holding them.
+A prediction job is also checked against its training session on the same chain. The chain is `--rpc URL`, else `--state DIR`, else the
 embedded chain state directory recorded in the run's job.json (its server need
 not run: the state is loaded read-only). Exit 0: every check holds; 1: a check
 failed (each named); 2: the audit cannot be carried out. A provenance report
@@ -25,7 +26,7 @@ from chain.audit import (
     Check,
     PartyFiles,
     SessionHistory,
-    audit_pair,
+    audit_group,
     audit_party,
     failures,
     load_history,
@@ -33,6 +34,8 @@ from chain.audit import (
     session_checks,
     summary,
     timeline,
+    training_link,
+    training_session_id,
 )
 from chain.errors import ChainError
 from nodes.ui import console
@@ -71,16 +74,18 @@ def config_commitment_of(config: dict[str, Any]) -> str:
 
 
 def party_dirs(dirs: list[str]) -> list[Path]:
-    """Party run directories: each DIR itself, or its guest/ and host/ subdirectories."""
+    """Party run directories: each DIR itself, or its party subdirectories (guest/ and host/,
+    coordinator/ and clientK/), the session's opener first."""
     out: list[Path] = []
     for d in dirs:
         p = Path(d)
         if (p / "job.json").is_file():
             out.append(p)
             continue
-        subs = [p / r for r in ("guest", "host") if (p / r / "job.json").is_file()]
+        subs = sorted((q for q in p.iterdir() if (q / "job.json").is_file()) if p.is_dir() else [],
+                      key=lambda q: (q.name not in ("guest", "coordinator"), q.name))
         if not subs:
-            raise AuditUnavailable(f"{d}: not a run directory (no job.json, nor guest/ or host/ with one)")
+            raise AuditUnavailable(f"{d}: not a run directory (no job.json, nor party directories with one)")
         out += subs
     return out
 
@@ -118,7 +123,7 @@ def open_client(rpc: str | None, state: str | None, contract: str | None,
 
 
 def build_result(history: SessionHistory, checks: list[Check], source: str, scope: str,
-                 files: list[PartyFiles]) -> dict[str, Any]:
+                 files: list[PartyFiles], links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The audit as one JSON-ready dict (what the report renders and audit.json holds)."""
     from nodes.cli import package_version
 
@@ -129,7 +134,7 @@ def build_result(history: SessionHistory, checks: list[Check], source: str, scop
         parties[f.role] = {"path": str(f.path.resolve()), "job_id": f.job.get("job_id"),
                            "account": f.job.get("account"), "status": f.job.get("status"),
                            "started": f.job.get("started"), "ended": f.job.get("ended"), "rounds": f.rounds}
-        if f.role == "guest" and "metrics.json" in f.files:
+        if f.is_opener and "metrics.json" in f.files:
             try:
                 metrics = json.loads(f.files["metrics.json"])
             except ValueError:
@@ -139,14 +144,22 @@ def build_result(history: SessionHistory, checks: list[Check], source: str, scop
             "chain": {"source": source, "chain_id": history.chain_id, "contract": history.contract},
             "summary": s, "opened_time": history.timestamps.get(s["opened_block"]),
             "closed_time": history.timestamps.get(s["closed_block"]) if s["closed_block"] else None,
-            "timeline": timeline(history), "parties": parties, "metrics": metrics,
+            "timeline": timeline(history), "parties": parties, "metrics": metrics, "links": links or [],
             "checks": [c.to_dict() for c in checks], "ok": not failures(checks)}
 
 
 def audit_dirs(dirs: list[str], rpc: str | None, state: str | None,
                contract: str | None) -> tuple[SessionHistory, list[Check], list[PartyFiles], str]:
+    history, checks, files, source, _ = audit_run(dirs, rpc, state, contract)
+    return history, checks, files, source
+
+
+def audit_run(dirs: list[str], rpc: str | None, state: str | None, contract: str | None
+              ) -> tuple[SessionHistory, list[Check], list[PartyFiles], str, list[dict[str, Any]]]:
+    """Every check of the directories against their session; a prediction job's also against its
+    training session (the links, for the report)."""
     files = [load_party_files(p) for p in party_dirs(dirs)]
-    first = next((f for f in files if f.role == "guest"), files[0])
+    first = next((f for f in files if f.is_opener), files[0])
     if not state and not rpc:
         state = ((first.job.get("config") or {}).get("chain") or {}).get("state") or None
     sid = first.job.get("session_id")
@@ -162,13 +175,32 @@ def audit_dirs(dirs: list[str], rpc: str | None, state: str | None,
     checks: list[Check] = []
     for f in files:
         checks += audit_party(f, history, config_commitment_of)
-    roles = {f.role: f for f in files}
-    if len(files) == 2 and set(roles) == {"guest", "host"}:
-        checks += audit_pair(roles["guest"], roles["host"])
-    elif len(files) > 1 and len(roles) < len(files):
-        checks.append(Check("roles", False, file="job.json", field="role", expected="one guest and one host",
-                            found=", ".join(f.role for f in files)))
-    return history, checks, files, source
+    checks += audit_group(files)
+    links = _training_links(client, files, history, checks)
+    return history, checks, files, source, links
+
+
+def _training_links(client: Any, files: list[PartyFiles], history: SessionHistory,
+                    checks: list[Check]) -> list[dict[str, Any]]:
+    """Prediction jobs: each party's model against its training session, when that is on this chain."""
+    links: list[dict[str, Any]] = []
+    for f in files:
+        if f.kind != "predict":
+            continue
+        tid = training_session_id(f)
+        training, why = None, ""
+        if tid:
+            try:
+                training = load_history(client, tid, timestamps=False)
+            except AuditUnavailable as exc:
+                why = f"training session {tid} is not on this chain ({exc})"
+        checks += training_link(f, history, training, why)
+        if training is not None and not any(x["session_id"] == tid for x in links):
+            s = summary(training)
+            links.append({"relation": "model trained in", "session_id": tid, "algorithm": s["algorithm"],
+                          "status": s["status"], "closed_block": s["closed_block"],
+                          "model_commitments": {p["role"]: p["model_commitment"] for p in s["participants"]}})
+    return links
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -180,13 +212,13 @@ def handle(args: argparse.Namespace) -> int:
             client, source = open_client(args.rpc, args.state or (None if args.rpc else DEFAULT_STATE),
                                          args.contract, args.state or DEFAULT_STATE)
             history = load_history(client, args.session)
-            checks, files = session_checks(history), []
+            checks, files, links = session_checks(history), [], []
             scope = "Session audited from chain events alone (no party files)."
             default_report = Path(f"audit-{history.session_id[2:10]}")
         else:
             if not args.dirs:
                 raise AuditUnavailable("nothing to audit: give run directories or --session ID")
-            history, checks, files, source = audit_dirs(args.dirs, args.rpc, args.state, args.contract)
+            history, checks, files, source, links = audit_run(args.dirs, args.rpc, args.state, args.contract)
             scope = "Run directories audited against the chain: " + ", ".join(
                 f"{f.role} {f.path.resolve()}" for f in files) + "."
             parents = {f.path.resolve().parent for f in files}
@@ -197,7 +229,7 @@ def handle(args: argparse.Namespace) -> int:
     except ChainError as exc:
         con.print(f"[bold red]cannot audit[/]: {exc}")
         return EXIT_UNAVAILABLE
-    result = build_result(history, checks, source, scope, files)
+    result = build_result(history, checks, source, scope, files, links)
     paths = _write(result, Path(args.report) if args.report else default_report)
     _print(con, history, checks, result, paths, args.verbose, bool(args.session))
     return EXIT_OK if result["ok"] else EXIT_MISMATCH
@@ -223,6 +255,8 @@ def _print(con: Any, history: SessionHistory, checks: list[Check], result: dict[
         people.add_row(p["role"], p["organisation"], p["address"], str(p["joined"]), str(p["finalized"]),
                        str(p["last_round"]))
     con.print(people)
+    for link in result.get("links", []):
+        con.print(f"{link['relation']} session {link['session_id']} ({link['algorithm']}, {link['status']})")
     if session_only:
         tl = Table(show_header=True, title="timeline", title_justify="left")
         for col in ("block", "event", "party", "round", "what"):

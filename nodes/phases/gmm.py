@@ -29,6 +29,7 @@ fit completed. docs/protocols/gmm.md says what each party learns.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -643,9 +644,11 @@ def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarra
     host_ld = _expect_array(msg, "log_density", (data.n_rows, model.k))
     e = guest_combine_log_densities([model.block.log_density(X), host_ld], model.weights)
     ctx.state["gmm_predict_log_likelihood"] = e.mean_log_likelihood
+    text = predictions_csv(data, e.responsibilities, e.labels, "predict")
     ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "predict", "rows": data.n_rows,
-                                "model": model.to_json()})
-    ctx.rundir.write_text("predictions.csv", predictions_csv(data, e.responsibilities, e.labels, "predict"))
+                                "model": model.to_json(),
+                                "predictions_sha256": hashlib.sha256(text.encode()).hexdigest()})
+    ctx.rundir.write_text("predictions.csv", text)
     return e.responsibilities, e.labels
 
 

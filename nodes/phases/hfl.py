@@ -41,12 +41,13 @@ from typing import Any
 import numpy as np
 
 from chain.commitment import commitment, file_hash, new_salt
+from chain.transcript import MANIFEST_TAG, manifest_digest, manifest_lines
 from nodes.config import JobConfig
 from nodes.context import jsonable
 from nodes.errors import NodeError
 from nodes.hfl_config import COORDINATOR, client_index, options
 from nodes.rundir import RunDir
-from nodes.transcript import Transcript, canonical_line
+from nodes.transcript import Transcript
 from nodes.transport.base import Address, Channel, TransportError
 from nodes.transport.star import StarTransport
 from vfl.data import PartyData
@@ -59,7 +60,7 @@ from vfl.hfl.simulate import ClientState, initial_model
 from vfl.paillier import EncryptedArray, PrivateKey, PublicKey, generate_keypair
 
 HANDSHAKE, KEYS, TRAIN, CLOSE = "handshake", "keys", "train", "close"
-MANIFEST = "manifest"
+MANIFEST = MANIFEST_TAG
 Signer = Callable[[bytes], str]  # message -> hex signature by the party's chain account
 Recover = Callable[[bytes, str], str]  # (message, signature) -> the signer's address
 
@@ -131,8 +132,7 @@ class HflContext:
     # -- rounds --------------------------------------------------------------------
 
     def round_lines(self, rnd: int) -> list[str]:
-        return sorted({canonical_line(e) for e in list(self.transcript.entries)
-                       if e["round"] == rnd and e["tag"] != MANIFEST})
+        return manifest_lines(list(self.transcript.entries), rnd)
 
     def end_round(self, rnd: int, phase: str, params: Mapping[str, Any], loss: float | None = None) -> None:
         """Agree on the round's manifest, then checkpoint, commit and post the round on chain."""
@@ -148,7 +148,7 @@ class HflContext:
             if missing:
                 raise NodeError(f"the coordinator's record of round {rnd} ({phase}) leaves out "
                                 f"{len(missing)} of this client's messages")
-        digest = "0x" + hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+        digest = manifest_digest(lines)
         self.rundir.append_jsonl("manifests.jsonl", {"round": rnd, "phase": phase, "lines": sorted(lines)})
         salt = new_salt()
         com = commitment(salt, params)
