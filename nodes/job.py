@@ -165,6 +165,18 @@ def chain_link(cfg: JobConfig, role: str) -> ChainLinkLike:
     return ChainLink.connect(cfg, role)
 
 
+def _import_phases(algorithm: str, role: str) -> None:
+    """Import the pipeline's phase modules (and, at the guest, their plots), ahead of their first use."""
+    names = [f"nodes.phases.{name}" for name in PIPELINES[algorithm]]
+    if role == "guest":  # the guest draws the pictures (nodes.plots.<phase>, where there is one)
+        names += [f"nodes.plots.{name}" for name in PIPELINES[algorithm]]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a phase missing from this version: the runner reports it when it gets there
+            pass
+
+
 class PartyNode:
     """Runs one party's side of a job and keeps its run directory honest."""
 
@@ -251,6 +263,9 @@ class PartyNode:
 
             check_columns(self.model, data)
         self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
+        # import the phases (scipy, matplotlib: ~1 s) while the chain, handshake and PSI wait on the network
+        threading.Thread(target=_import_phases, args=(self.algorithm, role), name="import-phases",
+                         daemon=True).start()
         self.emit("status", text="connecting to the chain")
         self.chain = self.chain_factory(cfg, role)
         self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address)
@@ -450,6 +465,9 @@ class PartyNode:
         self.chain.wait_status(self.session_id, "closed", timeout=self.cfg.transport.timeout)
         self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
         self.transport.close()
+        from nodes import plots
+
+        plots.wait()  # the pictures drew in the background (nodes.plots.later); done before "complete"
         self.job.update(status="complete", ended=now_iso())
         self._save()
 
