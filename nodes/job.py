@@ -306,10 +306,12 @@ class PartyNode:
         self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
         self._session(ctx, hs_round)
         ctx.anchor = self.chain.anchor(self.session_id)
+        ctx.background_commits = True  # rounds go on chain without stalling the protocol (flushed per phase)
         ctx.commit_round(hs_round, HANDSHAKE, {
             "config_commitment": self.job["config_commitment"], "account": self.chain.address,
             "peer_account": self.job["peer_account"], "public_key_fingerprint": pk.fingerprint.hex(),
             "peer_public_key_fingerprint": peer_key.fingerprint.hex()})
+        ctx.flush_rounds()  # the first write of the session: its refusal is reported before any phase starts
         self._count_round()
 
         for name in PIPELINES[self.algorithm]:
@@ -325,6 +327,7 @@ class PartyNode:
             self.emit("phase_start", phase=name)
             fn = module.run_guest if role == "guest" else module.run_host
             fn(ctx)
+            ctx.flush_rounds()
             self.job["phases_run"].append(name)
             self._count_round()
             self.emit("phase_done", phase=name)
@@ -454,6 +457,7 @@ class PartyNode:
             theirs = ch.recv("done", round=rnd)
             ch.send("done", mine, round=rnd)
         ctx.commit_round(rnd, CLOSE, mine)
+        ctx.flush_rounds()
         self._count_round()
         self.emit("status", text="finalizing the session on chain")
         tx = self.chain.finalize(self.session_id, model_commitment, metrics_hash)
