@@ -263,9 +263,6 @@ class PartyNode:
 
             check_columns(self.model, data)
         self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
-        # import the phases (scipy, matplotlib: ~1 s) while the chain, handshake and PSI wait on the network
-        threading.Thread(target=_import_phases, args=(self.algorithm, role), name="import-phases",
-                         daemon=True).start()
         self.emit("status", text="connecting to the chain")
         self.chain = self.chain_factory(cfg, role)
         self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address)
@@ -314,6 +311,10 @@ class PartyNode:
         ctx.flush_rounds()  # the first write of the session: its refusal is reported before any phase starts
         self._count_round()
 
+        # import the phases (scipy, matplotlib: ~1 s) while PSI runs (not earlier: the handshake and the
+        # session's first transactions are latency-bound and would wait for the interpreter lock)
+        threading.Thread(target=_import_phases, args=(self.algorithm, role), name="import-phases",
+                         daemon=True).start()
         for name in PIPELINES[self.algorithm]:
             try:
                 module = importlib.import_module(f"nodes.phases.{name}")
