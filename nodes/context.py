@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +57,11 @@ class PartyContext:
     events: Callable[[dict[str, Any]], None] | None = None  # progress sink (the node's console)
     _round: itertools.count = field(default_factory=lambda: itertools.count(1), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # post round commitments from one background thread, in order (the job runner turns it on):
+    # the protocol's next step does not wait for the transaction and its receipt
+    background_commits: bool = False
+    _poster: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _posts: list[Future[None]] = field(default_factory=list, repr=False)
 
     @property
     def peer(self) -> Role:
@@ -75,11 +81,14 @@ class PartyContext:
             return next(self._round)
 
     def commit_round(self, round_no: int, phase: str, params: Mapping[str, Any],
-                     loss: float | None = None) -> dict[str, Any]:
+                     loss: float | None = None) -> None:
         """Checkpoint own parameters, commit to them and to the round's transcript on chain.
 
-        Writes checkpoints/round-NNNN.json (with the salt) and a line of rounds.jsonl.
-        Call after the round's last message was sent or received.
+        Writes checkpoints/round-NNNN.json (with the salt) now, and a line of rounds.jsonl
+        once the transaction is mined. Call after the round's last message was sent or
+        received. With `background_commits` the transaction is posted by a background
+        thread (in round order) and this returns at once; a failed post is raised by the
+        next `commit_round` or by `flush_rounds` (the job runner calls it after every phase).
         """
         salt = new_salt()
         com = commitment(salt, params)
@@ -87,12 +96,35 @@ class PartyContext:
         self.rundir.write_json(f"checkpoints/round-{round_no:04d}.json", {
             "round": round_no, "phase": phase, "salt": "0x" + salt.hex(), "params": jsonable(params),
         })
+        if not self.background_commits:
+            self._post_round(round_no, phase, com, digest, loss)
+            return
+        self._raise_failed_post()
+        with self._lock:
+            if self._poster is None:
+                self._poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="round-commits")
+            self._posts.append(self._poster.submit(self._post_round, round_no, phase, com, digest, loss))
+
+    def flush_rounds(self) -> None:
+        """Wait until every round commitment asked for is on chain; raises the first failed post."""
+        with self._lock:
+            posts, self._posts = self._posts, []
+        for f in posts:
+            f.result()
+
+    def _raise_failed_post(self) -> None:
+        with self._lock:
+            done = [f for f in self._posts if f.done()]
+            self._posts = [f for f in self._posts if not f.done()]
+        for f in done:
+            f.result()
+
+    def _post_round(self, round_no: int, phase: str, com: bytes, digest: str, loss: float | None) -> None:
         tx = self.anchor.submit_round(round_no, com, bytes.fromhex(digest[2:]))
         line = {"round": round_no, "phase": phase, "loss": loss if self.role == "guest" else None,
                 "commitment": "0x" + com.hex(), "transcript_digest": digest, "tx_hash": tx}
         self.rundir.append_jsonl("rounds.jsonl", line)
         self.event("round", round=round_no, phase=phase, loss=line["loss"], tx_hash=tx)
-        return line
 
 
 def jsonable(value: Any) -> Any:

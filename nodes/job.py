@@ -165,6 +165,18 @@ def chain_link(cfg: JobConfig, role: str) -> ChainLinkLike:
     return ChainLink.connect(cfg, role)
 
 
+def _import_phases(algorithm: str, role: str) -> None:
+    """Import the pipeline's phase modules (and, at the guest, their plots), ahead of their first use."""
+    names = [f"nodes.phases.{name}" for name in PIPELINES[algorithm]]
+    if role == "guest":  # the guest draws the pictures (nodes.plots.<phase>, where there is one)
+        names += [f"nodes.plots.{name}" for name in PIPELINES[algorithm]]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a phase missing from this version: the runner reports it when it gets there
+            pass
+
+
 class PartyNode:
     """Runs one party's side of a job and keeps its run directory honest."""
 
@@ -291,12 +303,18 @@ class PartyNode:
         self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
         self._session(ctx, hs_round)
         ctx.anchor = self.chain.anchor(self.session_id)
+        ctx.background_commits = True  # rounds go on chain without stalling the protocol (flushed per phase)
         ctx.commit_round(hs_round, HANDSHAKE, {
             "config_commitment": self.job["config_commitment"], "account": self.chain.address,
             "peer_account": self.job["peer_account"], "public_key_fingerprint": pk.fingerprint.hex(),
             "peer_public_key_fingerprint": peer_key.fingerprint.hex()})
+        ctx.flush_rounds()  # the first write of the session: its refusal is reported before any phase starts
         self._count_round()
 
+        # import the phases (scipy, matplotlib: ~1 s) while PSI runs (not earlier: the handshake and the
+        # session's first transactions are latency-bound and would wait for the interpreter lock)
+        threading.Thread(target=_import_phases, args=(self.algorithm, role), name="import-phases",
+                         daemon=True).start()
         for name in PIPELINES[self.algorithm]:
             try:
                 module = importlib.import_module(f"nodes.phases.{name}")
@@ -310,6 +328,7 @@ class PartyNode:
             self.emit("phase_start", phase=name)
             fn = module.run_guest if role == "guest" else module.run_host
             fn(ctx)
+            ctx.flush_rounds()
             self.job["phases_run"].append(name)
             self._count_round()
             self.emit("phase_done", phase=name)
@@ -439,6 +458,7 @@ class PartyNode:
             theirs = ch.recv("done", round=rnd)
             ch.send("done", mine, round=rnd)
         ctx.commit_round(rnd, CLOSE, mine)
+        ctx.flush_rounds()
         self._count_round()
         self.emit("status", text="finalizing the session on chain")
         tx = self.chain.finalize(self.session_id, model_commitment, metrics_hash)
@@ -450,6 +470,9 @@ class PartyNode:
         self.chain.wait_status(self.session_id, "closed", timeout=self.cfg.transport.timeout)
         self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
         self.transport.close()
+        from nodes import plots
+
+        plots.wait()  # the pictures drew in the background (nodes.plots.later); done before "complete"
         self.job.update(status="complete", ended=now_iso())
         self._save()
 

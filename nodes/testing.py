@@ -74,6 +74,9 @@ def run_pair(guest_fn: Callable[[PartyContext], Any], host_fn: Callable[[PartyCo
     th.join(timeout)
     if th.is_alive():
         raise TimeoutError("host side did not finish")
+    from nodes import plots
+
+    plots.wait()  # the phases draw their pictures in the background
     for name in ("guest", "host"):
         if name in errors:
             raise errors[name]

@@ -444,7 +444,7 @@ def _short_intervals(f: FeatureBinning) -> list[str]:
 
 
 def _write_guest_outputs(ctx: PartyContext, outcome: BinningOutcome) -> None:
-    from nodes.plots.binning import plot_bin_counts, plot_woe
+    from nodes import plots
 
     assert outcome.selection is not None
     ctx.rundir.write_text("binning.csv", binning_csv(outcome.features))
@@ -452,8 +452,8 @@ def _write_guest_outputs(ctx: PartyContext, outcome: BinningOutcome) -> None:
     ranked = sorted(outcome.features, key=lambda f: -(f.iv or 0.0))
     top = [f for f in ranked if f.n_bins > 1][:TOP_PLOTTED]
     if top:
-        plot_bin_counts(top, ctx.rundir.plot_path("binning_counts.png"))
-        plot_woe(top, ctx.rundir.plot_path("binning_woe.png"))
+        plots.later("binning", "plot_bin_counts", top, ctx.rundir.plot_path("binning_counts.png"))
+        plots.later("binning", "plot_woe", top, ctx.rundir.plot_path("binning_woe.png"))
     con = console()
     decisions = {d.feature: d for d in outcome.selection.decisions}
     con.print(table(f"Binning: IV per feature ({outcome.selection.rule.describe()})",

@@ -713,7 +713,7 @@ def metrics_json(result: GuestGmmResult, data: PartyData) -> dict[str, Any]:
 
 def write_guest_outputs(ctx: PartyContext, data: PartyData, result: GuestGmmResult) -> None:
     """model.json, predictions.csv (the clusters assignment distribution), metrics.json, plots."""
-    from nodes.plots.gmm import plot_bic, plot_clusters_2d, plot_log_likelihood
+    from nodes import plots
 
     metrics = metrics_json(result, data)
     for v in (result.log_likelihood, result.bic, *result.model.weights.tolist()):
@@ -722,10 +722,11 @@ def write_guest_outputs(ctx: PartyContext, data: PartyData, result: GuestGmmResu
     ctx.rundir.write_json("model.json", model_json(ctx, result.model))
     ctx.rundir.write_text("predictions.csv", predictions_csv(data, result.resp, result.labels, "train"))
     ctx.rundir.write_json("metrics.json", metrics)
-    plot_log_likelihood(result.all_lower_bounds, result.best_init, ctx.rundir.plot_path("gmm_log_likelihood.png"))
-    plot_clusters_2d(data.X, result.labels, data.y, ctx.rundir.plot_path("gmm_clusters.png"))
+    plots.later("gmm", "plot_log_likelihood", result.all_lower_bounds, result.best_init,
+                ctx.rundir.plot_path("gmm_log_likelihood.png"))
+    plots.later("gmm", "plot_clusters_2d", data.X, result.labels, data.y, ctx.rundir.plot_path("gmm_clusters.png"))
     if len(result.bic_by_k) > 1:
-        plot_bic(result.bic_by_k, ctx.rundir.plot_path("gmm_bic.png"))
+        plots.later("gmm", "plot_bic", result.bic_by_k, ctx.rundir.plot_path("gmm_bic.png"))
 
 
 def summary_table(result: GuestGmmResult, data: PartyData) -> Any:

@@ -567,7 +567,7 @@ def predictions_csv(ids: np.ndarray, labels: np.ndarray | None, proba: np.ndarra
 def _write_guest_outputs(ctx: PartyContext, data: PartyData, y: np.ndarray, proba: np.ndarray,
                          train: np.ndarray, val: np.ndarray, model_doc: dict[str, Any],
                          metrics_doc: dict[str, Any], monitor: TrainingMonitor) -> None:
-    from nodes.plots.lr import plot_ks, plot_loss, plot_roc
+    from nodes import plots
 
     types = ["train"] * data.n_rows
     for i in val.tolist():
@@ -576,9 +576,10 @@ def _write_guest_outputs(ctx: PartyContext, data: PartyData, y: np.ndarray, prob
     splits = {"train": (y[train], proba[train])}
     if len(val):
         splits["validate"] = (y[val], proba[val])
-    plot_loss(ctx.rundir.plot_path("lr_loss.png"), monitor.losses, monitor.validation_losses)
-    plot_roc(ctx.rundir.plot_path("lr_roc.png"), splits)
-    plot_ks(ctx.rundir.plot_path("lr_ks.png"), splits)
+    plots.later("lr", "plot_loss", ctx.rundir.plot_path("lr_loss.png"), list(monitor.losses),
+                list(monitor.validation_losses))
+    plots.later("lr", "plot_roc", ctx.rundir.plot_path("lr_roc.png"), splits)
+    plots.later("lr", "plot_ks", ctx.rundir.plot_path("lr_ks.png"), splits)
     ctx.rundir.write_json("metrics.json", metrics_doc)
     ctx.rundir.write_json("model.json", model_doc)
     rows = []
