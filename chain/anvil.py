@@ -5,7 +5,6 @@ for tests and benchmarks. Stopped by its process id.
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chain.errors import ChainUnavailable
+from chain.processes import stop_process
 
 ANVIL = Path(__file__).resolve().parent.parent / "node_modules" / ".bin" / "anvil"
 _LISTENING = re.compile(r"Listening on (\d+\.\d+\.\d+\.\d+:\d+)")
@@ -26,14 +26,7 @@ class AnvilHandle:
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the node by its pid (the npm wrapper forwards it), then wait."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process, timeout)
 
     def __enter__(self) -> AnvilHandle:
         return self

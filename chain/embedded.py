@@ -47,6 +47,7 @@ from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 from chain.accounts import DEV_BALANCE_WEI, dev_addresses
 from chain.errors import ChainUnavailable, StateError
+from chain.processes import stop_process
 
 GENESIS_FILE = "genesis.json"
 JOURNAL_FILE = "journal.jsonl"
@@ -874,14 +875,8 @@ class ServerHandle:
         return self.process is not None
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -890,28 +885,34 @@ class ServerHandle:
         self.stop()
 
 
-def start_server(state_dir: str | Path, port: int = 0, timeout: float = 120.0) -> ServerHandle:
-    """Start `python -m chain.embedded --state DIR` and return once it answers."""
+def start_server(state_dir: str | Path, port: int = 0, timeout: float = 120.0,
+                 log_file: str | Path | None = None) -> ServerHandle:
+    """Start `python -m chain.embedded --state DIR` and return once it answers.
+
+    The server runs in its own session, so a Ctrl-C meant for the caller does not reach it: the
+    caller stops it (and the server saves its state) through the handle. Its output goes to
+    `log_file` (default: server.log in the state directory)."""
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
-    log = (state / LOG_FILE).open("ab")
+    log_path = Path(log_file) if log_file is not None else state / LOG_FILE
+    log = log_path.open("ab")
     src_root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = src_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.Popen([sys.executable, "-m", "chain.embedded", "--state", str(state), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
     log.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = (state / LOG_FILE).read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise ChainUnavailable(f"the embedded chain server for {state} exited ({proc.returncode}): {tail[0]}")
         info = _read_server_file(state)
         if info and info.get("pid") == proc.pid and _answers(info["url"]) is not None:
             return ServerHandle(info["url"], proc.pid, state, proc)
         time.sleep(0.05)
-    proc.terminate()
-    proc.wait(10)
+    stop_process(proc, 10)
     raise ChainUnavailable(f"the embedded chain server for {state} did not answer within {timeout:.0f} s")
 
 

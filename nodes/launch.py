@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -34,6 +34,9 @@ from nodes.config import JobConfig, load_config
 from nodes.errors import ConfigError, NodeError
 from nodes.transport.tls import split_host_port
 from nodes.ui import console
+
+if TYPE_CHECKING:
+    from chain.embedded import ServerHandle
 
 ROLES = ("host", "guest")  # start order: the host waits for the guest
 
@@ -81,51 +84,6 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bool:
         return False
 
 
-class EmbeddedChainProcess:
-    """`python -m chain.embedded --state DIR` in its own process group (so Ctrl-C does not reach it)."""
-
-    def __init__(self, state: Path, log: Path) -> None:
-        self.state = state
-        self.log = log
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-
-    def start(self, timeout: float = 120.0) -> str:
-        self.state.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "chain.embedded", "--state", str(self.state), "--port", "0"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            return self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self, timeout: float) -> str:
-        from chain.embedded import running_server
-
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-                raise NodeError(f"the embedded chain ({self.state}) did not start: {tail[0]}")
-            info = running_server(self.state)
-            if info is not None and int(info.get("pid", 0)) == self.proc.pid:
-                self.url = info["url"]
-                return self.url
-            time.sleep(0.05)
-        raise NodeError(f"the embedded chain ({self.state}) did not answer within {timeout:.0f}s")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            _stop_group(self.proc, signal.SIGTERM)
-            if not _wait(self.proc, timeout):
-                _stop_group(self.proc, signal.SIGKILL)
-                self.proc.wait(5)
-
-
 def _keystore_address(path: str) -> str:
     from eth_utils import to_checksum_address
 
@@ -148,16 +106,16 @@ def vertical_parties(cfg: JobConfig) -> dict[str, tuple[str, str]]:
 
 
 def prepare_chain(cfg: JobConfig, logs: Path,
-                  parties: dict[str, tuple[str, str]]) -> tuple[str, str, EmbeddedChainProcess | None]:
+                  parties: dict[str, tuple[str, str]]) -> tuple[str, str, ServerHandle | None]:
     """(url, contract address, the chain process if this launcher started one).
 
     Without `[chain] contract`, deploys the contract and registers `parties` (address -> (role,
     organisation)), or reuses the one the state directory already holds for them."""
     from chain.backends import connect
     from chain.deploy import dev_contract
-    from chain.embedded import running_server
+    from chain.embedded import running_server, start_server
 
-    started: EmbeddedChainProcess | None = None
+    started: ServerHandle | None = None
     state = Path(cfg.chain.state)
     if cfg.chain.url:
         url = cfg.chain.url
@@ -166,8 +124,8 @@ def prepare_chain(cfg: JobConfig, logs: Path,
         if info is not None:
             url = info["url"]
         else:
-            started = EmbeddedChainProcess(state, logs / "chain.log")
-            url = started.start()
+            started = start_server(state, log_file=logs / "chain.log")
+            url = started.url
     try:
         contract = cfg.chain.contract
         if not contract:
@@ -196,7 +154,7 @@ class Launcher:
         self.con = console()
         self.nodes: dict[str, NodeProcess] = {}
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.chain: EmbeddedChainProcess | None = None
+        self.chain: ServerHandle | None = None
         self.url = ""
         self.contract = ""
 
@@ -297,7 +255,7 @@ class Launcher:
             for role in self._start_order():
                 self.nodes[role] = self._spawn(role, sets, logs)
             (logs / "processes.json").write_text(json.dumps(
-                {"chain": self.chain.proc.pid if self.chain and self.chain.proc else None,
+                {"chain": self.chain.pid if self.chain else None,
                  **{r: n.proc.pid for r, n in self.nodes.items()}}) + "\n")
             try:
                 self._supervise(text_event)

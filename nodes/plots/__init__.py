@@ -13,6 +13,7 @@ import importlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -45,3 +46,13 @@ def wait() -> None:
         _pending.clear()
     for f in pending:
         f.result()
+
+
+def save_figure(fig: Any, path: Path, dpi: float | None = 110) -> Path:
+    """Lay out, write and close a figure (closing frees it: figures are drawn in a long-lived node)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

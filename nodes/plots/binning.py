@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from nodes.plots import save_figure
 from vfl.binning import FeatureBinning
 
 _COLS = 3
@@ -26,13 +27,6 @@ def _grid(n: int, title: str) -> tuple[plt.Figure, list[plt.Axes]]:
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def plot_bin_counts(features: Sequence[FeatureBinning], path: Path) -> Path:
@@ -50,7 +44,7 @@ def plot_bin_counts(features: Sequence[FeatureBinning], path: Path) -> Path:
         ax.set_xticks(x)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncols=2, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_woe(features: Sequence[FeatureBinning], path: Path) -> Path:
@@ -67,4 +61,4 @@ def plot_woe(features: Sequence[FeatureBinning], path: Path) -> Path:
         ax.set_xlabel("bin")
         ax.set_ylabel("WoE")
         ax.set_xticks(x)
-    return _save(fig, path)
+    return save_figure(fig, path)

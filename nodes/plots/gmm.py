@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from nodes.plots import save_figure  # noqa: E402
+
 
 def plot_log_likelihood(lower_bounds: Sequence[Sequence[float]], best_init: int, path: Path) -> Path:
     """Mean log-likelihood (the EM lower bound) per iteration, one line per initialisation."""
@@ -28,10 +30,7 @@ def plot_log_likelihood(lower_bounds: Sequence[Sequence[float]], best_init: int,
     if len(lower_bounds) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=None)
 
 
 def principal_components(X: np.ndarray, n: int = 2) -> np.ndarray:
@@ -63,10 +62,7 @@ def plot_clusters_2d(X_guest: np.ndarray, clusters: np.ndarray, labels: np.ndarr
     ax.set_title("Clusters on the guest's features (2-D projection)")
     ax.legend(fontsize=7, markerscale=1.5)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=None)
 
 
 def plot_bic(bic_by_k: Mapping[int, float], path: Path) -> Path:
@@ -82,7 +78,4 @@ def plot_bic(bic_by_k: Mapping[int, float], path: Path) -> Path:
     ax.set_title(f"Model selection by BIC: K = {best}")
     ax.set_xticks(ks)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=None)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from nodes.plots import save_figure  # noqa: E402
 from vfl.metrics import auc, roc_curve  # noqa: E402
 
 
@@ -29,10 +30,7 @@ def plot_loss(path: Path, losses: Sequence[float], validation_losses: Sequence[f
     ax.set_title("Vertical logistic regression: loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_roc(path: Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Path:
@@ -48,10 +46,7 @@ def plot_roc(path: Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]]) ->
     ax.set_ylabel("true positive rate")
     ax.set_title("ROC")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_ks(path: Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Path:
@@ -75,7 +70,4 @@ def plot_ks(path: Path, splits: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> 
     ax.set_title("KS")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
