@@ -136,6 +136,34 @@ def test_matrix_times_encrypted_vector_equals_plaintext_product(pair):
     assert [int(v) for v in exact] == want
 
 
+def test_few_valued_matrix_rows_take_the_per_value_path_with_identical_results(pair, monkeypatch):
+    """Binned / WoE-encoded columns (few distinct values) are summed per value before
+    exponentiating; the result must be the same ciphertext product as Pippenger's."""
+    from vfl.paillier import array
+
+    pk, sk = pair
+    rng = np.random.default_rng(7)
+    n = 400
+    d = rng.normal(size=n)
+    woe = rng.normal(size=10)
+    X = np.stack([woe[rng.integers(0, 10, size=n)],            # 10 values: per-value path
+                  rng.normal(size=n),                          # continuous: Pippenger
+                  -woe[rng.integers(0, 3, size=n)],            # 3 values, negative too
+                  np.zeros(n),                                 # one value, zero
+                  rng.choice([-(2.0**20), 2.0**20 - 1], size=n)])  # wide values
+    enc = pk.encrypt(d, precision=24)
+    calls = []
+    real = array.EncryptedArray._multiexp_by_value
+    monkeypatch.setattr(array.EncryptedArray, "_multiexp_by_value",
+                        lambda self, flat, values, codes: calls.append(len(values)) or real(self, flat, values, codes))
+    fast = sk.decrypt_raw(enc.rmatmul(X, precision=16))
+    assert calls == [4]  # every row but the continuous one
+    monkeypatch.setattr(array, "_LOW_CARD_VALUES", 0)  # force Pippenger everywhere
+    slow = sk.decrypt_raw(enc.rmatmul(X, precision=16))
+    assert [int(v) for v in fast] == [int(v) for v in slow]
+    np.testing.assert_allclose(sk.decrypt(enc.rmatmul(X, precision=16)), q(X, 16) @ q(d, 24), rtol=1e-12)
+
+
 def test_matrix_times_encrypted_matrix_column_by_column(pair):
     pk, sk = pair
     rng = np.random.default_rng(6)

@@ -55,6 +55,7 @@ def _deterministic_results(pk, enc, y_enc, X, groups, mult):
         "neg": (-enc).cipher.tolist(),
         "sum": enc.sum().cipher.tolist(),
         "rmatmul": enc.rmatmul(X, precision=12).cipher.tolist(),
+        "rmatmul_few_values": enc.rmatmul(np.round(X * 2) / 2, precision=12).cipher.tolist(),
         "group_sum": y_enc.group_sum(groups, 6).cipher.tolist(),
         "pack": pack(y_enc, bound=1).cipher.tolist(),
     }

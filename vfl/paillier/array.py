@@ -37,6 +37,11 @@ _MUL_CHUNK = (64, 4096)  # one exponentiation per element
 _MULTIEXP_CHUNK = (2048, 65536)  # rows per tile; Pippenger: bigger tiles amortize the buckets
 _GROUP_CHUNK = (4096, 65536)  # rows per tile of per-bin sums
 _MIN_PARALLEL_WORK = 4096  # row-features below which a matrix operation stays in this thread
+# `X @ enc` for a row of X with at most this many distinct values (binned or WoE-encoded
+# features), and at most 1/_LOW_CARD_RATIO of its length: sum the ciphertexts per value,
+# then raise each sum to its value (`_multiexp_by_value`)
+_LOW_CARD_VALUES = 256
+_LOW_CARD_RATIO = 8
 
 
 def _as_object(values: Sequence[object], shape: tuple[int, ...]) -> np.ndarray:
@@ -294,7 +299,54 @@ class EncryptedArray:
                          self.precision + precision)
 
     def _multiexp(self, flat: list[Any], k: np.ndarray) -> list[Any]:
-        """prod_i flat[i]^k[j, i] for every row j of the signed integer matrix k."""
+        """prod_i flat[i]^k[j, i] for every row j of the signed integer matrix k.
+
+        Rows with few distinct values go through `_multiexp_by_value`, the rest
+        through Pippenger's bucket method (`_multiexp_pippenger`).
+        """
+        m, n = k.shape
+        low: list[int] = []
+        values: list[np.ndarray] = []
+        codes: list[np.ndarray] = []
+        for j in range(m):
+            vals, inverse = np.unique(k[j], return_inverse=True)
+            if len(vals) <= _LOW_CARD_VALUES and len(vals) * _LOW_CARD_RATIO <= n:
+                low.append(j)
+                values.append(vals)
+                codes.append(inverse.ravel())
+        if not low:
+            return self._multiexp_pippenger(flat, k)
+        out: list[Any] = [None] * m
+        for j, v in zip(low, self._multiexp_by_value(flat, values, codes), strict=True):
+            out[j] = v
+        rest = [j for j in range(m) if out[j] is None]
+        if rest:
+            for j, v in zip(rest, self._multiexp_pippenger(flat, k[rest]), strict=True):
+                out[j] = v
+        return out
+
+    def _multiexp_by_value(self, flat: list[Any], values: list[np.ndarray],
+                           codes: list[np.ndarray]) -> list[Any]:
+        """prod_i flat[i]^(values[j][codes[j][i]]) per row j: per-value sums, then one small multi-exp.
+
+        Row j's product is prod_v (prod_{i: code i = v} flat[i])^(value v): the
+        per-value products cost about one multiplication per element (fewer over
+        joint cells of several rows, `_kernels.k_group_sum`) instead of the
+        b / log2(n) of Pippenger for b-bit values, and the second step has only
+        as many bases as distinct values. Identical results; binned or WoE-encoded
+        features (at most a few dozen values per column) are the common case.
+        """
+        f = len(values)
+        groups = max(len(v) for v in values)
+        sums = EncryptedArray(self.public_key, _as_object(flat, (len(flat),)), self.precision).group_sum(
+            np.stack(codes, axis=1), groups)
+        exps = np.zeros((f, f * groups), dtype=object if any(v.dtype == object for v in values) else np.int64)
+        for j, v in enumerate(values):
+            exps[j, j * groups : j * groups + len(v)] = v
+        return self._multiexp_pippenger(sums.cipher.ravel().tolist(), exps)
+
+    def _multiexp_pippenger(self, flat: list[Any], k: np.ndarray) -> list[Any]:
+        """prod_i flat[i]^k[j, i] by Pippenger's bucket method, tiled over the workers."""
         m = k.shape[0]
         nsq = int(self.public_key.nsquare)
         mod = self.public_key.nsquare
