@@ -46,7 +46,7 @@ from nodes.config import JobConfig
 from nodes.context import PartyContext
 from nodes.datafiles import load_party_csv
 from nodes.errors import ConfigError, NodeError
-from nodes.phases import PIPELINES
+from nodes.phases import PIPELINES, encrypts_own
 from nodes.rundir import RunDir
 from nodes.transcript import Transcript
 from nodes.transport.base import Channel, PhaseChannel, TransportError
@@ -272,8 +272,10 @@ class PartyNode:
         self.emit("status", text=f"generating a {cfg.paillier.key_bits}-bit Paillier key pair")
         pk, sk = generate_keypair(cfg.paillier.key_bits)
         # start the Paillier workers and build the key's fixed-base tables while the chain,
-        # handshake and PSI run (saves their ~1 s at the first encryption)
-        threading.Thread(target=pk.warm_up, name="paillier-warm-up", daemon=True).start()
+        # handshake and PSI run (saves their ~1 s at the first encryption), if this party
+        # encrypts under its own key at all (a GMM host never does: its CPU is for the guest)
+        if encrypts_own(self.algorithm, role):
+            threading.Thread(target=pk.warm_up, name="paillier-warm-up", daemon=True).start()
         self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
         job_id = (cfg.job.id or new_job_id(self.algorithm)) if role == "guest" else None
         self.emit("status", text=f"listening on {cfg.party(role).listen or cfg.party(role).address}")

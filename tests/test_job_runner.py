@@ -249,3 +249,13 @@ def test_a_host_started_for_training_refuses_a_guest_that_asks_for_predictions(t
         job = json.loads((tmp_path / "out" / role / "job.json").read_text())
         assert job["status"] == "failed" and job["session_id"] is None
     assert json.loads((tmp_path / "out" / "guest" / "job.json").read_text())["algorithm"] == "gmm-predict"
+
+
+def test_only_parties_that_encrypt_under_their_own_key_build_encryption_tables():
+    from nodes.phases import OWN_KEY_ENCRYPTION, PIPELINES, encrypts_own
+
+    # every phase says who encrypts under its own key (a new phase must decide)
+    assert {p for phases in PIPELINES.values() for p in phases} <= set(OWN_KEY_ENCRYPTION)
+    assert encrypts_own("lr", "guest") and encrypts_own("lr", "host")
+    assert encrypts_own("gmm", "guest") and not encrypts_own("gmm", "host")
+    assert not encrypts_own("psi", "guest") and not encrypts_own("lr-predict", "host")

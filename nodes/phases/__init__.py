@@ -13,3 +13,19 @@ PIPELINES: dict[str, list[str]] = {
     "lr-predict": ["intersection", "predict"],
     "gmm-predict": ["intersection", "predict"],
 }
+
+# The roles that encrypt under their own Paillier key in a phase (the others only compute on
+# the peer's ciphertexts or decrypt): the job runner builds a party's encryption tables in
+# the background only if one of its phases needs them.
+OWN_KEY_ENCRYPTION: dict[str, frozenset[str]] = {
+    "intersection": frozenset(),
+    "binning": frozenset({"guest"}),
+    "lr": frozenset({"guest", "host"}),
+    "gmm": frozenset({"guest"}),
+    "predict": frozenset(),
+}
+
+
+def encrypts_own(algorithm: str, role: str) -> bool:
+    """Whether `role` encrypts under its own key in some phase of `algorithm`'s pipeline."""
+    return any(role in OWN_KEY_ENCRYPTION.get(phase, frozenset({role})) for phase in PIPELINES[algorithm])
