@@ -51,7 +51,7 @@ from nodes.rundir import RunDir
 from nodes.transcript import Transcript
 from nodes.transport.base import Channel, PhaseChannel, TransportError
 from vfl.errors import VflError
-from vfl.paillier import PublicKey, configure, generate_keypair
+from vfl.paillier import PublicKey, configure, generate_keypair, start_workers
 
 HANDSHAKE = "handshake"
 CLOSE = "close"
@@ -274,8 +274,8 @@ class PartyNode:
         # start the Paillier workers and build the key's fixed-base tables while the chain,
         # handshake and PSI run (saves their ~1 s at the first encryption), if this party
         # encrypts under its own key at all (a GMM host never does: its CPU is for the guest)
-        if encrypts_own(self.algorithm, role):
-            threading.Thread(target=pk.warm_up, name="paillier-warm-up", daemon=True).start()
+        warm = pk.warm_up if encrypts_own(self.algorithm, role) else start_workers
+        threading.Thread(target=warm, name="paillier-warm-up", daemon=True).start()
         self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
         job_id = (cfg.job.id or new_job_id(self.algorithm)) if role == "guest" else None
         self.emit("status", text=f"listening on {cfg.party(role).listen or cfg.party(role).address}")

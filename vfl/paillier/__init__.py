@@ -24,6 +24,7 @@ ciphertexts too (`EncryptedArray.to_phe()` / `from_phe`).
 """
 
 from vfl.paillier._parallel import Settings, configure, settings, shutdown, workers
+from vfl.paillier._parallel import start as start_workers
 from vfl.paillier.array import EncryptedArray, random_mask, unmask
 from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, decode, encode
 from vfl.paillier.keys import (
@@ -62,6 +63,7 @@ __all__ = [
     "random_mask",
     "settings",
     "shutdown",
+    "start_workers",
     "unmask",
     "unmask_slots",
     "workers",

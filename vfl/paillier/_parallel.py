@@ -126,6 +126,12 @@ def configure(backend: str | None = None, workers: int | None = None, address: s
     return new
 
 
+def start() -> None:
+    """Start the worker processes now (they otherwise start at the first parallel kernel)."""
+    if workers() > 1 and _settings.backend == "local":
+        _process_pool()
+
+
 def shutdown() -> None:
     """Stop the thread and process pools (they restart on demand)."""
     with _lock:
