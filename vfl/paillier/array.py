@@ -309,6 +309,8 @@ class EncryptedArray:
         values: list[np.ndarray] = []
         codes: list[np.ndarray] = []
         for j in range(m):
+            if len(np.unique(k[j, : 8 * _LOW_CARD_VALUES])) > _LOW_CARD_VALUES:
+                continue  # a cheap look at the first values rules out most continuous columns
             vals, inverse = np.unique(k[j], return_inverse=True)
             if len(vals) <= _LOW_CARD_VALUES and len(vals) * _LOW_CARD_RATIO <= n:
                 low.append(j)
