@@ -809,7 +809,7 @@ def serve(state_dir: str | Path, port: int = 0, on_ready: Callable[[ServerInfo],
         try:
             if on_ready is not None:
                 on_ready(info)
-            httpd.serve_forever(poll_interval=0.2)
+            httpd.serve_forever(poll_interval=0.05)  # how soon a SIGTERM ends it
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)

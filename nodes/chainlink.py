@@ -8,6 +8,7 @@ module only picks the chain, account and contract from the job config.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -152,6 +153,9 @@ def when_announced(path: Path, timeout: float, connect: Callable[[JobConfig, str
     (`wait_chain_info`) and takes its URL and contract as `[chain] url` and `[chain] contract`."""
 
     def factory(cfg: JobConfig, role: str) -> L:
+        # import what connecting needs (web3, eth-account: ~1 s) before the wait, not after it
+        for module in ("chain.accounts", "chain.backends", "chain.client", "chain.deploy"):
+            importlib.import_module(module)
         info = wait_chain_info(path, timeout)
         cfg.chain.url, cfg.chain.contract = info["url"], info["contract"]
         return connect(cfg, role)

@@ -44,7 +44,7 @@ from chain.commitment import canonical_bytes, file_hash
 from chain.errors import ChainError
 from nodes.config import JobConfig
 from nodes.context import PartyContext
-from nodes.datafiles import load_party_csv
+from nodes.datafiles import load_party_csv, needs_labels
 from nodes.errors import ConfigError, NodeError
 from nodes.phases import PIPELINES
 from nodes.rundir import RunDir
@@ -81,11 +81,6 @@ class ChainLinkLike(Protocol):
 
 TransportFactory = Callable[[JobConfig, str, "str | None", Transcript], Channel]
 ChainFactory = Callable[[JobConfig, str], ChainLinkLike]
-
-
-def needs_labels(algorithm: str) -> bool:
-    """Only training LR needs the guest's labels (GMM uses them for ARI when present)."""
-    return algorithm == "lr"
 
 
 def now_iso() -> str:

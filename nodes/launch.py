@@ -233,8 +233,7 @@ class Launcher:
 
     def _check_data(self) -> None:
         """Both parties' data files load (fail before the chain and the nodes start, with one line)."""
-        from nodes.datafiles import load_party_csv
-        from nodes.job import needs_labels
+        from nodes.datafiles import load_party_csv, needs_labels
 
         algorithm = self.cfg.job.algorithm + ("-predict" if self.predicting else "")
         for role in ("guest", "host"):
