@@ -141,14 +141,15 @@ def ready_chain(cfg: JobConfig, url: str, starting: StartingServer | None,
     chain process it started if it fails."""
     started: ServerHandle | None = None
     try:
+        # web3 and eth-account (~1 s) are imported while the chain starts, not after
+        from chain.backends import connect
+        from chain.deploy import dev_contract
+
         if starting is not None:
             started = starting.wait()
             url = started.url
         contract = cfg.chain.contract
         if not contract:
-            from chain.backends import connect
-            from chain.deploy import dev_contract
-
             contract = dev_contract(connect(url), Path(cfg.chain.state), parties)
     except BaseException:
         if starting is not None:
