@@ -469,9 +469,9 @@ class PartyNode:
         self.chain.wait_status(self.session_id, "closed", timeout=self.cfg.transport.timeout)
         self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
         self.transport.close()
-        from nodes import plots
-
-        plots.wait()  # the pictures drew in the background (nodes.plots.later); done before "complete"
+        plots = sys.modules.get("nodes.plots")  # not loaded: no picture was asked for (the host draws none)
+        if plots is not None:
+            plots.wait()  # the pictures drew in the background (nodes.plots.later); done before "complete"
         self.job.update(status="complete", ended=now_iso())
         self._save()
         self.emit("complete", job_id=self.job["job_id"])  # job.json is final: a launcher need not wait for the exit
