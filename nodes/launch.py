@@ -8,9 +8,10 @@ parties registered (development chains), and announces the chain's URL and
 contract to the nodes in `logs/chain.json` (`vflchain node --chain-info`; an
 error there if it could not, and the nodes are stopped). It shows their
 progress and prints a summary once both run directories say complete (the chain
-is stopped while the node processes exit). If one node fails, the other is given time to fail on its own (it
-learns of it over the link) and is then stopped. Ctrl-C stops the nodes first
-(each aborts the session and marks its run directory failed), then the chain.
+is stopped while the node processes exit). If one node fails, the other is given
+time to fail on its own (it learns of it over the link) and is then stopped.
+Ctrl-C stops the nodes first (each aborts the session and marks its run
+directory failed), then the chain.
 
 Layout of `--out DIR`: `guest/` and `host/` (the parties' run directories) and
 `logs/` (each process's stderr, `processes.json` with their PIDs, `chain.json`).
