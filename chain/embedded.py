@@ -12,6 +12,8 @@ Persistence, without pickle. The state directory holds:
                     appended and fsync'd before the sender gets its answer
     snapshot.bin    the py-evm key-value database at some block, as raw bytes
                     (a cache: written on shutdown and every SNAPSHOT_EVERY blocks)
+    snapshot-index.json  the server's index of that snapshot's blocks (block hashes,
+                    transaction -> block, logs), so a start need not decode every block
     server.json     {"url", "pid", "chain_id", "state"} while a server runs
     server.lock     held (flock) by the serving process, so one writer at a time
     server.log      the output of a server started by `start_server` (chain.processes)
@@ -60,6 +62,7 @@ from chain.processes import start_server as start_server
 GENESIS_FILE = "genesis.json"
 JOURNAL_FILE = "journal.jsonl"
 SNAPSHOT_FILE = "snapshot.bin"
+SNAPSHOT_INDEX_FILE = "snapshot-index.json"
 LOCK_FILE = "server.lock"
 SNAPSHOT_MAGIC = b"VFLCHAIN-KV-1\n"
 SNAPSHOT_EVERY = 500
@@ -382,10 +385,36 @@ class EmbeddedChain:
         if _hex(chain.get_canonical_head().hash) != header["hash"]:
             return 0
         self.backend.chain = chain
-        for n in range(1, number + 1):
-            self._index_block(chain.get_canonical_block_by_number(n))
+        if not self._load_index(number, header["hash"]):
+            for n in range(1, number + 1):
+                self._index_block(chain.get_canonical_block_by_number(n))
         self._snapshot_at = number
         return number
+
+    def _load_index(self, number: int, head_hash: str) -> bool:
+        """Take the blocks' index from snapshot-index.json if it is the one of this snapshot."""
+        try:
+            index = json.loads(self._path(SNAPSHOT_INDEX_FILE).read_text())
+            if index.get("number") != number or index.get("hash") != head_hash:
+                return False
+            hashes = [bytes.fromhex(h[2:]) for h in index["hashes"]]
+            if len(hashes) != number + 1 or hashes[0] != self._hashes[0]:
+                return False
+            txs = {bytes.fromhex(t[2:]): int(n) for t, n in index["txs"].items()}
+            logs = [_Log(int(b), hashes[int(b)], int(i), bytes.fromhex(t[2:]), int(li), bytes.fromhex(a[2:]),
+                         tuple(bytes.fromhex(x[2:]) for x in topics), bytes.fromhex(d[2:]))
+                    for b, i, t, li, a, topics, d in index["logs"]]
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return False
+        self._hashes, self._tx_block, self._logs = hashes, txs, logs
+        return True
+
+    def _write_index(self) -> None:
+        index = {"number": self.head, "hash": _hex(self._hashes[-1]), "hashes": [_hex(h) for h in self._hashes],
+                 "txs": {_hex(t): n for t, n in self._tx_block.items()},
+                 "logs": [[lg.block_number, lg.tx_index, _hex(lg.tx_hash), lg.log_index, _hex(lg.address),
+                           [_hex(t) for t in lg.topics], _hex(lg.data)] for lg in self._logs]}
+        _write_json_atomic(self._path(SNAPSHOT_INDEX_FILE), index)
 
     def write_snapshot(self) -> None:
         """Dump the key-value database (raw bytes) so the next start need not replay."""
@@ -404,6 +433,7 @@ class EmbeddedChain:
                     fh.write(v)
                 fh.flush()
                 os.fsync(fh.fileno())
+            self._write_index()  # first: an index is used only with the snapshot of its block
             tmp.replace(path)
             self._snapshot_at = self.head
 
