@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from web3 import Web3
-from web3.providers.base import BaseProvider
+from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
 from chain.embedded import EmbeddedChain, running_server
 from chain.errors import ChainUnavailable
 
 
-class EmbeddedProvider(BaseProvider):
+class EmbeddedProvider(JSONBaseProvider):
     """A web3 provider answering from an in-process `EmbeddedChain`.
 
     Requests and answers go through JSON text, so the in-process path sees exactly
@@ -39,6 +39,14 @@ class EmbeddedProvider(BaseProvider):
         request = json.loads(json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method,
                                          "params": list(params or [])}, default=_jsonable))
         return json.loads(json.dumps(self.chain.handle(request)))
+
+    def make_batch_request(self, requests: list[tuple[RPCEndpoint, Any]]) -> list[RPCResponse] | RPCResponse:
+        """A JSON-RPC batch, answered in order (`Web3.batch_requests`)."""
+        batch = []
+        for method, params in requests:
+            self._next_id += 1
+            batch.append({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": list(params or [])})
+        return json.loads(json.dumps(self.chain.handle(json.loads(json.dumps(batch, default=_jsonable)))))
 
     def is_connected(self, show_traceback: bool = False) -> bool:
         return True

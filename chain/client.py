@@ -315,6 +315,20 @@ class AuditClient:
     def round_state(self, session_id: bytes, round_no: int) -> RoundState:
         return ROUND_STATES[self._call("roundState", _b32(session_id, "session id"), int(round_no))]  # type: ignore[return-value]
 
+    def round_states(self, session_id: bytes, rounds: Sequence[int]) -> list[RoundState]:
+        """`round_state` of each of `rounds`, read in one JSON-RPC batch (one round trip)."""
+        sid = _b32(session_id, "session id")
+        if not rounds:
+            return []
+        try:
+            with self.w3.batch_requests() as batch:
+                for r in rounds:
+                    batch.add(self.contract.functions.roundState(sid, int(r)))
+                states = batch.execute()
+        except ContractLogicError as exc:
+            raise self._revert(exc) from None
+        return [ROUND_STATES[int(s)] for s in states]  # type: ignore[misc]
+
     # -- events --------------------------------------------------------------------
 
     def _decode_log(self, log: Any) -> AuditEvent:

@@ -12,9 +12,11 @@ Persistence, without pickle. The state directory holds:
                     appended and fsync'd before the sender gets its answer
     snapshot.bin    the py-evm key-value database at some block, as raw bytes
                     (a cache: written on shutdown and every SNAPSHOT_EVERY blocks)
+    snapshot-index.json  the server's index of that snapshot's blocks (block hashes,
+                    transaction -> block, logs), so a start need not decode every block
     server.json     {"url", "pid", "chain_id", "state"} while a server runs
     server.lock     held (flock) by the serving process, so one writer at a time
-    server.log      the output of a server started by `start_server`
+    server.log      the output of a server started by `start_server` (chain.processes)
 
 Start-up loads the snapshot if it matches the journal, then re-executes the
 journal's remaining blocks with their recorded timestamps; every replayed block
@@ -33,7 +35,6 @@ import json
 import os
 import signal
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -41,31 +42,32 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from eth_utils import keccak, to_canonical_address, to_checksum_address
 
 from chain.accounts import DEV_BALANCE_WEI, dev_addresses
 from chain.errors import ChainUnavailable, StateError
-from chain.processes import stop_process
+from chain.processes import (
+    LOG_FILE as LOG_FILE,  # re-exported: the server process's side is chain.processes
+)
+from chain.processes import SERVER_FILE, ServerInfo, _read_server_file
+from chain.processes import ServerHandle as ServerHandle
+from chain.processes import StartingServer as StartingServer
+from chain.processes import ensure_server as ensure_server
+from chain.processes import running_server as running_server
+from chain.processes import spawn_server as spawn_server
+from chain.processes import start_server as start_server
 
 GENESIS_FILE = "genesis.json"
 JOURNAL_FILE = "journal.jsonl"
 SNAPSHOT_FILE = "snapshot.bin"
-SERVER_FILE = "server.json"
+SNAPSHOT_INDEX_FILE = "snapshot-index.json"
 LOCK_FILE = "server.lock"
-LOG_FILE = "server.log"
 SNAPSHOT_MAGIC = b"VFLCHAIN-KV-1\n"
 SNAPSHOT_EVERY = 500
 PRIORITY_FEE = 10**9
 CLIENT_VERSION = "vflchain-embedded/1 (eth-tester/py-evm)"
-
-
-class ServerInfo(TypedDict):
-    url: str
-    pid: int
-    chain_id: int
-    state: str
 
 
 class RpcError(Exception):
@@ -383,10 +385,36 @@ class EmbeddedChain:
         if _hex(chain.get_canonical_head().hash) != header["hash"]:
             return 0
         self.backend.chain = chain
-        for n in range(1, number + 1):
-            self._index_block(chain.get_canonical_block_by_number(n))
+        if not self._load_index(number, header["hash"]):
+            for n in range(1, number + 1):
+                self._index_block(chain.get_canonical_block_by_number(n))
         self._snapshot_at = number
         return number
+
+    def _load_index(self, number: int, head_hash: str) -> bool:
+        """Take the blocks' index from snapshot-index.json if it is the one of this snapshot."""
+        try:
+            index = json.loads(self._path(SNAPSHOT_INDEX_FILE).read_text())
+            if index.get("number") != number or index.get("hash") != head_hash:
+                return False
+            hashes = [bytes.fromhex(h[2:]) for h in index["hashes"]]
+            if len(hashes) != number + 1 or hashes[0] != self._hashes[0]:
+                return False
+            txs = {bytes.fromhex(t[2:]): int(n) for t, n in index["txs"].items()}
+            logs = [_Log(int(b), hashes[int(b)], int(i), bytes.fromhex(t[2:]), int(li), bytes.fromhex(a[2:]),
+                         tuple(bytes.fromhex(x[2:]) for x in topics), bytes.fromhex(d[2:]))
+                    for b, i, t, li, a, topics, d in index["logs"]]
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return False
+        self._hashes, self._tx_block, self._logs = hashes, txs, logs
+        return True
+
+    def _write_index(self) -> None:
+        index = {"number": self.head, "hash": _hex(self._hashes[-1]), "hashes": [_hex(h) for h in self._hashes],
+                 "txs": {_hex(t): n for t, n in self._tx_block.items()},
+                 "logs": [[lg.block_number, lg.tx_index, _hex(lg.tx_hash), lg.log_index, _hex(lg.address),
+                           [_hex(t) for t in lg.topics], _hex(lg.data)] for lg in self._logs]}
+        _write_json_atomic(self._path(SNAPSHOT_INDEX_FILE), index)
 
     def write_snapshot(self) -> None:
         """Dump the key-value database (raw bytes) so the next start need not replay."""
@@ -405,6 +433,7 @@ class EmbeddedChain:
                     fh.write(v)
                 fh.flush()
                 os.fsync(fh.fileno())
+            self._write_index()  # first: an index is used only with the snapshot of its block
             tmp.replace(path)
             self._snapshot_at = self.head
 
@@ -759,45 +788,6 @@ def _write_json_atomic(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def _read_server_file(state_dir: Path) -> ServerInfo | None:
-    try:
-        return json.loads((Path(state_dir) / SERVER_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _answers(url: str, timeout: float = 2.0) -> int | None:
-    """The chain id a JSON-RPC URL answers with, or None."""
-    import urllib.error
-    import urllib.request
-
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return int(json.loads(resp.read())["result"], 16)
-    except (OSError, urllib.error.URLError, ValueError, KeyError):
-        return None
-
-
-def running_server(state_dir: str | Path) -> ServerInfo | None:
-    """The server currently serving `state_dir`, if one is alive and answering."""
-    info = _read_server_file(Path(state_dir))
-    if info is None or not _pid_alive(int(info.get("pid", 0))):
-        return None
-    return info if _answers(info["url"]) is not None else None
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # one small answer per request: do not wait for ACKs
@@ -849,7 +839,7 @@ def serve(state_dir: str | Path, port: int = 0, on_ready: Callable[[ServerInfo],
         try:
             if on_ready is not None:
                 on_ready(info)
-            httpd.serve_forever(poll_interval=0.2)
+            httpd.serve_forever(poll_interval=0.05)  # how soon a SIGTERM ends it
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
@@ -859,77 +849,6 @@ def serve(state_dir: str | Path, port: int = 0, on_ready: Callable[[ServerInfo],
                     (state / SERVER_FILE).unlink()
     finally:
         chain.close()
-
-
-@dataclass
-class ServerHandle:
-    """A running embedded chain server; `stop()` ends it if this handle started it."""
-
-    url: str
-    pid: int
-    state_dir: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def owned(self) -> bool:
-        return self.process is not None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.process is not None:
-            stop_process(self.process, timeout)
-
-    def __enter__(self) -> ServerHandle:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-
-def start_server(state_dir: str | Path, port: int = 0, timeout: float = 120.0,
-                 log_file: str | Path | None = None) -> ServerHandle:
-    """Start `python -m chain.embedded --state DIR` and return once it answers.
-
-    The server runs in its own session, so a Ctrl-C meant for the caller does not reach it: the
-    caller stops it (and the server saves its state) through the handle. Its output goes to
-    `log_file` (default: server.log in the state directory)."""
-    state = Path(state_dir).resolve()
-    state.mkdir(parents=True, exist_ok=True)
-    log_path = Path(log_file) if log_file is not None else state / LOG_FILE
-    log = log_path.open("ab")
-    src_root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = src_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.Popen([sys.executable, "-m", "chain.embedded", "--state", str(state), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
-    log.close()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-            raise ChainUnavailable(f"the embedded chain server for {state} exited ({proc.returncode}): {tail[0]}")
-        info = _read_server_file(state)
-        if info and info.get("pid") == proc.pid and _answers(info["url"]) is not None:
-            return ServerHandle(info["url"], proc.pid, state, proc)
-        time.sleep(0.05)
-    stop_process(proc, 10)
-    raise ChainUnavailable(f"the embedded chain server for {state} did not answer within {timeout:.0f} s")
-
-
-def ensure_server(state_dir: str | Path) -> ServerHandle:
-    """The running server of `state_dir` (not owned: stop() leaves it), else a new one."""
-    info = running_server(state_dir)
-    if info is None:
-        try:
-            return start_server(state_dir)
-        except ChainUnavailable:
-            # another process may have started it at the same moment: use that one
-            deadline = time.monotonic() + 60
-            while (info := running_server(state_dir)) is None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if info is None:
-                raise
-    return ServerHandle(info["url"], int(info["pid"]), Path(state_dir).resolve(), None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,13 @@ module only picks the chain, account and contract from the job config.
 
 from __future__ import annotations
 
+import importlib
+import json
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from chain.errors import ChainError, ContractRevert
 from nodes.config import JobConfig
@@ -18,6 +22,8 @@ from nodes.context import ChainAnchor
 from nodes.errors import NodeError
 
 FINAL_STATES = ("closed", "aborted")
+CHAIN_WAIT = 180.0  # s a node started with --chain-info waits for its launcher's chain (which allows 120 s)
+L = TypeVar("L")
 
 
 class ChainLink:
@@ -97,7 +103,7 @@ class ChainLink:
     def round_state(self, session_id: bytes, round_no: int) -> str:
         return str(self.client.round_state(session_id, round_no))
 
-    def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.2) -> dict[str, Any]:
+    def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.05) -> dict[str, Any]:
         """Poll until the session reaches `wanted`; NodeError if it ends otherwise or time runs out."""
         deadline = time.monotonic() + timeout
         while True:
@@ -113,4 +119,48 @@ class ChainLink:
             time.sleep(poll)
 
 
-__all__ = ["ChainError", "ChainLink"]
+def wait_chain_info(path: Path, timeout: float = CHAIN_WAIT, poll: float = 0.02) -> dict[str, str]:
+    """The chain a launcher announces in `path` once it is ready: {"url", "contract"}.
+
+    `vflchain run` starts the nodes while its chain starts, so that both start up side by
+    side; it writes the file (atomically) when the chain answers and the contract is there,
+    or {"error": ...} when it could not get one. NodeError if the launcher reports an error,
+    exits, or writes nothing within `timeout` s."""
+    parent = os.getppid()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = json.loads(path.read_text())
+        except FileNotFoundError:
+            info = None
+        except (OSError, ValueError) as exc:
+            raise NodeError(f"chain info {path}: cannot read it ({exc})") from None
+        if info is not None:
+            if not isinstance(info, dict) or not (info.get("error") or (info.get("url") and info.get("contract"))):
+                raise NodeError(f"chain info {path}: expected {{\"url\", \"contract\"}}, got {info!r}")
+            if info.get("error"):
+                raise NodeError(f"no chain: {info['error']}")
+            return {"url": str(info["url"]), "contract": str(info["contract"])}
+        if os.getppid() != parent:
+            raise NodeError(f"the launcher exited before announcing its chain in {path}")
+        if time.monotonic() >= deadline:
+            raise NodeError(f"no chain: nothing announced in {path} within {timeout:g} s")
+        time.sleep(poll)
+
+
+def when_announced(path: Path, timeout: float, connect: Callable[[JobConfig, str], L]) -> Callable[[JobConfig, str], L]:
+    """A chain factory (`connect(cfg, role)`) that first waits for the chain announced in `path`
+    (`wait_chain_info`) and takes its URL and contract as `[chain] url` and `[chain] contract`."""
+
+    def factory(cfg: JobConfig, role: str) -> L:
+        # import what connecting needs (web3, eth-account: ~1 s) before the wait, not after it
+        for module in ("chain.accounts", "chain.backends", "chain.client", "chain.deploy"):
+            importlib.import_module(module)
+        info = wait_chain_info(path, timeout)
+        cfg.chain.url, cfg.chain.contract = info["url"], info["contract"]
+        return connect(cfg, role)
+
+    return factory
+
+
+__all__ = ["ChainError", "ChainLink", "wait_chain_info", "when_announced"]

@@ -12,7 +12,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from chain.errors import ChainError
-from nodes.commands import COMMANDS
+from nodes.commands import MODULES, load
 from nodes.errors import NodeError, NotYetAvailable
 from vfl.errors import VflError
 
@@ -24,7 +24,8 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with `command`, only that subcommand (its module alone is imported)."""
     parser = argparse.ArgumentParser(
         prog="vflchain",
         description="Blockchain-anchored vertical federated learning.",
@@ -32,13 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vflchain {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for command in COMMANDS:
-        command.register(sub)
+    for module in load([command] if command else None):
+        module.register(sub)
     return parser
 
 
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand `argv` names, if it is one of ours."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in MODULES else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -159,7 +159,8 @@ class HflNode(PartyNode):
         transcript = Transcript(self.rundir.file("transcript.jsonl"))
         self.emit("status", text="connecting to the chain")
         self.chain = self.chain_factory(cfg, role)
-        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address)
+        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address,
+                        config=self.cfg.to_dict())  # with the chain announced to it (--chain-info)
         self._save()
         data = None
         if role != COORDINATOR:
@@ -219,6 +220,7 @@ class HflNode(PartyNode):
         self.transport.close()
         self.job.update(status="complete", ended=now_iso())
         self._save()
+        self.emit("complete", job_id=self.job["job_id"])  # job.json is final: a launcher need not wait for the exit
 
     def _phase_done(self, name: str) -> None:
         self.job["phases_run"].append(name)

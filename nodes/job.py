@@ -44,7 +44,7 @@ from chain.commitment import canonical_bytes, file_hash
 from chain.errors import ChainError
 from nodes.config import JobConfig
 from nodes.context import PartyContext
-from nodes.datafiles import load_party_csv
+from nodes.datafiles import load_party_csv, needs_labels
 from nodes.errors import ConfigError, NodeError
 from nodes.phases import PIPELINES, encrypts_own
 from nodes.rundir import RunDir
@@ -52,6 +52,7 @@ from nodes.transcript import Transcript
 from nodes.transport.base import Channel, PhaseChannel, TransportError
 from vfl.errors import VflError
 from vfl.paillier import PublicKey, configure, generate_keypair, start_workers
+from vfl.paillier import shutdown as paillier_shutdown
 
 HANDSHAKE = "handshake"
 CLOSE = "close"
@@ -75,16 +76,11 @@ class ChainLinkLike(Protocol):
     def finalize(self, session_id: bytes, model_commitment: bytes, metrics_hash: bytes = b"") -> str: ...
     def abort_session(self, session_id: bytes, reason_hash: bytes) -> str | None: ...
     def session(self, session_id: bytes) -> dict[str, Any]: ...
-    def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.2) -> dict[str, Any]: ...
+    def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.05) -> dict[str, Any]: ...
 
 
 TransportFactory = Callable[[JobConfig, str, "str | None", Transcript], Channel]
 ChainFactory = Callable[[JobConfig, str], ChainLinkLike]
-
-
-def needs_labels(algorithm: str) -> bool:
-    """Only training LR needs the guest's labels (GMM uses them for ARI when present)."""
-    return algorithm == "lr"
 
 
 def now_iso() -> str:
@@ -265,7 +261,8 @@ class PartyNode:
         self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
         self.emit("status", text="connecting to the chain")
         self.chain = self.chain_factory(cfg, role)
-        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address)
+        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address,
+                        config=self.cfg.to_dict())  # with the chain announced to it (--chain-info)
         self._save()
         # Paillier work on every core of this machine (or the [compute] Ray cluster)
         configure(backend=cfg.compute.backend, workers=cfg.compute.workers, address=cfg.compute.address)
@@ -440,6 +437,8 @@ class PartyNode:
             ch.send("joined", {"tx_hash": tx}, round=rnd)
 
     def _close(self, ctx: PartyContext) -> None:
+        # the Paillier work is over: let the worker processes exit while the session closes
+        threading.Thread(target=paillier_shutdown, name="paillier-shutdown", daemon=True).start()
         rnd = ctx.next_round()
         ch = PhaseChannel(ctx.transport, ctx.job_id, CLOSE)
         rd = self.rundir
@@ -472,11 +471,12 @@ class PartyNode:
         self.chain.wait_status(self.session_id, "closed", timeout=self.cfg.transport.timeout)
         self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
         self.transport.close()
-        from nodes import plots
-
-        plots.wait()  # the pictures drew in the background (nodes.plots.later); done before "complete"
+        plots = sys.modules.get("nodes.plots")  # not loaded: no picture was asked for (the host draws none)
+        if plots is not None:
+            plots.wait()  # the pictures drew in the background (nodes.plots.later); done before "complete"
         self.job.update(status="complete", ended=now_iso())
         self._save()
+        self.emit("complete", job_id=self.job["job_id"])  # job.json is final: a launcher need not wait for the exit
 
     def _fail(self, exc: BaseException) -> str:
         """Record the failure everywhere it matters; returns the one-line error."""

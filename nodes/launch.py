@@ -1,15 +1,20 @@
 """`vflchain run`: the embedded chain, the host node and the guest node as three processes on this machine.
 
-The launcher starts the chain (unless `[chain] url` is set), makes sure the
-audit contract is deployed and both parties registered (development chains),
-then starts `vflchain node --role host` and `--role guest` as separate
-processes in their own process groups, shows their progress, and prints a
-summary. If one node fails, the other is given time to fail on its own (it
-learns of it over the link) and is then stopped. Ctrl-C stops the nodes first
-(each aborts the session and marks its run directory failed), then the chain.
+The launcher starts the chain (unless `[chain] url` is set) and, at the same
+moment, `vflchain node --role host` and `--role guest` as separate processes in
+their own process groups; while the nodes import and load their data, it waits
+for the chain to answer, makes sure the audit contract is deployed and both
+parties registered (development chains), and announces the chain's URL and
+contract to the nodes in `logs/chain.json` (`vflchain node --chain-info`; an
+error there if it could not, and the nodes are stopped). It shows their
+progress and prints a summary once both run directories say complete (the chain
+is stopped while the node processes exit). If one node fails, the other is given
+time to fail on its own (it learns of it over the link) and is then stopped.
+Ctrl-C stops the nodes first (each aborts the session and marks its run
+directory failed), then the chain.
 
 Layout of `--out DIR`: `guest/` and `host/` (the parties' run directories) and
-`logs/` (each process's stderr, and `processes.json` with their PIDs).
+`logs/` (each process's stderr, `processes.json` with their PIDs, `chain.json`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from nodes.transport.tls import split_host_port
 from nodes.ui import console
 
 if TYPE_CHECKING:
-    from chain.embedded import ServerHandle
+    from chain.processes import ServerHandle, StartingServer
 
 ROLES = ("host", "guest")  # start order: the host waits for the guest
 
@@ -48,6 +53,7 @@ class NodeProcess:
     log: Path
     events: list[dict[str, Any]] = field(default_factory=list)
     exited_at: float | None = None
+    complete: bool = False  # its job.json says complete: only its process exit is left
 
 
 def _free_port() -> int:
@@ -84,6 +90,12 @@ def _wait(proc: subprocess.Popen, timeout: float) -> bool:
         return False
 
 
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _keystore_address(path: str) -> str:
     from eth_utils import to_checksum_address
 
@@ -105,36 +117,53 @@ def vertical_parties(cfg: JobConfig) -> dict[str, tuple[str, str]]:
     return parties
 
 
-def prepare_chain(cfg: JobConfig, logs: Path,
-                  parties: dict[str, tuple[str, str]]) -> tuple[str, str, ServerHandle | None]:
-    """(url, contract address, the chain process if this launcher started one).
+def start_chain(cfg: JobConfig, logs: Path) -> tuple[str, StartingServer | None]:
+    """The chain's URL if it is known now (`[chain] url`, or the embedded server of `[chain] state`
+    already running), else the embedded server just started, not answering yet (`ready_chain` waits).
+
+    Standard library only (chain.processes), so the nodes can start while the chain starts."""
+    from chain.processes import running_server, spawn_server
+
+    if cfg.chain.url:
+        return cfg.chain.url, None
+    state = Path(cfg.chain.state)
+    info = running_server(state)
+    if info is not None:
+        return info["url"], None
+    return "", spawn_server(state, log_file=logs / "chain.log")
+
+
+def ready_chain(cfg: JobConfig, url: str, starting: StartingServer | None,
+                parties: dict[str, tuple[str, str]]) -> tuple[str, str, ServerHandle | None]:
+    """(url, contract address, the chain process if this launcher started one), once the chain answers.
 
     Without `[chain] contract`, deploys the contract and registers `parties` (address -> (role,
-    organisation)), or reuses the one the state directory already holds for them."""
-    from chain.backends import connect
-    from chain.deploy import dev_contract
-    from chain.embedded import running_server, start_server
-
+    organisation)), or reuses the one the state directory already holds for them. Stops the
+    chain process it started if it fails."""
     started: ServerHandle | None = None
-    state = Path(cfg.chain.state)
-    if cfg.chain.url:
-        url = cfg.chain.url
-    else:
-        info = running_server(state)
-        if info is not None:
-            url = info["url"]
-        else:
-            started = start_server(state, log_file=logs / "chain.log")
-            url = started.url
     try:
+        # web3 and eth-account (~1 s) are imported while the chain starts, not after
+        from chain.backends import connect
+        from chain.deploy import dev_contract
+
+        if starting is not None:
+            started = starting.wait()
+            url = started.url
         contract = cfg.chain.contract
         if not contract:
-            contract = dev_contract(connect(url), state, parties)
+            contract = dev_contract(connect(url), Path(cfg.chain.state), parties)
     except BaseException:
-        if started is not None:
-            started.stop()
+        if starting is not None:
+            starting.stop()
         raise
     return url, contract, started
+
+
+def announce_chain(path: Path, info: dict[str, str]) -> None:
+    """Write the chain info the nodes wait for (`vflchain node --chain-info`), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info) + "\n")
+    tmp.replace(path)
 
 
 class Launcher:
@@ -157,6 +186,7 @@ class Launcher:
         self.chain: ServerHandle | None = None
         self.url = ""
         self.contract = ""
+        self.chain_info = Path()  # logs/chain.json: where the nodes learn the chain's URL and contract
 
     # -- what varies between kinds of job (the horizontal launcher overrides these) --
 
@@ -205,8 +235,7 @@ class Launcher:
 
     def _check_data(self) -> None:
         """Both parties' data files load (fail before the chain and the nodes start, with one line)."""
-        from nodes.datafiles import load_party_csv
-        from nodes.job import needs_labels
+        from nodes.datafiles import load_party_csv, needs_labels
 
         algorithm = self.cfg.job.algorithm + ("-predict" if self.predicting else "")
         for role in ("guest", "host"):
@@ -214,7 +243,8 @@ class Launcher:
 
     def _spawn(self, role: str, sets: list[str], logs: Path) -> NodeProcess:
         cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(self.config_path), "--role", role,
-               "--out", str(self.out / role), "--events", "json", *self._node_args(role)]
+               "--out", str(self.out / role), "--events", "json", "--chain-info", str(self.chain_info),
+               *self._node_args(role)]
         for s in sets:
             cmd += ["--set", s]
         log = logs / f"{role}.log"
@@ -235,6 +265,8 @@ class Launcher:
                 # anything else a node prints (a phase's table, a warning) is shown as it is
                 event = {"event": "output", "role": node.role, "text": line.rstrip("\n")}
             node.events.append(event)
+            if event.get("event") == "complete":
+                node.complete = True
             self.events.put(event)
 
     # -- the run -------------------------------------------------------------------
@@ -248,15 +280,26 @@ class Launcher:
         self.con.print(f"[bold]vflchain {self.command}[/] {self._title()} from {self.config_path} -> {self.out}")
         if not self.cfg.chain.url:
             self.con.print(f"  chain: embedded ({self.cfg.chain.state})")
-        self.url, self.contract, self.chain = prepare_chain(self.cfg, logs, self._chain_parties())
-        sets += [f"chain.url={self.url}", f"chain.contract={self.contract}"]
-        self.con.print(f"  chain: {self.url}, audit contract {self.contract}")
+        # the chain and the nodes start side by side: each node imports, loads its data, then waits
+        # for the chain this launcher announces in logs/chain.json (vflchain node --chain-info)
+        url, starting = start_chain(self.cfg, logs)
+        self.chain_info = logs / "chain.json"
+        self.chain_info.unlink(missing_ok=True)
         try:
             for role in self._start_order():
                 self.nodes[role] = self._spawn(role, sets, logs)
             (logs / "processes.json").write_text(json.dumps(
-                {"chain": self.chain.pid if self.chain else None,
+                {"chain": starting.pid if starting else None,
                  **{r: n.proc.pid for r, n in self.nodes.items()}}) + "\n")
+            try:
+                self.url, self.contract, self.chain = ready_chain(self.cfg, url, starting, self._chain_parties())
+            except BaseException as exc:
+                starting = None  # stopped by ready_chain
+                announce_chain(self.chain_info, {"error": _one_line(exc)})
+                raise
+            starting = None
+            announce_chain(self.chain_info, {"url": self.url, "contract": self.contract})
+            self.con.print(f"  chain: {self.url}, audit contract {self.contract}")
             try:
                 self._supervise(text_event)
             except KeyboardInterrupt:
@@ -267,8 +310,17 @@ class Launcher:
             self._drain(text_event)
             return self._report()
         finally:
+            chain_stop = None
+            if self.chain is not None and self.nodes and all(n.complete for n in self.nodes.values()):
+                # no node needs the chain any more: stop it while the nodes' processes exit
+                chain_stop = threading.Thread(target=self.chain.stop, name="chain-stop")
+                chain_stop.start()
             self._stop_nodes(timeout=10.0)
-            if self.chain is not None:
+            if starting is not None:  # interrupted before the chain answered
+                starting.stop()
+            if chain_stop is not None:
+                chain_stop.join()
+            elif self.chain is not None:
                 self.chain.stop()
 
     def _drain(self, render: Any) -> None:
@@ -285,14 +337,15 @@ class Launcher:
         failed_at: float | None = None
         while True:
             try:
-                event = self.events.get(timeout=0.2)
+                event = self.events.get(timeout=0.05)
                 line = render(event)
                 if line:
                     self.con.print(line)
-                continue
+                if not self.events.empty():  # show a burst of events before looking at the processes
+                    continue
             except queue.Empty:
                 pass
-            running = [n for n in self.nodes.values() if n.proc.poll() is None]
+            running = [n for n in self.nodes.values() if n.proc.poll() is None and not n.complete]
             for n in self.nodes.values():
                 if n.exited_at is None and n.proc.poll() is not None:
                     n.exited_at = time.monotonic()
@@ -307,9 +360,11 @@ class Launcher:
                 return
 
     def _stop_nodes(self, timeout: float) -> None:
+        """SIGTERM the nodes still working (a complete one is only waited for); SIGKILL after `timeout` s."""
         live = [n for n in self.nodes.values() if n.proc.poll() is None]
         for n in live:
-            _stop_group(n.proc, signal.SIGTERM)
+            if not n.complete:
+                _stop_group(n.proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for n in live:
             if not _wait(n.proc, max(0.1, deadline - time.monotonic())):
@@ -363,8 +418,8 @@ class Launcher:
         from chain.client import AuditClient
 
         client = AuditClient(connect(self.url), self.contract)
-        sid = bytes.fromhex(session_id[2:])
-        return sum(1 for r in rounds if client.round_state(sid, r) == "attested")
+        states = client.round_states(bytes.fromhex(session_id[2:]), rounds)
+        return sum(1 for s in states if s == "attested")
 
     def _headline(self) -> str:
         """A few headline numbers from the guest's metrics.json, whatever the algorithm."""

@@ -3,6 +3,7 @@ state directory again, and the contract, its storage, its events and its blocks 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from chain.embedded import (
     JOURNAL_FILE,
     SERVER_FILE,
     SNAPSHOT_FILE,
+    SNAPSHOT_INDEX_FILE,
     EmbeddedChain,
     running_server,
     start_server,
@@ -81,6 +83,41 @@ def test_history_survives_stopping_and_serving_again(tmp_path):
         assert guest.session(session_id("persist-2"))["status"] == "opened"
     finally:
         stop(proc)
+
+
+def test_a_restart_takes_the_block_index_saved_with_the_snapshot_and_ignores_a_stale_one(tmp_path,
+                                                                                         monkeypatch):
+    from web3 import Web3
+
+    from chain.backends import EmbeddedProvider
+
+    state = tmp_path / "chain"
+    chain = EmbeddedChain(state)
+    p = setup_contract(Web3(EmbeddedProvider(chain)))
+    sid = full_session(p, "index-1", rounds=2)
+    before = (p.auditor.events(), views_of(p.auditor, sid))
+    chain.close()  # writes the snapshot and its index
+    index = json.loads((state / SNAPSHOT_INDEX_FILE).read_text())
+    assert index["number"] == len(index["hashes"]) - 1 > 0 and index["logs"]
+
+    def history() -> tuple:
+        reader = EmbeddedChain(state, read_only=True)
+        auditor = AuditClient(Web3(EmbeddedProvider(reader)), p.address)
+        try:
+            return auditor.events(), views_of(auditor, sid)
+        finally:
+            reader.close()
+
+    def no_decoding(self, block) -> None:
+        raise AssertionError(f"block {block.number} decoded although the index was saved")
+
+    with monkeypatch.context() as m:
+        m.setattr(EmbeddedChain, "_index_block", no_decoding)
+        assert history() == before  # from the saved index
+    index["hash"] = "0x" + "00" * 32  # an index of another snapshot: the blocks are decoded again
+    index["logs"] = []
+    (state / SNAPSHOT_INDEX_FILE).write_text(json.dumps(index))
+    assert history() == before
 
 
 def test_a_killed_server_loses_nothing_it_answered(tmp_path):

@@ -52,3 +52,12 @@ def test_bad_overlap_is_a_one_line_error_with_exit_1(tmp_path, capsys):
 def test_console_script_runs_as_a_separate_process():
     out = subprocess.run([sys.executable, "-m", "nodes.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "audit" in out.stdout
+
+
+def test_run_reaches_its_launcher_without_importing_web3():
+    # `vflchain run` starts the chain and the nodes before its own heavy imports (web3, eth-account)
+    code = ("import sys; from nodes.cli import build_parser, _command_in; "
+            "build_parser(_command_in(['run', '--config', 'x'])); import nodes.launch; "
+            "print(sorted(m for m in ('web3', 'eth_account', 'chain.audit') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr

@@ -208,6 +208,17 @@ def test_a_round_is_disputed_when_digests_differ(p):
     assert p.host.round_state(sid, 1) == "disputed"
 
 
+def test_round_states_of_many_rounds_come_in_one_batch_and_match_one_by_one(p):
+    sid = active(p, "r-batch")
+    p.guest.submit_round(sid, 1, h("g1"), h("t1"))
+    p.host.submit_round(sid, 1, h("h1"), h("t1"))
+    p.guest.submit_round(sid, 2, h("g2"), h("t2"))
+    assert p.auditor.round_states(sid, [1, 2, 3]) == ["attested", "pending", "pending"] == \
+        [p.auditor.round_state(sid, r) for r in (1, 2, 3)]
+    assert p.auditor.round_states(sid, []) == []
+    expect_revert("UnknownSession", p.auditor.round_states, session_id("r-batch-unknown"), [1, 2])
+
+
 def test_more_than_two_participants(p):
     sid = session_id("multi-1")
     p.guest.open_session(sid, "horizontal-lr", h("cfg"), [p.host.account.address, p.host2.account.address])

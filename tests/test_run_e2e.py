@@ -162,6 +162,43 @@ def test_unreachable_peer_is_a_clear_error(tmp_path, chain_server, breast_dir) -
     assert job["session_id"] is None  # the handshake comes before the session: nothing on chain to abort
 
 
+def test_a_node_whose_chain_is_never_announced_fails_clearly(tmp_path, breast_dir, capsys) -> None:
+    out = tmp_path / "host"
+    args = ["node", "--config", str(REPO / "examples" / "breast_lr.toml"), "--role", "host", "--out", str(out),
+            "--chain-info", str(tmp_path / "chain.json"), "--chain-wait", "0.5"]
+    for s in _sets(breast_dir, tmp_path / "state"):
+        args += ["--set", s]
+    assert cli(args) == 1
+    assert capsys.readouterr().err.strip() == \
+        f"vflchain: error: no chain: nothing announced in {tmp_path / 'chain.json'} within 0.5 s"
+    job = json.loads((out / "job.json").read_text())
+    assert job["status"] == "failed" and job["error"].startswith("no chain: nothing announced")
+    assert job["chain_id"] is None and job["session_id"] is None  # it loaded its data, then gave up
+    # a launcher that could not get a chain says so in the file: the node fails with its reason
+    (tmp_path / "chain.json").write_text(json.dumps({"error": "the chain server exited (1)"}) + "\n")
+    assert cli([*args, "--force"]) == 1
+    assert capsys.readouterr().err.strip() == "vflchain: error: no chain: the chain server exited (1)"
+
+
+def test_a_chain_that_cannot_start_stops_the_nodes_and_fails_in_one_line(tmp_path, breast_dir) -> None:
+    state = tmp_path / "chain"
+    state.mkdir()
+    (state / "genesis.json").write_text("not json")  # the embedded chain refuses this state directory
+    out = tmp_path / "run"
+    res = _run(out, _sets(breast_dir, state, "job.algorithm=psi"), timeout=120)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("vflchain: error: the embedded chain server for ") and "not valid JSON" in last, last
+    pids = json.loads((out / "logs" / "processes.json").read_text())
+    for role in ("guest", "host", "chain"):  # the nodes were started with the chain, and all are gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pids[role], 0)
+    for role in ("guest", "host"):
+        if (out / role / "job.json").exists():
+            job = _job(out, role)
+            assert job["status"] == "failed" and job["session_id"] is None
+
+
 def test_host_killed_mid_job_fails_the_guest_and_aborts(tmp_path, chain_server) -> None:
     state, url = chain_server
     data = tmp_path / "data"

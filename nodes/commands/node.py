@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "run directory, DIR/<role>/model.json, or a model.json); see `vflchain predict`")
     p.add_argument("--events", choices=["text", "json"], default="text",
                    help="progress on stdout as text (default) or as JSON lines (what `vflchain run` reads)")
+    p.add_argument("--chain-info", metavar="FILE",
+                   help="take [chain] url and contract from FILE, waiting (after loading the data) until it "
+                   "appears: {\"url\": ..., \"contract\": ...}, or {\"error\": ...} to give up (how `vflchain run` "
+                   "starts the nodes while its chain starts)")
+    p.add_argument("--chain-wait", type=float, default=None, metavar="SECONDS",
+                   help="how long to wait for --chain-info FILE (default 180)")
     p.set_defaults(func=handle)
 
 
@@ -81,8 +87,20 @@ def _event_sink(mode: str, con: Any) -> Callable[[dict[str, Any]], None]:
     return events
 
 
+def _chain_factory(args: argparse.Namespace, connect: Any) -> Any:
+    """`connect(cfg, role)`, after waiting for the chain announced in --chain-info (if given)."""
+    if not args.chain_info:
+        if args.chain_wait is not None:
+            raise ConfigError("--chain-wait needs --chain-info")
+        return connect
+    from nodes.chainlink import CHAIN_WAIT, when_announced
+
+    wait = CHAIN_WAIT if args.chain_wait is None else args.chain_wait
+    return when_announced(Path(args.chain_info), wait, connect)
+
+
 def handle(args: argparse.Namespace) -> int:
-    from nodes.job import PartyNode
+    from nodes.job import PartyNode, chain_link
 
     cfg = load_config(args.config, args.set)
     if cfg.job.algorithm == "hfl-lr":
@@ -96,7 +114,8 @@ def handle(args: argparse.Namespace) -> int:
     con = console()
     events = _event_sink(args.events, con)
 
-    job = PartyNode(cfg, args.role, Path(out), force=args.force, events=events, model=args.model).run()
+    job = PartyNode(cfg, args.role, Path(out), force=args.force, events=events, model=args.model,
+                    chain_factory=_chain_factory(args, chain_link)).run()
     if args.events == "text":
         con.print(f"{args.role} complete: job {job['job_id']}, session {job['session_id']}, "
                   f"{job['rounds']} rounds; files in {out}")
@@ -105,7 +124,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _handle_hfl(args: argparse.Namespace, cfg: Any) -> int:
     """A horizontal job's coordinator or client node."""
-    from nodes.hfl_node import HflNode
+    from nodes.hfl_node import HflNode, chain_link
 
     if getattr(args, "model", None):
         raise ConfigError("horizontal (hfl-lr) jobs have no prediction mode: --model is for vertical jobs")
@@ -116,7 +135,8 @@ def _handle_hfl(args: argparse.Namespace, cfg: Any) -> int:
     con = console()
     events = _event_sink(args.events, con)
 
-    job = HflNode(cfg, args.role, Path(out), force=args.force, events=events).run()
+    job = HflNode(cfg, args.role, Path(out), force=args.force, events=events,
+                  chain_factory=_chain_factory(args, chain_link)).run()
     if args.events == "text":
         con.print(f"{args.role} complete: job {job['job_id']}, session {job['session_id']}, "
                   f"{job['rounds']} rounds; files in {out}")
