@@ -21,6 +21,11 @@ Messages (round r; e = epoch, b = batch, both 0-based):
     guest -> host   e{e}.end               continue/stop, improved (keep these weights), status
     host  -> guest  final_scores           X_h w_h of every row in plaintext (evaluation = inference)
 
+Large batches are row-packed per direction (`vfl.lr.rowpack`, decided by both parties from
+public values): `offsets` / `scores` / `val_scores` then carry S rows per ciphertext, the
+gradients are (columns*S, S) packed products with every slot masked, `residuals` and
+`val_loss` add `loss_cross`, and the key owner returns per-column sums of the wanted slots.
+
 Outputs: model.json (own part only) on both sides; at the guest predictions.csv,
 metrics.json, plots/lr_*.png and a printed summary. `ctx.state["lr"]` holds the
 result for later phases.

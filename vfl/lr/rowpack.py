@@ -196,6 +196,15 @@ def _slot_matrix(M: np.ndarray, slots: int) -> np.ndarray:
     return padded.reshape(d, groups, slots).transpose(0, 2, 1).reshape(d * slots, groups)
 
 
+def _max_row_weight(k: np.ndarray) -> int:
+    """max_j sum_i |k_ji| exactly (int64 row sums could overflow: estimate in float64 first)."""
+    if k.size == 0:
+        return 0
+    if k.dtype != object and float(np.abs(k).sum(axis=1, dtype=np.float64).max()) < 2.0 ** 62:
+        return int(np.abs(k).sum(axis=1).max())
+    return max(sum(abs(int(v)) for v in row) for row in k.tolist())
+
+
 def _masked_products(enc: PackedEncryptedArray, M: np.ndarray, mat_precision: int, bound: int) -> Masked:
     """R_(j,s) for every row j of M and slot s, all slots masked, re-randomized; keeps the wanted slots' masks.
 
@@ -205,9 +214,7 @@ def _masked_products(enc: PackedEncryptedArray, M: np.ndarray, mat_precision: in
     lay_slots = enc.slots
     d = M.shape[0]
     k = scaled_integers(_slot_matrix(M, lay_slots), mat_precision, what="multiply ciphertexts by")
-    weight = int(np.abs(k).sum(axis=1).max(initial=0)) if k.dtype != object else \
-        max((sum(abs(int(v)) for v in row) for row in k.tolist()), default=0)
-    if enc.bound * weight > bound:
+    if enc.bound * _max_row_weight(k) > bound:
         raise PaillierError("packed row products could exceed their public slot bound: columns beyond "
                             f"{COLUMN_BOUND:.0f} or scores beyond {SCORE_BOUND:.0f}")
     flat = EncryptedArray(enc.public_key, enc.cipher[0].copy(), enc.precision)
