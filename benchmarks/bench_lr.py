@@ -7,7 +7,9 @@ difference between a longer and a 1-epoch run divided by the extra epochs, so
 setup, final scoring and output files are not counted (in --quick mode a single
 1-epoch run is reported, and the row says so). The synthetic 10k and 100k x
 (10+40) cases are each measured as T(2 epochs) - T(1 epoch), and a row compares
-their ratio with the row ratio (linear growth).
+their ratio with the row ratio (linear growth), and a 1-epoch run with row packing
+(vfl.lr.rowpack) switched off against the same run with it: the difference is what
+row packing saves in that epoch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import io
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks.harness import Bench, timed
@@ -40,6 +42,19 @@ def _federated_run(guest: PartyData, host: PartyData, bits: int) -> Callable[[in
             run_pair(phase.run_guest, phase.run_host, g, h)
             return time.perf_counter() - t0
     return run
+
+
+@contextlib.contextmanager
+def _row_packing_off() -> Iterator[None]:
+    """Every batch on the ordinary path (the cost model says row packing never pays)."""
+    from vfl.lr import rowpack
+
+    saved = rowpack.RESULT_COST
+    rowpack.RESULT_COST = float("inf")
+    try:
+        yield
+    finally:
+        rowpack.RESULT_COST = saved
 
 
 def _reference_run(guest: PartyData, host: PartyData) -> Callable[[int], float]:
@@ -82,6 +97,11 @@ def run(bench: Bench) -> None:
         two = one if bench.quick else run_rows(2)
         fed_rows = one if bench.quick else max(two - one, 1e-9)
         measured.append(fed_rows)
+        with _row_packing_off():
+            off = run_rows(1)
+        bench.add("lr", f"synth {rows:,}: 1-epoch run, row packing on vs off", one, off,
+                  note=f"T(1 epoch) without row packing {off:.1f} s, with {one:.1f} s: the difference is "
+                       "one epoch's saving (setup, scoring and outputs are the same)")
         ref_rows = _per_epoch(_reference_run(sg, sh), 10)
         bench.add("lr", f"synth {rows:,}x({BIG_GUEST}+{BIG_HOST}) {KEY_BITS}b s/epoch", fed_rows, ref_rows,
                   note=("1-epoch run incl. setup, scoring, outputs" if bench.quick

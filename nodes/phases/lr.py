@@ -21,6 +21,11 @@ Messages (round r; e = epoch, b = batch, both 0-based):
     guest -> host   e{e}.end               continue/stop, improved (keep these weights), status
     host  -> guest  final_scores           X_h w_h of every row in plaintext (evaluation = inference)
 
+Large batches are row-packed per direction (`vfl.lr.rowpack`, decided by both parties from
+public values): `offsets` / `scores` / `val_scores` then carry S rows per ciphertext, the
+gradients are (columns*S, S) packed products with every slot masked, `residuals` and
+`val_loss` add `loss_cross`, and the key owner returns per-column sums of the wanted slots.
+
 Outputs: model.json (own part only) on both sides; at the guest predictions.csv,
 metrics.json, plots/lr_*.png and a printed summary. `ctx.state["lr"]` holds the
 result for later phases.
@@ -46,7 +51,7 @@ from nodes.transport.base import Payload, PhaseChannel, TransportError
 from nodes.ui import console, progress, table
 from vfl.binning import WoeStandardizer
 from vfl.data import PartyData
-from vfl.errors import DataError, TrainingError, VflError
+from vfl.errors import DataError, PaillierError, TrainingError, VflError
 from vfl.lr.model import LrPartModel
 from vfl.lr.options import LrOptions
 from vfl.lr.protocol import (
@@ -63,6 +68,25 @@ from vfl.lr.protocol import (
     unmask_values,
 )
 from vfl.lr.reference import check_guest_side, check_host_side
+from vfl.lr.rowpack import (
+    BatchPacking,
+    RowLayout,
+    check_products,
+    check_rows,
+    columns_fit,
+    decrypt_loss,
+    decrypt_products,
+    guest_gradient_masked_packed,
+    guest_loss_masked_packed,
+    guest_residual_offsets_packed,
+    guest_residuals_packed,
+    host_gradient_masked_packed,
+    host_partial_scores_packed,
+    offsets_bound,
+    plan_batch,
+    plan_validation,
+    scores_bound,
+)
 from vfl.lr.schedule import (
     TrainingMonitor,
     epoch_batches,
@@ -76,7 +100,7 @@ from vfl.lr.schedule import (
 from vfl.lr.setup import PreparedParty, prepare_party
 from vfl.lr.taylor import signed_labels
 from vfl.metrics import BinaryMetrics, binary_metrics
-from vfl.paillier import EncryptedArray, PublicKey
+from vfl.paillier import EncryptedArray, PackedEncryptedArray, PublicKey
 
 PHASE = "lr"
 PREDICTIONS_HEADER = ["id", "label", "predict_result", "predict_score", "predict_detail", "type"]
@@ -145,6 +169,23 @@ def _enc(payload: Payload, name: str, tag: str, size: int, key: PublicKey) -> En
     return enc
 
 
+def _packed(payload: Payload, name: str, tag: str, check: Any) -> PackedEncryptedArray:
+    """A packed ciphertext field validated by `check` (a `vfl.lr.rowpack` check) against the agreed layout."""
+    enc = _field(payload, name, EncryptedArray, tag)
+    try:
+        return check(enc)
+    except PaillierError as exc:
+        raise TransportError(f"lr: malformed message {tag}: field {name!r}: {exc}") from None
+
+
+def _rows_check(lay: RowLayout, key: PublicKey, precision: int, bound: int) -> Any:
+    return lambda enc: check_rows(enc, lay, key, precision, bound)
+
+
+def _products_check(columns: int, lay: RowLayout, key: PublicKey) -> Any:
+    return lambda enc: check_products(enc, columns, lay, key)
+
+
 def _residues(payload: Payload, name: str, tag: str, size: int) -> list[int]:
     res = _field(payload, name, list, tag)
     if len(res) != size or not all(isinstance(v, int) and not isinstance(v, bool) for v in res):
@@ -192,11 +233,14 @@ def run_guest(ctx: PartyContext) -> LrResult:
     except VflError as exc:
         link.send("setup", {"status": "error", "error": str(exc)}, "before training started")
         raise
+    guest_fits = columns_fit(guest.X)
     link.send("setup", {"status": "ok", "options": opts.to_json(), "guest_columns": int(guest.X.shape[1]),
-                        "validation_ids": [str(v) for v in data.ids[val].tolist()]}, "before training started")
+                        "validation_ids": [str(v) for v in data.ids[val].tolist()],
+                        "row_packing": guest_fits}, "before training started")
     ready = link.recv("ready", "before training started")
     if _field(ready, "status", str, "ready") != "ok":
         raise TrainingError(f"the host refused to train: {ready.get('error', 'no reason given')}")
+    host_fits = _field(ready, "row_packing", bool, "ready")
 
     w = guest.weights.copy()
     best = w.copy()
@@ -211,8 +255,10 @@ def run_guest(ctx: PartyContext) -> LrResult:
             epoch_loss = 0.0
             for b, rows in enumerate(epoch_batches(len(train), opts.batch_size, opts.seed, epoch)):
                 idx = train[rows]
+                plan = plan_batch(len(idx), ctx.public_key, pk_h, precision, guest.X.shape[1], host_features,
+                                  guest_fits, host_fits)
                 w, batch_loss = _guest_batch(link, ctx, guest, w, idx, y_pm[idx], opts, lr, precision,
-                                             monitor, host_features, pk_h, epoch, b)
+                                             monitor, host_features, pk_h, epoch, b, plan)
                 epoch_loss += batch_loss * len(idx) / len(train)
                 advance()
             val_loss = _guest_validation_loss(link, guest, w, val, y_pm[val], precision, pk_h, epoch) \
@@ -260,23 +306,38 @@ def run_guest(ctx: PartyContext) -> LrResult:
 def _guest_batch(link: _Link, ctx: PartyContext, guest: PreparedParty, w: np.ndarray, idx: np.ndarray,
                  y_pm: np.ndarray, opts: LrOptions, lr: float, precision: int,
                  monitor: TrainingMonitor, host_features: int, pk_h: PublicKey, epoch: int,
-                 b: int) -> tuple[np.ndarray, float]:
-    """One batch at the guest: residuals, masked gradients and loss; returns new weights and the loss."""
+                 b: int, plan: BatchPacking) -> tuple[np.ndarray, float]:
+    """One batch at the guest: residuals, masked gradients and loss; returns new weights and the loss.
+
+    With `plan.offsets` the guest's Enc_g(c) travels row-packed, with `plan.scores` the host's
+    Enc_h(u_h) (`vfl.lr.rowpack`); the messages keep their tags.
+    """
     where, tag = _where(epoch, b), f"e{epoch}.b{b}"
     m = len(idx)
     Xb = guest.X[idx]
     u_g = Xb @ w
-    link.send(f"{tag}.offsets", {"offsets": guest_residual_offsets_encrypted(ctx.public_key, u_g, y_pm, precision)},
-              where)
+    offsets = (guest_residual_offsets_packed(ctx.public_key, u_g, y_pm, plan.offsets, precision) if plan.offsets
+               else guest_residual_offsets_encrypted(ctx.public_key, u_g, y_pm, precision))
+    link.send(f"{tag}.offsets", {"offsets": offsets}, where)
     msg = link.recv(f"{tag}.scores", where)
-    enc_u = _enc(msg, "scores", f"{tag}.scores", m, pk_h)
     share = _enc(msg, "loss_share", f"{tag}.scores", 1, pk_h)
-    enc_d = guest_residuals_encrypted(enc_u, u_g, y_pm)
-    grad_m = guest_gradient_masked(enc_d, Xb, precision, u_g)
-    loss_m = guest_loss_masked(enc_u, u_g, y_pm, share, m * penalty_value(w[guest.regularized], opts), precision)
-    link.send(f"{tag}.residuals", {"gradient": grad_m.enc, "loss": loss_m.enc}, where)
+    penalty_sum = m * penalty_value(w[guest.regularized], opts)
+    if plan.scores:
+        enc_u = _packed(msg, "scores", f"{tag}.scores", _rows_check(plan.scores, pk_h, precision, scores_bound(precision)))
+        grad_m = guest_gradient_masked_packed(guest_residuals_packed(enc_u, u_g, y_pm), Xb, precision)
+        packed_loss = guest_loss_masked_packed(enc_u, u_g, y_pm, share, penalty_sum, precision)
+        loss_m = packed_loss.masked
+        residuals: Payload = {"gradient": grad_m.enc, "loss": packed_loss.rest, "loss_cross": packed_loss.cross}
+    else:
+        enc_u = _enc(msg, "scores", f"{tag}.scores", m, pk_h)
+        grad_m = guest_gradient_masked(guest_residuals_encrypted(enc_u, u_g, y_pm), Xb, precision, u_g)
+        loss_m = guest_loss_masked(enc_u, u_g, y_pm, share, penalty_sum, precision)
+        residuals = {"gradient": grad_m.enc, "loss": loss_m.enc}
+    link.send(f"{tag}.residuals", residuals, where)
     back = link.recv(f"{tag}.gradients", where)
-    host_grad = _enc(back, "gradient", f"{tag}.gradients", host_features, ctx.public_key)
+    host_grad = (_packed(back, "gradient", f"{tag}.gradients",
+                         _products_check(host_features, plan.offsets, ctx.public_key)) if plan.offsets
+                 else _enc(back, "gradient", f"{tag}.gradients", host_features, ctx.public_key))
     grad = unmask_values(_residues(back, "guest_gradient", f"{tag}.gradients", guest.X.shape[1]), grad_m) / m
     loss = float(unmask_values(_residues(back, "loss", f"{tag}.gradients", 1), loss_m)[0]) / m
     try:
@@ -284,8 +345,9 @@ def _guest_batch(link: _Link, ctx: PartyContext, guest: PreparedParty, w: np.nda
     except TrainingError as exc:
         link.send(f"{tag}.decrypted", {"status": "error", "error": str(exc)}, where)
         raise
-    link.send(f"{tag}.decrypted", {"status": "ok", "gradient": decrypt_masked(ctx.private_key, host_grad)},
-              where)
+    decrypted = (decrypt_products(ctx.private_key, host_grad, host_features)  # type: ignore[arg-type]
+                 if plan.offsets else decrypt_masked(ctx.private_key, host_grad))
+    link.send(f"{tag}.decrypted", {"status": "ok", "gradient": decrypted}, where)
     return update_weights(w, grad, lr, opts, guest.regularized), loss
 
 
@@ -294,10 +356,17 @@ def _guest_validation_loss(link: _Link, guest: PreparedParty, w: np.ndarray, val
     """Taylor loss on the validation rows (no penalty), learned by the guest as one number."""
     where = _where(epoch) + " (validation)"
     msg = link.recv(f"e{epoch}.val_scores", where)
-    enc_u = _enc(msg, "scores", f"e{epoch}.val_scores", len(val), pk_h)
     share = _enc(msg, "loss_share", f"e{epoch}.val_scores", 1, pk_h)
-    masked = guest_loss_masked(enc_u, guest.X[val] @ w, y_pm, share, 0.0, precision)
-    link.send(f"e{epoch}.val_loss", {"loss": masked.enc}, where)
+    lay = plan_validation(len(val), pk_h, precision)
+    if lay:
+        enc_p = _packed(msg, "scores", f"e{epoch}.val_scores", _rows_check(lay, pk_h, precision, scores_bound(precision)))
+        packed_loss = guest_loss_masked_packed(enc_p, guest.X[val] @ w, y_pm, share, 0.0, precision)
+        masked = packed_loss.masked
+        link.send(f"e{epoch}.val_loss", {"loss": packed_loss.rest, "loss_cross": packed_loss.cross}, where)
+    else:
+        enc_u = _enc(msg, "scores", f"e{epoch}.val_scores", len(val), pk_h)
+        masked = guest_loss_masked(enc_u, guest.X[val] @ w, y_pm, share, 0.0, precision)
+        link.send(f"e{epoch}.val_loss", {"loss": masked.enc}, where)
     back = link.recv(f"e{epoch}.val_loss_decrypted", where)
     return float(unmask_values(_residues(back, "loss", f"e{epoch}.val_loss_decrypted", 1), masked)[0]) / len(val)
 
@@ -334,7 +403,9 @@ def run_host(ctx: PartyContext) -> LrResult:
     except VflError as exc:
         link.send("ready", {"status": "error", "error": str(exc)}, "before training started")
         raise
-    link.send("ready", {"status": "ok"}, "before training started")
+    guest_fits = _field(setup, "row_packing", bool, "setup")
+    host_fits = columns_fit(host.X)
+    link.send("ready", {"status": "ok", "row_packing": host_fits}, "before training started")
 
     w = host.weights.copy()
     best = w.copy()
@@ -346,8 +417,10 @@ def run_host(ctx: PartyContext) -> LrResult:
         for epoch in range(opts.epochs):
             lr = learning_rate(opts, epoch)
             for b, rows in enumerate(epoch_batches(len(train), opts.batch_size, opts.seed, epoch)):
+                plan = plan_batch(len(rows), pk_g, ctx.public_key, precision, guest_columns, host.X.shape[1],
+                                  guest_fits, host_fits)
                 w = _host_batch(link, ctx, host, w, train[rows], opts, lr, precision, pk_g,
-                                guest_columns, epoch, b)
+                                guest_columns, epoch, b, plan)
                 advance()
             if len(val):
                 _host_validation_loss(link, ctx, host, w, val, precision, epoch)
@@ -378,23 +451,35 @@ def run_host(ctx: PartyContext) -> LrResult:
 
 def _host_batch(link: _Link, ctx: PartyContext, host: PreparedParty, w: np.ndarray, idx: np.ndarray,
                 opts: LrOptions, lr: float, precision: int, pk_g: PublicKey, guest_columns: int,
-                epoch: int, b: int) -> np.ndarray:
-    """One batch at the host: encrypted partial scores, masked decryptions, own gradient."""
+                epoch: int, b: int, plan: BatchPacking) -> np.ndarray:
+    """One batch at the host: encrypted partial scores, masked decryptions, own gradient (`plan`: row packing)."""
     where, tag = _where(epoch, b), f"e{epoch}.b{b}"
     m = len(idx)
     Xb = host.X[idx]
     u_h = Xb @ w
-    scores = host_partial_scores_encrypted(ctx.public_key, Xb, w, m * penalty_value(w, opts), precision)
+    pk = ctx.public_key
+    scores = (host_partial_scores_packed(pk, Xb, w, plan.scores, m * penalty_value(w, opts), precision)
+              if plan.scores else host_partial_scores_encrypted(pk, Xb, w, m * penalty_value(w, opts), precision))
     link.send(f"{tag}.scores", {"scores": scores.scores, "loss_share": scores.loss_share}, where)
-    offsets = _enc(link.recv(f"{tag}.offsets", where), "offsets", f"{tag}.offsets", m, pk_g)
-    grad_m: Masked = host_gradient_masked(offsets, u_h, Xb, precision)
+    offsets_msg = link.recv(f"{tag}.offsets", where)
+    if plan.offsets:
+        packed_c = _packed(offsets_msg, "offsets", f"{tag}.offsets",
+                           _rows_check(plan.offsets, pk_g, precision + 2, offsets_bound(precision)))
+        grad_m: Masked = host_gradient_masked_packed(packed_c, u_h, Xb, precision)
+    else:
+        grad_m = host_gradient_masked(_enc(offsets_msg, "offsets", f"{tag}.offsets", m, pk_g), u_h, Xb, precision)
     msg = link.recv(f"{tag}.residuals", where)
-    # Only vectors of the agreed sizes get decrypted: the guest's gradient, one loss.
-    own = _enc(msg, "gradient", f"{tag}.residuals", guest_columns, ctx.public_key)
-    loss = _enc(msg, "loss", f"{tag}.residuals", 1, ctx.public_key)
-    link.send(f"{tag}.gradients", {"gradient": grad_m.enc,
-                                   "guest_gradient": decrypt_masked(ctx.private_key, own),
-                                   "loss": decrypt_masked(ctx.private_key, loss)}, where)
+    # Only vectors of the agreed sizes and layouts get decrypted: the guest's gradient, one loss.
+    loss = _enc(msg, "loss", f"{tag}.residuals", 1, pk)
+    if plan.scores:
+        own_p = _packed(msg, "gradient", f"{tag}.residuals", _products_check(guest_columns, plan.scores, pk))
+        cross = _packed(msg, "loss_cross", f"{tag}.residuals", _products_check(1, plan.scores, pk))
+        guest_grad, loss_res = decrypt_products(ctx.private_key, own_p, guest_columns), \
+            decrypt_loss(ctx.private_key, cross, loss)
+    else:
+        own = _enc(msg, "gradient", f"{tag}.residuals", guest_columns, pk)
+        guest_grad, loss_res = decrypt_masked(ctx.private_key, own), decrypt_masked(ctx.private_key, loss)
+    link.send(f"{tag}.gradients", {"gradient": grad_m.enc, "guest_gradient": guest_grad, "loss": loss_res}, where)
     back = link.recv(f"{tag}.decrypted", where)
     _check_status(back, f"{tag}.decrypted")
     grad = unmask_values(_residues(back, "gradient", f"{tag}.decrypted", host.X.shape[1]), grad_m) / m
@@ -404,11 +489,19 @@ def _host_batch(link: _Link, ctx: PartyContext, host: PreparedParty, w: np.ndarr
 def _host_validation_loss(link: _Link, ctx: PartyContext, host: PreparedParty, w: np.ndarray,
                           val: np.ndarray, precision: int, epoch: int) -> None:
     where = _where(epoch) + " (validation)"
-    scores = host_partial_scores_encrypted(ctx.public_key, host.X[val], w, 0.0, precision)
+    pk = ctx.public_key
+    lay = plan_validation(len(val), pk, precision)
+    scores = (host_partial_scores_packed(pk, host.X[val], w, lay, 0.0, precision) if lay
+              else host_partial_scores_encrypted(pk, host.X[val], w, 0.0, precision))
     link.send(f"e{epoch}.val_scores", {"scores": scores.scores, "loss_share": scores.loss_share}, where)
     msg = link.recv(f"e{epoch}.val_loss", where)
-    enc = _enc(msg, "loss", f"e{epoch}.val_loss", 1, ctx.public_key)
-    link.send(f"e{epoch}.val_loss_decrypted", {"loss": decrypt_masked(ctx.private_key, enc)}, where)
+    enc = _enc(msg, "loss", f"e{epoch}.val_loss", 1, pk)
+    if lay:
+        cross = _packed(msg, "loss_cross", f"e{epoch}.val_loss", _products_check(1, lay, pk))
+        residues = decrypt_loss(ctx.private_key, cross, enc)
+    else:
+        residues = decrypt_masked(ctx.private_key, enc)
+    link.send(f"e{epoch}.val_loss_decrypted", {"loss": residues}, where)
 
 
 # -- inference ------------------------------------------------------------------

@@ -370,11 +370,15 @@ def _ints_to_float(ints: np.ndarray, precision: int) -> np.ndarray:
 
 
 def encrypt_packed(public_key: PublicKey, values: np.ndarray, precision: int | None = None,
-                   headroom_bits: int = 0, slot_bits: int | None = None) -> PackedEncryptedArray:
+                   headroom_bits: int = 0, slot_bits: int | None = None,
+                   bound: int | None = None) -> PackedEncryptedArray:
     """Encrypt values of shape (count,) or (rows, count), `slots` per ciphertext per row.
 
     The slot width is `slot_bits`, or just wide enough for the largest value plus
     `headroom_bits` of growth. Encrypting under the own key takes the CRT path.
+    `bound` (integer units) declares a public bound on |value| instead of the values'
+    own peak, which the array's bound (and its wire header) would otherwise reveal;
+    values beyond it are refused.
     """
     arr = np.asarray(values)
     if arr.ndim not in (1, 2):
@@ -385,6 +389,11 @@ def encrypt_packed(public_key: PublicKey, values: np.ndarray, precision: int | N
         precision = 0 if _is_int(arr2) else DEFAULT_PRECISION_BITS
     ints = scaled_integers(arr2, precision)
     peak = _max_abs(ints)
+    if bound is not None:
+        if peak > bound:
+            raise PaillierError(f"values of {peak.bit_length()} bits exceed the declared bound of "
+                                f"{int(bound).bit_length()} bits")
+        peak = int(bound)
     if slot_bits is None:
         slot_bits = slot_bits_for(peak, headroom_bits)
     slots = slots_for(public_key, slot_bits)
