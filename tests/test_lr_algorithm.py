@@ -10,6 +10,7 @@ from vfl.errors import DataError, TrainingError
 from vfl.lr import LrOptions, fit_reference
 from vfl.lr.model import LrPartModel, Scaling, sigmoid
 from vfl.lr.protocol import (
+    MATRIX_PRECISION_BITS,
     decrypt_masked,
     guest_gradient_masked,
     guest_loss_masked,
@@ -56,8 +57,16 @@ def test_one_encrypted_batch_gives_both_parties_their_plaintext_gradients_and_th
     grad_h = host_gradient_masked(offsets, Xh @ wh, Xh)
 
     d = residuals(u_g + Xh @ wh, y_pm)
-    np.testing.assert_allclose(unmask_values(decrypt_masked(hsk, grad_g.enc), grad_g), Xg.T @ d, atol=1e-9)
-    np.testing.assert_allclose(unmask_values(decrypt_masked(gsk, grad_h.enc), grad_h), Xh.T @ d, atol=1e-9)
+    # the columns are rounded to MATRIX_PRECISION_BITS fractional bits: each entry is within
+    # m * 2^-(bits + 1) * max|d| of X^T d (and exactly the product of the rounded columns)
+    tol = m * 2.0 ** -(MATRIX_PRECISION_BITS + 1) * np.abs(d).max()
+    got_g = unmask_values(decrypt_masked(hsk, grad_g.enc), grad_g)
+    got_h = unmask_values(decrypt_masked(gsk, grad_h.enc), grad_h)
+    np.testing.assert_allclose(got_g, Xg.T @ d, rtol=0, atol=tol)
+    np.testing.assert_allclose(got_h, Xh.T @ d, rtol=0, atol=tol)
+    q = 2.0 ** MATRIX_PRECISION_BITS
+    np.testing.assert_allclose(got_g, (np.rint(Xg * q) / q).T @ d, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got_h, (np.rint(Xh * q) / q).T @ d, rtol=0, atol=1e-9)
     expected = np.sum(sample_losses(u_g + Xh @ wh, y_pm)) + 1.25 + 0.5
     assert unmask_values(decrypt_masked(hsk, loss.enc), loss)[0] == pytest.approx(expected, abs=1e-9)
     assert offsets.shape == (m,) and grad_h.enc.public_key == gpk
