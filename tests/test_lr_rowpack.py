@@ -14,6 +14,7 @@ from vfl.errors import PaillierError
 from vfl.lr import fit_reference
 from vfl.lr import rowpack as rp
 from vfl.lr.protocol import (
+    MATRIX_PRECISION_BITS,
     decrypt_masked,
     guest_gradient_masked,
     guest_loss_masked,
@@ -71,7 +72,9 @@ def test_packed_steps_give_exactly_the_ordinary_paths_gradients_and_loss(keys_10
     np.testing.assert_array_equal(packed[1], unmask_values(decrypt_masked(gsk, h0.enc), h0))
     assert packed[2] == unmask_values(decrypt_masked(hsk, l0.enc), l0)[0]
     d = residuals(u_g + u_h, y_pm)
-    np.testing.assert_allclose(packed[1], Xh.T @ d, atol=1e-6)
+    # columns on the 2^-MATRIX_PRECISION_BITS grid: within m * 2^-(bits + 1) * max|d| of X^T d
+    tol = m * 2.0 ** -(MATRIX_PRECISION_BITS + 1) * np.abs(d).max() + 1e-9
+    np.testing.assert_allclose(packed[1], Xh.T @ d, rtol=0, atol=tol)
     assert packed[2] == pytest.approx(np.sum(sample_losses(u_g + u_h, y_pm)) + 1.75, abs=1e-8)
 
 
