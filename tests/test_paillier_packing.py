@@ -9,6 +9,7 @@ from vfl.errors import PaillierError
 from vfl.paillier import (
     EncryptedArray,
     PackedEncryptedArray,
+    decrypt_masked_residues,
     decrypt_slots,
     encrypt_packed,
     generate_keypair,
@@ -111,6 +112,21 @@ def test_slot_masks_hide_values_and_unmask_exactly(pair):
     ints = q(vals, 20) * 2**20
     assert all(int(s) != int(v) for s, v in zip(seen.ravel(), ints.ravel(), strict=True))
     np.testing.assert_array_equal(unmask_slots(seen, mask, masked.precision), q(vals, 20))
+
+
+def test_masked_residues_of_packed_and_ordinary_arrays_unmask_to_the_values(pair):
+    from vfl.paillier import random_mask, unmask
+
+    pk, sk = pair
+    vals = np.random.default_rng(5).normal(size=(2, 7))
+    packed, slot_mask = encrypt_packed(pk, vals, precision=20, headroom_bits=42).masked(stat_bits=40)
+    res = decrypt_masked_residues(sk, packed)
+    assert res.shape == (2, 7) and all(0 <= int(r) < pk.n for r in res.ravel())
+    np.testing.assert_array_equal(unmask(res, slot_mask % pk.n, 20, pk), q(vals, 20))
+    enc = pk.encrypt(vals, precision=20)
+    mask = random_mask(pk, enc.shape)
+    res = decrypt_masked_residues(sk, enc.add_residues(mask))
+    np.testing.assert_array_equal(unmask(res, mask, 20, pk), q(vals, 20))
 
 
 def test_overflow_is_refused_not_wrapped(pair):

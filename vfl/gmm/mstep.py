@@ -43,7 +43,7 @@ from vfl.paillier import (
     PackedEncryptedArray,
     PrivateKey,
     PublicKey,
-    decrypt_slots,
+    decrypt_masked_residues,
     pack,
     random_mask,
 )
@@ -97,13 +97,7 @@ def host_mask_statistics(enc_stats: EncryptedArray) -> tuple[EncryptedArray, np.
 
 def guest_decrypt_masked_statistics(private_key: PrivateKey, masked: EncryptedArray) -> np.ndarray:
     """The masked statistics as residues mod n (random-looking to the guest), in the values' shape."""
-    if isinstance(masked, PackedEncryptedArray):
-        n = private_key.public_key.n
-        ints = decrypt_slots(private_key, masked)
-        out = np.empty(ints.shape, dtype=object)
-        out.ravel()[:] = [int(v) % n for v in ints.ravel().tolist()]
-        return out
-    return private_key.decrypt_raw(masked)
+    return decrypt_masked_residues(private_key, masked)
 
 
 def host_unmask_statistics(residues: np.ndarray, mask: np.ndarray, precision: int, public_key: PublicKey,

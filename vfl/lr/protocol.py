@@ -33,10 +33,9 @@ from vfl.lr.taylor import LOG2
 from vfl.paillier import (
     DEFAULT_PRECISION_BITS,
     EncryptedArray,
-    PackedEncryptedArray,
     PrivateKey,
     PublicKey,
-    decrypt_slots,
+    decrypt_masked_residues,
     pack,
     random_mask,
 )
@@ -121,10 +120,7 @@ def decrypt_masked(sk: PrivateKey, enc: EncryptedArray) -> list[int]:
 
     A packed array decrypts to its masked slot values, returned mod n in the values' order.
     """
-    if isinstance(enc, PackedEncryptedArray):
-        n = sk.public_key.n
-        return [int(v) % n for v in decrypt_slots(sk, enc).ravel().tolist()]
-    return [int(v) for v in sk.decrypt_raw(enc).ravel().tolist()]
+    return [int(v) for v in decrypt_masked_residues(sk, enc).ravel().tolist()]
 
 
 def unmask_values(residues: list[int] | np.ndarray, masked: Masked) -> np.ndarray:

@@ -37,6 +37,7 @@ from vfl.paillier.keys import (
 )
 from vfl.paillier.packing import (
     PackedEncryptedArray,
+    decrypt_masked_residues,
     decrypt_slots,
     encrypt_packed,
     pack,
@@ -54,6 +55,7 @@ __all__ = [
     "Settings",
     "configure",
     "decode",
+    "decrypt_masked_residues",
     "decrypt_slots",
     "encode",
     "encrypt_packed",

@@ -448,6 +448,21 @@ def decrypt_slots(private_key: PrivateKey, packed: PackedEncryptedArray) -> np.n
     return packed._slot_ints(private_key.decrypt_raw(packed))
 
 
+def decrypt_masked_residues(private_key: PrivateKey, masked: EncryptedArray) -> np.ndarray:
+    """Masked values as residues mod n (random-looking to the key owner), in the values' shape.
+
+    The key owner's side of every "mask, decrypt, unmask" exchange: a packed array gives
+    its (masked) slot values, an ordinary one its plaintext residues.
+    """
+    if not isinstance(masked, PackedEncryptedArray):
+        return private_key.decrypt_raw(masked)
+    n = private_key.public_key.n
+    ints = decrypt_slots(private_key, masked)
+    out = np.empty(ints.shape, dtype=object)
+    out.ravel()[:] = [int(v) % n for v in ints.ravel().tolist()]
+    return out
+
+
 def unmask_slots(values: np.ndarray, mask: np.ndarray, precision: int) -> np.ndarray:
     """Remove a slot mask (from `masked`) from decrypted slot integers; decode to float64."""
     v = np.asarray(values, dtype=object)
