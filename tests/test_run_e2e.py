@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,26 @@ def _job(out: Path, role: str) -> dict:
 
 def _ids(path: Path) -> list[str]:
     return [line.split(",", 1)[0] for line in path.read_text().splitlines()[1:] if line]
+
+
+def _kill_host_when(out: Path, sets: list[str], ready: Callable[[], bool]) -> tuple[int, str]:
+    """Start `vflchain run` of breast_lr.toml, SIGKILL its host node once `ready()` (or after
+    120 s), and return the launcher's exit code and error output."""
+    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / "breast_lr.toml"),
+           "--out", str(out)]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not ready():
+            time.sleep(0.05)
+        pids = json.loads((out / "logs" / "processes.json").read_text())
+        os.kill(pids["host"], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, err
 
 
 def _assert_failed_and_aborted(out: Path, url: str, role: str = "guest") -> dict:
@@ -205,24 +226,13 @@ def test_host_killed_mid_job_fails_the_guest_and_aborts(tmp_path, chain_server) 
     assert cli(["data", "synth", "--out", str(data), "--rows", "15000", "--guest-features", "1",
                 "--host-features", "1", "--overlap", "0.9"]) == 0
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / "breast_lr.toml"),
-           "--out", str(out)]
-    for s in _sets(data, state, "job.algorithm=psi", "transport.retries=2"):
-        cmd += ["--set", s]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            hj = out / "host" / "job.json"
-            if hj.exists() and "join" in json.loads(hj.read_text() or "{}").get("transactions", {}):
-                break
-            time.sleep(0.05)
-        pids = json.loads((out / "logs" / "processes.json").read_text())
-        os.kill(pids["host"], signal.SIGKILL)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1
+
+    def joined() -> bool:
+        hj = out / "host" / "job.json"
+        return hj.exists() and "join" in json.loads(hj.read_text() or "{}").get("transactions", {})
+
+    code, err = _kill_host_when(out, _sets(data, state, "job.algorithm=psi", "transport.retries=2"), joined)
+    assert code == 1
     assert err.strip().splitlines()[-1].startswith("vflchain: error: ")
     guest_error = _job(out, "guest")["error"]
     assert guest_error.startswith("host disconnected") or guest_error.startswith("host unreachable"), guest_error
@@ -382,24 +392,14 @@ def test_host_killed_mid_epoch_of_lr_training_aborts_and_leaves_no_result(tmp_pa
     """Issue 6: a host that goes away during training; the guest aborts the session, writes no model."""
     state, url = chain_server
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / "breast_lr.toml"),
-           "--out", str(out)]
-    for s in _sets(breast_dir, state, "lr.epochs=500", "lr.tol=0", "lr.batch_size=100", "transport.retries=2"):
-        cmd += ["--set", s]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        rounds = out / "host" / "rounds.jsonl"
-        while time.monotonic() < deadline:
-            if rounds.exists() and '"phase": "lr"' in rounds.read_text():
-                break  # the host committed its first training round: it is mid-training
-            time.sleep(0.05)
-        pids = json.loads((out / "logs" / "processes.json").read_text())
-        os.kill(pids["host"], signal.SIGKILL)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1
+    rounds = out / "host" / "rounds.jsonl"
+
+    def training() -> bool:  # the host committed its first training round: it is mid-training
+        return rounds.exists() and '"phase": "lr"' in rounds.read_text()
+
+    sets = _sets(breast_dir, state, "lr.epochs=500", "lr.tol=0", "lr.batch_size=100", "transport.retries=2")
+    code, err = _kill_host_when(out, sets, training)
+    assert code == 1
     assert err.strip().splitlines()[-1].startswith("vflchain: error: guest: ")
     error = _job(out, "guest")["error"]
     assert error.startswith("lr: the host dropped out during epoch"), error
