@@ -81,14 +81,14 @@ def _int_bound(real: float, precision: int) -> int:
     return int(np.ceil(np.ldexp(real, precision))) + 1
 
 
-def _residual_int_bound(precision: int) -> int:
-    """|d| = |c + 0.25 u| <= 0.5 SCORE_BOUND + 0.5 at precision + 2 bits, with rounding slack."""
-    return 2 * _int_bound(0.25 * SCORE_BOUND + 0.5, precision + 2) + 2
-
-
 def offsets_bound(precision: int) -> int:
     """Public bound of the guest's packed c = 0.25 u_g - 0.5 y' (precision + 2 bits)."""
     return _int_bound(0.25 * SCORE_BOUND + 0.5, precision + 2)
+
+
+def _residual_int_bound(precision: int) -> int:
+    """|d| = |c + 0.25 u| <= 0.5 SCORE_BOUND + 0.5 at precision + 2 bits, with rounding slack."""
+    return 2 * offsets_bound(precision) + 2
 
 
 def scores_bound(precision: int) -> int:
