@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from vfl.binning import (
+    BinIndicators,
     WoeStandardizer,
     assign_bins,
+    bin_indicators,
     bin_label_counts,
     bucket_split_points,
     guest_decrypt_event_counts,
@@ -21,6 +23,7 @@ from vfl.binning import (
     interval_labels,
     packing_layout,
     plaintext_binning,
+    preprocessing_from_json,
     quantile_split_points,
     split_points,
     woe_iv,
@@ -184,6 +187,45 @@ def test_woe_standardizer_gives_zero_mean_unit_variance_and_round_trips_json():
     assert np.array_equal(again.transform(X), Z)
     with pytest.raises(DataError, match="malformed WoE preprocessing"):
         WoeStandardizer.from_json({"kind": "woe+standardize", "features": ["a"]})
+
+
+def test_bin_indicators_put_one_1_per_row_in_its_right_closed_bin():
+    out = bin_indicators(np.array([-1.0, 1.0, 1.5, 2.0, 9.0]), np.array([1.0, 2.0, 3.0]))
+    assert out.tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]]  # 9 > last split: last bin
+
+
+def test_bin_indicators_name_one_column_per_bin_and_round_trip_json():
+    X = np.array([[0.0, 5.0], [1.0, 6.0], [2.0, 7.0]])
+    bi = BinIndicators.fit(["a", "b"], [np.array([0.5, 2.0]), np.array([5.0, 6.0, 7.0])])
+    assert bi.columns == ["a[bin0]", "a[bin1]", "b[bin0]", "b[bin1]", "b[bin2]"]
+    Z = bi.transform(X)
+    assert Z.shape == (3, 5) and Z.sum(axis=1).tolist() == [2, 2, 2]
+    again = preprocessing_from_json(bi.to_json())
+    assert isinstance(again, BinIndicators) and np.array_equal(again.transform(X), Z)
+    with pytest.raises(DataError, match="malformed bin-indicator preprocessing"):
+        preprocessing_from_json({"kind": "bin-indicators", "features": ["a"], "split_points": []})
+    with pytest.raises(DataError, match="bin indicators of 2 features got a matrix of shape"):
+        bi.transform(np.zeros((3, 1)))
+
+
+def test_bin_indicator_weights_contain_the_standardized_woe_model():
+    """A weight per bin can express any a * standardized WoE + c: the host's model class contains the WoE one."""
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(400, 3)), rng.integers(0, 2, 400)
+    fb = plaintext_binning(X, y, ["a", "b", "c"], bins=6)
+    pts, woe = [f.split_points for f in fb], [f.table.woe for f in fb]
+    st = WoeStandardizer.fit(X, ["a", "b", "c"], pts, woe)
+    ind = BinIndicators.fit(["a", "b", "c"], pts).transform(X)
+    a = np.array([0.7, -1.3, 2.0])
+    per_bin = np.concatenate([a[j] * (woe[j] - st.mean[j]) / st.std[j] for j in range(3)])
+    np.testing.assert_allclose(ind @ per_bin, st.transform(X) @ a, rtol=0, atol=1e-12)
+
+
+def test_raw_bin_indicators_have_lambda_max_at_most_the_number_of_features(breast):
+    _, host = breast
+    fb = plaintext_binning(host.X, breast[0].y, host.features, bins=10)
+    Z = BinIndicators.fit(host.features, [f.split_points for f in fb]).transform(host.X)
+    assert np.linalg.eigvalsh(Z.T @ Z / len(Z)).max() <= len(host.features) + 1e-9
 
 
 def test_standardized_woe_keeps_taylor_lr_stable_where_raw_woe_diverges(breast):

@@ -20,7 +20,7 @@ from nodes.phases import binning as phase
 from nodes.testing import make_contexts, run_pair
 from nodes.transport.base import Address
 from nodes.transport.codec import decode_message, encode_message, keyring
-from vfl.binning import WoeStandardizer, plaintext_binning
+from vfl.binning import BinIndicators, WoeStandardizer, plaintext_binning
 from vfl.data import PartyData
 from vfl.datasets import synth_split
 from vfl.errors import DataError
@@ -209,6 +209,16 @@ def test_host_receives_labels_only_as_ciphertexts_under_the_guest_key(breast_run
     assert h.private_key.public_key != labels.public_key
 
 
+def test_the_selection_tells_the_host_only_which_of_its_columns_are_kept(breast_run):
+    """With woe_transform the host gets no WoE or IV (from which its bins' event counts follow)."""
+    g, h, gout = breast_run["g"], breast_run["h"], breast_run["gout"]
+    (_, _, sel), = [m for m in _decoded(g, h) if m[0].tag == "selection"]
+    assert set(sel) == {"kept", "dropped", "rule", "woe_transform"} and sel["woe_transform"] is True
+    host_names = {f.name for f in gout.features if f.name.startswith("host.")}
+    assert set(sel["kept"]) | set(sel["dropped"]) == host_names
+    assert sel["rule"] == gout.selection.rule.to_json()
+
+
 def test_guest_never_receives_a_host_split_point(breast_run):
     g, h = breast_run["g"], breast_run["h"]
     split_values = {float(v) for f in breast_run["hout"].features for v in f.split_points}
@@ -243,25 +253,32 @@ def test_both_parties_commit_the_same_transcript_for_each_binning_round(breast_r
 # -- selection and transform ----------------------------------------------------------------
 
 
-def test_each_party_keeps_its_own_selected_columns_and_trains_on_standardized_woe(breast_run):
+def test_guest_trains_on_standardized_woe_and_host_on_indicators_of_its_own_bins(breast_run):
     g, h, gout, hout = breast_run["g"], breast_run["h"], breast_run["gout"], breast_run["hout"]
     ranked = sorted(gout.features, key=lambda f: -f.iv)[:12]
     chosen = {f.name for f in ranked}
     assert set(gout.selection.kept) == chosen
     assert g.data.features == [c for c in breast_run["guest"].features if c in chosen]
-    assert h.data.features == [c for c in breast_run["host"].features if f"host.{c}" in chosen]
-    assert g.data.features and h.data.features
+    assert hout.kept == [c for c in breast_run["host"].features if f"host.{c}" in chosen]
+    assert g.data.features and hout.kept
     ref = joined_reference(breast_run["guest"], breast_run["host"],
                            [f"host.{c}" for c in breast_run["host"].features])
-    for ctx, party, prefix in ((g, breast_run["guest"], ""), (h, breast_run["host"], "host.")):
-        cols = ctx.data.features
-        raw = party.select(cols).X
-        expect = WoeStandardizer.fit(raw, cols, [ref[prefix + c].split_points for c in cols],
-                                     [ref[prefix + c].table.woe for c in cols]).transform(raw)
-        np.testing.assert_allclose(ctx.data.X, expect, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(ctx.data.X.mean(axis=0), 0.0, atol=1e-12)
-        assert ctx.state["preprocess"].features == cols
-        assert ctx.state["binning"] is (gout if ctx is g else hout)
+    cols = g.data.features
+    raw = breast_run["guest"].select(cols).X
+    expect = WoeStandardizer.fit(raw, cols, [ref[c].split_points for c in cols],
+                                 [ref[c].table.woe for c in cols]).transform(raw)
+    np.testing.assert_allclose(g.data.X, expect, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(g.data.X.mean(axis=0), 0.0, atol=1e-12)
+    assert g.state["preprocess"].features == cols and g.state["binning"] is gout
+    # the host: one 0/1 column per bin of each kept column, with its own split points
+    pre = h.state["preprocess"]
+    assert isinstance(pre, BinIndicators) and pre.features == hout.kept
+    assert h.data.features == pre.columns == [f"{c}[bin{b}]" for c in hout.kept
+                                              for b in range(ref[f"host.{c}"].n_bins)]
+    expect_h = BinIndicators.fit(hout.kept, [ref[f"host.{c}"].split_points for c in hout.kept])
+    np.testing.assert_array_equal(h.data.X, expect_h.transform(breast_run["host"].select(hout.kept).X))
+    assert h.data.X.sum(axis=1).tolist() == [len(hout.kept)] * h.data.n_rows
+    assert h.state["binning"] is hout
 
 
 def test_run_directory_files_follow_the_design(breast_run):
@@ -276,11 +293,13 @@ def test_run_directory_files_follow_the_design(breast_run):
     with (tmp / "host" / "binning.csv").open() as fh:
         hrows = list(csv.DictReader(fh))
     assert {r["feature"] for r in hrows} == set(breast_run["host"].features)
-    assert all(r["event_count"] == "" and r["non_event_count"] == "" and r["interval"] for r in hrows)
+    assert all(r["interval"] for r in hrows)
+    assert all(r[c] == "" for r in hrows for c in phase.CSV_COLUMNS[3:])  # no count, WoE or IV
     sel = json.loads((tmp / "guest" / "selection.json").read_text())
     assert len(sel["kept"]) == 12 and len(sel["dropped"]) == 18 and sel["rule"]["top_k"] == 12
     hsel = json.loads((tmp / "host" / "selection.json").read_text())
-    assert [k["feature"] for k in hsel["kept"]] == breast_run["h"].data.features
+    assert [k["feature"] for k in hsel["kept"]] == breast_run["hout"].kept
+    assert all(set(k) == {"feature", "public_name"} for k in hsel["kept"] + hsel["dropped"])
     for name in ("binning_counts.png", "binning_woe.png"):
         assert (tmp / "guest" / "plots" / name).stat().st_size > 10_000
 

@@ -27,7 +27,9 @@ nodes/phases/binning.py uses the same names):
    and computes WoE/IV of every host bin.
 
 `plaintext_binning` is the centralized reference on joined data (and the guest's own path).
-`WoeStandardizer` turns selected columns into standardized WoE values for training.
+`WoeStandardizer` turns selected columns into standardized WoE values for training (the
+guest's own columns, `[selection] woe_transform`); `BinIndicators` turns the host's into one
+0/1 column per bin of its own split points, so the host needs no WoE (docs/protocols/binning.md).
 """
 
 from __future__ import annotations
@@ -429,6 +431,11 @@ class WoeStandardizer:
         std = np.where(std > 0, std, 1.0)
         return cls(list(features), pts, ws, mean, std)
 
+    @property
+    def columns(self) -> list[str]:
+        """The output columns (the model's features): the input columns, transformed in place."""
+        return list(self.features)
+
     def transform(self, X: np.ndarray) -> np.ndarray:
         Xa = np.asarray(X, dtype=np.float64)
         if Xa.ndim != 2 or Xa.shape[1] != len(self.features):
@@ -461,6 +468,94 @@ class WoeStandardizer:
         return cls(feats, pts, ws, mean, std)
 
 
+# -- bin indicators (the host's transform: no label-derived value needed) -----------------------
+
+
+def bin_indicators(x: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """One 0/1 column per bin of `points` (right-closed bins): row i has a 1 in the column of its bin."""
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 1 or pts.size == 0:
+        raise DataError(f"bin indicators need a 1-d array of split points, got shape {pts.shape}")
+    out = np.zeros((np.asarray(x).shape[0], pts.size), dtype=np.float64)
+    out[np.arange(out.shape[0]), assign_bins(x, pts)] = 1.0
+    return out
+
+
+def indicator_names(feature: str, n_bins: int) -> list[str]:
+    """Names of a feature's indicator columns: "<feature>[bin0]", "<feature>[bin1]", ..."""
+    return [f"{feature}[bin{b}]" for b in range(n_bins)]
+
+
+@dataclass(frozen=True)
+class BinIndicators:
+    """Columns -> one 0/1 indicator column per bin of each (own split points only).
+
+    The host's transform under `[selection] woe_transform`: a weight per bin spans every
+    function of the bin, so it contains the WoE model (a * WoE[bin] + c) without needing the
+    WoE, which is label-derived and would tell the host each bin's event count. All bins are
+    kept: a feature's indicators sum to 1 (collinear with the guest's intercept, and after
+    `[lr] standardize` linearly dependent), which neither the L2 penalty nor gradient descent
+    from zero minds (it stays in X's row space and reaches the same scores); dropping a
+    reference bin would make the penalty depend on which bin was dropped. Raw indicators
+    have lambda_max(X^T X/n) <= the number of features (each row has one 1 per feature).
+    """
+
+    features: list[str]  # the raw input columns
+    split_points: list[np.ndarray]
+
+    @property
+    def columns(self) -> list[str]:
+        """The output columns (the model's features), in order."""
+        return [c for f, p in zip(self.features, self.split_points, strict=True)
+                for c in indicator_names(f, p.size)]
+
+    @classmethod
+    def fit(cls, features: Sequence[str], split_points: Sequence[np.ndarray]) -> BinIndicators:
+        pts = [np.asarray(p, dtype=np.float64) for p in split_points]
+        if len(pts) != len(features) or any(p.ndim != 1 or p.size == 0 for p in pts):
+            raise DataError(f"bin indicators: {len(pts)} split point arrays for {len(features)} features")
+        return cls(list(features), pts)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        Xa = np.asarray(X, dtype=np.float64)
+        if Xa.ndim != 2 or Xa.shape[1] != len(self.features):
+            raise DataError(f"bin indicators of {len(self.features)} features got a matrix of shape {Xa.shape}")
+        if not self.features:
+            return np.zeros((Xa.shape[0], 0))
+        return np.hstack([bin_indicators(Xa[:, j], p) for j, p in enumerate(self.split_points)])
+
+    def to_json(self) -> dict[str, Any]:
+        """What a saved model needs to score new rows (model.json's preprocessing)."""
+        return {"kind": "bin-indicators", "features": list(self.features),
+                "split_points": [p.tolist() for p in self.split_points], "columns": self.columns}
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> BinIndicators:
+        try:
+            if obj.get("kind") != "bin-indicators":
+                raise ValueError(f"unknown preprocessing kind {obj.get('kind')!r}")
+            feats = [str(f) for f in obj["features"]]
+            pts = [np.asarray(p, dtype=np.float64) for p in obj["split_points"]]
+            out = cls.fit(feats, pts)
+            if "columns" in obj and [str(c) for c in obj["columns"]] != out.columns:
+                raise ValueError("columns do not match the features and split points")
+        except (KeyError, TypeError, ValueError, DataError) as exc:
+            raise DataError(f"malformed bin-indicator preprocessing: {exc}") from None
+        return out
+
+
+Preprocessing = WoeStandardizer | BinIndicators
+
+
+def preprocessing_from_json(obj: Mapping[str, Any]) -> Preprocessing:
+    """A saved model's preprocessing by its "kind" ("woe+standardize" | "bin-indicators")."""
+    if not isinstance(obj, Mapping):
+        raise DataError(f"malformed preprocessing: expected an object, got {type(obj).__name__}")
+    if obj.get("kind") == "bin-indicators":
+        return BinIndicators.from_json(obj)
+    return WoeStandardizer.from_json(obj)
+
+
 def _woe_columns(X: np.ndarray, points: Sequence[np.ndarray], woe: Sequence[np.ndarray]) -> np.ndarray:
     Xa = np.asarray(X, dtype=np.float64)
     if Xa.ndim != 2 or Xa.shape[1] != len(points) or len(points) != len(woe):
@@ -472,9 +567,10 @@ def _woe_columns(X: np.ndarray, points: Sequence[np.ndarray], woe: Sequence[np.n
 
 
 __all__ = [
-    "ADJUSTMENT", "METHODS", "FeatureBinning", "HostBins", "PackedCounts", "WoeStandardizer", "WoeTable",
-    "assign_bins", "bin_columns", "bin_label_counts", "bucket_split_points", "check_bin_count",
-    "guest_decrypt_event_counts", "guest_encrypt_labels", "guest_woe_iv_from_counts",
-    "host_bin_features", "host_encrypted_bin_sums", "host_pack_bin_sums", "packing_layout", "interval_labels", "plaintext_binning",
+    "ADJUSTMENT", "METHODS", "BinIndicators", "FeatureBinning", "HostBins", "PackedCounts", "Preprocessing",
+    "WoeStandardizer", "WoeTable", "assign_bins", "bin_columns", "bin_indicators", "bin_label_counts",
+    "bucket_split_points", "check_bin_count", "guest_decrypt_event_counts", "guest_encrypt_labels",
+    "guest_woe_iv_from_counts", "host_bin_features", "host_encrypted_bin_sums", "host_pack_bin_sums",
+    "indicator_names", "interval_labels", "packing_layout", "plaintext_binning", "preprocessing_from_json",
     "quantile_split_points", "split_points", "woe_iv", "woe_transform",
 ]

@@ -12,17 +12,18 @@ round r1 (binning)
                                                       host_encrypted_bin_sums, host_pack_bin_sums
     guest          decrypts, WoE/IV of every host bin                      guest_woe_iv_from_counts
 round r2 (selection)
-    guest -> host  selection        {"kept", "dropped", "rule", "woe_transform",
-                                     "woe", "iv" (the host's bins, only with woe_transform)}
-    each party     keeps its own selected columns, WoE-transforms + standardizes them if asked
+    guest -> host  selection        {"kept", "dropped", "rule", "woe_transform"}
+    each party     keeps its own selected columns; with woe_transform the guest replaces its own
+                   by standardized WoE, the host its own by one 0/1 column per bin (BinIndicators)
 
 The host learns nothing about the labels in r1 (ciphertexts under the guest's key, summed and
-re-randomized before they go back); the guest never receives a host split point.
+re-randomized before they go back) and in r2 only which of its columns are kept: no WoE or IV,
+from which it could solve each bin's event count; the guest never receives a host split point.
 
-Afterwards `ctx.data` holds only the selected own columns (WoE-standardized when
-[selection] woe_transform = true) and `ctx.state` holds:
+Afterwards `ctx.data` holds only the selected own columns (guest: WoE-standardized, host: bin
+indicators "<column>[bin<b>]", when [selection] woe_transform = true) and `ctx.state` holds:
     "binning":    BinningOutcome (features as this party sees them, the selection, kept columns)
-    "preprocess": WoeStandardizer | None — what a saved model needs to score new raw rows
+    "preprocess": WoeStandardizer | BinIndicators | None — what a saved model needs to score new raw rows
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ from nodes.errors import NodeError
 from nodes.transport.base import PhaseChannel
 from nodes.ui import console, progress, table
 from vfl.binning import (
+    BinIndicators,
     FeatureBinning,
     HostBins,
     PackedCounts,
+    Preprocessing,
     WoeStandardizer,
     check_bin_count,
     guest_decrypt_event_counts,
@@ -104,10 +107,8 @@ class BinSums(TypedDict, total=False):
 class SelectionMessage(TypedDict, total=False):
     kept: list[str]  # public names of the host's columns to keep
     dropped: list[str]
-    rule: dict[str, Any]
-    woe_transform: bool
-    woe: dict[str, list[float]] | None  # WoE of each bin of each kept host column
-    iv: dict[str, float] | None
+    rule: dict[str, Any]  # the configured rule (public), not its outcome
+    woe_transform: bool  # the host then trains on bin indicators; no WoE or IV is ever sent
     abort: str
 
 
@@ -123,7 +124,7 @@ class BinningOutcome:
     kept: list[str]  # own columns kept, in column order
     selection: Selection | None  # the guest's decision (guest only)
     host_selection: dict[str, Any] | None = None  # what the host was told (host only)
-    preprocess: WoeStandardizer | None = None
+    preprocess: Preprocessing | None = None
 
 
 # -- guest ----------------------------------------------------------------------------------
@@ -173,15 +174,13 @@ def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
         ch.send("selection", {"abort": problem}, round=r2)
         raise DataError(problem)
     woe_transform = bool(ctx.config.selection.woe_transform)
-    by_name = {f.name: f for f in features}
-    host_kept = [s for s in selection.kept if s in host_names]
+    # Only the kept/dropped split of the host's columns leaves the guest (selection needs it);
+    # a WoE or IV would let the host solve its bins' event counts (tests/attacks/test_woe_inversion.py).
     out: SelectionMessage = {
-        "kept": host_kept,
+        "kept": [s for s in selection.kept if s in host_names],
         "dropped": [s for s in selection.dropped if s in host_names],
         "rule": selection.rule.to_json(),
         "woe_transform": woe_transform,
-        "woe": {s: by_name[s].table.woe.tolist() for s in host_kept} if woe_transform else None,
-        "iv": {s: by_name[s].iv for s in host_names} if woe_transform else None,
     }
     ch.send("selection", dict(out), round=r2)
     kept = own_columns(selection.kept, {f: f for f in data.features})
@@ -295,30 +294,22 @@ def run_host(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
     r2 = ctx.next_round()
     sel: SelectionMessage = ch.recv("selection", round=r2, timeout=ctx.config.transport.timeout)  # type: ignore[assignment]
     _raise_if_aborted(sel, "guest")
-    kept_public, woe_transform, woe, iv = _check_selection(sel, public)
+    kept_public, woe_transform = _check_selection(sel, public)
     kept = own_columns(kept_public, public)
-    by_name = {f: (p, int(m)) for f, p, m in zip(own.features, own.split_points, own.n_bins, strict=True)}
-    tables = {own_name: woe[public[own_name]] for own_name in kept} if woe_transform else {}
-    for own_name, values in tables.items():
-        if len(values) != by_name[own_name][1]:
-            raise DataError(f"binning: the guest sent {len(values)} WoE values for host feature "
-                            f"{own_name!r}, which has {by_name[own_name][1]} bins")
+    points = dict(zip(own.features, own.split_points, strict=True))
     features = [FeatureBinning(f, int(m), p, None, bool(c))
                 for f, p, m, c in zip(own.features, own.split_points, own.n_bins, own.constant, strict=True)]
-    preprocess = None
-    if woe_transform:
-        preprocess = WoeStandardizer.fit(data.select(kept).X, kept, [by_name[f][0] for f in kept],
-                                         [tables[f] for f in kept])
+    # with woe_transform: one weight per bin of its own split points (contains the WoE model)
+    preprocess = BinIndicators.fit(kept, [points[f] for f in kept]) if woe_transform and kept else None
     _set_data(ctx, kept, preprocess)
     host_selection = {"rule": sel["rule"], "kept": [public[f] for f in kept],
-                      "dropped": [public[f] for f in data.features if f not in kept],
-                      "iv": {public[f]: iv.get(public[f]) for f in data.features} if iv else None}
+                      "dropped": [public[f] for f in data.features if f not in kept]}
     ctx.commit_round(r2, PHASE, {"kept": kept, "preprocess": preprocess.to_json() if preprocess else None})
 
     outcome = BinningOutcome("host", features, kept, None, host_selection, preprocess)
     ctx.state["binning"] = outcome
     if outputs:
-        _write_host_outputs(ctx, outcome, public, tables, iv or {})
+        _write_host_outputs(ctx, outcome, public)
     return outcome
 
 
@@ -340,23 +331,18 @@ def _add(acc: EncryptedArray | None, part: EncryptedArray) -> EncryptedArray:
     return part if acc is None else acc + part
 
 
-def _check_selection(sel: SelectionMessage, public: dict[str, str]
-                     ) -> tuple[list[str], bool, dict[str, list[float]], dict[str, float]]:
+def _check_selection(sel: SelectionMessage, public: dict[str, str]) -> tuple[list[str], bool]:
     try:
         kept = [str(s) for s in sel["kept"]]
         dropped = [str(s) for s in sel["dropped"]]
         woe_transform = bool(sel["woe_transform"])
-        woe = {str(k): [float(v) for v in vs] for k, vs in (sel.get("woe") or {}).items()}
-        iv = {str(k): float(v) for k, v in (sel.get("iv") or {}).items()}
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"binning: malformed selection from the guest: {exc!r}") from None
     known = set(public.values())
     unknown = [s for s in kept + dropped if s not in known]
     if unknown:
         raise DataError(f"binning: the guest's selection names {unknown[0]!r}, not a host feature")
-    if woe_transform and set(woe) != set(kept):
-        raise DataError("binning: the guest asked for a WoE transform without the WoE of every kept feature")
-    return kept, woe_transform, woe, iv
+    return kept, woe_transform
 
 
 # -- shared ---------------------------------------------------------------------------------
@@ -397,11 +383,11 @@ def _apply_selection(ctx: PartyContext, kept: list[str], own: dict[str, FeatureB
     return preprocess
 
 
-def _set_data(ctx: PartyContext, kept: list[str], preprocess: WoeStandardizer | None) -> None:
+def _set_data(ctx: PartyContext, kept: list[str], preprocess: Preprocessing | None) -> None:
     assert ctx.data is not None
     data = ctx.data.select(kept)
     if preprocess is not None:
-        data = dataclasses.replace(data, X=preprocess.transform(data.X))
+        data = dataclasses.replace(data, features=preprocess.columns, X=preprocess.transform(data.X))
     ctx.data = data
     ctx.state["preprocess"] = preprocess
 
@@ -409,12 +395,11 @@ def _set_data(ctx: PartyContext, kept: list[str], preprocess: WoeStandardizer | 
 # -- outputs --------------------------------------------------------------------------------
 
 
-def binning_csv(features: Sequence[FeatureBinning], names: dict[str, str] | None = None,
-                woe: dict[str, list[float]] | None = None, iv: dict[str, float] | None = None) -> str:
+def binning_csv(features: Sequence[FeatureBinning]) -> str:
     """binning.csv (DESIGN.md): one row per feature and bin; unknown cells stay empty.
 
     At the guest every feature has its table (host features without intervals); at the host
-    only its own intervals, plus the WoE/IV the guest sent when a WoE transform was asked for.
+    only its own intervals (it never learns a count, WoE or IV of its bins).
     """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -422,17 +407,13 @@ def binning_csv(features: Sequence[FeatureBinning], names: dict[str, str] | None
     for f in features:
         intervals = f.intervals()
         t = f.table
-        public = (names or {}).get(f.name, f.name)
         for b in range(f.n_bins):
             if t is not None:
                 cells = [int(t.event_count[b]), repr(float(t.event_rate[b])), int(t.non_event_count[b]),
                          repr(float(t.non_event_rate[b])), repr(float(t.woe[b])), repr(float(t.iv_bin[b])),
                          repr(t.iv)]
             else:
-                wv = (woe or {}).get(f.name)
-                iv_total = (iv or {}).get(public)
-                cells = ["", "", "", "", repr(float(wv[b])) if wv else "", "",
-                         repr(float(iv_total)) if iv_total is not None else ""]
+                cells = ["", "", "", "", "", "", ""]
             w.writerow([f.name, b, intervals[b], *cells])
     return buf.getvalue()
 
@@ -474,17 +455,14 @@ def _write_guest_outputs(ctx: PartyContext, outcome: BinningOutcome) -> None:
             con.print(f"[yellow]binning: feature {f.name!r}: {_single_bin_reason(f)}; dropped[/]")
 
 
-def _write_host_outputs(ctx: PartyContext, outcome: BinningOutcome, public: dict[str, str],
-                        woe: dict[str, list[float]], iv: dict[str, float]) -> None:
-    ctx.rundir.write_text("binning.csv", binning_csv(outcome.features, public, woe, iv))
+def _write_host_outputs(ctx: PartyContext, outcome: BinningOutcome, public: dict[str, str]) -> None:
+    ctx.rundir.write_text("binning.csv", binning_csv(outcome.features))
     assert outcome.host_selection is not None
     sel = outcome.host_selection
-    ivs = sel.get("iv") or {}
     ctx.rundir.write_json("selection.json", {
         "rule": sel["rule"],
-        "kept": [{"feature": f, "public_name": public[f], "iv": ivs.get(public[f])} for f in outcome.kept],
-        "dropped": [{"feature": f, "public_name": public[f], "iv": ivs.get(public[f])}
-                    for f in public if f not in outcome.kept],
+        "kept": [{"feature": f, "public_name": public[f]} for f in outcome.kept],
+        "dropped": [{"feature": f, "public_name": public[f]} for f in public if f not in outcome.kept],
     })
     rows = [[f.name, public[f.name], f.n_bins, "yes" if f.name in outcome.kept else "no"]
             for f in outcome.features]

@@ -49,7 +49,7 @@ from nodes.context import PartyContext
 from nodes.errors import ConfigError
 from nodes.transport.base import Payload, PhaseChannel, TransportError
 from nodes.ui import console, progress, table
-from vfl.binning import WoeStandardizer
+from vfl.binning import Preprocessing
 from vfl.data import PartyData
 from vfl.errors import DataError, PaillierError, TrainingError, VflError
 from vfl.lr.model import LrPartModel
@@ -510,9 +510,11 @@ def _host_validation_loss(link: _Link, ctx: PartyContext, host: PreparedParty, w
 def model_json(ctx: PartyContext, model: LrPartModel, epochs: int) -> dict[str, Any]:
     """model.json: the party's weights and scaling, plus what scoring new raw rows needs.
 
-    `preprocess` is the WoE transform + standardization the binning phase applied to the
-    kept columns ([selection] woe_transform; at the host with its own split points, which
-    never leave it); feature selection is `features` itself (the kept columns, model order).
+    `preprocess` is what the binning phase applied to the kept columns ([selection]
+    woe_transform): at the guest the WoE transform + standardization, at the host the bin
+    indicators of its own split points (which never leave it). Without it, feature selection
+    is `features` itself (the kept columns, model order); with it, `preprocess.features` are the
+    raw columns and `features` its output columns.
     `job_id` ties the two parties' models to one trained job.
     """
     pre = ctx.state.get("preprocess")
@@ -520,13 +522,16 @@ def model_json(ctx: PartyContext, model: LrPartModel, epochs: int) -> dict[str, 
                          preprocess=pre.to_json() if pre is not None else None)
 
 
-def _model_columns(model: LrPartModel, preprocess: WoeStandardizer | None, data: PartyData) -> np.ndarray:
+def _model_columns(model: LrPartModel, preprocess: Preprocessing | None, data: PartyData) -> np.ndarray:
     """New raw rows as the model was trained on them: selected columns, then the saved preprocessing."""
-    X = model.columns_of(data.features, data.X, data.source)
-    return preprocess.transform(X) if preprocess is not None else X
+    if preprocess is None:
+        return model.columns_of(data.features, data.X, data.source)
+    if preprocess.columns != list(model.features):
+        raise DataError(f"{data.source}: the preprocessing's columns differ from the model's features")
+    return preprocess.transform(data.select(preprocess.features).X)
 
 
-def predict_guest(ctx: PartyContext, model: LrPartModel, preprocess: WoeStandardizer | None = None) -> np.ndarray:
+def predict_guest(ctx: PartyContext, model: LrPartModel, preprocess: Preprocessing | None = None) -> np.ndarray:
     """Score the guest's aligned rows with both saved models; writes predictions.csv (type "predict").
 
     Needs the host's partial scores X_h w_h in plaintext (the guest learns them).
@@ -567,7 +572,7 @@ def predict_guest(ctx: PartyContext, model: LrPartModel, preprocess: WoeStandard
     return proba
 
 
-def predict_host(ctx: PartyContext, model: LrPartModel, preprocess: WoeStandardizer | None = None) -> None:
+def predict_host(ctx: PartyContext, model: LrPartModel, preprocess: Preprocessing | None = None) -> None:
     """Send the host's partial scores of its aligned rows to the guest (inference)."""
     data = _party_data(ctx, "host")
     X = _model_columns(model, preprocess, data)

@@ -37,7 +37,7 @@ from nodes.context import PartyContext
 from nodes.errors import NodeError
 from nodes.rundir import atomic_write
 from nodes.ui import console, table
-from vfl.binning import WoeStandardizer
+from vfl.binning import Preprocessing, preprocessing_from_json
 from vfl.data import PartyData
 from vfl.errors import DataError, VflError
 
@@ -59,11 +59,17 @@ class PartyModel:
     raw: bytes  # the file's bytes (its keccak256 is the training session's model commitment)
     training_job: str | None
     model: Any  # vfl.lr.model.LrPartModel | vfl.gmm.model.PartyMixture
-    preprocess: WoeStandardizer | None = None  # LR with [selection] woe_transform
+    preprocess: Preprocessing | None = None  # LR with [selection] woe_transform
 
     @property
     def features(self) -> list[str]:
+        """The model's columns (after its preprocessing)."""
         return list(self.model.features)
+
+    @property
+    def input_features(self) -> list[str]:
+        """The raw data columns scoring needs (the preprocessing's inputs, else the model's columns)."""
+        return list(self.preprocess.features) if self.preprocess is not None else self.features
 
     @property
     def commitment(self) -> str:
@@ -125,10 +131,10 @@ def load_party_model(path: str | Path, role: str) -> PartyModel:
         if model.role != role:
             raise DataError(f"{f}: a {model.role} model, but this party is the {role}")
         if doc.get("preprocess"):
-            preprocess = WoeStandardizer.from_json(doc["preprocess"])
-            if preprocess.features != model.features:
-                raise DataError(f"{f}: the preprocessing's features {preprocess.features} differ from the "
-                                f"model's {model.features}")
+            preprocess = preprocessing_from_json(doc["preprocess"])
+            if preprocess.columns != model.features:
+                raise DataError(f"{f}: the preprocessing's columns {preprocess.columns} differ from the "
+                                f"model's features {model.features}")
     else:
         model = PartyMixture.from_json(doc, str(f))
     return PartyModel(doc["algorithm"], role, f, raw, _training_job(f, doc), model, preprocess)
@@ -136,10 +142,11 @@ def load_party_model(path: str | Path, role: str) -> PartyModel:
 
 def check_columns(pm: PartyModel, data: PartyData) -> None:
     """The data has every column the model needs (checked before the session, and again here)."""
-    missing = [c for c in pm.features if c not in data.features]
+    needed = pm.input_features
+    missing = [c for c in needed if c not in data.features]
     if missing:
         raise DataError(f"{data.source}: the {pm.role}'s model needs column {missing[0]!r}, which the data "
-                        f"does not have (model columns: {', '.join(pm.features)})")
+                        f"does not have (model columns: {', '.join(needed)})")
 
 
 def _models_problem(mine: dict[str, Any], theirs: dict[str, Any], me: str, peer: str) -> str | None:
