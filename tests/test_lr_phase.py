@@ -20,9 +20,11 @@ from sklearn.linear_model import LogisticRegression
 
 from nodes.config import JobConfig, load_config
 from nodes.context import PartyContext
+from nodes.phases import binning as binning_phase
 from nodes.phases import lr as phase
 from nodes.testing import make_contexts, run_pair
 from nodes.transport.base import Address, Payload, TransportError
+from vfl.binning import BinIndicators, WoeStandardizer, plaintext_binning
 from vfl.data import PartyData
 from vfl.datasets import synth_split
 from vfl.errors import DataError, TrainingError
@@ -30,6 +32,7 @@ from vfl.lr import LrOptions, fit_reference, predict_proba
 from vfl.lr.protocol import decrypt_masked
 from vfl.metrics import auc
 from vfl.paillier import EncryptedArray, PackedEncryptedArray
+from vfl.selection import SelectionRule, select_by_iv
 
 BREAST_SETTINGS = ["lr.epochs=10", "lr.batch_size=128", "lr.early_stopping=3", "lr.round_every=2"]
 
@@ -163,6 +166,34 @@ def test_warm_start_continues_from_the_saved_models_like_the_reference(tmp_path)
     np.testing.assert_allclose(rg2["model"]["weights"], ref.guest.weights, atol=1e-6)
     np.testing.assert_allclose(rh2["model"]["weights"], ref.host.weights, atol=1e-6)
     assert rg2["metrics"]["training"]["loss"][0] < rg1["metrics"]["training"]["loss"][0]
+
+
+def test_woe_transform_binning_then_lr_equals_the_reference_on_the_same_design(tmp_path, breast):
+    """[selection] woe_transform: the guest's standardized WoE columns and the host's bin indicators
+    (one weight per bin of its own split points), built centrally, give the federated weights."""
+    g, h = breast
+    cfg = _config("selection.woe_transform=true", "selection.top_k=12", "lr.epochs=3", "lr.tol=0.0")
+    gctx, hctx = make_contexts(tmp_path, g, h, cfg)
+    run_pair(binning_phase.run_guest, binning_phase.run_host, gctx, hctx)
+    rg, rh = run_pair(phase.run_guest, phase.run_host, gctx, hctx)
+
+    host_names = [f"host.{c}" for c in h.features]
+    fb = {f.name: f for f in plaintext_binning(np.hstack([g.X, h.X]), g.y, g.features + host_names, 10)}
+    kept = set(select_by_iv({n: f.iv for n, f in fb.items()}, SelectionRule(0.02, 12)).kept)
+    gcols = [c for c in g.features if c in kept]
+    hcols = [c for c in h.features if f"host.{c}" in kept]
+    Xg = WoeStandardizer.fit(g.select(gcols).X, gcols, [fb[c].split_points for c in gcols],
+                             [fb[c].table.woe for c in gcols]).transform(g.select(gcols).X)
+    ind = BinIndicators.fit(hcols, [fb[f"host.{c}"].split_points for c in hcols])
+    ref = fit_reference(Xg, ind.transform(h.select(hcols).X), g.y, phase.options_from_config(cfg),
+                        gcols, ind.columns)
+    assert rh["model"]["features"] == ind.columns and len(ind.columns) > 2 * len(hcols)
+    np.testing.assert_allclose(rg["model"]["weights"], ref.guest.weights, rtol=0, atol=1e-6)
+    assert rg["model"]["intercept"] == pytest.approx(ref.guest.intercept, abs=1e-6)
+    np.testing.assert_allclose(rh["model"]["weights"], ref.host.weights, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(rg["metrics"]["training"]["loss"], ref.losses, atol=1e-9)
+    hm = json.loads((tmp_path / "host" / "model.json").read_text())
+    assert hm["preprocess"] == ind.to_json()  # what scoring new raw rows needs, the host's only
 
 
 # -- outputs --------------------------------------------------------------------------
