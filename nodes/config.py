@@ -61,6 +61,7 @@ class TransportSection:
     retries: int = 5  # re-deliveries of a message when the peer is unavailable
     connect_timeout: float = 60.0  # seconds to wait for the peer's node to come up
     liveness_grace: float = 5.0  # seconds a waited-on peer may be unreachable before it counts as gone
+    capture: str = ""  # if set: write every received message's raw bytes to DIR/<role>/ (docs/transport.md)
 
 
 @dataclass
@@ -203,7 +204,8 @@ def definition_of(config: dict[str, Any]) -> dict[str, Any]:
 PATH_KEYS = {("guest", "data"), ("host", "data"), ("guest", "keystore"), ("host", "keystore"),
              ("guest", "out"), ("host", "out"), ("guest", "cert"), ("guest", "key"), ("guest", "ca"),
              ("host", "cert"), ("host", "key"), ("host", "ca"), ("chain", "state"), ("transport", "cert"),
-             ("transport", "key"), ("transport", "ca"), ("lr", "warm_start"), ("federation", "out")}
+             ("transport", "key"), ("transport", "ca"), ("transport", "capture"), ("lr", "warm_start"),
+             ("federation", "out")}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

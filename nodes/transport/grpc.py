@@ -15,7 +15,10 @@ pending `recv` with the reason): a malformed header, a sender that is not the
 peer's role, another job, different content at an address already used, and a
 message for a round the receiver has already moved past (out of order).
 While waiting in `recv` the receiver pings the peer; a peer that stays
-unreachable for `liveness_grace` seconds is reported as disconnected. See
+unreachable for `liveness_grace` seconds is reported as disconnected. With
+`capture` set, every accepted message's raw bytes are also written to
+`<capture>/<role>/<round:04d>-<phase>-<tag>.bin` (what this node received, for
+audits and the attack tests; decode with `nodes.transport.codec`). See
 docs/transport.md.
 """
 
@@ -23,10 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -81,7 +87,8 @@ class GrpcTransport:
     def __init__(self, role: str, peer: str, listen: str, peer_address: str, *,
                  transcript: Transcript | None = None, keys: Iterable[PublicKey] = (),
                  tls: TlsMaterial | None = None, job: str | None = None, timeout: float = 120.0,
-                 retries: int = 5, liveness_interval: float = 1.0, liveness_grace: float = 5.0) -> None:
+                 retries: int = 5, liveness_interval: float = 1.0, liveness_grace: float = 5.0,
+                 capture: str | Path | None = None) -> None:
         if not role or not peer or role == peer:  # guest/host; coordinator/clientK in horizontal jobs
             raise ValueError(f"bad roles {role!r}/{peer!r}")
         if tls is None:
@@ -109,6 +116,7 @@ class GrpcTransport:
         self._channel: grpc.Channel | None = None
         self.port = 0
         self.tap: Callable[[str, Address, bytes], None] | None = None  # sees every sent message's bytes
+        self.capture = Path(capture) / role if capture else None  # received messages' bytes go here
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -248,10 +256,22 @@ class GrpcTransport:
                 self._mailbox[addr] = request
                 self.transcript.record("received", addr, sender, request)
                 self._cond.notify_all()
+                if self.capture is not None:
+                    self._capture(addr, request)
         if refuse is not None:
             self._fail(f"{self.peer} sent a bad message: {refuse}")
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, refuse)
         return b""
+
+    def _capture(self, addr: Address, data: bytes) -> None:
+        """Write a received message's raw bytes to `<capture>/<role>/<round:04d>-<phase>-<tag>.bin`."""
+        assert self.capture is not None
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{addr.round:04d}-{addr.phase}-{addr.tag}") + ".bin"
+        self.capture.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.capture / f".{name}.part"
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, self.capture / name)
 
     def peer_failure(self) -> str | None:
         """What the peer said when it left ("host failed: ..."), or None while it is still here."""
