@@ -1,6 +1,7 @@
 """`vflchain predict` end to end: a trained job's two saved models score rows as two node processes.
 
-One small LR job (WoE-transformed columns, so the saved preprocessing is exercised) and
+One small LR job (WoE-transformed columns at the guest, bin indicators at the host, so the
+saved preprocessing is exercised) and
 one small GMM job are trained once per module with `vflchain run`; every test then runs
 `vflchain predict` (or `vflchain node`) as real processes against the same embedded chain.
 """
@@ -76,8 +77,11 @@ def test_lr_model_files_carry_their_own_preprocessing_only(lr_job) -> None:
     guest = json.loads((lr_job / "guest" / "model.json").read_text())
     host = json.loads((lr_job / "host" / "model.json").read_text())
     assert guest["job_id"] == host["job_id"] == _job(lr_job, "guest")["job_id"]
-    for m in (guest, host):
-        assert m["preprocess"]["kind"] == "woe+standardize" and m["preprocess"]["features"] == m["features"]
+    assert guest["preprocess"]["kind"] == "woe+standardize" and guest["preprocess"]["features"] == guest["features"]
+    # the host's columns are one indicator per bin of its own split points (it never gets a WoE)
+    assert host["preprocess"]["kind"] == "bin-indicators" and host["preprocess"]["columns"] == host["features"]
+    assert "woe" not in host["preprocess"]
+    assert len(host["features"]) == sum(len(p) for p in host["preprocess"]["split_points"])
     assert "intercept" in guest and "intercept" not in host
     assert not any(f.startswith("host.") for f in guest["features"])  # nothing of the host's in the guest's model
     # the host's split points are in the host's model only
@@ -257,7 +261,8 @@ def test_a_model_whose_training_job_did_not_complete_is_refused(tmp_path, lr_job
 
 
 def test_new_rows_missing_a_model_column_fail_before_starting_anything(tmp_path, breast_dir, lr_job) -> None:
-    host_cols = json.loads((lr_job / "host" / "model.json").read_text())["features"]
+    # the raw columns behind the host model's bin indicators
+    host_cols = json.loads((lr_job / "host" / "model.json").read_text())["preprocess"]["features"]
     with (breast_dir / "host.csv").open(newline="") as fh:
         h = list(csv.reader(fh))
     drop = h[0].index(host_cols[0])
