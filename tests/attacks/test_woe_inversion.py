@@ -144,7 +144,60 @@ def labels_determined(capture: Path, data: Path) -> dict[str, int]:
     return known
 
 
-# -- the test -----------------------------------------------------------------------------------
+def labels_from_first_gradient(run: Path, capture: Path, data: Path) -> dict[str, int]:
+    """Row ID -> label from the host's own first LR step on its bin-indicator columns.
+
+    At w = 0 the residual is d = 1/2 - y, and the host learns its gradient X_h^T d / m (it
+    unmasks it; its first checkpoint holds w_1 = -learning_rate * gradient under L2). For a
+    column z_b = (1[bin b] - mean_b) / scale_b: sum_i z_ib d_i = (S_b - mean_b S) / scale_b, with
+    S_b = n_b/2 - e_b over the training rows of bin b and S = m/2 - E. For each total E this
+    gives every e_b; only the right E makes them all integers in [0, n_b].
+    """
+    import json
+
+    host = load_party_csv(data / "host.csv", "host", require_labels=False)
+    guest_ids = set(load_party_csv(data / "guest.csv", "guest").ids.tolist())
+    aligned = host.take(np.flatnonzero([i in guest_ids for i in host.ids]))
+    model = json.loads((run / "host" / "model.json").read_text())
+    pre = model.get("preprocess") or {}
+    if pre.get("kind") != "bin-indicators":
+        return {}
+    messages = received_messages(capture)
+    (setup,) = [p for a, p in messages if a.phase == "lr" and a.tag == "setup"]
+    val = set(setup["validation_ids"])
+    opts = setup["options"]
+    train = np.array([i not in val for i in aligned.ids])
+    first = min((json.loads(f.read_text()) for f in (run / "host" / "checkpoints").glob("*.json")
+                 if json.loads(f.read_text())["phase"] == "lr"), key=lambda c: c["round"])
+    if opts["penalty"] != "l2" or opts.get("warm_start"):
+        return {}
+    grad = -np.asarray(first["params"]["weights"]) / opts["learning_rate"]
+    mean, scale = np.asarray(model["scaling"]["mean"]), np.asarray(model["scaling"]["scale"])
+    m = int(train.sum())
+    ids = aligned.ids[train]
+    known: dict[str, int] = {}
+    col = 0
+    for feature, points in zip(pre["features"], pre["split_points"], strict=True):
+        x = aligned.X[train, aligned.features.index(feature)]
+        B = len(points)
+        idx = np.minimum(np.searchsorted(np.asarray(points), x, side="left"), B - 1)
+        nb = np.bincount(idx, minlength=B)
+        cols = slice(col, col + B)
+        col += B
+        base = mean[cols] * 0.5 * m + scale[cols] * m * grad[cols]  # S_b = base_b - mean_b * E
+        for E in range(m + 1):
+            e = 0.5 * nb - (base - mean[cols] * E)
+            if np.all(np.abs(e - np.rint(e)) < 1e-3) and np.all(np.rint(e) >= 0) and np.all(np.rint(e) <= nb):
+                counts = np.rint(e).astype(int)
+                for b in range(B):
+                    if nb[b] and counts[b] in (0, nb[b]):
+                        for rid in ids[idx == b]:
+                            known[str(rid)] = int(counts[b] == nb[b])
+                break
+    return known
+
+
+# -- the tests ----------------------------------------------------------------------------------
 
 
 def test_host_determines_no_label_from_what_the_woe_transform_sends_it(woe_job) -> None:
@@ -168,3 +221,13 @@ def test_the_attacker_inverts_woe_exactly_when_it_gets_them() -> None:
     assert math.isfinite(table.iv)
     solved = solve_counts_from_woe(table.woe.tolist(), sizes, int(sizes.sum()))
     assert solved is not None and solved.tolist() == events.tolist()
+
+
+@pytest.mark.xfail(strict=True, reason="OPEN (issue 16): one weight per host bin makes the host's first "
+                   "LR gradient the per-bin label sums of the training rows; see docs/protocols/binning.md")
+def test_host_determines_no_label_from_its_first_gradient_on_bin_indicators(woe_job) -> None:
+    known = labels_from_first_gradient(woe_job["out"], woe_job["capture"], woe_job["data"])
+    truth = load_party_csv(woe_job["data"] / "guest.csv", "guest")
+    label = dict(zip(truth.ids.tolist(), truth.y.tolist(), strict=True))
+    assert all(label[r] == y for r, y in known.items())
+    assert len(known) == 0, f"the host determined {len(known)} labels"
