@@ -27,6 +27,17 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path):
     assert Path(cfg.guest.data) == (tmp_path / "data" / "guest.csv").resolve()
 
 
+def test_transport_capture_is_a_local_path_setting(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    cfg_file = tmp_path / "cfg" / "job.toml"
+    cfg_file.write_text('[transport]\ncapture = "../cap"\n')
+    cfg = load_config(cfg_file)
+    assert Path(cfg.transport.capture) == (tmp_path / "cap").resolve()
+    monkeypatch.chdir(tmp_path)
+    assert Path(load_config(None, ["transport.capture=wire"]).transport.capture) == (tmp_path / "wire").resolve()
+    assert "transport" not in cfg.job_definition() and load_config(None).transport.capture == ""
+
+
 def test_integer_is_accepted_where_a_float_is_expected():
     assert load_config(None, ["lr.learning_rate=1"]).lr.learning_rate == 1.0
 

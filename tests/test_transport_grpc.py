@@ -68,6 +68,28 @@ def test_resending_the_same_message_is_idempotent(pair) -> None:
     assert len([e for e in h.transcript.entries if e["direction"] == "received"]) == 1
 
 
+def test_capture_writes_the_raw_bytes_of_every_received_message_once(tmp_path) -> None:
+    from nodes.transport.codec import decode_message
+
+    g, h = _pair(tmp_path, timeout=10, retries=2, capture=tmp_path / "cap")
+    try:
+        a = Address(JOB, "binning", 3, "labels.0")
+        g.send(a, {"v": [1, 2]})
+        g.send(a, {"v": [1, 2]})  # an idempotent resend is not written again
+        assert h.recv(a) == {"v": [1, 2]}
+        h.send(Address(JOB, "binning", 3, "ack"), {"ok": True})
+        g.recv(Address(JOB, "binning", 3, "ack"))
+    finally:
+        g.close()
+        h.close()
+    [f] = sorted((tmp_path / "cap" / "host").iterdir())
+    assert f.name == "0003-binning-labels.0.bin" and (f.stat().st_mode & 0o777) == 0o600
+    assert decode_message(f.read_bytes(), {})[2] == {"v": [1, 2]}
+    got = [e for e in h.transcript.entries if e["direction"] == "received"]
+    assert len(got) == 1 and got[0]["size"] == f.stat().st_size
+    assert [p.name for p in (tmp_path / "cap" / "guest").iterdir()] == ["0003-binning-ack.bin"]
+
+
 def test_different_content_at_a_used_address_fails_both_sides(pair) -> None:
     g, h = pair
     a = Address(JOB, "p", 1, "t")
