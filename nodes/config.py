@@ -82,7 +82,7 @@ class BinningSection:
 class SelectionSection:
     iv_threshold: float = 0.02  # keep features with IV >= this
     top_k: int = 0  # then keep at most the k best by IV; 0: no limit
-    woe_transform: bool = False  # train on standardized WoE values instead of the raw columns
+    woe_transform: bool = False  # guest: standardized WoE of its columns; host: one 0/1 column per bin
 
 
 @dataclass
