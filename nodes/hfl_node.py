@@ -49,7 +49,8 @@ def grpc_links(cfg: JobConfig, role: str, job_id: str | None, transcript: Transc
     tls = load_tls(tc.cert, tc.key, tc.ca)
     clients, coord = require(cfg, "clients"), require(cfg, "coordinator")
     common = {"transcript": transcript, "tls": tls, "timeout": tc.timeout, "retries": tc.retries,
-              "liveness_grace": tc.liveness_grace}
+              "liveness_grace": tc.liveness_grace, "max_message_bytes": tc.max_message_bytes,
+              "max_pending": tc.max_pending, "max_pending_bytes": tc.max_pending_bytes}
     if role == COORDINATOR:
         links = {}
         try:

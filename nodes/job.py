@@ -151,7 +151,8 @@ def grpc_transport(cfg: JobConfig, role: str, job_id: str | None, transcript: Tr
     tls = load_tls(me.cert or tc.cert, me.key or tc.key, me.ca or tc.ca)
     t = GrpcTransport(role, "host" if role == "guest" else "guest", me.listen or me.address, other.address,
                       transcript=transcript, tls=tls, job=job_id, timeout=tc.timeout, retries=tc.retries,
-                      liveness_grace=tc.liveness_grace)
+                      liveness_grace=tc.liveness_grace, max_message_bytes=tc.max_message_bytes,
+                      max_pending=tc.max_pending, max_pending_bytes=tc.max_pending_bytes)
     return t.start()
 
 
