@@ -98,8 +98,9 @@ def test_psi_job_completes_with_every_round_attested_and_the_session_closed(tmp_
     assert g["status"] == h["status"] == "complete"
     assert g["phases_run"] == ["intersection"] and g["rounds"] == h["rounds"] == 3
     assert g["config_commitment"] == "0x" + config_commitment(cfg).hex()
-    sid = session_id_of(g["job_id"])
     link = _link(chain_env, "guest")
+    sid = session_id_of(g["job_id"], link.chain_id, link.contract, link.address)
+    assert g["session_id"] == h["session_id"] == "0x" + sid.hex()
     info = link.session(sid)
     assert info["status"] == "closed" and info["config_commitment"] == g["config_commitment"]
     for r in (1, 2, 3):
@@ -170,9 +171,10 @@ def test_a_chain_write_refused_because_the_peer_just_aborted_names_the_peer_fail
 
     def late_guest_commit(self, round_no, phase, params, loss=None):
         if self.role == "guest":  # the guest's next chain write comes after the host aborted
-            sid = session_id_of(self.job_id)
+            link = _link(chain_env, "guest")
+            sid = session_id_of(self.job_id, link.chain_id, link.contract, link.address)
             deadline = time.monotonic() + 30
-            while _link(chain_env, "guest").session(sid)["status"] != "aborted" and time.monotonic() < deadline:
+            while link.session(sid)["status"] != "aborted" and time.monotonic() < deadline:
                 time.sleep(0.05)
         return commit(self, round_no, phase, params, loss)
 
