@@ -52,8 +52,8 @@ HANDSHAKE_PHASE = "handshake"  # the phase whose first message binds a waiting n
 GRPC_MAX_BYTES = (1 << 31) - 1  # gRPC's own ceiling on a message
 # Defaults of [transport] max_message_bytes / max_pending / max_pending_bytes (docs/transport.md):
 # the largest legitimate message of a 100k-row job at 2048 bits (512-byte ciphertexts) is GMM's
-# responsibilities, (K - 1) x 100k ciphertexts = 102 MB at K = 3; 512 MiB fits K <= 11, or an LR
-# full batch of 1M rows. Binning's label chunks (2.1 MB each, N / 4096 of them) are the most
+# responsibilities, (K - 1) or K x 100k ciphertexts = 102-154 MB at K = 3; 512 MiB fits K <= 10,
+# or an LR full batch of 1M rows. Binning's label chunks (2.1 MB each, N / 4096 of them) are the most
 # messages that can wait unread: 25 at 100k rows, 245 at 1M.
 MAX_MESSAGE_BYTES = 512 * 2**20
 MAX_PENDING = 1024
