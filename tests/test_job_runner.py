@@ -90,6 +90,25 @@ def run_both(tmp: Path, chain_env, guest_cfg: JobConfig, host_cfg: JobConfig | N
     return results
 
 
+def test_a_rival_guest_opening_the_job_id_first_cannot_take_the_jobs_session(tmp_path, chain_env) -> None:
+    from chain.accounts import dev_account
+    from chain.client import AuditClient, session_label
+
+    w3, contract = chain_env
+    AuditClient(w3, contract, dev_account(0)).register_participant(dev_account(7).address, "guest", "Rival")
+    rival = AuditClient(w3, contract, dev_account(7))
+    # another registered guest learns the job id and opens a session with it first, naming the host
+    rival.open_session(session_label("squat-job"), "psi", b"\x01" * 32, [dev_account(2).address])
+    cfg = load_config(_config(tmp_path))
+    cfg.job.id = "squat-job"
+    res = run_both(tmp_path, chain_env, cfg)
+    g, h = res["guest"], res["host"]
+    assert isinstance(g, dict) and isinstance(h, dict), res
+    assert g["status"] == h["status"] == "complete"
+    assert g["session_id"] == h["session_id"] != "0x" + rival.session_id(session_label("squat-job")).hex()
+    assert _link(chain_env, "guest").session(bytes.fromhex(g["session_id"][2:]))["guest"] == dev_account(1).address
+
+
 def test_psi_job_completes_with_every_round_attested_and_the_session_closed(tmp_path, chain_env) -> None:
     cfg = load_config(_config(tmp_path))
     res = run_both(tmp_path, chain_env, cfg)
