@@ -18,7 +18,7 @@ from benchmarks.harness import Bench
 from chain.accounts import dev_account
 from chain.anvil import available, start_anvil
 from chain.backends import connect, memory_chain
-from chain.client import AuditClient, session_id
+from chain.client import AuditClient, session_label
 from chain.deploy import deploy, ensure_registered
 from chain.embedded import start_server
 
@@ -48,8 +48,9 @@ def _gas(bench: Bench) -> None:
     admin.register_participant(dev_account(2).address, "host", "City Lab")
     admin.register_participant(dev_account(3).address, "host", "County Clinic")
     guest, host, host2 = (AuditClient(w3, dep["address"], dev_account(i)) for i in (1, 2, 3))
-    sid = session_id("bench-gas")
-    rows.append(("openSession (1 host)", guest.open_session(sid, "lr", _h("cfg"), [host.account.address])["gas_used"]))
+    sid = guest.session_id(session_label("bench-gas"))
+    rows.append(("openSession (1 host)", guest.open_session(session_label("bench-gas"), "lr", _h("cfg"),
+                                                             [host.account.address])["gas_used"]))
     rows.append(("joinSession (activates)", host.join_session(sid)["gas_used"]))
     rows.append(("submitRound (first of round)", guest.submit_round(sid, 1, _h("c1"), _h("t1"))["gas_used"]))
     rows.append(("submitRound (last, attested)", host.submit_round(sid, 1, _h("c2"), _h("t1"))["gas_used"]))
@@ -57,8 +58,8 @@ def _gas(bench: Bench) -> None:
     rows.append(("submitRound (last, disputed)", host.submit_round(sid, 2, _h("c4"), _h("t2x"))["gas_used"]))
     rows.append(("finalize (host)", host.finalize(sid, _h("m-host"))["gas_used"]))
     rows.append(("finalize (guest, closes)", guest.finalize(sid, _h("m-guest"), _h("metrics"))["gas_used"]))
-    sid3 = session_id("bench-gas-3")
-    rows.append(("openSession (2 hosts)", guest.open_session(sid3, "gmm", _h("cfg"),
+    sid3 = guest.session_id(session_label("bench-gas-3"))
+    rows.append(("openSession (2 hosts)", guest.open_session(session_label("bench-gas-3"), "gmm", _h("cfg"),
                                                              [host.account.address, host2.account.address])["gas_used"]))
     host.join_session(sid3)
     host2.join_session(sid3)
@@ -66,6 +67,8 @@ def _gas(bench: Bench) -> None:
     host.submit_round(sid3, 1, _h("b"), _h("t"))
     rows.append(("submitRound (3 parties, last)", host2.submit_round(sid3, 1, _h("c"), _h("t"))["gas_used"]))
     rows.append(("abortSession", host.abort_session(sid3, _h("stop"))["gas_used"]))
+    rows.append(("proposeAdmin", admin.propose_admin(guest.account.address)["gas_used"]))
+    rows.append(("acceptAdmin", guest.accept_admin()["gas_used"]))
     for item, gas in rows:
         bench.add(SECTION, f"gas: {item}", float(gas), unit="gas")
 
@@ -73,8 +76,9 @@ def _gas(bench: Bench) -> None:
 def _round_rate(w3, n: int) -> float:
     """Round submissions per second (guest and host alternating), after one warm-up round."""
     _, guest, host, _ = _parties(w3)
-    sid = session_id(f"bench-rate-{time.time_ns()}")
-    guest.open_session(sid, "lr", _h("cfg"), [host.account.address])
+    label = session_label(f"bench-rate-{time.time_ns()}")
+    sid = guest.session_id(label)
+    guest.open_session(label, "lr", _h("cfg"), [host.account.address])
     host.join_session(sid)
     guest.submit_round(sid, 1, _h("g1"), _h("t1"))
     host.submit_round(sid, 1, _h("h1"), _h("t1"))

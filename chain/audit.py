@@ -37,6 +37,7 @@ from chain.history import (
     replay_registry,
     replay_session,
 )
+from chain.sessions import session_id, session_label
 from chain.transcript import manifest_digest, manifest_lines, round_digest
 from chain.types import AuditEvent
 
@@ -213,7 +214,7 @@ def load_history(client: Any, session_id: str | bytes, timestamps: bool = True) 
         raise AuditUnavailable(f"session 0x{sid.hex()} is not on contract {client.address} "
                                f"(chain {client.chain_id}): no events")
     try:
-        record = replay_session(events)
+        record = replay_session(events, int(client.chain_id), str(client.address))
     except HistoryError as exc:
         raise AuditUnavailable(f"the events of session 0x{sid.hex()} do not replay: {exc}") from None
     registry = replay_registry(client.events(from_block=0, to_block=int(events[-1]["block_number"])))
@@ -304,6 +305,10 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     # -- the session: who, what configuration ------------------------------------
     c.eq("session id", history.session_id, job.get("session_id"), file="job.json", field="session_id",
          ok_detail=f"session {history.session_id}")
+    opened = history.event("SessionOpened")
+    c.eq("session label", opened["args"].get("label") if opened else "(no SessionOpened)",
+         "0x" + session_label(str(job["job_id"])).hex() if job.get("job_id") else "(no job id)",
+         file="job.json", field="job_id", ok_detail="the session was opened for this job id")
     c.eq("chain", history.chain_id, job.get("chain_id"), file="job.json", field="chain_id")
     c.eq("contract", history.contract, job.get("contract"), file="job.json", field="contract")
     c.eq("algorithm", info["algorithm"], job.get("algorithm"), file="job.json", field="algorithm")
@@ -569,12 +574,18 @@ def audit_group(files: list[PartyFiles]) -> list[Check]:
 
 
 def training_session_id(files: PartyFiles) -> str | None:
-    """A prediction job's training session: keccak256 of the training job id its model came from."""
-    from chain.client import session_id
-
+    """A prediction job's training session: the one its model's training job id labels, opened
+    by this job's guest on this job's chain and contract (the session id's derivation)."""
     models = _params_with(files, "models")
     job = (models[1].get("training_job") if models else None) or (files.job.get("model") or {}).get("training_job")
-    return "0x" + session_id(str(job)).hex() if job else None
+    opener = files.job.get("account") if files.is_opener else files.job.get("peer_account")
+    where = (files.job.get("chain_id"), files.job.get("contract"), opener)
+    if not job or not all(where):
+        return None
+    try:
+        return "0x" + session_id(int(where[0]), str(where[1]), str(where[2]), session_label(str(job))).hex()
+    except (ChainError, TypeError, ValueError):
+        return None
 
 
 def training_link(files: PartyFiles, history: SessionHistory, training: SessionHistory | None,

@@ -6,6 +6,12 @@ with the contract's custom error decoded. Reads return TypedDicts
 (`chain.types`). `events()` reads the contract's logs: a session's whole
 history is one `eth_getLogs` (the session id is every session event's first
 indexed topic).
+
+A session's id is not chosen by its opener: the contract derives it from the
+chain, the contract, the opener's address and a label the opener picks
+(`session_id`, the contract's `sessionIdOf`; `chain.sessions`), so no other account
+can open a session under an id someone else will use. A job's label is
+`session_label(job_id)`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from chain.abi import decode_revert, error_table, plain
 from chain.artifact import load_artifact
 from chain.errors import ChainError, ContractRevert
+from chain.sessions import session_id, session_label
 from chain.types import (
     ROLES,
     ROUND_STATES,
@@ -51,14 +58,10 @@ GAS = {
     "submitRound": 250_000,
     "finalize": 150_000,
     "abortSession": 100_000,
-    "transferAdmin": 60_000,
+    "proposeAdmin": 60_000,
+    "acceptAdmin": 60_000,
     "revoke": 60_000,
 }
-
-
-def session_id(text: str) -> bytes:
-    """A session id for a job id: keccak256 of its UTF-8 bytes."""
-    return keccak(text=text)
 
 
 def _b32(value: bytes | str, what: str) -> bytes:
@@ -197,18 +200,33 @@ class AuditClient:
             raise ChainError(f"role must be one of {', '.join(ROLES[1:])}, got {role!r}")
         return self._transact("registerParticipant", _address(address), ROLES.index(role), organisation)
 
-    def transfer_admin(self, new_admin: str) -> TxResult:
-        return self._transact("transferAdmin", _address(new_admin, "new admin"))
+    def propose_admin(self, new_admin: str) -> TxResult:
+        """Step 1 of handing over the admin role (admin only); the zero address withdraws a proposal."""
+        return self._transact("proposeAdmin", _address(new_admin, "new admin"))
+
+    def accept_admin(self) -> TxResult:
+        """Step 2: the proposed account takes the admin role."""
+        return self._transact("acceptAdmin")
 
     def revoke(self, address: str) -> TxResult:
         return self._transact("revoke", _address(address))
 
     # -- sessions -----------------------------------------------------------------
 
-    def open_session(self, session_id: bytes, algorithm: str, config_commitment: bytes,
+    def session_id(self, label: bytes | str, opener: str | None = None) -> bytes:
+        """The id of the session `opener` (default: this client's account) opens with `label`
+        on this contract (computed here; equal to the contract's `sessionIdOf`)."""
+        if opener is None:
+            if self.account is None:
+                raise ChainError("session_id: give the opener (this client has no account)")
+            opener = self.account.address
+        return session_id(self.chain_id, self.address, opener, label)
+
+    def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,
                      participants: Sequence[str]) -> TxResult:
-        """Open a session as its guest; `participants` are the others (hosts, ...)."""
-        return self._transact("openSession", _b32(session_id, "session id"), algorithm,
+        """Open a session as its guest, under `self.session_id(label)`; `participants` are
+        the others (hosts, ...)."""
+        return self._transact("openSession", _b32(label, "session label"), algorithm,
                               _b32(config_commitment, "config commitment"),
                               [_address(p, "participant") for p in participants])
 
@@ -236,6 +254,11 @@ class AuditClient:
     def admin(self) -> str:
         return to_checksum_address(self._call("admin"))
 
+    def pending_admin(self) -> str | None:
+        """The account proposed as the next admin, or None."""
+        pending = to_checksum_address(self._call("pendingAdmin"))
+        return None if pending == ZERO_ADDRESS else pending
+
     def participant(self, address: str) -> ParticipantInfo | None:
         """The registration of `address`, or None if it is not registered."""
         role, revoked, block, organisation = self._call("participant", _address(address))
@@ -255,6 +278,13 @@ class AuditClient:
 
     def sessions(self) -> list[str]:
         return [_hex32(self._call("sessionAt", i)) for i in range(self._call("sessionCount"))]
+
+    def sessions_labelled(self, label: bytes | str) -> list[AuditEvent]:
+        """The SessionOpened events of every session opened with `label`, by any opener
+        (one `eth_getLogs` on the indexed label), in chain order."""
+        item, _ = next(v for v in self._events.values() if v[0]["name"] == "SessionOpened")
+        sig = f"SessionOpened({','.join(i['type'] for i in item['inputs'])})"
+        return self._logs([_hex32(keccak(text=sig)), None, None, _hex32(_b32(label, "session label"))])
 
     def session(self, session_id: bytes) -> SessionInfo:
         sid = _b32(session_id, "session id")
@@ -347,9 +377,14 @@ class AuditClient:
     def events(self, session_id: bytes | None = None, from_block: int | None = None,
                to_block: int | None = None) -> list[AuditEvent]:
         """The contract's events in chain order; only one session's if `session_id` is given."""
+        topics: list[Any] = [None, _hex32(_b32(session_id, "session id"))] if session_id is not None else []
+        return self._logs(topics, from_block, to_block)
+
+    def _logs(self, topics: list[Any], from_block: int | None = None,
+              to_block: int | None = None) -> list[AuditEvent]:
+        """The contract's events matching `topics`, in chain order, read in block chunks."""
         lo = self.from_block if from_block is None else from_block
         hi = int(self.w3.eth.block_number) if to_block is None else to_block
-        topics: list[Any] = [None, _hex32(_b32(session_id, "session id"))] if session_id is not None else []
         out: list[AuditEvent] = []
         while lo <= hi:
             end = min(hi, lo + LOG_CHUNK_BLOCKS - 1)
@@ -371,3 +406,6 @@ class SessionAnchor:
 
     def submit_round(self, round_no: int, commitment: bytes, transcript_digest: bytes) -> str:
         return self.client.submit_round(self.session_id, round_no, commitment, transcript_digest)["tx_hash"]
+
+
+__all__ = ["ZERO32", "AuditClient", "SessionAnchor", "session_id", "session_label"]

@@ -5,7 +5,9 @@ gives the same session, member and round records the view functions return
 (the tests check exactly that), and `replay_registry(client.events())` the
 participant registry and the admin. Events that contradict the contract's rules
 (a round before the session is active, an attestation that does not match the
-submissions) raise `HistoryError`: a log that cannot have come from VflAudit.
+submissions, a session id not derived from its opener and label, an admin
+handover nobody proposed) raise `HistoryError`: a log that cannot have come
+from VflAudit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterable
 from typing import TypedDict
 
 from chain.errors import ChainError
+from chain.sessions import session_id
 from chain.types import AuditEvent, MemberInfo, ParticipantInfo, RoundInfo, RoundState, SessionInfo
 
 ZERO_HASH = "0x" + "00" * 32
@@ -34,11 +37,14 @@ class SessionRecord(TypedDict):
 
 class Registry(TypedDict):
     admin: str
+    pending_admin: str | None  # proposed, not yet accepted
     participants: dict[str, ParticipantInfo]
 
 
-def replay_session(events: Iterable[AuditEvent]) -> SessionRecord:
-    """The state of one session after its events (in chain order)."""
+def replay_session(events: Iterable[AuditEvent], chain_id: int | None = None,
+                   contract: str | None = None) -> SessionRecord:
+    """The state of one session after its events (in chain order). With the chain id and
+    contract address, also check that the session id is the one its guest's label derives."""
     info: SessionInfo | None = None
     members: dict[str, MemberInfo] = {}
     rounds: dict[int, dict[str, RoundInfo]] = {}
@@ -51,6 +57,11 @@ def replay_session(events: Iterable[AuditEvent]) -> SessionRecord:
         if name == "SessionOpened":
             if info is not None:
                 raise HistoryError(f"{where}: the session was already opened")
+            if chain_id is not None and contract is not None:
+                derived = "0x" + session_id(chain_id, contract, a["guest"], a["label"]).hex()
+                if derived != a["sessionId"]:
+                    raise HistoryError(f"{where}: session id {a['sessionId']} is not the id {derived} that "
+                                       f"guest {a['guest']} and label {a['label']} give")
             info = {"session_id": a["sessionId"], "guest": a["guest"], "status": "opened",
                     "algorithm": a["algorithm"], "config_commitment": a["configCommitment"],
                     "participants": list(a["participants"]), "joined": 0, "finalized": 0,
@@ -124,20 +135,27 @@ def replay_session(events: Iterable[AuditEvent]) -> SessionRecord:
 def replay_registry(events: Iterable[AuditEvent]) -> Registry:
     """The admin and every registered participant, from the contract's events."""
     admin = ZERO_ADDRESS
+    pending: str | None = None
     people: dict[str, ParticipantInfo] = {}
     for ev in events:
         a = ev["args"]
-        if ev["event"] == "AdminTransferred":
+        where = f"{ev['event']} in block {ev['block_number']}"
+        if ev["event"] == "AdminProposed":
+            if a["admin"] != admin:
+                raise HistoryError(f"{where}: proposed by {a['admin']}, but the admin was {admin}")
+            pending = None if a["proposedAdmin"] == ZERO_ADDRESS else a["proposedAdmin"]
+        elif ev["event"] == "AdminTransferred":
             if a["previousAdmin"] != admin:
-                raise HistoryError(f"AdminTransferred in block {ev['block_number']}: from {a['previousAdmin']}, "
-                                   f"but the admin was {admin}")
-            admin = a["newAdmin"]
+                raise HistoryError(f"{where}: from {a['previousAdmin']}, but the admin was {admin}")
+            if admin != ZERO_ADDRESS and a["newAdmin"] != pending:  # after the constructor: accepted proposals only
+                raise HistoryError(f"{where}: to {a['newAdmin']}, but the proposed admin was {pending}")
+            admin, pending = a["newAdmin"], None
         elif ev["event"] == "ParticipantRegistered":
             people[a["account"]] = {"address": a["account"], "role": a["role"], "organisation": a["organisation"],
                                     "revoked": False, "registered_block": ev["block_number"]}
         elif ev["event"] == "ParticipantRevoked":
             people[a["account"]]["revoked"] = True
-    return {"admin": admin, "participants": people}
+    return {"admin": admin, "pending_admin": pending, "participants": people}
 
 
 def _need(info: SessionInfo, status: str, where: str) -> None:

@@ -3,7 +3,9 @@ pragma solidity 0.8.37;
 
 /// @title VflAudit: append-only provenance of federated training jobs.
 /// @notice A consortium admin registers organisations; a registered guest opens a
-/// session naming the other participants; each joins from its own account; every
+/// session naming the other participants (the session id is derived from the guest's
+/// address and a label it chooses, so no one else can take it); each joins from its
+/// own account; every
 /// round each party posts a commitment to its parameters and the digest of the
 /// round's message transcript; at the end each party posts its final model
 /// commitment (the guest also the metrics hash) and the session closes.
@@ -84,6 +86,8 @@ contract VflAudit {
     // ---------------------------------------------------------------- storage
 
     address public admin;
+    /// The account `proposeAdmin` named; it becomes admin when it calls `acceptAdmin`.
+    address public pendingAdmin;
     mapping(address => Participant) private _participants;
     address[] private _registered;
 
@@ -96,6 +100,7 @@ contract VflAudit {
 
     // ----------------------------------------------------------------- events
 
+    event AdminProposed(address indexed admin, address indexed proposedAdmin);
     event AdminTransferred(address indexed previousAdmin, address indexed newAdmin);
     event ParticipantRegistered(address indexed account, Role role, string organisation);
     event ParticipantRevoked(address indexed account);
@@ -103,6 +108,7 @@ contract VflAudit {
     event SessionOpened(
         bytes32 indexed sessionId,
         address indexed guest,
+        bytes32 indexed label,
         string algorithm,
         bytes32 configCommitment,
         address[] participants
@@ -130,6 +136,7 @@ contract VflAudit {
     // ----------------------------------------------------------------- errors
 
     error NotAdmin(address account);
+    error NotPendingAdmin(address account, address pendingAdmin);
     error ZeroAddress();
     error InvalidRole(uint8 role);
     error InvalidText(uint256 length);
@@ -183,11 +190,21 @@ contract VflAudit {
         emit ParticipantRegistered(account, role, organisation);
     }
 
-    /// Hand the admin role to another account.
-    function transferAdmin(address newAdmin) external onlyAdmin {
-        require(newAdmin != address(0), ZeroAddress());
-        emit AdminTransferred(admin, newAdmin);
-        admin = newAdmin;
+    /// Propose another account as admin (step 1 of 2): nothing changes until that
+    /// account calls `acceptAdmin`, so a mistyped address cannot take the role away.
+    /// A new proposal replaces the previous one; proposing address(0) withdraws it.
+    function proposeAdmin(address newAdmin) external onlyAdmin {
+        pendingAdmin = newAdmin;
+        emit AdminProposed(msg.sender, newAdmin);
+    }
+
+    /// Take the admin role (step 2 of 2), by the account `proposeAdmin` named.
+    function acceptAdmin() external {
+        address proposed = pendingAdmin;
+        require(proposed != address(0) && msg.sender == proposed, NotPendingAdmin(msg.sender, proposed));
+        emit AdminTransferred(admin, proposed);
+        admin = proposed;
+        pendingAdmin = address(0);
     }
 
     /// Revoke a participant: from now on it can write nothing.
@@ -209,21 +226,29 @@ contract VflAudit {
 
     // ---------------------------------------------------------------- sessions
 
-    /// Open a session as its guest. `others` are the other participants (one host for
-    /// a vertical job; more for horizontal jobs); each must join from its own account.
+    /// The id of the session `opener` opens with `label`: bound to this chain, this
+    /// contract and the opener, so another account opening the same label gets another id.
+    function sessionIdOf(address opener, bytes32 label) public view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), opener, label));
+    }
+
+    /// Open a session as its guest, under the id `sessionIdOf(msg.sender, label)`
+    /// (returned). `others` are the other participants (one host for a vertical job;
+    /// more for horizontal jobs); each must join from its own account.
     function openSession(
-        bytes32 sessionId,
+        bytes32 label,
         string calldata algorithm,
         bytes32 configCommitment,
         address[] calldata others
-    ) external {
+    ) external returns (bytes32 sessionId) {
         Role role = _activeRole(msg.sender);
         require(role == Role.Guest, WrongRole(msg.sender, role));
-        require(sessionId != bytes32(0), ZeroValue("sessionId"));
+        require(label != bytes32(0), ZeroValue("label"));
         require(configCommitment != bytes32(0), ZeroValue("configCommitment"));
         uint256 n = bytes(algorithm).length;
         require(n > 0 && n <= MAX_TEXT_BYTES, InvalidText(n));
         require(others.length > 0 && others.length < MAX_PARTICIPANTS, BadParticipantCount(others.length + 1));
+        sessionId = sessionIdOf(msg.sender, label);
         Session storage s = _sessions[sessionId];
         require(s.status == Status.None, SessionExists(sessionId));
 
@@ -246,7 +271,7 @@ contract VflAudit {
             s.participants.push(a);
         }
         _sessionIds.push(sessionId);
-        emit SessionOpened(sessionId, msg.sender, algorithm, configCommitment, s.participants);
+        emit SessionOpened(sessionId, msg.sender, label, algorithm, configCommitment, s.participants);
         emit SessionJoined(sessionId, msg.sender);
     }
 

@@ -71,9 +71,10 @@ class ChainLink:
 
     # -- session -----------------------------------------------------------------
 
-    def open_session(self, session_id: bytes, algorithm: str, config_commitment: bytes,
+    def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,
                      others: list[str]) -> str:
-        return self.client.open_session(session_id, algorithm, config_commitment, others)["tx_hash"]
+        """Open the session with `label`; its id is `chain.sessions.session_id(chain id, contract, me, label)`."""
+        return self.client.open_session(label, algorithm, config_commitment, others)["tx_hash"]
 
     def join_session(self, session_id: bytes) -> str:
         return self.client.join_session(session_id)["tx_hash"]

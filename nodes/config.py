@@ -62,6 +62,9 @@ class TransportSection:
     connect_timeout: float = 60.0  # seconds to wait for the peer's node to come up
     liveness_grace: float = 5.0  # seconds a waited-on peer may be unreachable before it counts as gone
     capture: str = ""  # if set: write every received message's raw bytes to DIR/<role>/ (docs/transport.md)
+    max_message_bytes: int = 512 * 2**20  # largest message sent or accepted (docs/transport.md: what fits)
+    max_pending: int = 1024  # received messages not yet read; one more fails both sides
+    max_pending_bytes: int = 2 * 2**30  # their total size
 
 
 @dataclass

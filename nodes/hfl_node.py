@@ -28,6 +28,7 @@ from nodes.job import (
     new_job_id,
     now_iso,
     session_id_of,
+    session_label_of,
 )
 from nodes.phases import hfl
 from nodes.rundir import RunDir
@@ -49,7 +50,8 @@ def grpc_links(cfg: JobConfig, role: str, job_id: str | None, transcript: Transc
     tls = load_tls(tc.cert, tc.key, tc.ca)
     clients, coord = require(cfg, "clients"), require(cfg, "coordinator")
     common = {"transcript": transcript, "tls": tls, "timeout": tc.timeout, "retries": tc.retries,
-              "liveness_grace": tc.liveness_grace}
+              "liveness_grace": tc.liveness_grace, "max_message_bytes": tc.max_message_bytes,
+              "max_pending": tc.max_pending, "max_pending_bytes": tc.max_pending_bytes}
     if role == COORDINATOR:
         links = {}
         try:
@@ -128,30 +130,46 @@ class HflNode(PartyNode):
         self.job: dict[str, Any] = {}
         self.rundir: RunDir | None = None
 
-    def _view(self, link: Any, sid: bytes) -> hfl.ChainView:
+    def _view(self, link: Any, job_id: str) -> hfl.ChainView:
+        """The protocol's chain view. The session id derives from the coordinator's account: the
+        coordinator knows it at once, a client once the coordinator's hello names it (`bind`)."""
         timeout = self.cfg.transport.timeout
         anchor: Any = None
 
+        def sid() -> bytes:
+            if not view.session_id:
+                raise NodeError("no session yet: the coordinator's account is not known")
+            return view.session_id
+
+        def bind(coordinator: str) -> bytes:
+            view.session_id = session_id_of(job_id, link.chain_id, link.contract, coordinator)
+            self.job["session_id"] = "0x" + view.session_id.hex()
+            return view.session_id
+
         def submit(rnd: int, com: bytes, digest: bytes) -> str:
             nonlocal anchor
-            anchor = anchor or link.anchor(sid)
+            anchor = anchor or link.anchor(sid())
             return str(anchor.submit_round(rnd, com, digest))
 
         def open_session(accounts: list[str]) -> str:
-            tx = link.open_session(sid, self.cfg.job.algorithm, config_commitment(self.cfg), accounts)
-            self.session_id = sid
+            tx = link.open_session(session_label_of(job_id), self.cfg.job.algorithm, config_commitment(self.cfg),
+                                   accounts)
+            self.session_id = sid()
             return str(tx)
 
         def join() -> str:
-            self.session_id = sid
-            return str(link.join_session(sid))
+            self.session_id = sid()
+            return str(link.join_session(sid()))
 
-        return hfl.ChainView(
+        view = hfl.ChainView(
             address=link.address, chain_id=link.chain_id, contract=link.contract,
             sign=lambda m: sign_with(link, m), recover=recover_signer, open_session=open_session,
-            join_session=join, session=lambda: link.session(sid),
-            wait_active=lambda: link.wait_status(sid, "active", timeout=timeout),
-            submit_round=submit, finalize=lambda mc, mh: str(link.finalize(sid, mc, mh)), session_id=sid)
+            join_session=join, session=lambda: link.session(sid()),
+            wait_active=lambda: link.wait_status(sid(), "active", timeout=timeout),
+            submit_round=submit, finalize=lambda mc, mh: str(link.finalize(sid(), mc, mh)), bind=bind)
+        if self.role == COORDINATOR:
+            bind(link.address)
+        return view
 
     def _run(self) -> None:
         cfg, role = self.cfg, self.role
@@ -178,10 +196,10 @@ class HflNode(PartyNode):
             if cfg.job.id and job_id != cfg.job.id:
                 raise ConfigError(f"the coordinator started job {job_id}, this client is configured for {cfg.job.id}")
         assert job_id is not None
-        sid = session_id_of(job_id)
-        self.job.update(job_id=job_id, session_id="0x" + sid.hex())
+        self.job.update(job_id=job_id)
+        view = self._view(self.chain, job_id)  # the coordinator's session id; a client's after the hello
         self._save()
-        ctx = hfl.HflContext(role, job_id, cfg, self.transport, transcript, self.rundir, self._view(self.chain, sid),
+        ctx = hfl.HflContext(role, job_id, cfg, self.transport, transcript, self.rundir, view,
                              data=data, events=self.events, job=self.job)
         self.ctx = ctx
         commitment_hex = self.job["config_commitment"]
@@ -215,7 +233,7 @@ class HflNode(PartyNode):
         self.job["model_commitment"] = "0x" + model_commitment.hex()
         self.job["metrics_hash"] = "0x" + metrics_hash.hex() if metrics_hash else None
         self._save()
-        self.chain.wait_status(sid, "closed", timeout=cfg.transport.timeout)
+        self.chain.wait_status(view.session_id, "closed", timeout=cfg.transport.timeout)
         self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
         self.transport.close()
         self.job.update(status="complete", ended=now_iso())

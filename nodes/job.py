@@ -69,7 +69,7 @@ class ChainLinkLike(Protocol):
     def address(self) -> str: ...
     @property
     def contract(self) -> str: ...
-    def open_session(self, session_id: bytes, algorithm: str, config_commitment: bytes,
+    def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,
                      others: list[str]) -> str: ...
     def join_session(self, session_id: bytes) -> str: ...
     def anchor(self, session_id: bytes) -> Any: ...
@@ -92,11 +92,19 @@ def config_commitment(cfg: JobConfig) -> bytes:
     return keccak(canonical_bytes(cfg.job_definition()))
 
 
-def session_id_of(job_id: str) -> bytes:
-    """The on-chain session id of a job: keccak256 of its id (chain.client.session_id)."""
-    from chain.client import session_id
+def session_label_of(job_id: str) -> bytes:
+    """The label a job's session is opened with: keccak256 of its id (chain.sessions.session_label)."""
+    from chain.sessions import session_label
 
-    return session_id(job_id)
+    return session_label(job_id)
+
+
+def session_id_of(job_id: str, chain_id: int, contract: str, opener: str) -> bytes:
+    """The on-chain session id of a job opened by `opener` (the guest or coordinator): the contract
+    derives it from the opener's account and the job's label, so no other account can take it."""
+    from chain.sessions import session_id
+
+    return session_id(chain_id, contract, opener, session_label_of(job_id))
 
 
 def new_job_id(algorithm: str) -> str:
@@ -151,7 +159,9 @@ def grpc_transport(cfg: JobConfig, role: str, job_id: str | None, transcript: Tr
     tls = load_tls(me.cert or tc.cert, me.key or tc.key, me.ca or tc.ca)
     t = GrpcTransport(role, "host" if role == "guest" else "guest", me.listen or me.address, other.address,
                       transcript=transcript, tls=tls, job=job_id, timeout=tc.timeout, retries=tc.retries,
-                      liveness_grace=tc.liveness_grace, capture=tc.capture or None)
+                      liveness_grace=tc.liveness_grace, capture=tc.capture or None,
+                      max_message_bytes=tc.max_message_bytes, max_pending=tc.max_pending,
+                      max_pending_bytes=tc.max_pending_bytes)
     return t.start()
 
 
@@ -397,11 +407,13 @@ class PartyNode:
 
     def _session(self, ctx: PartyContext, rnd: int) -> None:
         ch = PhaseChannel(ctx.transport, ctx.job_id, HANDSHAKE)
-        sid = session_id_of(ctx.job_id)
+        guest = self.chain.address if self.role == "guest" else self.job["peer_account"]
+        sid = session_id_of(ctx.job_id, self.chain.chain_id, self.chain.contract, guest)
         commitment = bytes.fromhex(self.job["config_commitment"][2:])
         if self.role == "guest":
             self.emit("status", text="opening the session on chain")
-            tx = self.chain.open_session(sid, self.algorithm, commitment, [self.job["peer_account"]])
+            tx = self.chain.open_session(session_label_of(ctx.job_id), self.algorithm, commitment,
+                                         [self.job["peer_account"]])
             self.session_id = sid
             self.job["session_id"] = "0x" + sid.hex()
             self.job["transactions"]["open"] = tx
@@ -413,8 +425,9 @@ class PartyNode:
             self.emit("session", action="joined", session_id=self.job["session_id"], tx_hash=joined.get("tx_hash"))
         else:
             msg = ch.recv("session", round=rnd)
-            if msg.get("session_id") != "0x" + sid.hex():
-                raise NodeError(f"the guest opened session {msg.get('session_id')}, expected 0x{sid.hex()}")
+            if msg.get("session_id") != "0x" + sid.hex():  # the id the guest's account and the job id derive
+                raise NodeError(f"the guest opened session {msg.get('session_id')}, expected 0x{sid.hex()} "
+                                f"(job {ctx.job_id} opened by {guest})")
             self.session_id = sid
             self.job["session_id"] = "0x" + sid.hex()
             info = self.chain.session(sid)

@@ -8,7 +8,7 @@ from eth_utils import keccak
 from web3 import Web3
 
 from chain.accounts import dev_account
-from chain.client import AuditClient, session_id
+from chain.client import AuditClient, session_label
 from chain.deploy import deploy, ensure_registered
 from chain.history import replay_registry, replay_session
 
@@ -48,8 +48,8 @@ def setup_contract(w3: Web3) -> Parties:
 
 def full_session(p: Parties, job: str, rounds: int = 3, dispute: int | None = None) -> bytes:
     """Open, join, `rounds` rounds (round `dispute` with differing digests), finalize both."""
-    sid = session_id(job)
-    p.guest.open_session(sid, "lr", h(job + "/config"), [p.host.account.address])
+    sid = p.guest.session_id(session_label(job))
+    p.guest.open_session(session_label(job), "lr", h(job + "/config"), [p.host.account.address])
     p.host.join_session(sid)
     for r in range(1, rounds + 1):
         p.guest.submit_round(sid, r, h(f"{job}/guest/{r}"), h(f"{job}/transcript/{r}"))
@@ -75,7 +75,7 @@ def views_of(client: AuditClient, sid: bytes) -> dict:
 
 
 def assert_history_matches_views(client: AuditClient, sid: bytes) -> None:
-    record = replay_session(client.events(sid))
+    record = replay_session(client.events(sid), client.chain_id, client.address)
     record.pop("events")
     assert record == views_of(client, sid)
 
@@ -83,4 +83,5 @@ def assert_history_matches_views(client: AuditClient, sid: bytes) -> None:
 def assert_registry_matches_views(client: AuditClient) -> None:
     reg = replay_registry(client.events())
     assert reg["admin"] == client.admin()
+    assert reg["pending_admin"] == client.pending_admin()
     assert reg["participants"] == {p["address"]: p for p in client.participants()}

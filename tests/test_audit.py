@@ -209,12 +209,12 @@ def test_a_round_submitted_by_a_third_account_is_refused_by_the_contract() -> No
     from chain_scenario import h, setup_contract
 
     from chain.backends import memory_chain
-    from chain.client import session_id
+    from chain.client import session_label
     from chain.errors import ContractRevert
 
     p = setup_contract(memory_chain())
-    sid = session_id("third-account")
-    p.guest.open_session(sid, "lr", h("config"), [p.host.account.address])
+    p.guest.open_session(session_label("third-account"), "lr", h("config"), [p.host.account.address])
+    sid = p.guest.session_id(session_label("third-account"))
     p.host.join_session(sid)
     p.guest.submit_round(sid, 1, h("g1"), h("t1"))
     intruders = ((p.host2, "NotParticipant"), (p.auditor, "NotParticipant"), (p.outsider, "NotRegistered"))

@@ -16,7 +16,7 @@ from chain_scenario import (
 
 from chain.anvil import available, start_anvil
 from chain.backends import connect
-from chain.client import session_id
+from chain.client import session_label
 from chain.deploy import dev_contract, recorded
 from chain.errors import ContractRevert
 
@@ -41,8 +41,9 @@ def test_the_scenario_runs_on_anvil(anvil):
     assert [p.auditor.round_state(sid, r) for r in (1, 2, 3)] == ["attested", "disputed", "attested"]
     assert_history_matches_views(p.auditor, sid)
 
-    multi = session_id("anvil-2")
-    p.guest.open_session(multi, "gmm", h("cfg"), [p.host.account.address, p.host2.account.address])
+    p.guest.open_session(session_label("anvil-2"), "gmm", h("cfg"), [p.host.account.address, p.host2.account.address])
+    multi = p.guest.session_id(session_label("anvil-2"))
+    assert multi == p.auditor.contract.functions.sessionIdOf(p.guest.account.address, session_label("anvil-2")).call()
     p.host.join_session(multi)
     p.host2.join_session(multi)
     for c in (p.guest, p.host, p.host2):

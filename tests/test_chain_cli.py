@@ -8,7 +8,7 @@ import pytest
 
 from chain.accounts import dev_account
 from chain.backends import connect_state
-from chain.client import AuditClient, session_id
+from chain.client import AuditClient, session_label
 from chain.deploy import recorded
 from nodes.cli import main
 
@@ -55,14 +55,19 @@ def test_events_of_one_session_by_job_id(tmp_path, capsys):
     try:
         address = recorded(state, w3)["address"]
         guest = AuditClient(w3, address, dev_account(1))
-        guest.open_session(session_id("job-7"), "lr", b"\x01" * 32, [dev_account(2).address])
-        guest.open_session(session_id("job-8"), "lr", b"\x01" * 32, [dev_account(2).address])
+        guest.open_session(session_label("job-7"), "lr", b"\x01" * 32, [dev_account(2).address])
+        guest.open_session(session_label("job-8"), "lr", b"\x01" * 32, [dev_account(2).address])
+        sid = guest.session_id(session_label("job-7"))
     finally:
         close(w3)
     code, out, _ = run(capsys, "chain", "events", "--state", state, "--session", "job-7", "--json")
     events = [json.loads(line) for line in out.splitlines()]
     assert [e["event"] for e in events] == ["SessionOpened", "SessionJoined"]
-    assert {e["args"]["sessionId"] for e in events} == {"0x" + session_id("job-7").hex()}
+    assert {e["args"]["sessionId"] for e in events} == {"0x" + sid.hex()}
+    code, out, _ = run(capsys, "chain", "events", "--state", state, "--session", "0x" + sid.hex(), "--json")
+    assert [json.loads(line) for line in out.splitlines()] == events
+    code, _, err = run(capsys, "chain", "events", "--state", state, "--session", "job-9")
+    assert code != 0 and "no session was opened for this job id" in err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -15,7 +15,7 @@ import pytest
 from chain_scenario import assert_history_matches_views, full_session, h, setup_contract, views_of
 
 from chain.backends import connect, connect_state
-from chain.client import AuditClient, session_id
+from chain.client import AuditClient, session_label
 from chain.embedded import (
     JOURNAL_FILE,
     SERVER_FILE,
@@ -79,8 +79,8 @@ def test_history_survives_stopping_and_serving_again(tmp_path):
         assert_history_matches_views(auditor, sid)
         # and it goes on where it stopped
         guest = AuditClient(w3, p.address, p.guest.account)
-        guest.open_session(session_id("persist-2"), "gmm", h("cfg"), [p.host.account.address])
-        assert guest.session(session_id("persist-2"))["status"] == "opened"
+        guest.open_session(session_label("persist-2"), "gmm", h("cfg"), [p.host.account.address])
+        assert guest.session(guest.session_id(session_label("persist-2")))["status"] == "opened"
     finally:
         stop(proc)
 
@@ -139,7 +139,7 @@ def test_a_killed_server_loses_nothing_it_answered(tmp_path):
     reader = AuditClient(w3r, p.address, p.guest.account)
     assert (reader.events(sid), blocks(w3r)) == before
     with pytest.raises(Exception, match="read-only"):
-        reader.open_session(session_id("nope"), "lr", h("c"), [p.host.account.address])
+        reader.open_session(session_label("nope"), "lr", h("c"), [p.host.account.address])
 
     with start_server(state) as handle:
         w3 = connect(handle.url)

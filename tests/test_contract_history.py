@@ -12,7 +12,7 @@ from chain_scenario import (
 )
 
 from chain.backends import memory_chain
-from chain.client import session_id
+from chain.client import session_label
 from chain.history import HistoryError, replay_session
 
 
@@ -27,8 +27,8 @@ def test_closed_session_history_from_events_equals_the_views(p):
 
 
 def test_aborted_multi_party_session_history_equals_the_views(p):
-    sid = session_id("hist-2")
-    p.guest.open_session(sid, "gmm", h("cfg"), [p.host.account.address, p.host2.account.address])
+    p.guest.open_session(session_label("hist-2"), "gmm", h("cfg"), [p.host.account.address, p.host2.account.address])
+    sid = p.guest.session_id(session_label("hist-2"))
     p.host.join_session(sid)
     p.host2.join_session(sid)
     p.guest.submit_round(sid, 1, h("g1"), h("t1"))
@@ -61,3 +61,25 @@ def test_a_forged_history_is_refused(p):
         replay_session(forged)
     with pytest.raises(HistoryError, match="before SessionOpened"):
         replay_session(events[1:])
+
+
+def test_a_session_id_not_derived_from_its_guest_and_label_is_refused(p):
+    sid = full_session(p, "hist-6", rounds=1)
+    events = p.auditor.events(sid)
+    replay_session(events, p.auditor.chain_id, p.address)
+    # the same log, claimed for another guest: its id does not derive from that guest and label
+    forged = [dict(e, args=dict(e["args"])) for e in events]
+    forged[0]["args"]["guest"] = p.host2.account.address
+    with pytest.raises(HistoryError, match="is not the id 0x[0-9a-f]{64} that guest"):
+        replay_session(forged, p.auditor.chain_id, p.address)
+    with pytest.raises(HistoryError, match="is not the id"):
+        replay_session(events, p.auditor.chain_id + 1, p.address)
+
+
+def test_an_admin_handover_nobody_proposed_is_refused(p):
+    from chain.history import replay_registry
+
+    events = p.auditor.events()
+    forged = dict(events[0], args={"previousAdmin": p.admin.account.address, "newAdmin": p.outsider.account.address})
+    with pytest.raises(HistoryError, match="but the proposed admin was None"):
+        replay_registry([*events, forged])

@@ -9,12 +9,12 @@ import re
 from pathlib import Path
 
 import pytest
-from chain_scenario import Parties, full_session, h, setup_contract
+from chain_scenario import Parties, assert_registry_matches_views, full_session, h, setup_contract
 
 from chain.accounts import dev_account
 from chain.artifact import load_artifact
 from chain.backends import memory_chain
-from chain.client import ZERO32, AuditClient, session_id
+from chain.client import ZERO32, AuditClient, session_id, session_label
 from chain.errors import ContractRevert
 
 
@@ -36,9 +36,8 @@ def expect_revert(name: str, call, *args, **kwargs) -> ContractRevert:
 
 
 def opened(p: Parties, job: str, others=None) -> bytes:
-    sid = session_id(job)
-    p.guest.open_session(sid, "lr", h(job), others if others is not None else [p.host.account.address])
-    return sid
+    p.guest.open_session(session_label(job), "lr", h(job), others if others is not None else [p.host.account.address])
+    return p.guest.session_id(session_label(job))
 
 
 def active(p: Parties, job: str) -> bytes:
@@ -62,7 +61,7 @@ def test_admin_registers_participants_with_role_and_organisation(p):
 def test_only_the_admin_registers_and_revokes(p):
     expect_revert("NotAdmin", p.guest.register_participant, dev_account(6).address, "host", "Rogue")
     expect_revert("NotAdmin", p.host.revoke, p.guest.account.address)
-    expect_revert("NotAdmin", p.guest.transfer_admin, p.guest.account.address)
+    expect_revert("NotAdmin", p.guest.propose_admin, p.guest.account.address)
 
 
 def test_a_registration_is_never_overwritten(p):
@@ -75,7 +74,6 @@ def test_registration_refuses_empty_values(p):
     expect_revert("ZeroAddress", p.admin.register_participant, "0x" + "00" * 20, "host", "Nobody")
     expect_revert("InvalidText", p.admin.register_participant, dev_account(7).address, "host", "")
     expect_revert("InvalidText", p.admin.register_participant, dev_account(7).address, "host", "x" * 129)
-    expect_revert("ZeroAddress", p.admin.transfer_admin, "0x" + "00" * 20)
     expect_revert("NotRegistered", p.admin.revoke, dev_account(7).address)
 
 
@@ -86,14 +84,41 @@ def test_invalid_role_number_is_refused_by_the_contract(p):
     assert info.value.name == "InvalidRole"
 
 
-def test_admin_handover_moves_the_right(w3):
+def test_admin_handover_takes_a_proposal_and_its_acceptance(w3):
     fresh = setup_contract(w3)
-    result = fresh.admin.transfer_admin(fresh.guest.account.address)
-    assert result["events"][0]["event"] == "AdminTransferred"
-    assert fresh.guest.admin() == fresh.guest.account.address
+    old, new = fresh.admin.account.address, fresh.guest.account.address
+    result = fresh.admin.propose_admin(new)
+    assert [(e["event"], e["args"]) for e in result["events"]] == [
+        ("AdminProposed", {"admin": old, "proposedAdmin": new})]
+    # proposing changes nothing yet: the old admin still rules, the proposed one cannot act
+    assert (fresh.guest.admin(), fresh.guest.pending_admin()) == (old, new)
+    expect_revert("NotAdmin", fresh.guest.register_participant, dev_account(8).address, "host", "Early")
+    err = expect_revert("NotPendingAdmin", fresh.host.accept_admin)
+    assert err.args_dict == {"account": fresh.host.account.address, "pendingAdmin": new}
+    result = fresh.guest.accept_admin()
+    assert [(e["event"], e["args"]) for e in result["events"]] == [
+        ("AdminTransferred", {"previousAdmin": old, "newAdmin": new})]
+    assert (fresh.guest.admin(), fresh.guest.pending_admin()) == (new, None)
+    expect_revert("NotPendingAdmin", fresh.guest.accept_admin)  # a proposal is accepted once
     expect_revert("NotAdmin", fresh.admin.register_participant, dev_account(8).address, "host", "Late")
+    expect_revert("NotAdmin", fresh.admin.propose_admin, old)
     fresh.guest.register_participant(dev_account(8).address, "host", "Late Lab")
     assert fresh.guest.participant(dev_account(8).address)["organisation"] == "Late Lab"
+    assert_registry_matches_views(fresh.guest)
+
+
+def test_an_admin_proposal_can_be_replaced_or_withdrawn(w3):
+    fresh = setup_contract(w3)
+    fresh.admin.propose_admin(fresh.guest.account.address)
+    fresh.admin.propose_admin(fresh.host.account.address)  # a new proposal replaces the old one
+    expect_revert("NotPendingAdmin", fresh.guest.accept_admin)
+    fresh.admin.propose_admin("0x" + "00" * 20)  # withdrawn
+    assert fresh.admin.pending_admin() is None
+    err = expect_revert("NotPendingAdmin", fresh.host.accept_admin)
+    assert err.args_dict["pendingAdmin"] == "0x" + "00" * 20
+    expect_revert("NotPendingAdmin", fresh.outsider.accept_admin)
+    assert fresh.auditor.admin() == fresh.admin.account.address
+    assert_registry_matches_views(fresh.admin)
 
 
 def test_a_revoked_participant_can_write_nothing(w3):
@@ -104,11 +129,10 @@ def test_a_revoked_participant_can_write_nothing(w3):
     expect_revert("AlreadyRevoked", q.admin.revoke, q.host.account.address)
     expect_revert("Revoked", q.host.join_session, sid)
     expect_revert("Revoked", q.host.abort_session, sid, h("why"))
-    expect_revert("Revoked", q.guest.open_session, session_id("revoke-2"), "lr", h("c"), [q.host.account.address])
+    expect_revert("Revoked", q.guest.open_session, session_label("revoke-2"), "lr", h("c"), [q.host.account.address])
     q.guest.abort_session(sid, h("host revoked"))
     # a revoked guest can no longer write to an active session either
-    sid3 = session_id("revoke-3")
-    q.guest.open_session(sid3, "lr", h("c"), [q.host2.account.address])
+    sid3 = opened(q, "revoke-3", [q.host2.account.address])
     q.host2.join_session(sid3)
     q.admin.revoke(q.guest.account.address)
     expect_revert("Revoked", q.guest.submit_round, sid3, 1, h("c"), h("d"))
@@ -121,24 +145,70 @@ def test_a_revoked_participant_can_write_nothing(w3):
 
 def test_only_a_registered_guest_opens_a_session(p):
     others = [p.host.account.address]
-    expect_revert("WrongRole", p.host.open_session, session_id("o-1"), "lr", h("c"), [p.guest.account.address])
-    expect_revert("WrongRole", p.auditor.open_session, session_id("o-2"), "lr", h("c"), others)
-    expect_revert("NotRegistered", p.outsider.open_session, session_id("o-3"), "lr", h("c"), others)
+    expect_revert("WrongRole", p.host.open_session, session_label("o-1"), "lr", h("c"), [p.guest.account.address])
+    expect_revert("WrongRole", p.auditor.open_session, session_label("o-2"), "lr", h("c"), others)
+    expect_revert("NotRegistered", p.outsider.open_session, session_label("o-3"), "lr", h("c"), others)
 
 
 def test_opening_checks_the_named_participants(p):
-    sid = session_id("o-4")
-    expect_revert("NotRegistered", p.guest.open_session, sid, "lr", h("c"), [dev_account(6).address])
-    expect_revert("WrongRole", p.guest.open_session, sid, "lr", h("c"), [p.auditor.account.address])
-    expect_revert("DuplicateParticipant", p.guest.open_session, sid, "lr", h("c"),
+    label = session_label("o-4")
+    expect_revert("NotRegistered", p.guest.open_session, label, "lr", h("c"), [dev_account(6).address])
+    expect_revert("WrongRole", p.guest.open_session, label, "lr", h("c"), [p.auditor.account.address])
+    expect_revert("DuplicateParticipant", p.guest.open_session, label, "lr", h("c"),
                   [p.host.account.address, p.host.account.address])
-    expect_revert("DuplicateParticipant", p.guest.open_session, sid, "lr", h("c"), [p.guest.account.address])
-    expect_revert("BadParticipantCount", p.guest.open_session, sid, "lr", h("c"), [])
-    expect_revert("ZeroValue", p.guest.open_session, ZERO32, "lr", h("c"), [p.host.account.address])
-    expect_revert("ZeroValue", p.guest.open_session, sid, "lr", ZERO32, [p.host.account.address])
-    expect_revert("InvalidText", p.guest.open_session, sid, "", h("c"), [p.host.account.address])
-    p.guest.open_session(sid, "gmm", h("c"), [p.host.account.address])
-    expect_revert("SessionExists", p.guest.open_session, sid, "lr", h("c"), [p.host.account.address])
+    expect_revert("DuplicateParticipant", p.guest.open_session, label, "lr", h("c"), [p.guest.account.address])
+    expect_revert("BadParticipantCount", p.guest.open_session, label, "lr", h("c"), [])
+    err = expect_revert("ZeroValue", p.guest.open_session, ZERO32, "lr", h("c"), [p.host.account.address])
+    assert err.args_dict == {"field": "label"}
+    expect_revert("ZeroValue", p.guest.open_session, label, "lr", ZERO32, [p.host.account.address])
+    expect_revert("InvalidText", p.guest.open_session, label, "", h("c"), [p.host.account.address])
+    p.guest.open_session(label, "gmm", h("c"), [p.host.account.address])
+    err = expect_revert("SessionExists", p.guest.open_session, label, "lr", h("c"), [p.host.account.address])
+    assert err.args_dict == {"sessionId": "0x" + p.guest.session_id(label).hex()}
+
+
+# ----------------------------------------------------------------- session ids
+
+
+def test_the_session_id_is_derived_from_chain_contract_opener_and_label(p):
+    label = session_label("id-1")
+    sid = p.guest.session_id(label)
+    assert sid == session_id(p.guest.chain_id, p.address, p.guest.account.address, label)
+    assert sid == p.auditor.contract.functions.sessionIdOf(p.guest.account.address, label).call()
+    assert p.auditor.session_id(label, opener=p.guest.account.address) == sid
+    result = p.guest.open_session(label, "lr", h("c"), [p.host.account.address])
+    opened_event = result["events"][0]
+    assert opened_event["event"] == "SessionOpened"
+    assert (opened_event["args"]["sessionId"], opened_event["args"]["label"]) == ("0x" + sid.hex(),
+                                                                                  "0x" + label.hex())
+    assert p.auditor.session(sid)["guest"] == p.guest.account.address
+    # the same label on another contract (or chain) is another id
+    assert session_id(p.guest.chain_id, dev_account(9).address, p.guest.account.address, label) != sid
+    assert session_id(p.guest.chain_id + 1, p.address, p.guest.account.address, label) != sid
+
+
+def test_another_guest_cannot_squat_a_session_id(w3):
+    q = setup_contract(w3)
+    q.admin.register_participant(dev_account(6).address, "guest", "Rival Hospital")
+    rival = AuditClient(w3, q.address, dev_account(6))
+    label = session_label("squat-1")
+    # the rival front-runs the guest's job id: it only ever gets its own id
+    rival_result = rival.open_session(label, "lr", h("rival"), [q.host.account.address])
+    rival_sid = rival.session_id(label)
+    assert rival_result["events"][0]["args"]["sessionId"] == "0x" + rival_sid.hex()
+    guest_sid = q.guest.session_id(label)
+    assert rival_sid != guest_sid
+    expect_revert("UnknownSession", q.guest.session, guest_sid)
+    # the guest opens its session under that label undisturbed, and the host can tell the two apart
+    q.guest.open_session(label, "lr", h("mine"), [q.host.account.address])
+    assert q.host.session(guest_sid)["guest"] == q.guest.account.address
+    assert q.host.session(rival_sid)["guest"] == rival.account.address
+    assert [e["args"]["guest"] for e in q.host.sessions_labelled(label)] == [rival.account.address,
+                                                                             q.guest.account.address]
+    # an id already taken cannot be taken again, not even by its own opener
+    err = expect_revert("SessionExists", rival.open_session, label, "gmm", h("again"), [q.host.account.address])
+    assert err.args_dict == {"sessionId": "0x" + rival_sid.hex()}
+    assert q.host.session(rival_sid)["algorithm"] == "lr"
 
 
 def test_a_session_is_active_once_everyone_joined(p):
@@ -155,7 +225,7 @@ def test_a_session_is_active_once_everyone_joined(p):
 
 
 def test_an_unknown_session_is_refused(p):
-    sid = session_id("never-opened")
+    sid = p.guest.session_id(session_label("never-opened"))
     expect_revert("UnknownSession", p.host.join_session, sid)
     expect_revert("UnknownSession", p.host.submit_round, sid, 1, h("c"), h("d"))
     expect_revert("UnknownSession", p.guest.session, sid)
@@ -216,12 +286,13 @@ def test_round_states_of_many_rounds_come_in_one_batch_and_match_one_by_one(p):
     assert p.auditor.round_states(sid, [1, 2, 3]) == ["attested", "pending", "pending"] == \
         [p.auditor.round_state(sid, r) for r in (1, 2, 3)]
     assert p.auditor.round_states(sid, []) == []
-    expect_revert("UnknownSession", p.auditor.round_states, session_id("r-batch-unknown"), [1, 2])
+    expect_revert("UnknownSession", p.auditor.round_states, h("r-batch-unknown"), [1, 2])
 
 
 def test_more_than_two_participants(p):
-    sid = session_id("multi-1")
-    p.guest.open_session(sid, "horizontal-lr", h("cfg"), [p.host.account.address, p.host2.account.address])
+    p.guest.open_session(session_label("multi-1"), "horizontal-lr", h("cfg"),
+                         [p.host.account.address, p.host2.account.address])
+    sid = p.guest.session_id(session_label("multi-1"))
     p.host.join_session(sid)
     assert p.guest.session(sid)["status"] == "opened"
     p.host2.join_session(sid)
@@ -306,7 +377,9 @@ def test_revert_message_reads_like_the_solidity_error(p):
 def test_a_read_only_client_cannot_write(w3, p):
     reader = AuditClient(w3, p.address)
     with pytest.raises(Exception, match="read-only"):
-        reader.join_session(session_id("x"))
+        reader.join_session(h("x"))
+    with pytest.raises(Exception, match="give the opener"):
+        reader.session_id(session_label("x"))
 
 
 def test_every_custom_error_of_the_contract_is_tested():
@@ -321,8 +394,9 @@ def test_waiting_for_a_session_status(p):
 
     from chain.errors import ChainError
 
-    sid = session_id("wait-1")
-    timer = threading.Timer(0.3, lambda: p.guest.open_session(sid, "lr", h("c"), [p.host.account.address]))
+    label = session_label("wait-1")
+    sid = p.host.session_id(label, opener=p.guest.account.address)
+    timer = threading.Timer(0.3, lambda: p.guest.open_session(label, "lr", h("c"), [p.host.account.address]))
     timer.start()
     assert p.host.wait_for_status(sid, "opened", timeout=30, poll=0.05)["status"] == "opened"
     timer.join()

@@ -90,6 +90,25 @@ def run_both(tmp: Path, chain_env, guest_cfg: JobConfig, host_cfg: JobConfig | N
     return results
 
 
+def test_a_rival_guest_opening_the_job_id_first_cannot_take_the_jobs_session(tmp_path, chain_env) -> None:
+    from chain.accounts import dev_account
+    from chain.client import AuditClient, session_label
+
+    w3, contract = chain_env
+    AuditClient(w3, contract, dev_account(0)).register_participant(dev_account(7).address, "guest", "Rival")
+    rival = AuditClient(w3, contract, dev_account(7))
+    # another registered guest learns the job id and opens a session with it first, naming the host
+    rival.open_session(session_label("squat-job"), "psi", b"\x01" * 32, [dev_account(2).address])
+    cfg = load_config(_config(tmp_path))
+    cfg.job.id = "squat-job"
+    res = run_both(tmp_path, chain_env, cfg)
+    g, h = res["guest"], res["host"]
+    assert isinstance(g, dict) and isinstance(h, dict), res
+    assert g["status"] == h["status"] == "complete"
+    assert g["session_id"] == h["session_id"] != "0x" + rival.session_id(session_label("squat-job")).hex()
+    assert _link(chain_env, "guest").session(bytes.fromhex(g["session_id"][2:]))["guest"] == dev_account(1).address
+
+
 def test_psi_job_completes_with_every_round_attested_and_the_session_closed(tmp_path, chain_env) -> None:
     cfg = load_config(_config(tmp_path))
     res = run_both(tmp_path, chain_env, cfg)
@@ -98,8 +117,9 @@ def test_psi_job_completes_with_every_round_attested_and_the_session_closed(tmp_
     assert g["status"] == h["status"] == "complete"
     assert g["phases_run"] == ["intersection"] and g["rounds"] == h["rounds"] == 3
     assert g["config_commitment"] == "0x" + config_commitment(cfg).hex()
-    sid = session_id_of(g["job_id"])
     link = _link(chain_env, "guest")
+    sid = session_id_of(g["job_id"], link.chain_id, link.contract, link.address)
+    assert g["session_id"] == h["session_id"] == "0x" + sid.hex()
     info = link.session(sid)
     assert info["status"] == "closed" and info["config_commitment"] == g["config_commitment"]
     for r in (1, 2, 3):
@@ -170,9 +190,10 @@ def test_a_chain_write_refused_because_the_peer_just_aborted_names_the_peer_fail
 
     def late_guest_commit(self, round_no, phase, params, loss=None):
         if self.role == "guest":  # the guest's next chain write comes after the host aborted
-            sid = session_id_of(self.job_id)
+            link = _link(chain_env, "guest")
+            sid = session_id_of(self.job_id, link.chain_id, link.contract, link.address)
             deadline = time.monotonic() + 30
-            while _link(chain_env, "guest").session(sid)["status"] != "aborted" and time.monotonic() < deadline:
+            while link.session(sid)["status"] != "aborted" and time.monotonic() < deadline:
                 time.sleep(0.05)
         return commit(self, round_no, phase, params, loss)
 

@@ -142,6 +142,100 @@ def test_message_of_another_job_or_role_is_refused(pair) -> None:
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+def _limited_pair(tmp: Path, guest: dict, host: dict):
+    gp, hp = free_port(), free_port()
+    g = GrpcTransport("guest", "host", f"127.0.0.1:{gp}", f"127.0.0.1:{hp}", job=JOB, timeout=10, retries=1,
+                      transcript=Transcript(tmp / "g.jsonl"), **guest).start()
+    h = GrpcTransport("host", "guest", f"127.0.0.1:{hp}", f"127.0.0.1:{gp}", job=JOB, timeout=10, retries=1,
+                      transcript=Transcript(tmp / "h.jsonl"), **host).start()
+    return g, h
+
+
+def test_an_oversized_message_is_refused_by_the_sender_naming_the_limit(tmp_path) -> None:
+    g, h = _limited_pair(tmp_path, {"max_message_bytes": 100_000}, {})
+    try:
+        g.send(Address(JOB, "p", 1, "small"), {"x": np.zeros(1000)})
+        with pytest.raises(TransportError, match=r"^message p/1/big is 160\d{3} bytes, more than "
+                                                 r"\[transport\] max_message_bytes = 100000$"):
+            g.send(Address(JOB, "p", 1, "big"), {"x": np.zeros(20_000)})
+        assert [e["tag"] for e in h.transcript.entries] == ["small"]
+    finally:
+        g.close()
+        h.close()
+
+
+def test_an_oversized_message_is_refused_by_the_receiver_before_it_is_read(tmp_path) -> None:
+    # the receiver's limit is its own: gRPC refuses the bytes before they reach the mailbox
+    g, h = _limited_pair(tmp_path, {}, {"max_message_bytes": 100_000})
+    try:
+        with pytest.raises(TransportError, match=r"^host refused message p/1/big: 160\d{3} bytes is more than "
+                                                 r"its \[transport\] max_message_bytes \(RESOURCE_EXHAUSTED: "):
+            g.send(Address(JOB, "p", 1, "big"), {"x": np.zeros(20_000)})
+        assert h.transcript.entries == [] and h._pending_bytes == 0
+        g.close(error="message too big")  # what a failing node does: the host stops with the reason
+        with pytest.raises(TransportError, match="guest failed: message too big"):
+            h.recv(Address(JOB, "p", 1, "big"), timeout=5)
+    finally:
+        g.close()
+        h.close()
+
+
+def test_a_flood_of_unread_messages_is_refused_and_fails_both_sides(tmp_path) -> None:
+    g, h = _limited_pair(tmp_path, {}, {"max_pending": 5})
+    try:
+        for i in range(5):
+            g.send(Address(JOB, "p", 1, f"m{i}"), {"i": i})
+        with pytest.raises(TransportError, match=r"^host refused message p/1/m5: RESOURCE_EXHAUSTED: p/1/m5 "
+                                                 r"refused: host holds 5 unread messages, the most "
+                                                 r"\[transport\] max_pending = 5 allows$"):
+            g.send(Address(JOB, "p", 1, "m5"), {"i": 5})
+        with pytest.raises(TransportError, match=r"^guest sent too much: p/1/m5 refused: .*max_pending = 5"):
+            h.recv(Address(JOB, "p", 2, "next"), timeout=2)
+        assert len(h.transcript.entries) == 5
+    finally:
+        g.close()
+        h.close()
+
+
+def test_unread_bytes_are_bounded_too(tmp_path) -> None:
+    g, h = _limited_pair(tmp_path, {}, {"max_message_bytes": 100_000, "max_pending_bytes": 200_000})
+    try:
+        for i in range(2):
+            g.send(Address(JOB, "p", 1, f"m{i}"), {"x": np.zeros(10_000)})  # 80 kB each
+        assert h.recv(Address(JOB, "p", 1, "m0"))["x"].shape == (10_000,)  # reading frees its bytes
+        g.send(Address(JOB, "p", 1, "m2"), {"x": np.zeros(10_000)})
+        with pytest.raises(TransportError, match=r"more would pass \[transport\] max_pending_bytes = 200000$"):
+            g.send(Address(JOB, "p", 1, "m3"), {"x": np.zeros(10_000)})
+    finally:
+        g.close()
+        h.close()
+
+
+@pytest.mark.parametrize("limits, message", [
+    ({"max_message_bytes": 10}, "[transport] max_message_bytes must be between 65536 and 2147483647"),
+    ({"max_message_bytes": 2**31}, "[transport] max_message_bytes must be between"),
+    ({"max_pending": 0}, "[transport] max_pending must be >= 1, got 0"),
+    ({"max_pending_bytes": 2**20}, "[transport] max_pending_bytes (1048576) must be >= max_message_bytes"),
+])
+def test_transport_limits_out_of_range_name_the_key(limits, message) -> None:
+    with pytest.raises(ConfigError) as info:
+        GrpcTransport("guest", "host", f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}", **limits)
+    assert str(info.value).startswith(message)
+
+
+def test_the_default_limits_fit_the_largest_messages_of_a_100k_row_job() -> None:
+    from nodes.config import TransportSection
+    from nodes.transport.grpc import MAX_MESSAGE_BYTES, MAX_PENDING, MAX_PENDING_BYTES
+
+    t = TransportSection()
+    assert (t.max_message_bytes, t.max_pending, t.max_pending_bytes) == (MAX_MESSAGE_BYTES, MAX_PENDING,
+                                                                         MAX_PENDING_BYTES)
+    ciphertext = 512  # bytes of one ciphertext at 2048 bits (mod n^2)
+    rows = 100_000
+    assert 10 * rows * ciphertext + 4096 < MAX_MESSAGE_BYTES  # GMM responsibilities at K = 10 (K x N)
+    assert rows // 4096 + 1 < MAX_PENDING  # binning's label chunks, all unread at once
+
+
 def test_recv_times_out_with_the_address_in_the_message(pair) -> None:
     _, h = pair
     with pytest.raises(TransportError, match=r"timed out after 0.3s waiting for p/1/t from guest"):

@@ -12,7 +12,7 @@ from web3 import Web3
 
 from chain.accounts import PASSPHRASE_ENV, is_dev_chain, new_keystore, party_account
 from chain.backends import close, open_chain
-from chain.client import AuditClient, session_id
+from chain.client import AuditClient, session_label
 from chain.errors import ChainError
 from nodes.errors import ConfigError
 from nodes.ui import console, table
@@ -140,11 +140,24 @@ def _signer(args: argparse.Namespace, w3: Web3):
 
 
 def _session_arg(text: str) -> bytes:
+    """A session id given as 0x + 64 hex digits (a job id is looked up by `_session_of_job`)."""
     if _HEX32.match(text):
         return bytes.fromhex(text[2:])
     if text.startswith("0x"):
         raise ConfigError(f"--session {text}: a session id is 0x followed by 64 hex digits")
-    return session_id(text)
+    return b""
+
+
+def _session_of_job(client: AuditClient, job_id: str) -> bytes:
+    """The session opened for `job_id`: its id derives from the opener, so look its label up on chain."""
+    opened = client.sessions_labelled(session_label(job_id))
+    if not opened:
+        raise ChainError(f"--session {job_id}: no session was opened for this job id on {client.address}")
+    if len(opened) > 1:
+        who = ", ".join(f"{e['args']['sessionId']} by {e['args']['guest']}" for e in opened)
+        raise ChainError(f"--session {job_id}: {len(opened)} sessions were opened for this job id ({who}); "
+                         "give the session id")
+    return bytes.fromhex(str(opened[0]["args"]["sessionId"])[2:])
 
 
 # -------------------------------------------------------------------- handlers
@@ -227,6 +240,8 @@ def handle_events(args: argparse.Namespace) -> int:
     w3 = open_chain(url, state)
     try:
         client = AuditClient(w3, _contract(w3, state, contract))
+        if sid == b"":
+            sid = _session_of_job(client, args.session)
         events = client.events(sid)
     finally:
         close(w3)

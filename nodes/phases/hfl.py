@@ -80,7 +80,8 @@ class ChainView:
     wait_active: Callable[[], None]
     submit_round: Callable[[int, bytes, bytes], str]
     finalize: Callable[[bytes, bytes], str]
-    session_id: bytes
+    bind: Callable[[str], bytes]  # the opener's account -> this job's session id (sets session_id)
+    session_id: bytes = b""  # derived from the coordinator's account and the job id; b"" until bound
 
 
 @dataclass
@@ -222,10 +223,11 @@ def handshake_client(ctx: HflContext, commitment_hex: str) -> str:
     if problem is not None:
         raise NodeError(problem)
     coordinator = str(hello.get("account"))
+    sid = "0x" + ctx.chain.bind(coordinator).hex()  # the id the coordinator's account and the job id derive
     msg = ctx.recv(HANDSHAKE, "session", rnd)
-    sid = "0x" + ctx.chain.session_id.hex()
     if msg.get("session_id") != sid:
-        raise NodeError(f"the coordinator opened session {msg.get('session_id')}, expected {sid}")
+        raise NodeError(f"the coordinator opened session {msg.get('session_id')}, expected {sid} "
+                        f"(job {ctx.job_id} opened by {coordinator})")
     info = ctx.chain.session()
     parts = [str(a).lower() for a in info.get("participants", [])]
     problems = []

@@ -12,8 +12,11 @@ bytes is acknowledged again and stored once, so the sender retries on
 UNAVAILABLE/DEADLINE_EXCEEDED. The receiver keeps arrived messages in a mailbox
 keyed by address until a `recv` takes them. It refuses (and fails its own
 pending `recv` with the reason): a malformed header, a sender that is not the
-peer's role, another job, different content at an address already used, and a
-message for a round the receiver has already moved past (out of order).
+peer's role, another job, different content at an address already used, a
+message for a round the receiver has already moved past (out of order), and a
+flood: more than `max_pending` unread messages or `max_pending_bytes` of them.
+A message over `max_message_bytes` is refused by gRPC before it is read (and by
+the sender before it is sent), so an authenticated peer cannot exhaust memory.
 While waiting in `recv` the receiver pings the peer; a peer that stays
 unreachable for `liveness_grace` seconds is reported as disconnected. With
 `capture` set, every accepted message's raw bytes are also written to
@@ -37,6 +40,7 @@ from typing import Any
 
 import grpc
 
+from nodes.errors import ConfigError
 from nodes.transcript import Transcript
 from nodes.transport.base import Address, Payload, TransportError
 from nodes.transport.codec import (
@@ -51,12 +55,18 @@ from vfl.paillier import PublicKey
 
 SERVICE = "vflchain.transport.v1.Peer"
 HANDSHAKE_PHASE = "handshake"  # the phase whose first message binds a waiting node to a job
-MAX_MESSAGE_BYTES = (1 << 31) - 1
-MAX_PENDING = 10_000
+GRPC_MAX_BYTES = (1 << 31) - 1  # gRPC's own ceiling on a message
+# Defaults of [transport] max_message_bytes / max_pending / max_pending_bytes (docs/transport.md):
+# the largest legitimate message of a 100k-row job at 2048 bits (512-byte ciphertexts) is GMM's
+# responsibilities, (K - 1) or K x 100k ciphertexts = 102-154 MB at K = 3; 512 MiB fits K <= 10,
+# or an LR full batch of 1M rows. Binning's label chunks (2.1 MB each, N / 4096 of them) are the most
+# messages that can wait unread: 25 at 100k rows, 245 at 1M.
+MAX_MESSAGE_BYTES = 512 * 2**20
+MAX_PENDING = 1024
+MAX_PENDING_BYTES = 2 * 2**30
+MIN_MESSAGE_BYTES = 64 * 2**10  # below this even a handshake would not fit
 
 _CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.enable_retries", 0),  # we retry ourselves (idempotent Deliver)
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
@@ -71,6 +81,24 @@ def _tls_problem(exc: grpc.RpcError) -> bool:
         return False
     d = (exc.details() or "").lower()
     return any(w in d for w in ("ssl", "handshake failed", "certificate", "tls", "x509"))
+
+
+def _too_big(exc: grpc.RpcError) -> bool:
+    """gRPC's refusal of a message over the receiver's max_receive_message_length."""
+    return (hasattr(exc, "code") and exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            and "larger than max" in (exc.details() or ""))
+
+
+def check_limits(max_message_bytes: int, max_pending: int, max_pending_bytes: int) -> None:
+    """ConfigError naming the [transport] key whose value is out of range."""
+    if not MIN_MESSAGE_BYTES <= max_message_bytes <= GRPC_MAX_BYTES:
+        raise ConfigError(f"[transport] max_message_bytes must be between {MIN_MESSAGE_BYTES} and "
+                          f"{GRPC_MAX_BYTES} (gRPC's limit), got {max_message_bytes}")
+    if max_pending < 1:
+        raise ConfigError(f"[transport] max_pending must be >= 1, got {max_pending}")
+    if max_pending_bytes < max_message_bytes:
+        raise ConfigError(f"[transport] max_pending_bytes ({max_pending_bytes}) must be >= "
+                          f"max_message_bytes ({max_message_bytes})")
 
 
 def _json(data: bytes) -> dict[str, Any]:
@@ -88,9 +116,11 @@ class GrpcTransport:
                  transcript: Transcript | None = None, keys: Iterable[PublicKey] = (),
                  tls: TlsMaterial | None = None, job: str | None = None, timeout: float = 120.0,
                  retries: int = 5, liveness_interval: float = 1.0, liveness_grace: float = 5.0,
-                 capture: str | Path | None = None) -> None:
+                 capture: str | Path | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES,
+                 max_pending: int = MAX_PENDING, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         if not role or not peer or role == peer:  # guest/host; coordinator/clientK in horizontal jobs
             raise ValueError(f"bad roles {role!r}/{peer!r}")
+        check_limits(max_message_bytes, max_pending, max_pending_bytes)
         if tls is None:
             check_plaintext_allowed(listen, peer_address)
         split_host_port(listen)
@@ -105,8 +135,12 @@ class GrpcTransport:
         self.retries = retries
         self.liveness_interval = liveness_interval
         self.liveness_grace = liveness_grace
+        self.max_message_bytes = max_message_bytes
+        self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self._cond = threading.Condition()
         self._mailbox: dict[Address, bytes] = {}
+        self._pending_bytes = 0
         self._consumed: dict[Address, str] = {}
         self._low_round = 0
         self._fatal: str | None = None
@@ -122,8 +156,11 @@ class GrpcTransport:
 
     def start(self) -> GrpcTransport:
         """Listen on the own address and open the channel to the peer."""
+        # gRPC refuses a larger message before it reaches us (the sender sees RESOURCE_EXHAUSTED)
+        limits = [("grpc.max_receive_message_length", self.max_message_bytes),
+                  ("grpc.max_send_message_length", GRPC_MAX_BYTES)]  # send() checks our own limit itself
         server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{self.role}-rpc"),
-                             options=[*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])  # a used port is an error
+                             options=[*_CHANNEL_OPTIONS, *limits, ("grpc.so_reuseport", 0)])  # a used port is an error
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
             "Deliver": grpc.unary_unary_rpc_method_handler(self._on_deliver),
             "Ping": grpc.unary_unary_rpc_method_handler(self._on_ping),
@@ -147,9 +184,9 @@ class GrpcTransport:
         if self.tls is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=self.tls.ca, private_key=self.tls.key,
                                                  certificate_chain=self.tls.cert)
-            self._channel = grpc.secure_channel(self.peer_address, creds, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.secure_channel(self.peer_address, creds, options=[*_CHANNEL_OPTIONS, *limits])
         else:
-            self._channel = grpc.insecure_channel(self.peer_address, options=_CHANNEL_OPTIONS)
+            self._channel = grpc.insecure_channel(self.peer_address, options=[*_CHANNEL_OPTIONS, *limits])
         self._deliver_rpc = self._channel.unary_unary(f"/{SERVICE}/Deliver")
         self._ping_rpc = self._channel.unary_unary(f"/{SERVICE}/Ping")
         self._bye_rpc = self._channel.unary_unary(f"/{SERVICE}/Bye")
@@ -231,6 +268,7 @@ class GrpcTransport:
                           f"{self.role} accepts messages from the {self.peer} only, not from {sender!r}")
         digest = hashlib.sha256(request).hexdigest()
         refuse: str | None = None
+        flood: str | None = None
         with self._cond:
             if self._closed:
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.role} is closing")
@@ -250,10 +288,15 @@ class GrpcTransport:
             elif addr.round < self._low_round:
                 refuse = (f"message out of order: {addr} arrived after {self.role} "
                           f"had moved on to round {self._low_round}")
-            elif len(self._mailbox) >= MAX_PENDING:
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self.role} has too many unread messages")
+            elif len(self._mailbox) >= self.max_pending:
+                flood = (f"{self.role} holds {len(self._mailbox)} unread messages, the most "
+                         f"[transport] max_pending = {self.max_pending} allows")
+            elif self._pending_bytes + len(request) > self.max_pending_bytes:
+                flood = (f"{self.role} holds {self._pending_bytes} bytes of unread messages; {len(request)} more "
+                         f"would pass [transport] max_pending_bytes = {self.max_pending_bytes}")
             else:
                 self._mailbox[addr] = request
+                self._pending_bytes += len(request)
                 self.transcript.record("received", addr, sender, request)
                 self._cond.notify_all()
                 if self.capture is not None:
@@ -261,6 +304,9 @@ class GrpcTransport:
         if refuse is not None:
             self._fail(f"{self.peer} sent a bad message: {refuse}")
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, refuse)
+        if flood is not None:
+            self._fail(f"{self.peer} sent too much: {addr} refused: {flood}")
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{addr} refused: {flood}")
         return b""
 
     def _capture(self, addr: Address, data: bytes) -> None:
@@ -309,6 +355,9 @@ class GrpcTransport:
         if self.job is not None and address.job != self.job:
             raise TransportError(f"{self.role} runs job {self.job}, cannot send for job {address.job}")
         data = encode_message(address, self.role, payload)
+        if len(data) > self.max_message_bytes:
+            raise TransportError(f"message {address} is {len(data)} bytes, more than [transport] "
+                                 f"max_message_bytes = {self.max_message_bytes}")
         delay, started = 0.2, time.monotonic()
         for attempt in range(self.retries + 1):
             self._raise_if_dead(address, sending=True)
@@ -320,6 +369,9 @@ class GrpcTransport:
                 code = exc.code() if hasattr(exc, "code") else None
                 if _tls_problem(exc):
                     raise TransportError(f"TLS handshake with {self.peer} at {self.peer_address} failed: {desc}") from None
+                if _too_big(exc):
+                    raise TransportError(f"{self.peer} refused message {address}: {len(data)} bytes is more than "
+                                         f"its [transport] max_message_bytes ({desc})") from None
                 if code not in _RETRYABLE:
                     raise TransportError(f"{self.peer} refused message {address}: {desc}") from None
                 if attempt == self.retries:
@@ -351,6 +403,7 @@ class GrpcTransport:
             with self._cond:
                 if address in self._mailbox:
                     data = self._mailbox.pop(address)
+                    self._pending_bytes -= len(data)
                     self._consumed[address] = hashlib.sha256(data).hexdigest()
                     self._low_round = max(self._low_round, address.round)
                     break
