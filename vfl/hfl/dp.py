@@ -25,8 +25,11 @@ epsilon(delta) after the steps taken so far. Everything after the noisy sums
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,12 +64,25 @@ def _accountant(mechanism: str):  # -> dp_accounting.PrivacyAccountant
     return PLDAccountant()
 
 
+@contextlib.contextmanager
+def _quiet_accountant() -> Iterator[None]:
+    """Silence dp_accounting's absl warnings (orders it drops while probing small noise; the bound stays valid)."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 @functools.lru_cache(maxsize=4096)
 def epsilon_after(mechanism: str, q: float, multiplier: float, steps: int, delta: float) -> float:
     """dp_accounting's epsilon at `delta` after `steps` steps (0 steps: 0)."""
     if steps == 0:
         return 0.0
-    return float(_accountant(mechanism).compose(_event(mechanism, q, multiplier, steps)).get_epsilon(delta))
+    with _quiet_accountant():
+        return float(_accountant(mechanism).compose(_event(mechanism, q, multiplier, steps)).get_epsilon(delta))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -90,12 +106,14 @@ def noise_multiplier(mechanism: str, q: float, steps: int, epsilon: float, delta
     def fresh():  # noqa: ANN202
         return _accountant(mechanism)
 
-    try:
-        bracket = dp_accounting.ExplicitBracketInterval(low, high)
-        m = dp_accounting.calibrate_dp_mechanism(fresh, event, epsilon, delta, bracket, tol=1e-7 * high)
-    except (ValueError, dp_accounting.mechanism_calibration.NoBracketIntervalFoundError):
-        m = dp_accounting.calibrate_dp_mechanism(fresh, event, epsilon, delta,
-                                                 dp_accounting.LowerEndpointAndGuess(0.0, high), tol=1e-7 * high)
+    with _quiet_accountant():
+        try:
+            bracket = dp_accounting.ExplicitBracketInterval(low, high)
+            m = dp_accounting.calibrate_dp_mechanism(fresh, event, epsilon, delta, bracket, tol=1e-7 * high)
+        except (ValueError, dp_accounting.mechanism_calibration.NoBracketIntervalFoundError):
+            m = dp_accounting.calibrate_dp_mechanism(fresh, event, epsilon, delta,
+                                                     dp_accounting.LowerEndpointAndGuess(0.0, high),
+                                                     tol=1e-7 * high)
     return float(m)
 
 
