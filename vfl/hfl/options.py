@@ -15,7 +15,7 @@ ALGORITHMS = ("fedavg", "fedprox")
 class HflOptions:
     rounds: int = 30  # global rounds
     learning_rate: float = 0.1
-    batch_size: int = 32  # 0: the client's whole training set
+    batch_size: int = 32  # 0: the client's whole training set; with DP the expected size of a Poisson sample
     local_epochs: int = 1  # passes over the local training rows per round
     aggregation: str = "fedavg"  # "fedavg" | "fedprox"
     mu: float = 0.01  # FedProx proximal strength (ignored by FedAvg)
