@@ -128,7 +128,7 @@ class HflSection:
     clients: int = 3
     rounds: int = 30
     learning_rate: float = 0.1
-    batch_size: int = 32  # 0: each client's whole training set
+    batch_size: int = 32  # 0: each client's whole training set; with DP the expected size of a Poisson sample
     local_epochs: int = 1
     aggregation: str = "fedavg"  # "fedavg" | "fedprox"
     mu: float = 0.01  # FedProx proximal strength
@@ -136,7 +136,7 @@ class HflSection:
     clip: float = 1.0  # per-example gradient norm bound (L2; L1 with Laplace noise)
     dp: str = "off"  # "off" | "laplace" | "gaussian"
     epsilon: float = 1.0  # each client's total budget
-    delta: float = 1e-5  # Gaussian only
+    delta: float = 1e-5  # the delta of the (epsilon, delta) guarantee (Gaussian and Laplace)
     fit_intercept: bool = True
     validation: float = 0.2  # fraction of each client's rows held out for evaluation
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from nodes.cli import main as cli
 from nodes.datafiles import load_party_csv
+from vfl.hfl.dp import epsilon_after
 from vfl.hfl.options import HflOptions
 from vfl.hfl.simulate import run_federation
 
@@ -63,17 +65,23 @@ def test_run_with_three_client_processes_completes_attested_and_matches_the_refe
     digests = {r: [json.loads(x)["transcript_digest"] for x in (out / r / "rounds.jsonl").read_text().splitlines()]
                for r in roles}
     assert len({tuple(d) for d in digests.values()}) == 1 and len(digests["coordinator"]) == 6
-    # the global model equals the in-process reference (DP noise included: same seeds, same streams)
+    # the clients' DP noise is secret: replaying the job (seed included) in the reproducible simulation mode
+    # does not give their model (equality with the reference without DP: test_hfl_protocol)
     shards = []
     for k in (1, 2, 3):
         d = load_party_csv(shard_dir / f"client{k}.csv", "guest")
         shards.append((d.X, d.y))
-    ref = run_federation(shards, HflOptions(rounds=3, batch_size=64, clip=0.5, dp="gaussian", epsilon=0.5), seed=42)
+    opts = HflOptions(rounds=3, batch_size=64, clip=0.5, dp="gaussian", epsilon=0.5)
+    replay = run_federation(shards, opts, seed=42, reproducible=True)
     model = json.loads((out / "client3" / "model.json").read_text())
-    assert np.abs(np.array(model["weights"] + [model["intercept"]]) - ref.models[-1]).max() < 1e-6
+    assert np.abs(np.array(model["weights"] + [model["intercept"]]) - replay.models[-1]).max() > 1e-3
     privacy = [json.loads(x) for x in (out / "client1" / "privacy.jsonl").read_text().splitlines()]
     assert [p["global_round"] for p in privacy] == [1, 2, 3]
     assert privacy[-1]["epsilon_spent"] == pytest.approx(0.5)
+    assert [p["epsilon_spent"] for p in privacy] == [epsilon_after("gaussian", p["sampling_rate"], p["noise_multiplier"],
+                                                                   p["steps"], 1e-5) for p in privacy]
+    summary = json.loads((out / "client1" / "privacy.json").read_text())
+    assert summary["randomness"].startswith("secret") and summary["accountant"] == "dp_accounting RDP"
     assert (out / "coordinator" / "plots" / "accuracy_vs_round.png").is_file()
     assert not (out / "coordinator" / "model.json").exists()  # the coordinator never holds the model
 
@@ -96,6 +104,23 @@ def test_sweep_over_rounds_and_epsilon_writes_one_csv_and_plots(tmp_path, shard_
     assert (out / "summary.csv").read_text().count("\n") == 8 + 2  # header, 8 points, centralized
     assert {p.name for p in (out / "plots").iterdir()} == {"accuracy_vs_round_fedavg.png",
                                                             "accuracy_vs_round_fedprox.png"}
+    assert {r["dp_randomness"] for r in rows} == {"secret", "no DP"}
+
+
+def test_reproducible_sweep_repeats_and_labels_itself_not_private(tmp_path, shard_dir, capsys) -> None:
+    results = []
+    for run in ("a", "b"):
+        args = ["sweep", "--config", str(CONFIG), "--out", str(tmp_path / run), "--grid", "rounds=2",
+                "--seeds", "1", "--reproducible"]
+        for s in _data_sets(shard_dir):
+            args += ["--set", s]
+        assert cli(args) == 0
+        results.append((tmp_path / run / "results.csv").read_text())
+    assert results[0] == results[1]  # same seed, same DP noise: only in this mode
+    rows = list(csv.DictReader(io.StringIO(results[0])))
+    assert {r["dp_randomness"] for r in rows} == {"reproducible from the job seed: NOT private"}
+    assert "NOT private" in (tmp_path / "a" / "summary.csv").read_text()
+    assert "NOT private" in capsys.readouterr().out
 
 
 def test_sweep_names_a_bad_grid_key(tmp_path, shard_dir, capsys) -> None:

@@ -12,6 +12,10 @@ Writes `results.csv` (one row per grid point, seed and round: the grid values, s
 accuracy, log loss, epsilon spent), `summary.csv` (final accuracy mean and std per grid point, and the
 centralized baseline) and `plots/accuracy_vs_round*.png` (mean over seeds, +-1 std).
 `epsilon=inf` means DP off.
+
+DP noise and sampling come from a secret key per client and run, as in the nodes, so DP runs do not
+repeat. `--reproducible` derives them from the seed instead: repeatable, and NOT private (anyone who
+knows the seed replays and removes the noise); the console, results.csv and summary.csv say so.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=3, help="seeds per grid point (job seed, seed+1, ...)")
     p.add_argument("--encrypted", action="store_true",
                    help="aggregate over Paillier ciphertexts ([paillier] key_bits) instead of in plaintext")
+    p.add_argument("--reproducible", action="store_true",
+                   help="derive DP noise and sampling from the seed (repeatable results; NOT private)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.set_defaults(func=handle)
 
@@ -91,6 +97,7 @@ def handle(args: argparse.Namespace) -> int:
     from nodes.config import load_config
     from nodes.datafiles import load_party_csv
     from nodes.hfl_config import options, require
+    from vfl.hfl.randomness import SEEDED_LABEL
     from vfl.hfl.simulate import run_federation
 
     cfg = load_config(args.config, args.set)
@@ -113,6 +120,8 @@ def handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     con = console()
+    if args.reproducible:
+        con.print(f"[bold red]--reproducible: DP noise and sampling are {SEEDED_LABEL}[/]")
     rows: list[dict[str, Any]] = []
     curves: list[tuple[dict[str, Any], np.ndarray]] = []
     total = len(points) * args.seeds
@@ -122,30 +131,43 @@ def handle(args: argparse.Namespace) -> int:
         accs = []
         for s in range(args.seeds):
             seed = cfg.job.seed + s
-            hist = run_federation(shards, opts, seed, keys=keys, precision=cfg.paillier.precision)
+            hist = run_federation(shards, opts, seed, keys=keys, precision=cfg.paillier.precision,
+                                  reproducible=args.reproducible)
             accs.append(hist.accuracy)
             for r, (acc, loss, eps) in enumerate(zip(hist.accuracy, hist.loss, hist.epsilon_spent, strict=True)):
                 rows.append({**{k: point.get(k, getattr(opts, k)) for k in grid}, "dp": opts.dp, "seed": seed,
                              "round": r, "accuracy": acc, "log_loss": loss,
-                             "epsilon_spent": "" if math.isinf(eps) else eps})
+                             "epsilon_spent": "" if math.isinf(eps) else eps,
+                             "dp_randomness": _randomness(opts.dp, args.reproducible)})
             done += 1
         curve = np.array(accs)
         curves.append((point, curve))
+        note = " (DP noise from the seed: NOT private)" if args.reproducible and opts.dp != "off" else ""
         con.print(f"[{done}/{total}] {_label(point) or 'config'}: final accuracy "
-                  f"{curve[:, -1].mean():.4f} ± {curve[:, -1].std():.4f} over {args.seeds} seeds")
-    fields = list(dict.fromkeys([*grid, "dp", "seed", "round", "accuracy", "log_loss", "epsilon_spent"]))
+                  f"{curve[:, -1].mean():.4f} ± {curve[:, -1].std():.4f} over {args.seeds} seeds{note}")
+    fields = list(dict.fromkeys([*grid, "dp", "seed", "round", "accuracy", "log_loss", "epsilon_spent",
+                                 "dp_randomness"]))
     with (out / "results.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    _summary(out, cfg, shards, base, curves, grid, args.seeds)
+    _summary(out, cfg, shards, base, curves, grid, args.seeds, args.reproducible)
     plots = _plot(out, curves, grid)
     con.print(f"wrote {out / 'results.csv'} ({len(rows)} rows) and {len(plots)} plot(s) in {out / 'plots'}")
     return 0
 
 
+def _randomness(dp: str, reproducible: bool) -> str:
+    """The results.csv / summary.csv label of where a run's DP noise came from."""
+    from vfl.hfl.randomness import SEEDED_LABEL
+
+    if dp == "off":
+        return "no DP"
+    return SEEDED_LABEL if reproducible else "secret"
+
+
 def _summary(out: Path, cfg: Any, shards: list, base: Any, curves: list[tuple[dict[str, Any], np.ndarray]],
-             grid: dict[str, list[Any]], seeds: int) -> None:
+             grid: dict[str, list[Any]], seeds: int, reproducible: bool) -> None:
     """summary.csv: final held-out accuracy mean and std over seeds per grid point, and the centralized
     baseline (scikit-learn LogisticRegression on the pooled training rows, same held-out rows)."""
     from vfl.hfl.simulate import centralized_accuracy
@@ -153,10 +175,13 @@ def _summary(out: Path, cfg: Any, shards: list, base: Any, curves: list[tuple[di
     central = np.array([centralized_accuracy(shards, base, cfg.job.seed + s) for s in range(seeds)])
     with (out / "summary.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow([*grid, "seeds", "accuracy_mean", "accuracy_std"])
+        w.writerow([*grid, "seeds", "accuracy_mean", "accuracy_std", "dp_randomness"])
         for point, curve in curves:
-            w.writerow([*(point[k] for k in grid), seeds, curve[:, -1].mean(), curve[:, -1].std()])
-        w.writerow([*(["centralized"] + [""] * (len(grid) - 1) if grid else []), seeds, central.mean(), central.std()])
+            dp = _options(base, point).dp
+            w.writerow([*(point[k] for k in grid), seeds, curve[:, -1].mean(), curve[:, -1].std(),
+                        _randomness(dp, reproducible)])
+        w.writerow([*(["centralized"] + [""] * (len(grid) - 1) if grid else []), seeds, central.mean(), central.std(),
+                    "no DP"])
     console().print(f"centralized (pooled rows, scikit-learn): accuracy {central.mean():.4f} ± {central.std():.4f}")
 
 

@@ -56,6 +56,7 @@ from vfl.hfl import keyshare
 from vfl.hfl.aggregate import decrypt_aggregate, encrypt_update, sum_ciphertexts
 from vfl.hfl.local import evaluate
 from vfl.hfl.options import HflOptions
+from vfl.hfl.randomness import SEEDED_LABEL
 from vfl.hfl.simulate import ClientState, initial_model
 from vfl.paillier import EncryptedArray, PrivateKey, PublicKey, generate_keypair
 
@@ -492,12 +493,16 @@ def close_client(ctx: HflContext, state: ClientState, w: np.ndarray) -> bytes:
                                          "weights": [float(x) for x in weights],
                                          "intercept": float(w[-1]) if opts.fit_intercept else 0.0})
     eps, delta = state.accountant.spent()
+    plan = state.accountant.plan
     ctx.rundir.write_json("privacy.json", {
         "mechanism": opts.dp, "clip": opts.clip, "clip_norm": "L1" if opts.dp == "laplace" else "L2",
-        "epsilon_budget": opts.epsilon if opts.dp != "off" else None,
-        "delta_budget": opts.delta if opts.dp == "gaussian" else None,
-        "epsilon_spent": None if math.isinf(eps) else eps, "delta_spent": delta if opts.dp != "off" else None,
-        "passes": state.accountant.passes, "training_rows": state.n, "held_out_rows": len(state.y_val),
+        "epsilon_budget": opts.epsilon if plan else None, "delta_budget": opts.delta if plan else None,
+        "epsilon_spent": None if math.isinf(eps) else eps, "delta_spent": delta if plan else None,
+        "accountant": state.accountant.record(0)["accountant"],
+        "sampling": f"Poisson, rate {plan.q:.6g} per row and step" if plan else None,
+        "noise_multiplier": plan.multiplier if plan else None,
+        "randomness": ("secret (AES-256-CTR, key from secrets)" if state.private else SEEDED_LABEL) if plan else None,
+        "steps": state.accountant.steps, "training_rows": state.n, "held_out_rows": len(state.y_val),
         "adjacency": "add or remove one training row"})
     model_commitment = file_hash(ctx.rundir.file("model.json").read_bytes())
     ctx.send(CLOSE, "done", {"model_commitment": "0x" + model_commitment.hex(),

@@ -1,7 +1,10 @@
 """Horizontal federated logistic regression (clients share features, hold different rows).
 
 - `vfl.hfl.options`: the training options (`HflOptions`) and their checks.
-- `vfl.hfl.dp`: clipping norms, Laplace/Gaussian noise calibrated to (epsilon, delta), the accountant.
+- `vfl.hfl.dp`: Poisson sampling rate, clipping, noise calibrated to (epsilon, delta), the accountant
+  (Google's dp_accounting).
+- `vfl.hfl.randomness`: the DP noise and sampling stream (AES-256-CTR under a secret key; seeded only
+  in the explicitly not-private reproducible simulation mode).
 - `vfl.hfl.local`: one client's local training of a round (mini-batch SGD, clipping, noise, FedProx term).
 - `vfl.hfl.aggregate`: sample-weighted FedAvg in plaintext and over Paillier ciphertexts.
 - `vfl.hfl.simulate`: the whole federation in one process (the plaintext reference and the sweep engine).

@@ -15,7 +15,7 @@ ALGORITHMS = ("fedavg", "fedprox")
 class HflOptions:
     rounds: int = 30  # global rounds
     learning_rate: float = 0.1
-    batch_size: int = 32  # 0: the client's whole training set
+    batch_size: int = 32  # 0: the client's whole training set; with DP the expected size of a Poisson sample
     local_epochs: int = 1  # passes over the local training rows per round
     aggregation: str = "fedavg"  # "fedavg" | "fedprox"
     mu: float = 0.01  # FedProx proximal strength (ignored by FedAvg)
@@ -23,7 +23,7 @@ class HflOptions:
     clip: float = 1.0  # per-example gradient norm bound (L2; L1 for Laplace); 0: no clipping (DP off only)
     dp: str = "off"  # "off" | "laplace" | "gaussian"
     epsilon: float = 1.0  # total budget per client over the whole training
-    delta: float = 1e-5  # Gaussian only
+    delta: float = 1e-5  # the delta at which the accountant reports epsilon (both mechanisms)
     fit_intercept: bool = True
     validation: float = 0.2  # fraction of each client's rows held out for evaluation
 
@@ -48,12 +48,12 @@ class HflOptions:
                 raise VflError("[hfl] differential privacy needs clip > 0 (it bounds each row's influence)")
             if not (self.epsilon > 0 and math.isfinite(self.epsilon)):
                 raise VflError(f"[hfl] epsilon must be a positive number, got {self.epsilon}")
-            if self.dp == "gaussian" and not 0 < self.delta < 1:
-                raise VflError(f"[hfl] delta must be in (0, 1) for Gaussian noise, got {self.delta}")
+            if not 0 < self.delta < 1:
+                raise VflError(f"[hfl] delta must be in (0, 1) with differential privacy, got {self.delta}")
         if not 0 <= self.validation < 1:
             raise VflError(f"[hfl] validation must be in [0, 1), got {self.validation}")
 
     @property
     def noisy_passes(self) -> int:
-        """How many times each training row is used in a released (noisy) step: rounds x local epochs."""
+        """How many local epochs every client trains in total: rounds x local epochs."""
         return self.rounds * self.local_epochs

@@ -1,10 +1,16 @@
 """The whole federation in one process: the plaintext reference and the engine of parameter sweeps.
 
-Uses exactly the functions and random streams the nodes use (`client_streams`,
-`split_rows`, `local_update`, `encrypt_update`, `sum_ciphertexts`,
-`decrypt_aggregate`), so a `vflchain run` with the same shards, options and
-seed yields the same global models, and `encrypt=None` is the plaintext
-FedAvg/FedProx reference that the encrypted aggregation must equal.
+Uses exactly the functions the nodes use (`ClientState`, `split_rows`,
+`local_update`, `encrypt_update`, `sum_ciphertexts`, `decrypt_aggregate`), and
+`keys=None` is the plaintext FedAvg/FedProx reference that the encrypted
+aggregation must equal.
+
+Randomness: the held-out split and the batches of training without DP come
+from the job seed, so DP-off runs are reproducible and a `vflchain run` equals
+the in-process run. With DP on, each client's Poisson samples and noise come
+from a secret key (`vfl.hfl.randomness.secret_stream`), as in the nodes: two
+runs differ. `reproducible=True` derives them from the seed instead, for
+experiments only: such runs are NOT private and are labelled so.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from vfl.hfl.aggregate import decrypt_aggregate, encrypt_update, fedavg, sum_cip
 from vfl.hfl.dp import DpAccountant
 from vfl.hfl.local import evaluate, local_update, with_intercept
 from vfl.hfl.options import HflOptions
+from vfl.hfl.randomness import DpRandom, secret_stream, seeded_stream
 from vfl.paillier import PrivateKey, PublicKey
 
 
 def client_streams(seed: int, index: int) -> tuple[np.random.Generator, np.random.Generator]:
-    """(split rng, training rng) of client `index` (1-based) in a job with `seed`."""
+    """(held-out split rng, batch rng of training without DP) of client `index` (1-based) in a job with
+    `seed`. Public randomness: nothing that DP relies on comes from it."""
     split, train = np.random.SeedSequence([seed, 7919, index]).spawn(2)
     return np.random.default_rng(split), np.random.default_rng(train)
 
@@ -36,29 +44,40 @@ def split_rows(n: int, validation: float, rng: np.random.Generator) -> tuple[np.
 
 @dataclass
 class ClientState:
-    """One client's view: its training and held-out rows (intercept column added), rng, accountant."""
+    """One client's view: its training and held-out rows (intercept column added), random sources,
+    accountant."""
 
     X: np.ndarray
     y: np.ndarray
     X_val: np.ndarray
     y_val: np.ndarray
-    rng: np.random.Generator
+    rng: np.random.Generator  # batches without DP (from the seed)
+    dp_random: DpRandom  # Poisson samples and noise with DP (secret unless reproducible)
     accountant: DpAccountant
 
     @classmethod
-    def make(cls, X: np.ndarray, y: np.ndarray, opts: HflOptions, seed: int, index: int) -> ClientState:
+    def make(cls, X: np.ndarray, y: np.ndarray, opts: HflOptions, seed: int, index: int,
+             reproducible: bool = False) -> ClientState:
+        """Client `index` (1-based) of a job with `seed`; `reproducible=True` (simulation only) derives the
+        DP randomness from the seed: NOT private."""
         split_rng, train_rng = client_streams(seed, index)
         tr, va = split_rows(len(y), opts.validation, split_rng)
         Xi = with_intercept(np.asarray(X, dtype=np.float64), opts.fit_intercept)
         yf = np.asarray(y, dtype=np.float64)
-        return cls(Xi[tr], yf[tr], Xi[va], yf[va], train_rng, DpAccountant(opts))
+        dp_random = seeded_stream(seed, index) if reproducible else secret_stream()
+        return cls(Xi[tr], yf[tr], Xi[va], yf[va], train_rng, dp_random, DpAccountant(opts, len(tr)))
+
+    @property
+    def private(self) -> bool:
+        """False when the DP randomness is replayable from the seed."""
+        return self.dp_random.private
 
     @property
     def n(self) -> int:
         return len(self.y)
 
     def train(self, w_global: np.ndarray, opts: HflOptions) -> np.ndarray:
-        w = local_update(w_global, self.X, self.y, opts, self.rng)
+        w = local_update(w_global, self.X, self.y, opts, self.rng, self.dp_random)
         self.accountant.spend(opts.local_epochs)
         return w
 
@@ -71,6 +90,7 @@ class History:
     loss: list[float] = field(default_factory=list)
     models: list[np.ndarray] = field(default_factory=list)
     epsilon_spent: list[float] = field(default_factory=list)
+    reproducible: bool = False  # DP noise and sampling replayable from the seed: NOT private
 
     def record(self, w: np.ndarray, clients: Sequence[ClientState]) -> None:
         counts = [evaluate(w, c.X_val, c.y_val) for c in clients]
@@ -87,12 +107,14 @@ def initial_model(d: int, opts: HflOptions) -> np.ndarray:
 
 
 def run_federation(shards: Sequence[tuple[np.ndarray, np.ndarray]], opts: HflOptions, seed: int,
-                   keys: tuple[PublicKey, PrivateKey] | None = None, precision: int = 48) -> History:
-    """Train for `opts.rounds`; with `keys`, aggregate over ciphertexts as the coordinator does."""
+                   keys: tuple[PublicKey, PrivateKey] | None = None, precision: int = 48,
+                   reproducible: bool = False) -> History:
+    """Train for `opts.rounds`; with `keys`, aggregate over ciphertexts as the coordinator does.
+    `reproducible=True`: DP noise and sampling from the seed (NOT private; `History.reproducible`)."""
     opts.validate()
-    clients = [ClientState.make(X, y, opts, seed, i + 1) for i, (X, y) in enumerate(shards)]
+    clients = [ClientState.make(X, y, opts, seed, i + 1, reproducible) for i, (X, y) in enumerate(shards)]
     w = initial_model(shards[0][0].shape[1], opts)
-    hist = History()
+    hist = History(reproducible=reproducible)
     hist.record(w, clients)
     for _ in range(opts.rounds):
         locals_ = [c.train(w, opts) for c in clients]
