@@ -243,7 +243,7 @@ class Launcher:
 
     def _spawn(self, role: str, sets: list[str], logs: Path) -> NodeProcess:
         cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(self.config_path), "--role", role,
-               "--out", str(self.out / role), "--events", "json", "--chain-info", str(self.chain_info),
+               "--out", str(self.out / role), "--events", "json", "--chain-info", str(self.chain_info), "--once",
                *self._node_args(role)]
         for s in sets:
             cmd += ["--set", s]
