@@ -47,8 +47,8 @@ from nodes.context import PartyContext
 from nodes.datafiles import load_party_csv, needs_labels
 from nodes.errors import ConfigError, NodeError
 from nodes.identity import IdentityError, check_identity, new_challenge, statement
-from nodes.policy import PolicyRefusal, PredictionQuota, check_job, state_dir
 from nodes.phases import PIPELINES, encrypts_own
+from nodes.policy import PolicyRefusal, PredictionQuota, check_job, state_dir
 from nodes.rundir import RunDir
 from nodes.transcript import Transcript
 from nodes.transport.base import Channel, PhaseChannel, TransportError

@@ -40,7 +40,12 @@ from nodes.transport.codec import (
     keyring,
     message_address,
 )
-from nodes.transport.tls import TlsMaterial, cert_fingerprint, check_plaintext_allowed, split_host_port
+from nodes.transport.tls import (
+    TlsMaterial,
+    cert_fingerprint,
+    check_plaintext_allowed,
+    split_host_port,
+)
 from vfl.paillier import PublicKey
 
 SERVICE = "vflchain.transport.v1.Peer"
