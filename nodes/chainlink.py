@@ -69,6 +69,19 @@ class ChainLink:
         client = AuditClient(w3, address, account)
         return cls(client, chain_id, cfg.chain.url or str(state))
 
+    # -- identity ----------------------------------------------------------------
+
+    def sign_text(self, text: str) -> str:
+        """EIP-191 signature of `text` with this party's account key (nodes.identity)."""
+        from nodes.identity import sign_statement
+
+        return sign_statement(self.client.account, text)
+
+    def participant(self, address: str) -> dict[str, Any] | None:
+        """The contract's registration of `address` (role, revoked, organisation), or None."""
+        info = self.client.participant(address)
+        return None if info is None else dict(info)
+
     # -- session -----------------------------------------------------------------
 
     def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,

@@ -151,7 +151,20 @@ class FederationSection:
     out: str = ""  # run directory of `vflchain node` (a subdirectory per role)
 
 
-LOCAL_SECTIONS = ("guest", "host", "chain", "transport", "compute", "federation")  # not part of the job definition
+LOCAL_SECTIONS = ("guest", "host", "chain", "transport", "compute", "federation", "policy")  # not part of the job definition
+
+
+@dataclass
+class PolicySection:
+    """This party's consent policy (local, never part of the job definition): docs/deployment.md."""
+
+    file: str = ""  # a TOML file with these keys (top level or a [policy] table); keys set here win
+    partners: list[str] = field(default_factory=list)  # accepted peer accounts; ["*"]: any registered
+    algorithms: list[str] = field(default_factory=list)  # accepted algorithms ("lr", "gmm", "psi"); empty: all
+    min_key_bits: int = 1024  # the smallest Paillier key accepted from the peer
+    columns: list[str] = field(default_factory=list)  # own columns a job may use; empty: all
+    predictions_per_day: int = 100  # prediction jobs per partner per UTC day; 0: none
+    state: str = ""  # where the prediction counts are kept; empty: "policy" beside [chain] state
 
 
 @dataclass
@@ -169,6 +182,7 @@ class JobConfig:
     gmm: GmmSection = field(default_factory=GmmSection)
     hfl: HflSection = field(default_factory=HflSection)
     federation: FederationSection = field(default_factory=FederationSection)
+    policy: PolicySection = field(default_factory=PolicySection)
     path: Path | None = None  # the config file, if any
     raw: dict[str, Any] = field(default_factory=dict)  # the merged TOML as run
 
@@ -208,7 +222,7 @@ PATH_KEYS = {("guest", "data"), ("host", "data"), ("guest", "keystore"), ("host"
              ("guest", "out"), ("host", "out"), ("guest", "cert"), ("guest", "key"), ("guest", "ca"),
              ("host", "cert"), ("host", "key"), ("host", "ca"), ("chain", "state"), ("transport", "cert"),
              ("transport", "key"), ("transport", "ca"), ("transport", "capture"), ("lr", "warm_start"),
-             ("federation", "out")}
+             ("federation", "out"), ("policy", "file"), ("policy", "state")}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -316,11 +330,43 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         built[name] = _build_section(name, type(getattr(JobConfig(), name)), values,
                                      base if base is not None else Path.cwd())
     cfg = JobConfig(**built, path=cfg_path, raw=raw)
+    if cfg.policy.file:
+        cfg.policy = _policy_from_file(cfg.policy, raw.get("policy") or {})
     _validate(cfg)
     return cfg
 
 
+def _policy_from_file(mine: PolicySection, given: dict[str, Any]) -> PolicySection:
+    """`[policy] file`: its keys (top level or a [policy] table), under those the config itself sets."""
+    path = mine.file
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"[policy] file {path}: no such file")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"[policy] file {path}: invalid TOML: {exc}") from None
+    table = data.get("policy", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"[policy] file {path}: [policy] must be a table")
+    table = {k: v for k, v in table.items() if k != "file"}
+    policy = _build_section("policy", PolicySection, table, p.resolve().parent)
+    return dataclasses.replace(policy, **{k: getattr(mine, k) for k in given if k != "file"}, file=path)
+
+
+def _validate_policy(cfg: JobConfig) -> None:
+    pol = cfg.policy
+    for who in pol.partners:
+        if who != "*" and not (who.startswith("0x") and len(who) == 42):
+            raise ConfigError(f"[policy] partners: {who!r} is not an account address (0x + 40 hex digits) or \"*\"")
+    if pol.min_key_bits < 0:
+        raise ConfigError(f"[policy] min_key_bits must be >= 0, got {pol.min_key_bits}")
+    if pol.predictions_per_day < 0:
+        raise ConfigError(f"[policy] predictions_per_day must be >= 0, got {pol.predictions_per_day}")
+
+
 def _validate(cfg: JobConfig) -> None:
+    _validate_policy(cfg)
     if cfg.job.algorithm not in ("lr", "gmm", "psi", "hfl-lr"):
         raise ConfigError(f"[job] algorithm must be \"lr\", \"gmm\", \"psi\" or \"hfl-lr\", "
                           f"got {cfg.job.algorithm!r}")

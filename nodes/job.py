@@ -46,7 +46,9 @@ from nodes.config import JobConfig
 from nodes.context import PartyContext
 from nodes.datafiles import load_party_csv, needs_labels
 from nodes.errors import ConfigError, NodeError
+from nodes.identity import IdentityError, check_identity, new_challenge, statement
 from nodes.phases import PIPELINES, encrypts_own
+from nodes.policy import PolicyRefusal, PredictionQuota, check_job, state_dir
 from nodes.rundir import RunDir
 from nodes.transcript import Transcript
 from nodes.transport.base import Channel, PhaseChannel, TransportError
@@ -72,6 +74,8 @@ class ChainLinkLike(Protocol):
     def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,
                      others: list[str]) -> str: ...
     def join_session(self, session_id: bytes) -> str: ...
+    def sign_text(self, text: str) -> str: ...
+    def participant(self, address: str) -> dict[str, Any] | None: ...
     def anchor(self, session_id: bytes) -> Any: ...
     def finalize(self, session_id: bytes, model_commitment: bytes, metrics_hash: bytes = b"") -> str: ...
     def abort_session(self, session_id: bytes, reason_hash: bytes) -> str | None: ...
@@ -188,7 +192,8 @@ class PartyNode:
 
     def __init__(self, cfg: JobConfig, role: str, out: str | Path, *, force: bool = False,
                  events: Events | None = None, transport_factory: TransportFactory = grpc_transport,
-                 chain_factory: ChainFactory = chain_link, model: str | Path | None = None) -> None:
+                 chain_factory: ChainFactory = chain_link, model: str | Path | None = None,
+                 serve: bool = False) -> None:
         if role not in ("guest", "host"):
             raise ConfigError(f"unknown role {role!r}")
         # model: score new rows with this party's saved model (a "<algorithm>-predict" job,
@@ -216,6 +221,9 @@ class PartyNode:
         self.ctx: PartyContext | None = None
         self.job: dict[str, Any] = {}
         self.rundir: RunDir | None = None
+        # serve: a host that refuses a guest in the handshake (before anything is on chain) waits
+        # for the next guest instead of failing (vflchain node --role host)
+        self.serve = serve and role == "host"
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -285,25 +293,35 @@ class PartyNode:
         threading.Thread(target=warm, name="paillier-warm-up", daemon=True).start()
         self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
         job_id = (cfg.job.id or new_job_id(self.algorithm)) if role == "guest" else None
-        self.emit("status", text=f"listening on {cfg.party(role).listen or cfg.party(role).address}")
-        self.transport = self.transport_factory(cfg, role, job_id, transcript)
-        if role == "host":
-            self.emit("status", text="waiting for the guest")
-            job_id = self.transport.accept_job(cfg.transport.connect_timeout)
-            if cfg.job.id and job_id != cfg.job.id:
-                raise ConfigError(f"the guest started job {job_id}, this host is configured for job {cfg.job.id}")
-        assert job_id is not None
-        self.job["job_id"] = job_id
-        self._save()
-        seed = np.random.SeedSequence([cfg.job.seed, 0 if role == "guest" else 1])
-        ctx = PartyContext(role, job_id, cfg, self.transport, transcript, self.rundir, pk, sk, None, data,
-                           rng=np.random.default_rng(seed), events=self.events)
-        if self.model is not None:
-            ctx.state["predict_model"] = self.model
-        self.ctx = ctx
+        while True:
+            self.emit("status", text=f"listening on {cfg.party(role).listen or cfg.party(role).address}")
+            self.transport = self.transport_factory(cfg, role, job_id, transcript)
+            if self.job.get("refused"):  # late messages of a refused guest must not bind this node again
+                getattr(self.transport, "refused_jobs", set()).update(r["job_id"] for r in self.job["refused"])
+            if role == "host":
+                self.emit("status", text="waiting for the guest")
+                job_id = self.transport.accept_job(cfg.transport.connect_timeout)
+                if cfg.job.id and job_id != cfg.job.id:
+                    raise ConfigError(f"the guest started job {job_id}, this host is configured for job {cfg.job.id}")
+            assert job_id is not None
+            self.job["job_id"] = job_id
+            self._save()
+            seed = np.random.SeedSequence([cfg.job.seed, 0 if role == "guest" else 1])
+            ctx = PartyContext(role, job_id, cfg, self.transport, transcript, self.rundir, pk, sk, None, data,
+                               rng=np.random.default_rng(seed), events=self.events)
+            if self.model is not None:
+                ctx.state["predict_model"] = self.model
+            self.ctx = ctx
 
-        hs_round = ctx.next_round()
-        peer_key = self._handshake(ctx, hs_round)
+            hs_round = ctx.next_round()
+            try:
+                peer_key = self._handshake(ctx, hs_round)
+                break
+            except NodeError as exc:
+                if not self.serve or isinstance(exc, ConfigError):
+                    raise
+                transcript = self._refused(exc, transcript)
+                job_id = None
         ctx.peer_key = peer_key
         trust = getattr(self.transport, "trust", None)
         if trust is not None:  # ciphertexts are accepted under the own and the peer's key only
@@ -345,6 +363,25 @@ class PartyNode:
 
         self._close(ctx)
 
+    def _refused(self, exc: NodeError, transcript: Transcript) -> Transcript:
+        """A serving host refused a guest in the handshake: note it, drop its link, wait for the next one.
+
+        Nothing is on chain for the refused job (the session opens only after the handshake);
+        its messages leave the transcript, which starts afresh for the next guest."""
+        err = one_line(exc)
+        self.job.setdefault("refused", []).append({
+            "job_id": self.job.get("job_id"), "peer_account": self.job.get("peer_account"), "error": err,
+            "time": now_iso()})
+        self.job.update(job_id=None, peer_account=None)
+        self.job["paillier"].pop("peer_fingerprint", None)
+        self._save()
+        self.emit("status", text=f"refused job {self.job['refused'][-1]['job_id']}: {err}; waiting for the next guest")
+        if self.transport is not None:
+            self.transport.close(err)
+        if transcript.path is not None:
+            transcript.path.unlink(missing_ok=True)
+        return Transcript(transcript.path)
+
     def _count_round(self) -> None:
         self.job["rounds"] = sum(1 for _ in self.rundir.file("rounds.jsonl").open()) \
             if self.rundir.file("rounds.jsonl").exists() else 0
@@ -353,6 +390,16 @@ class PartyNode:
     # -- steps ---------------------------------------------------------------------
 
     def _handshake(self, ctx: PartyContext, rnd: int) -> PublicKey:
+        """Agree on the job and prove both chain accounts to each other (nothing goes on chain here).
+
+        guest -> host  hello       job, config and commitment, Paillier key, account, chain, contract,
+                                   a fresh challenge for the host
+        host -> guest  hello_reply agrees or refuses; its key, account, a challenge for the guest and
+                                   its identity proof (nodes.identity) answering the guest's challenge
+        guest -> host  identity    the guest checked the host's proof and its own policy
+                                   (nodes.policy): its proof answering the host's challenge, or a refusal
+        host -> guest  accepted    the host checked the guest's proof and its policy: ok or a refusal
+        """
         ch = PhaseChannel(ctx.transport, ctx.job_id, HANDSHAKE)
         mine = self.cfg.job_definition()
         commitment = self.job["config_commitment"]
@@ -361,34 +408,104 @@ class PartyNode:
             connect = getattr(ctx.transport, "connect", None)
             if connect is not None:
                 connect(self.cfg.transport.connect_timeout)
+            challenge = new_challenge()
             ch.send("hello", {
                 "job_id": ctx.job_id, "version": self.job["version"], "config": mine,
                 "config_commitment": commitment, "public_key": ctx.public_key.to_json(), "mode": self.mode,
                 "account": self.chain.address, "chain_id": self.chain.chain_id, "contract": self.chain.contract,
+                "challenge": challenge,
             }, round=rnd)
             reply = ch.recv("hello_reply", round=rnd)
             if not reply.get("ok"):
                 raise NodeError(f"the host refused the job: {reply.get('error') or 'no reason given'}")
+            peer_key, peer_account = self._peer_of(reply)
+            problem = self._check_peer(ctx, reply, peer_key, peer_account, challenge)
+            if problem is not None:
+                ch.send("identity", {"ok": False, "error": problem}, round=rnd)
+                raise NodeError(problem)
+            ch.send("identity", {"ok": True, **self._prove(ctx, peer_account, str(reply.get("challenge")))},
+                    round=rnd)
+            accepted = ch.recv("accepted", round=rnd)
+            if not accepted.get("ok"):
+                raise NodeError(f"the host refused the job: {accepted.get('error') or 'no reason given'}")
         else:
             hello = ch.recv("hello", round=rnd, timeout=self.cfg.transport.connect_timeout)
+            self.job["peer_account"] = str(hello.get("account"))  # claimed: kept with a refusal
             problem = self._check_hello(hello, mine, commitment)
-            reply = {"ok": problem is None, "error": problem, "public_key": ctx.public_key.to_json(),
-                     "account": self.chain.address}
+            challenge = new_challenge()
+            reply: dict[str, Any] = {"ok": problem is None, "error": problem, "public_key": ctx.public_key.to_json(),
+                                     "account": self.chain.address, "challenge": challenge}
+            if problem is None:
+                reply.update(self._prove(ctx, str(hello["account"]), str(hello["challenge"])))
             ch.send("hello_reply", reply, round=rnd)
             if problem is not None:
                 raise NodeError(problem)
-            reply = hello
+            peer_key, peer_account = self._peer_of(hello)
+            ident = ch.recv("identity", round=rnd)
+            if not ident.get("ok"):
+                raise NodeError(f"the guest refused the job: {ident.get('error') or 'no reason given'}")
+            problem = self._check_peer(ctx, ident, peer_key, peer_account, challenge)
+            ch.send("accepted", {"ok": problem is None, "error": problem}, round=rnd)
+            if problem is not None:
+                raise NodeError(problem)
+        self.job["peer_account"] = peer_account
+        self._save()
+        return peer_key
+
+    def _peer_of(self, msg: dict[str, Any]) -> tuple[PublicKey, str]:
+        """The peer's Paillier key and claimed account from its hello (reply)."""
         try:
-            peer_key = PublicKey.from_json(reply["public_key"])
-            peer_account = str(reply["account"])
+            peer_key = PublicKey.from_json(msg["public_key"])
+            peer_account = str(msg["account"])
         except (KeyError, TypeError, VflError) as exc:
             raise TransportError(f"{self.peer}'s handshake is malformed: {exc}") from None
         if peer_key.bits < self.cfg.paillier.key_bits - 8:
             raise NodeError(f"{self.peer}'s Paillier key has {peer_key.bits} bits, "
                             f"[paillier] key_bits is {self.cfg.paillier.key_bits}")
-        self.job["peer_account"] = peer_account
-        self._save()
-        return peer_key
+        return peer_key, peer_account
+
+    def _statement(self, ctx: PartyContext, prover: str, prover_account: str, verifier_account: str,
+                   challenge: str, prover_tls: str) -> str:
+        """The identity statement of this job (nodes.identity.statement) for `prover`'s proof."""
+        guest_account = prover_account if prover == "guest" else verifier_account
+        return statement(
+            prover_role=prover, prover_account=prover_account, prover_tls=prover_tls,
+            verifier_role="host" if prover == "guest" else "guest", verifier_account=verifier_account,
+            challenge=challenge, job_id=ctx.job_id,
+            session_id="0x" + session_id_of(ctx.job_id, self.chain.chain_id, self.chain.contract,
+                                            guest_account).hex(),
+            opener=guest_account, config_commitment=self.job["config_commitment"],
+            chain_id=self.chain.chain_id, contract=self.chain.contract)
+
+    def _prove(self, ctx: PartyContext, peer_account: str, challenge: str) -> dict[str, str]:
+        """This party's proof answering the peer's challenge: {"proof": signature, "tls": own certificate's
+        SHA-256 (signed with it; "" without TLS)}."""
+        own_tls = str(getattr(ctx.transport, "own_tls_fingerprint", ""))
+        text = self._statement(ctx, self.role, self.chain.address, peer_account, challenge, own_tls)
+        return {"proof": self.chain.sign_text(text), "tls": own_tls}
+
+    def _check_peer(self, ctx: PartyContext, msg: dict[str, Any], peer_key: PublicKey, peer_account: str,
+                    challenge: str) -> str | None:
+        """The peer's identity proof and this party's policy; a one-line reason to refuse, or None."""
+        seen = getattr(ctx.transport, "peer_tls_fingerprint", None)  # None: a transport without channels
+        text = self._statement(ctx, self.peer, peer_account, self.chain.address, challenge, str(msg.get("tls") or ""))
+        try:
+            check_identity(self.chain, role=self.peer, claimed=peer_account, text=text,
+                           signature=msg.get("proof"), seen_tls=seen() if callable(seen) else None)
+            policy = self.cfg.policy
+            own_columns = self.model.features if self.model is not None else ctx.data.features
+            if self.cfg.paillier.key_bits < policy.min_key_bits:
+                raise PolicyRefusal(f"the job's Paillier keys are {self.cfg.paillier.key_bits} bits, this party's "
+                                    f"[policy] min_key_bits is {policy.min_key_bits}")
+            check_job(policy, chain_id=self.chain.chain_id, peer_role=self.peer, peer_account=peer_account,
+                      # + 8: a generated n may have a few bits less than asked for (as in _peer_of)
+                      algorithm=self.algorithm, peer_key_bits=peer_key.bits + 8, own_columns=own_columns)
+            if self.mode == "predict":
+                used = PredictionQuota(state_dir(self.cfg), self.role, policy.predictions_per_day).take(peer_account)
+                self.job["predictions_today"] = used
+        except (IdentityError, PolicyRefusal) as exc:
+            return one_line(exc)
+        return None
 
     def _check_hello(self, hello: dict[str, Any], mine: dict[str, Any], commitment: str) -> str | None:
         """The host's checks of the guest's hello; a one-line reason to refuse, or None."""
@@ -403,6 +520,9 @@ class PartyNode:
                 str(hello.get("contract", "")).lower() != self.chain.contract.lower():
             return (f"guest uses contract {hello.get('contract')} on chain {hello.get('chain_id')}, host uses "
                     f"{self.chain.contract} on chain {self.chain.chain_id}")
+        challenge = hello.get("challenge")
+        if not isinstance(challenge, str) or len(challenge) != 66 or not isinstance(hello.get("account"), str):
+            return "the guest's hello has no identity challenge and account (an older vflchain?)"
         return None
 
     def _session(self, ctx: PartyContext, rnd: int) -> None:
@@ -438,8 +558,11 @@ class PartyNode:
                 problems.append(f"status {info.get('status')}")
             if str(info.get("config_commitment", "")).lower() != self.job["config_commitment"].lower():
                 problems.append("a different config commitment")
-            if self.chain.address.lower() not in [str(a).lower() for a in info.get("participants", [])]:
+            parts = sorted(str(a).lower() for a in info.get("participants", []))
+            if self.chain.address.lower() not in parts:
                 problems.append("this host is not a participant")
+            elif parts != sorted([self.chain.address.lower(), self.job["peer_account"].lower()]):
+                problems.append(f"other participants ({', '.join(parts)})")
             if problems:
                 raise NodeError(f"session 0x{sid.hex()} on chain does not match the job: {'; '.join(problems)}")
             self.emit("status", text="joining the session on chain")

@@ -241,9 +241,19 @@ class Launcher:
         for role in ("guest", "host"):
             load_party_csv(self.cfg.party(role).data, role, require_labels=needs_labels(algorithm))  # type: ignore[arg-type]
 
+    def _partner_sets(self, role: str) -> list[str]:
+        """Both parties run from this one config: unless its [policy] lists partners, each node's
+        partner is the other party's account (nodes.policy; the dev-chain default covers dev keys only)."""
+        if role not in ("guest", "host") or self.cfg.policy.partners:
+            return []
+        other = "host" if role == "guest" else "guest"
+        account = next(a for a, (r, _) in vertical_parties(self.cfg).items() if r == other)
+        return [f'policy.partners=["{account}"]']
+
     def _spawn(self, role: str, sets: list[str], logs: Path) -> NodeProcess:
+        sets = [*sets, *self._partner_sets(role)]
         cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(self.config_path), "--role", role,
-               "--out", str(self.out / role), "--events", "json", "--chain-info", str(self.chain_info),
+               "--out", str(self.out / role), "--events", "json", "--chain-info", str(self.chain_info), "--once",
                *self._node_args(role)]
         for s in sets:
             cmd += ["--set", s]

@@ -2,7 +2,8 @@
 its two config files run as two `vflchain node` processes over mutual TLS on 127.0.0.1.
 
 Only what is machine-specific is overridden (paths, ports, the chain, dev accounts
-instead of keystores, a PSI-only job with 1024-bit keys to stay fast).
+instead of keystores, and so the partners of each [policy]; a PSI-only job with 1024-bit
+keys to stay fast).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def _block(name: str) -> str:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_the_documented_two_node_tls_deployment_runs(tmp_path, breast) -> None:
+    from chain.accounts import DEV_INDEX, dev_account
     from chain.backends import connect
     from chain.client import AuditClient
     from chain.deploy import dev_contract
@@ -61,8 +63,11 @@ def test_the_documented_two_node_tls_deployment_runs(tmp_path, breast) -> None:
                   "paillier.key_bits=1024", "transport.connect_timeout=60"]
         procs = {}
         for role in ("host", "guest"):
+            partner = dev_account(DEV_INDEX["guest" if role == "host" else "host"]).address
             sets = common + [f"{role}.data={tmp_path / f'{role}.csv'}", f"transport.ca={tls / 'ca.crt'}",
-                             f"transport.cert={tls / f'{role}.crt'}", f"transport.key={tls / f'{role}.key'}"]
+                             f"transport.cert={tls / f'{role}.crt'}", f"transport.key={tls / f'{role}.key'}",
+                             f'policy.partners=["{partner}"]', "policy.min_key_bits=1024",
+                             f"policy.state={tmp_path / 'policy' / role}"]
             cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(tmp_path / f"{role}.toml"),
                    "--role", role, "--out", str(tmp_path / "runs" / role)]
             for s in sets:

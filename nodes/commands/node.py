@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="DIR",
                    help="score new rows instead of training: this party's saved model (the trained job's "
                    "run directory, DIR/<role>/model.json, or a model.json); see `vflchain predict`")
+    p.add_argument("--once", action="store_true",
+                   help="host: fail when the guest is refused in the handshake, instead of waiting for the "
+                   "next guest (the default: a refused guest gets nothing on chain and the host serves on)")
     p.add_argument("--events", choices=["text", "json"], default="text",
                    help="progress on stdout as text (default) or as JSON lines (what `vflchain run` reads)")
     p.add_argument("--chain-info", metavar="FILE",
@@ -115,7 +118,7 @@ def handle(args: argparse.Namespace) -> int:
     events = _event_sink(args.events, con)
 
     job = PartyNode(cfg, args.role, Path(out), force=args.force, events=events, model=args.model,
-                    chain_factory=_chain_factory(args, chain_link)).run()
+                    chain_factory=_chain_factory(args, chain_link), serve=not args.once).run()
     if args.events == "text":
         con.print(f"{args.role} complete: job {job['job_id']}, session {job['session_id']}, "
                   f"{job['rounds']} rounds; files in {out}")

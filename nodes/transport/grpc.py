@@ -50,7 +50,12 @@ from nodes.transport.codec import (
     keyring,
     message_address,
 )
-from nodes.transport.tls import TlsMaterial, check_plaintext_allowed, split_host_port
+from nodes.transport.tls import (
+    TlsMaterial,
+    cert_fingerprint,
+    check_plaintext_allowed,
+    split_host_port,
+)
 from vfl.paillier import PublicKey
 
 SERVICE = "vflchain.transport.v1.Peer"
@@ -151,6 +156,11 @@ class GrpcTransport:
         self.port = 0
         self.tap: Callable[[str, Address, bytes], None] | None = None  # sees every sent message's bytes
         self.capture = Path(capture) / role if capture else None  # received messages' bytes go here
+        # the certificates of the mutual-TLS link ("" without TLS): the own one, and the one the peer's
+        # messages of this job arrive with (fixed by its first message; nodes.identity binds proofs to both)
+        self.own_tls_fingerprint = cert_fingerprint(tls.cert) if tls is not None else ""
+        self._peer_tls: str | None = None
+        self.refused_jobs: set[str] = set()  # jobs this node refused: their late messages bind it to nothing
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -243,6 +253,11 @@ class GrpcTransport:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def peer_tls_fingerprint(self) -> str:
+        """SHA-256 of the certificate the peer's messages of this job came with ("" without TLS or yet)."""
+        with self._cond:
+            return self._peer_tls or ""
+
     def trust(self, key: PublicKey) -> None:
         """Accept ciphertexts under `key` in received messages."""
         self.keys[key.fingerprint.hex()] = key
@@ -267,6 +282,10 @@ class GrpcTransport:
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"{self.role} accepts messages from the {self.peer} only, not from {sender!r}")
         digest = hashlib.sha256(request).hexdigest()
+        peer_tls = ""
+        if self.tls is not None:
+            pems = context.auth_context().get("x509_pem_cert") or [b""]
+            peer_tls = cert_fingerprint(pems[0]) if pems[0] else ""
         refuse: str | None = None
         flood: str | None = None
         with self._cond:
@@ -276,10 +295,17 @@ class GrpcTransport:
                 if addr.phase != HANDSHAKE_PHASE:
                     context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                                   f"{self.role} is not in a job yet; expected a {HANDSHAKE_PHASE} message")
+                if addr.job in self.refused_jobs:
+                    context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{self.role} refused job {addr.job}")
                 self.job = addr.job
             if addr.job != self.job:
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               f"{self.role} runs job {self.job}, not {addr.job}")
+            if self._peer_tls is None:
+                self._peer_tls = peer_tls
+            elif peer_tls != self._peer_tls:
+                context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                              f"{self.role} got this job's messages from another TLS certificate")
             if addr in self._mailbox or addr in self._consumed:
                 old = self._consumed.get(addr) or hashlib.sha256(self._mailbox[addr]).hexdigest()
                 if old == digest:
@@ -329,7 +355,9 @@ class GrpcTransport:
 
     def _on_bye(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         msg = _json(request)
-        if msg.get("from") == self.peer and (not self.job or msg.get("job") in ("", self.job)):
+        # a node not in a job yet ignores the Bye of a job it never joined (a refused guest's, say)
+        ours = msg.get("job") in ("", self.job) if self.job else not msg.get("job")
+        if msg.get("from") == self.peer and ours:
             err = msg.get("error")
             with self._cond:
                 self._peer_gone = f"{self.peer} failed: {err}" if err else f"{self.peer} disconnected"

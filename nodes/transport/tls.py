@@ -32,6 +32,12 @@ class TlsMaterial:
     subject: str  # this node's certificate subject, for messages
 
 
+def cert_fingerprint(pem: bytes) -> str:
+    """SHA-256 (hex) of the DER form of the first certificate in `pem` (nodes.identity binds proofs to it)."""
+    cert = x509.load_pem_x509_certificate(pem)
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
 def split_host_port(address: str) -> tuple[str, int]:
     """'127.0.0.1:50051' / '[::1]:50051' / 'node.example:50051' -> (host, port)."""
     text = address.strip()
