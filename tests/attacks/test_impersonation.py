@@ -66,9 +66,10 @@ def _refused(proc: subprocess.Popen[str], out: Path) -> str:
 def test_a_certified_node_that_cannot_prove_the_guest_account_is_refused_before_psi(tmp_path, breast) -> None:
     from chain.accounts import dev_account
     from chain.backends import connect
-    from chain.client import AuditClient, session_id
+    from chain.client import AuditClient
     from chain.deploy import dev_contract
     from chain.embedded import start_server
+    from chain.sessions import session_label
     from nodes.chainlink import ChainLink
     from nodes.config import load_config
     from nodes.datafiles import write_party_csv
@@ -144,9 +145,10 @@ def test_a_certified_node_that_cannot_prove_the_guest_account_is_refused_before_
         assert jobs["guest"]["status"] == jobs["host"]["status"] == "complete"
         assert [r["peer_account"] for r in jobs["host"]["refused"]] == [
             dev_account(3).address, dev_account(4).address, dev_account(1).address]
-        sessions = admin.sessions()
-        assert sessions == ["0x" + session_id(jobs["guest"]["job_id"]).hex()]
-        assert admin.session(session_id(jobs["guest"]["job_id"]))["status"] == "closed"
+        sid = bytes.fromhex(jobs["guest"]["session_id"].removeprefix("0x"))
+        assert admin.sessions() == ["0x" + sid.hex()]
+        assert sid == admin.session_id(session_label(jobs["guest"]["job_id"]), dev_account(1).address)
+        assert admin.session(sid)["status"] == "closed"
         # the host's transcript holds the honest job only
         tags = [json.loads(ln)["tag"] for ln in (tmp_path / "runs" / "host" / "transcript.jsonl").open()]
         assert tags.count("hello") == 1
