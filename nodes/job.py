@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 from eth_utils import keccak
 
-from chain.commitment import canonical_bytes, file_hash
+from chain.commitment import TAG_METRICS, TAG_MODEL, SessionBinding, canonical_bytes, open_file_commitment
 from chain.errors import ChainError
 from nodes.config import JobConfig
 from nodes.context import PartyContext
@@ -302,6 +302,7 @@ class PartyNode:
         self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
         self._session(ctx, hs_round)
         ctx.anchor = self.chain.anchor(self.session_id)
+        ctx.binding = self.binding()
         ctx.background_commits = True  # rounds go on chain without stalling the protocol (flushed per phase)
         ctx.commit_round(hs_round, HANDSHAKE, {
             "config_commitment": self.job["config_commitment"], "account": self.chain.address,
@@ -334,6 +335,12 @@ class PartyNode:
             self._save()
 
         self._close(ctx)
+
+    def binding(self) -> SessionBinding:
+        """Where this party's commitments belong: the chain, contract, session, own account and role."""
+        assert self.chain is not None and self.session_id is not None
+        return SessionBinding(int(self.chain.chain_id), str(self.chain.contract), "0x" + self.session_id.hex(),
+                              str(self.chain.address), self.role)
 
     def _count_round(self) -> None:
         self.job["rounds"] = sum(1 for _ in self.rundir.file("rounds.jsonl").open()) \
@@ -443,12 +450,18 @@ class PartyNode:
         ch = PhaseChannel(ctx.transport, ctx.job_id, CLOSE)
         rd = self.rundir
         result = rd.file("model.json") if rd.file("model.json").exists() else rd.file("intersection.json")
-        model_commitment = file_hash(result.read_bytes())
-        metrics_hash = b""
+        # salted and bound to this session, round, party and phase (chain.commitment): a small result
+        # (a PSI job's three counts) cannot be guessed from the chain; the openings stay in job.json
+        at = (ctx.binding or self.binding()).at(rnd, CLOSE)
+        openings = {"model": open_file_commitment(TAG_MODEL, at, result.name, result.read_bytes())}
         if self.role == "guest":
             metrics = next(rd.file(n) for n in ("metrics.json", "predictions.csv", "intersection.json")
                            if rd.file(n).exists())
-            metrics_hash = file_hash(metrics.read_bytes())
+            openings["metrics"] = open_file_commitment(TAG_METRICS, at, metrics.name, metrics.read_bytes())
+        model_commitment = bytes.fromhex(openings["model"].commitment[2:])
+        metrics_hash = bytes.fromhex(openings["metrics"].commitment[2:]) if "metrics" in openings else b""
+        self.job["openings"] = {k: o.to_json() for k, o in openings.items()}
+        self._save()
         mine = {"model_commitment": "0x" + model_commitment.hex(),
                 "metrics_hash": "0x" + metrics_hash.hex() if metrics_hash else None,
                 "model_file": result.name}

@@ -16,7 +16,7 @@ A star: every message goes between the coordinator and one client.
                                               model on its held-out rows)
                         coord -> each client  aggregate (sum of the ciphertexts, sum n_i)
                                               each client decrypts: w = sum(n_i w_i) / sum(n_i)
-    last     close      client -> coord       done (model commitment, final held-out counts)
+    last     close      client -> coord       done (model agreement HMAC, final held-out counts)
                         coord -> each client  done (metrics hash)
 
 Every round ends with the coordinator sending each client the `manifest`: the
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import math
@@ -40,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from chain.commitment import commitment, file_hash, new_salt
+from chain.commitment import TAG_METRICS, TAG_MODEL, Opening, SessionBinding, open_file_commitment
 from chain.transcript import MANIFEST_TAG, manifest_digest, manifest_lines
 from nodes.config import JobConfig
-from nodes.context import jsonable
+from nodes.context import checkpoint_round, record_round
 from nodes.errors import NodeError
 from nodes.hfl_config import COORDINATOR, client_index, options
 from nodes.rundir import RunDir
@@ -150,15 +151,23 @@ class HflContext:
                                 f"{len(missing)} of this client's messages")
         digest = manifest_digest(lines)
         self.rundir.append_jsonl("manifests.jsonl", {"round": rnd, "phase": phase, "lines": sorted(lines)})
-        salt = new_salt()
-        com = commitment(salt, params)
-        self.rundir.write_json(f"checkpoints/round-{rnd:04d}.json", {
-            "round": rnd, "phase": phase, "salt": "0x" + salt.hex(), "params": jsonable(params)})
+        com = checkpoint_round(self.rundir, self.binding, rnd, phase, params)
         tx = self.chain.submit_round(rnd, com, bytes.fromhex(digest[2:]))
-        self.rundir.append_jsonl("rounds.jsonl", {"round": rnd, "phase": phase, "loss": loss,
-                                                  "commitment": "0x" + com.hex(), "transcript_digest": digest,
-                                                  "tx_hash": tx})
+        record_round(self.rundir, rnd, phase, loss, com, digest, tx)
         self.event("round", round=rnd, phase=phase, loss=loss, tx_hash=tx)
+
+    @property
+    def binding(self) -> SessionBinding:
+        """Where this party's commitments belong (chain.commitment): chain, contract, session, account, role."""
+        c = self.chain
+        return SessionBinding(int(c.chain_id), str(c.contract), "0x" + c.session_id.hex(), str(c.address),
+                              self.role)
+
+    def open_final(self, tag: bytes, rnd: int, name: str) -> Opening:
+        """A salted commitment to a result file, bound to the close round; its opening goes to job.json."""
+        opening = open_file_commitment(tag, self.binding.at(rnd, CLOSE), name, self.rundir.file(name).read_bytes())
+        self.job.setdefault("openings", {})["model" if tag == TAG_MODEL else "metrics"] = opening.to_json()
+        return opening
 
 
 def _hello_problem(ctx: HflContext, hello: dict[str, Any], commitment_hex: str) -> str | None:
@@ -453,7 +462,7 @@ def close_coordinator(ctx: HflContext, history: list[dict[str, Any]]) -> tuple[b
     evals, models = {}, {}
     for client in star.clients:
         m = ctx.recv(CLOSE, "done", rnd, frm=client)
-        evals[client], models[client] = m.get("eval") or {}, m.get("model_commitment")
+        evals[client], models[client] = m.get("eval") or {}, m.get("model_agreement")
     if len(set(models.values())) != 1:
         raise NodeError(f"the clients ended with different models: {models}")
     final = _pooled(ctx.opts.rounds, evals)
@@ -470,11 +479,11 @@ def close_coordinator(ctx: HflContext, history: list[dict[str, Any]]) -> tuple[b
     }
     ctx.rundir.write_json("metrics.json", metrics)
     write_history(ctx.rundir, history)
-    model_commitment = file_hash(ctx.rundir.file("aggregates.json").read_bytes())
-    metrics_hash = file_hash(ctx.rundir.file("metrics.json").read_bytes())
+    model_commitment = bytes.fromhex(ctx.open_final(TAG_MODEL, rnd, "aggregates.json").commitment[2:])
+    metrics_hash = bytes.fromhex(ctx.open_final(TAG_METRICS, rnd, "metrics.json").commitment[2:])
     for client in star.clients:
         ctx.send(CLOSE, "done", {"metrics_hash": "0x" + metrics_hash.hex(),
-                                 "clients_model_commitment": next(iter(models.values()))}, rnd, to=client)
+                                 "clients_model_agreement": next(iter(models.values()))}, rnd, to=client)
     ctx.end_round(rnd, CLOSE, {"model_commitment": "0x" + model_commitment.hex(),
                                "metrics_hash": "0x" + metrics_hash.hex()})
     return model_commitment, metrics_hash
@@ -497,12 +506,22 @@ def close_client(ctx: HflContext, state: ClientState, w: np.ndarray) -> bytes:
         "epsilon_spent": None if math.isinf(eps) else eps, "delta_spent": delta if opts.dp != "off" else None,
         "passes": state.accountant.passes, "training_rows": state.n, "held_out_rows": len(state.y_val),
         "adjacency": "add or remove one training row"})
-    model_commitment = file_hash(ctx.rundir.file("model.json").read_bytes())
-    ctx.send(CLOSE, "done", {"model_commitment": "0x" + model_commitment.hex(),
+    model_commitment = bytes.fromhex(ctx.open_final(TAG_MODEL, rnd, "model.json").commitment[2:])
+    ctx.send(CLOSE, "done", {"model_agreement": model_agreement(ctx, ctx.rundir.file("model.json").read_bytes()),
                              "eval": evaluate(w, state.X_val, state.y_val)}, rnd)
     ctx.recv(CLOSE, "done", rnd)
     ctx.end_round(rnd, CLOSE, {"model_commitment": "0x" + model_commitment.hex()})
     return model_commitment
+
+
+def model_agreement(ctx: HflContext, model: bytes) -> str:
+    """What the coordinator compares to see that every client ended with the same model.json: an HMAC
+    keyed by the clients' shared Paillier private key (which the coordinator never holds), so equal
+    models give equal values but the coordinator cannot test a guess of the model against it (each
+    client's on-chain model commitment is salted by that client and differs from the others')."""
+    assert ctx.private_key is not None
+    key = hashlib.sha256(b"vflchain/hfl-model-agreement/v1" + keyshare.private_key_bytes(ctx.private_key)).digest()
+    return "0x" + hmac.new(key, ctx.chain.session_id + model, hashlib.sha256).hexdigest()
 
 
 def write_history(rundir: RunDir, history: list[dict[str, Any]]) -> None:
