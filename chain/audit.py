@@ -315,11 +315,12 @@ def _final_commitment(files: PartyFiles, kind: str, tag: bytes, name: str, bindi
 
 
 def audit_party(files: PartyFiles, history: SessionHistory,
-                config_commitment: Callable[[dict[str, Any]], str] | None = None) -> list[Check]:
+                config_commitment: Callable[[dict[str, Any], Binding, bytes], str] | None = None) -> list[Check]:
     """Every check of one party's run directory against the session's history.
 
-    `config_commitment` recomputes the commitment from job.json's "config" (the
-    runtime's definition of it); without it the recorded value is compared only.
+    `config_commitment(config, binding, salt)` recomputes the commitment from job.json's
+    "config" (the runtime's definition of it) and "config_salt", bound to the audited
+    session and its opener; without it the recorded value is compared only.
     """
     job, role = files.job, files.role
     c = _Checks(role)
@@ -340,7 +341,9 @@ def audit_party(files: PartyFiles, history: SessionHistory,
          field="config_commitment", ok_detail="the job's configuration is the one committed on chain")
     if config_commitment is not None:
         try:
-            again = config_commitment(job.get("config") or {})
+            binding = Binding.config(history.chain_id, history.contract, history.session_id, info["guest"],
+                                     COORDINATOR if files.kind == "hfl" else "guest")
+            again = config_commitment(job.get("config") or {}, binding, _salt(job.get("config_salt")))
         except Exception as exc:  # noqa: BLE001 - a config that cannot be read is a finding
             again = f"(cannot recompute: {exc})"
         c.eq("config recomputed", info["config_commitment"], again, file="job.json", field="config",
@@ -468,15 +471,21 @@ def _check_prediction(c: _Checks, files: PartyFiles) -> None:
     else:
         r, params = models
         opening = params.get("model_opening")
-        try:
-            binding = Binding.from_json(opening.get("binding") or {}) if isinstance(opening, dict) else None
-            again = "(the models round names no training opening)" if binding is None else "0x" + bound_commitment(
-                TAG_MODEL, binding, _salt(opening.get("salt")), files.files.get("model.json", b"")).hex()
-        except (ValueError, ChainError) as exc:
-            again = f"(cannot recompute: {exc})"
-        c.eq("model used", params.get("model_commitment"), again, file="model.json", round=r,
-             field="params.model_opening",
-             ok_detail=f"model.json reopens the training model commitment committed in round {r}")
+        if opening is None and params.get("model_commitment") is None:  # a bare model file: nothing to link
+            c.out.append(Check("model used", True, files.role, f"checkpoints/round-{r:04d}.json", r,
+                               "params.model_opening", detail="not compared: the model came without its "
+                               "training job.json (no training commitment to reopen)"))
+        else:
+            try:
+                binding = Binding.from_json(opening.get("binding") or {}) if isinstance(opening, dict) else None
+                again = "(the models round names no training opening)" if binding is None else \
+                    "0x" + bound_commitment(TAG_MODEL, binding, _salt(opening.get("salt")),
+                                            files.files.get("model.json", b"")).hex()
+            except (ValueError, ChainError) as exc:
+                again = f"(cannot recompute: {exc})"
+            c.eq("model used", params.get("model_commitment"), again, file="model.json", round=r,
+                 field="params.model_opening",
+                 ok_detail=f"model.json reopens the training model commitment committed in round {r}")
     if files.role != "guest":
         return
     step = _params_with(files, "predict")

@@ -23,7 +23,10 @@ content behind a fresh 32-byte salt (`new_salt`, from `secrets`):
 then the 32-byte salt, then the content: `canonical_bytes(params)` for a round
 (TAG_ROUND) and the file's bytes for the final model (TAG_MODEL: model.json,
 intersection.json of a PSI-only job, aggregates.json) and the metrics file
-(TAG_METRICS). The binding has a fixed length, the salt too, so the content is
+(TAG_METRICS), and `canonical_bytes(job definition)` for the configuration
+(TAG_CONFIG: round 0, phase "config", party the session's opener; its salt travels in
+the opener's hello, so every participant can check it, and is kept in job.json
+"config_salt"). The binding has a fixed length, the salt too, so the content is
 unambiguous. The same bytes can be rebuilt in Solidity with
 `keccak256(abi.encodePacked(abi.encode(...), salt, content))`.
 
@@ -33,7 +36,8 @@ numbers as integers or as the shortest repr of IEEE-754 doubles (Python's
 NaN/infinity refused. The same parameters give the same bytes on any machine.
 
 The salts are kept by the party only: a round's in checkpoints/round-NNNN.json,
-the final model's and metrics' in job.json "openings" (`Opening`). Whoever is shown
+the final model's and metrics' in job.json "openings" (`Opening`), the configuration's
+(shared by the participants) in job.json "config_salt". Whoever is shown
 the run directory recomputes every commitment (chain/audit.py); whoever sees only
 the chain learns nothing it could check a guess against.
 """
@@ -55,7 +59,9 @@ SALT_BYTES = 32
 TAG_ROUND = b"vflchain/round/v1"
 TAG_MODEL = b"vflchain/model/v1"
 TAG_METRICS = b"vflchain/metrics/v1"
-TAGS = (TAG_ROUND, TAG_MODEL, TAG_METRICS)
+TAG_CONFIG = b"vflchain/config/v1"
+TAGS = (TAG_ROUND, TAG_MODEL, TAG_METRICS, TAG_CONFIG)
+CONFIG_PHASE = "config"  # the configuration commitment's phase; its round is 0 (before any round)
 UNANCHORED = "0x" + "00" * 20  # the account/contract of a context with no chain (unit tests of one phase)
 
 
@@ -135,6 +141,12 @@ class Binding:
         return asdict(self)
 
     @classmethod
+    def config(cls, chain_id: int, contract: str, session_id: bytes | str, opener: str, role: str) -> Binding:
+        """The configuration commitment's binding: round 0, phase "config", the session's opener."""
+        sid = session_id if isinstance(session_id, str) else "0x" + session_id.hex()
+        return cls(int(chain_id), str(contract), sid, 0, str(opener), role, CONFIG_PHASE)
+
+    @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Binding:
         try:
             return cls(int(doc["chain_id"]), str(doc["contract"]), str(doc["session_id"]), int(doc["round"]),
@@ -211,6 +223,7 @@ def open_file_commitment(tag: bytes, binding: Binding, file: str, data: bytes) -
     return Opening(file, "0x" + salt.hex(), binding, "0x" + com.hex())
 
 
-def file_hash(data: bytes) -> bytes:
-    """keccak256 of bytes (the public configuration commitment, reason hashes): not a hiding commitment."""
-    return keccak(data)
+def parse_salt(value: Any) -> bytes:
+    """A 0x-hex salt of SALT_BYTES bytes (as kept in files and sent in a hello); ChainError otherwise."""
+    return _hex_bytes(str(value), SALT_BYTES, "salt")
+

@@ -88,8 +88,7 @@ class PartyContext:
 
         The commitment is bound to the session, this round, this party and `phase`
         (chain.commitment.round_commitment). Writes checkpoints/round-NNNN.json (with the
-        salt) now, and a line of rounds.jsonl
-        once the transaction is mined. Call after the round's last message was sent or
+        salt) now, and a line of rounds.jsonl once the transaction is mined. Call after the round's last message was sent or
         received. With `background_commits` the transaction is posted by a background
         thread (in round order) and this returns at once; a failed post is raised by the
         next `commit_round` or by `flush_rounds` (the job runner calls it after every phase).

@@ -40,7 +40,18 @@ from typing import Any, Protocol
 import numpy as np
 from eth_utils import keccak
 
-from chain.commitment import TAG_METRICS, TAG_MODEL, SessionBinding, canonical_bytes, open_file_commitment
+from chain.commitment import (
+    TAG_CONFIG,
+    TAG_METRICS,
+    TAG_MODEL,
+    Binding,
+    SessionBinding,
+    bound_commitment,
+    canonical_bytes,
+    new_salt,
+    open_file_commitment,
+    parse_salt,
+)
 from chain.errors import ChainError
 from nodes.config import JobConfig
 from nodes.context import PartyContext
@@ -87,9 +98,11 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def config_commitment(cfg: JobConfig) -> bytes:
-    """keccak256 of the canonical bytes of the job definition (unsalted: auditors recompute it)."""
-    return keccak(canonical_bytes(cfg.job_definition()))
+def config_commitment(cfg: JobConfig, binding: Binding, salt: bytes) -> bytes:
+    """The salted commitment to the job definition, bound to the session and its opener
+    (chain.commitment, TAG_CONFIG): the opener sends the salt in its hello, so each peer checks
+    the commitment against its own configuration, and an auditor recomputes it from job.json."""
+    return bound_commitment(TAG_CONFIG, binding, salt, canonical_bytes(cfg.job_definition()))
 
 
 def session_id_of(job_id: str) -> bytes:
@@ -229,7 +242,7 @@ class PartyNode:
         self.job = {
             "status": "running", "role": self.role, "job_id": cfg.job.id or None, "session_id": None,
             "chain_id": None, "contract": None, "account": None, "peer_account": None,
-            "algorithm": self.algorithm, "config_commitment": "0x" + config_commitment(cfg).hex(),
+            "algorithm": self.algorithm, "config_commitment": None, "config_salt": None,  # at the handshake
             "config": cfg.to_dict(), "config_file": str(cfg.path) if cfg.path else None,
             "version": package_version(), "started": now_iso(), "ended": None,
             "phases_run": [], "phases_skipped": [], "rounds": 0, "transactions": {}, "error": None,
@@ -352,15 +365,19 @@ class PartyNode:
     def _handshake(self, ctx: PartyContext, rnd: int) -> PublicKey:
         ch = PhaseChannel(ctx.transport, ctx.job_id, HANDSHAKE)
         mine = self.cfg.job_definition()
-        commitment = self.job["config_commitment"]
         self.emit("status", text=f"handshake for job {ctx.job_id}")
         if self.role == "guest":
             connect = getattr(ctx.transport, "connect", None)
             if connect is not None:
                 connect(self.cfg.transport.connect_timeout)
+            salt = new_salt()
+            commitment = self._config_commitment(ctx.job_id, self.chain.address, salt)
+            self.job.update(config_commitment=commitment, config_salt="0x" + salt.hex())
+            self._save()
             ch.send("hello", {
                 "job_id": ctx.job_id, "version": self.job["version"], "config": mine,
-                "config_commitment": commitment, "public_key": ctx.public_key.to_json(), "mode": self.mode,
+                "config_commitment": commitment, "config_salt": "0x" + salt.hex(),
+                "public_key": ctx.public_key.to_json(), "mode": self.mode,
                 "account": self.chain.address, "chain_id": self.chain.chain_id, "contract": self.chain.contract,
             }, round=rnd)
             reply = ch.recv("hello_reply", round=rnd)
@@ -368,12 +385,13 @@ class PartyNode:
                 raise NodeError(f"the host refused the job: {reply.get('error') or 'no reason given'}")
         else:
             hello = ch.recv("hello", round=rnd, timeout=self.cfg.transport.connect_timeout)
-            problem = self._check_hello(hello, mine, commitment)
+            problem = self._check_hello(hello, mine, ctx.job_id)
             reply = {"ok": problem is None, "error": problem, "public_key": ctx.public_key.to_json(),
                      "account": self.chain.address}
             ch.send("hello_reply", reply, round=rnd)
             if problem is not None:
                 raise NodeError(problem)
+            self.job.update(config_commitment=hello["config_commitment"], config_salt=hello["config_salt"])
             reply = hello
         try:
             peer_key = PublicKey.from_json(reply["public_key"])
@@ -387,19 +405,29 @@ class PartyNode:
         self._save()
         return peer_key
 
-    def _check_hello(self, hello: dict[str, Any], mine: dict[str, Any], commitment: str) -> str | None:
+    def _config_commitment(self, job_id: str, opener: str, salt: bytes) -> str:
+        """This party's configuration, committed with `salt` for the session of `job_id` opened by `opener`."""
+        assert self.chain is not None
+        binding = Binding.config(self.chain.chain_id, self.chain.contract, session_id_of(job_id), opener, "guest")
+        return "0x" + config_commitment(self.cfg, binding, salt).hex()
+
+    def _check_hello(self, hello: dict[str, Any], mine: dict[str, Any], job_id: str) -> str | None:
         """The host's checks of the guest's hello; a one-line reason to refuse, or None."""
         if hello.get("mode", "train") != self.mode:
             return (f"the guest runs a {hello.get('mode', 'train')} job, this host was started for a "
                     f"{self.mode} job (vflchain node --model starts a prediction job)")
-        if hello.get("config_commitment") != commitment:
-            theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
-            diff = config_differences(mine, theirs, "host", "guest")
-            return f"job configurations differ between guest and host: {diff or 'commitment mismatch'}"
         if hello.get("chain_id") != self.chain.chain_id or \
                 str(hello.get("contract", "")).lower() != self.chain.contract.lower():
             return (f"guest uses contract {hello.get('contract')} on chain {hello.get('chain_id')}, host uses "
                     f"{self.chain.contract} on chain {self.chain.chain_id}")
+        try:
+            expected = self._config_commitment(job_id, str(hello.get("account")), parse_salt(hello.get("config_salt")))
+        except ChainError as exc:
+            return f"the guest's hello has no valid configuration salt or account ({exc})"
+        if str(hello.get("config_commitment", "")).lower() != expected:
+            theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
+            diff = config_differences(mine, theirs, "host", "guest")
+            return f"job configurations differ between guest and host: {diff or 'commitment mismatch'}"
         return None
 
     def _session(self, ctx: PartyContext, rnd: int) -> None:

@@ -41,7 +41,16 @@ from typing import Any
 
 import numpy as np
 
-from chain.commitment import TAG_METRICS, TAG_MODEL, Opening, SessionBinding, open_file_commitment
+from chain.commitment import (
+    TAG_METRICS,
+    TAG_MODEL,
+    Binding,
+    Opening,
+    SessionBinding,
+    open_file_commitment,
+    parse_salt,
+)
+from chain.errors import ChainError
 from chain.transcript import MANIFEST_TAG, manifest_digest, manifest_lines
 from nodes.config import JobConfig
 from nodes.context import checkpoint_round, record_round
@@ -170,26 +179,37 @@ class HflContext:
         return opening
 
 
-def _hello_problem(ctx: HflContext, hello: dict[str, Any], commitment_hex: str) -> str | None:
-    from nodes.job import config_differences
+def _hello_problem(ctx: HflContext, hello: dict[str, Any]) -> str | None:
+    """A client's checks of the coordinator's hello: chain, contract, its own name and the salted
+    configuration commitment recomputed from its own configuration."""
+    from nodes.job import config_commitment, config_differences
 
-    if hello.get("config_commitment") != commitment_hex:
-        theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
-        diff = config_differences(ctx.cfg.job_definition(), theirs, ctx.role, "coordinator")
-        return f"job configurations differ between coordinator and {ctx.role}: {diff or 'commitment mismatch'}"
     if hello.get("chain_id") != ctx.chain.chain_id or \
             str(hello.get("contract", "")).lower() != ctx.chain.contract.lower():
         return (f"coordinator uses contract {hello.get('contract')} on chain {hello.get('chain_id')}, "
                 f"{ctx.role} uses {ctx.chain.contract} on chain {ctx.chain.chain_id}")
     if hello.get("client") != ctx.role:
         return f"the coordinator addressed this node as {hello.get('client')}, it is {ctx.role}"
+    try:
+        binding = Binding.config(ctx.chain.chain_id, ctx.chain.contract, ctx.chain.session_id,
+                                 str(hello.get("account")), COORDINATOR)
+        expected = "0x" + config_commitment(ctx.cfg, binding, parse_salt(hello.get("config_salt"))).hex()
+    except ChainError as exc:
+        return f"the coordinator's hello has no valid configuration salt or account ({exc})"
+    if str(hello.get("config_commitment", "")).lower() != expected:
+        theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
+        diff = config_differences(ctx.cfg.job_definition(), theirs, ctx.role, "coordinator")
+        return f"job configurations differ between coordinator and {ctx.role}: {diff or 'commitment mismatch'}"
     return None
 
 
 # -- round 1: handshake and session ------------------------------------------------
 
-def handshake_coordinator(ctx: HflContext, commitment_hex: str) -> list[str]:
-    """Agree on the job with every client, open the session naming them; returns their accounts."""
+def handshake_coordinator(ctx: HflContext) -> list[str]:
+    """Agree on the job with every client, open the session naming them; returns their accounts.
+
+    The configuration commitment and its salt are ctx.job's (the node made them)."""
+    commitment_hex, salt_hex = ctx.job["config_commitment"], ctx.job["config_salt"]
     rnd = ctx.next_round()
     star: StarTransport = ctx.transport  # type: ignore[assignment]
     ctx.event("status", text=f"connecting to {len(star.clients)} clients")
@@ -197,7 +217,8 @@ def handshake_coordinator(ctx: HflContext, commitment_hex: str) -> list[str]:
     for client in star.clients:
         ctx.send(HANDSHAKE, "hello", {
             "job_id": ctx.job_id, "version": ctx.job.get("version"), "config": ctx.cfg.job_definition(),
-            "config_commitment": commitment_hex, "account": ctx.chain.address, "chain_id": ctx.chain.chain_id,
+            "config_commitment": commitment_hex, "config_salt": salt_hex, "account": ctx.chain.address,
+            "chain_id": ctx.chain.chain_id,
             "contract": ctx.chain.contract, "client": client}, rnd, to=client)
     accounts = []
     for client in star.clients:
@@ -221,15 +242,17 @@ def handshake_coordinator(ctx: HflContext, commitment_hex: str) -> list[str]:
     return accounts
 
 
-def handshake_client(ctx: HflContext, commitment_hex: str) -> str:
+def handshake_client(ctx: HflContext) -> str:
     """Check the coordinator's job and its session on chain, join; returns the coordinator's account."""
     rnd = ctx.next_round()
     hello = ctx.recv(HANDSHAKE, "hello", rnd, timeout=ctx.cfg.transport.connect_timeout)
-    problem = _hello_problem(ctx, hello, commitment_hex)
+    problem = _hello_problem(ctx, hello)
     ctx.send(HANDSHAKE, "hello_reply", {"ok": problem is None, "error": problem, "account": ctx.chain.address},
              rnd)
     if problem is not None:
         raise NodeError(problem)
+    commitment_hex = str(hello["config_commitment"]).lower()
+    ctx.job.update(config_commitment=commitment_hex, config_salt=hello["config_salt"])
     coordinator = str(hello.get("account"))
     msg = ctx.recv(HANDSHAKE, "session", rnd)
     sid = "0x" + ctx.chain.session_id.hex()

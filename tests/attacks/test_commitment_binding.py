@@ -25,12 +25,13 @@ from typing import Any
 
 import pytest
 from eth_utils import keccak
+from test_job_runner import _config, _link, chain_env, run_both  # noqa: F401 - chain_env is a fixture
 
 from chain.audit import audit_party, failures, load_history, load_party_files
 from chain.client import AuditClient
+from chain.commitment import canonical_bytes
 from nodes.config import load_config
 from nodes.rundir import dumps_json
-from test_job_runner import _config, _link, chain_env, run_both  # noqa: F401 - chain_env is a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +81,23 @@ def test_the_intersection_size_cannot_be_guessed_from_the_final_commitments(psi_
 
 
 Choose = Callable[[int, bytes, dict[int, bytes]], bytes]  # (round, own commitment, posted so far) -> to post
+
+
+def test_the_seed_cannot_be_guessed_from_the_configuration_commitment(psi_job, chain_env) -> None:  # noqa: F811
+    """Issue 17's route to the seed: SessionOpened carries the configuration commitment; the job
+    definition except the seed is guessable (an example configuration), the seed a small integer."""
+    w3, contract = chain_env
+    opened = [ev for ev in AuditClient(w3, contract).events(bytes.fromhex(psi_job["guest"]["session_id"][2:]))
+              if ev["event"] == "SessionOpened"]
+    target = _hex(opened[0]["args"]["configCommitment"]).lower()
+    definition = load_config(psi_job["out"].parent / "job.toml").job_definition()
+    found = []
+    for seed in range(100_000):
+        definition["job"]["seed"] = seed
+        if "0x" + keccak(canonical_bytes(definition)).hex() == target:
+            found.append(seed)
+            break
+    assert found == [], f"the chain reveals the seed: {found}"
 
 
 def _replaying_link(chain_env, choose: Choose, posted: dict[int, bytes]):  # noqa: F811
