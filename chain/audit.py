@@ -26,8 +26,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chain.commitment import commitment as commit
-from chain.commitment import file_hash
+from chain.commitment import (
+    SALT_BYTES,
+    TAG_METRICS,
+    TAG_MODEL,
+    Binding,
+    bound_commitment,
+    round_commitment,
+)
 from chain.errors import ChainError
 from chain.history import (
     ZERO_HASH,
@@ -281,17 +287,41 @@ def _named_participants(job: dict[str, Any]) -> list[str]:
     return [str(a) for a in named if a]
 
 
-def _checkpoint_commitment(cp: dict[str, Any]) -> str:
-    salt = bytes.fromhex(str(cp["salt"]).removeprefix("0x"))
-    return "0x" + commit(salt, cp["params"]).hex()
+def _salt(value: Any) -> bytes:
+    salt = bytes.fromhex(str(value).removeprefix("0x"))
+    if len(salt) != SALT_BYTES:
+        raise ValueError(f"a salt is {SALT_BYTES} bytes, got {len(salt)}")
+    return salt
+
+
+def binding_of(history: SessionHistory, party: str, role: str, round_no: int, phase: str) -> Binding:
+    """The binding a commitment of `party` in `round_no` must have: chain, contract and session are the
+    audited ones (never the files'), the round is the slot it is checked in."""
+    return Binding(history.chain_id, history.contract, history.session_id, round_no, party, role, phase)
+
+
+def _checkpoint_commitment(cp: dict[str, Any], binding: Binding) -> str:
+    return "0x" + round_commitment(binding, _salt(cp["salt"]), cp["params"]).hex()
+
+
+def _final_commitment(files: PartyFiles, kind: str, tag: bytes, name: str, binding: Binding) -> str:
+    """A final commitment recomputed from the file's bytes and the salt of job.json's opening."""
+    opening = (files.job.get("openings") or {}).get(kind)
+    if not isinstance(opening, dict) or "salt" not in opening:
+        return f"(no {kind} salt in job.json openings)"
+    try:
+        return "0x" + bound_commitment(tag, binding, _salt(opening["salt"]), files.files[name]).hex()
+    except ValueError as exc:
+        return f"(cannot recompute: {exc})"
 
 
 def audit_party(files: PartyFiles, history: SessionHistory,
-                config_commitment: Callable[[dict[str, Any]], str] | None = None) -> list[Check]:
+                config_commitment: Callable[[dict[str, Any], Binding, bytes], str] | None = None) -> list[Check]:
     """Every check of one party's run directory against the session's history.
 
-    `config_commitment` recomputes the commitment from job.json's "config" (the
-    runtime's definition of it); without it the recorded value is compared only.
+    `config_commitment(config, binding, salt)` recomputes the commitment from job.json's
+    "config" (the runtime's definition of it) and "config_salt", bound to the audited
+    session and its opener; without it the recorded value is compared only.
     """
     job, role = files.job, files.role
     c = _Checks(role)
@@ -316,7 +346,9 @@ def audit_party(files: PartyFiles, history: SessionHistory,
          field="config_commitment", ok_detail="the job's configuration is the one committed on chain")
     if config_commitment is not None:
         try:
-            again = config_commitment(job.get("config") or {})
+            binding = Binding.config(history.chain_id, history.contract, history.session_id, info["guest"],
+                                     COORDINATOR if files.kind == "hfl" else "guest")
+            again = config_commitment(job.get("config") or {}, binding, _salt(job.get("config_salt")))
         except Exception as exc:  # noqa: BLE001 - a config that cannot be read is a finding
             again = f"(cannot recompute: {exc})"
         c.eq("config recomputed", info["config_commitment"], again, file="job.json", field="config",
@@ -327,8 +359,8 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     c.eq(f"{opener_role} account", info["guest"], opener, file="job.json",
          field="account" if files.is_opener else "peer_account",
          ok_detail=f"opened by the {opener_role} {info['guest']}")
-    c.eq("session role", role, session_roles(history.record).get(me, "not a participant"), file="job.json",
-         field="role", ok_detail=f"{me} took part as {role}")
+    chain_role = session_roles(history.record).get(me, "not a participant")
+    c.eq("session role", role, chain_role, file="job.json", field="role", ok_detail=f"{me} took part as {role}")
     reg = history.registry["participants"].get(me) or {}
     c.eq("registered role", registered_role(role), reg.get("role", "not registered"), field="account",
          ok_detail=f"{me} is registered as {reg.get('role')} ({reg.get('organisation', '')})")
@@ -350,7 +382,7 @@ def audit_party(files: PartyFiles, history: SessionHistory,
             c.fail("rounds in order", file="rounds.jsonl", round=r, field="round", expected=str(prev + 1),
                    found=str(r))
         prev = r
-        _check_round(c, files, history, me, r, line)
+        _check_round(c, files, history, me, chain_role, r, line)
     # -- chain -> files: nothing on chain missing from the files ------------------------
     order = [int(ev["args"]["round"]) for ev in history.submissions_by(me)]
     for r in order:
@@ -380,23 +412,29 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     if close and isinstance(close.get("params"), dict) and close["params"].get("model_file"):
         model_file = str(close["params"]["model_file"])
     member = members.get(me)
+    # the final commitments are bound to the close round (this party's last round on chain), this party
+    # and its session role
+    at = binding_of(history, me, chain_role, max(order) if order else 0, "close")
     if member is None:
         c.fail("model commitment", field="account", expected="a participant", found=me)
     elif model_file not in files.files:
         c.fail("model commitment", file=model_file, expected=member["model_commitment"], found="missing file")
     else:
-        c.eq("model commitment", member["model_commitment"], "0x" + file_hash(files.files[model_file]).hex(),
-             file=model_file, field="keccak256(file)", ok_detail=f"{model_file} is the model finalized on chain")
+        c.eq("model commitment", member["model_commitment"], _final_commitment(files, "model", TAG_MODEL,
+                                                                               model_file, at),
+             file=model_file, field="keccak256(binding || salt || file)",
+             ok_detail=f"{model_file} is the model finalized on chain (salt: job.json openings)")
     if files.is_opener:
         metrics_file = next((n for n in METRICS_FILES if n in files.files), None)
         if metrics_file is None:
             c.fail("metrics hash", file="metrics.json", expected=info["metrics_hash"], found="missing file")
         else:
-            c.eq("metrics hash", info["metrics_hash"], "0x" + file_hash(files.files[metrics_file]).hex(),
-                 file=metrics_file, field="keccak256(file)",
-                 ok_detail=f"{metrics_file} is the metrics hash posted at close")
+            c.eq("metrics hash", info["metrics_hash"], _final_commitment(files, "metrics", TAG_METRICS,
+                                                                         metrics_file, at),
+                 file=metrics_file, field="keccak256(binding || salt || file)",
+                 ok_detail=f"{metrics_file} is the metrics commitment posted at close")
     if files.kind == "predict":
-        _check_prediction(c, files, member["model_commitment"] if member else "")
+        _check_prediction(c, files)
     return c.out
 
 
@@ -428,17 +466,31 @@ def _params_with(files: PartyFiles, step: str) -> tuple[int, dict[str, Any]] | N
     return None
 
 
-def _check_prediction(c: _Checks, files: PartyFiles, finalized: str) -> None:
-    """A prediction job's own evidence: the model committed in round "models" is the one finalized,
-    and (guest) predictions.csv is the file whose SHA-256 was committed in the "predict" round."""
+def _check_prediction(c: _Checks, files: PartyFiles) -> None:
+    """A prediction job's own evidence: model.json (the file finalized at close) reopens the training
+    model commitment named in round "models" (with the training opening that round committed to), and
+    (guest) predictions.csv is the file whose SHA-256 was committed in the "predict" round."""
     models = _params_with(files, "models")
     if models is None:
         c.fail("model used", file="checkpoints", field="params.step", expected='a "models" round', found="none")
     else:
         r, params = models
-        c.eq("model used", finalized, params.get("model_commitment"), file=f"checkpoints/round-{r:04d}.json",
-             round=r, field="params.model_commitment",
-             ok_detail=f"the model committed in round {r} is the one finalized at close")
+        opening = params.get("model_opening")
+        if opening is None and params.get("model_commitment") is None:  # a bare model file: nothing to link
+            c.out.append(Check("model used", True, files.role, f"checkpoints/round-{r:04d}.json", r,
+                               "params.model_opening", detail="not compared: the model came without its "
+                               "training job.json (no training commitment to reopen)"))
+        else:
+            try:
+                binding = Binding.from_json(opening.get("binding") or {}) if isinstance(opening, dict) else None
+                again = "(the models round names no training opening)" if binding is None else \
+                    "0x" + bound_commitment(TAG_MODEL, binding, _salt(opening.get("salt")),
+                                            files.files.get("model.json", b"")).hex()
+            except (ValueError, ChainError) as exc:
+                again = f"(cannot recompute: {exc})"
+            c.eq("model used", params.get("model_commitment"), again, file="model.json", round=r,
+                 field="params.model_opening",
+                 ok_detail=f"model.json reopens the training model commitment committed in round {r}")
     if files.role != "guest":
         return
     step = _params_with(files, "predict")
@@ -455,7 +507,7 @@ def _check_prediction(c: _Checks, files: PartyFiles, finalized: str) -> None:
              ok_detail=f"predictions.csv is the file committed in round {step[0] if step else '?'}")
 
 
-def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str, r: int,
+def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str, role: str, r: int,
                  line: dict[str, Any]) -> None:
     sub = history.record["rounds"].get(r, {}).get(me)
     ev = history.submission_event(r, me)
@@ -477,11 +529,12 @@ def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str
                detail="a committed round without its checkpoint")
     else:
         try:
-            again = _checkpoint_commitment(cp)
+            again = _checkpoint_commitment(cp, binding_of(history, me, role, r, str(cp.get("phase", ""))))
         except (KeyError, TypeError, ValueError, ChainError) as exc:
             again = f"(cannot recompute: {type(exc).__name__} {exc})"
         c.eq("checkpoint commitment", sub["commitment"], again, file=cp_name, round=r,
-             field="keccak256(salt || params)", ok_detail="recomputed from the checkpoint and its salt")
+             field="keccak256(binding || salt || params)",
+             ok_detail="recomputed from the checkpoint and its salt, bound to this session, round and party")
         if cp.get("round") is not None and int(cp["round"]) != r:
             c.fail("checkpoint round", file=cp_name, round=r, field="round", expected=str(r), found=str(cp["round"]))
     if files.kind == "hfl":
@@ -590,12 +643,13 @@ def training_session_id(files: PartyFiles) -> str | None:
 
 def training_link(files: PartyFiles, history: SessionHistory, training: SessionHistory | None,
                   why: str = "") -> list[Check]:
-    """The prediction session against its training session: the model this party finalized is the
-    model its role finalized when training closed. Without the training session (another chain),
+    """The prediction session against its training session: the training model commitment this party
+    committed to in its "models" round (which model.json reopens: "model used") is the one its role
+    finalized when training closed. Without the training session (another chain),
     an informational pass saying what could not be compared (`why`)."""
     c = _Checks(files.role)
-    me = next((a for a in history.record["members"] if _low(a) == _low(files.job.get("account"))), "")
-    used = history.record["members"].get(me, {}).get("model_commitment", "")
+    models = _params_with(files, "models")
+    used = str(models[1].get("model_commitment") or "none") if models else "none"
     if training is None:
         c.out.append(Check("training session", True, files.role, detail=f"not compared: {why}" if why else
                            "not compared: the model names no training job"))

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from chain.commitment import commitment, new_salt
+from chain.commitment import SessionBinding, new_salt, round_commitment
 from nodes.config import JobConfig
 from nodes.rundir import RunDir
 from nodes.transcript import Transcript
@@ -52,6 +52,8 @@ class PartyContext:
     peer_key: PublicKey | None = None
     data: PartyData | None = None  # this party's rows; aligned after the intersection phase
     anchor: ChainAnchor = field(default_factory=NoChain)
+    # where this party's commitments belong (chain, contract, session, account, role): set with the anchor
+    binding: SessionBinding | None = None
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng())
     state: dict[str, Any] = field(default_factory=dict)  # results handed from phase to phase
     events: Callable[[dict[str, Any]], None] | None = None  # progress sink (the node's console)
@@ -84,18 +86,16 @@ class PartyContext:
                      loss: float | None = None) -> None:
         """Checkpoint own parameters, commit to them and to the round's transcript on chain.
 
-        Writes checkpoints/round-NNNN.json (with the salt) now, and a line of rounds.jsonl
-        once the transaction is mined. Call after the round's last message was sent or
+        The commitment is bound to the session, this round, this party and `phase`
+        (chain.commitment.round_commitment). Writes checkpoints/round-NNNN.json (with the
+        salt) now, and a line of rounds.jsonl once the transaction is mined. Call after the round's last message was sent or
         received. With `background_commits` the transaction is posted by a background
         thread (in round order) and this returns at once; a failed post is raised by the
         next `commit_round` or by `flush_rounds` (the job runner calls it after every phase).
         """
-        salt = new_salt()
-        com = commitment(salt, params)
+        com = checkpoint_round(self.rundir, (self.binding or SessionBinding.unanchored(self.role)),
+                               round_no, phase, params)
         digest = self.transcript.digest(round_no)
-        self.rundir.write_json(f"checkpoints/round-{round_no:04d}.json", {
-            "round": round_no, "phase": phase, "salt": "0x" + salt.hex(), "params": jsonable(params),
-        })
         if not self.background_commits:
             self._post_round(round_no, phase, com, digest, loss)
             return
@@ -121,10 +121,28 @@ class PartyContext:
 
     def _post_round(self, round_no: int, phase: str, com: bytes, digest: str, loss: float | None) -> None:
         tx = self.anchor.submit_round(round_no, com, bytes.fromhex(digest[2:]))
-        line = {"round": round_no, "phase": phase, "loss": loss if self.role == "guest" else None,
-                "commitment": "0x" + com.hex(), "transcript_digest": digest, "tx_hash": tx}
-        self.rundir.append_jsonl("rounds.jsonl", line)
+        line = record_round(self.rundir, round_no, phase, loss if self.role == "guest" else None, com, digest, tx)
         self.event("round", round=round_no, phase=phase, loss=line["loss"], tx_hash=tx)
+
+
+def checkpoint_round(rundir: RunDir, binding: SessionBinding, round_no: int, phase: str,
+                     params: Mapping[str, Any]) -> bytes:
+    """Write checkpoints/round-NNNN.json (params and a fresh salt); returns the round's commitment,
+    bound to the session, this round, the party and `phase` (chain.commitment.round_commitment)."""
+    salt = new_salt()
+    com = round_commitment(binding.at(round_no, phase), salt, params)
+    rundir.write_json(f"checkpoints/round-{round_no:04d}.json", {
+        "round": round_no, "phase": phase, "salt": "0x" + salt.hex(), "params": jsonable(params)})
+    return com
+
+
+def record_round(rundir: RunDir, round_no: int, phase: str, loss: float | None, com: bytes, digest: str,
+                 tx: str) -> dict[str, Any]:
+    """Append the round's rounds.jsonl line once its transaction is mined; returns the line."""
+    line = {"round": round_no, "phase": phase, "loss": loss, "commitment": "0x" + com.hex(),
+            "transcript_digest": digest, "tx_hash": tx}
+    rundir.append_jsonl("rounds.jsonl", line)
+    return line
 
 
 def jsonable(value: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from chain.commitment import Binding, new_salt
 from nodes.config import JobConfig
 from nodes.datafiles import load_party_csv
 from nodes.errors import ConfigError, NodeError
@@ -152,8 +153,8 @@ class HflNode(PartyNode):
             return str(anchor.submit_round(rnd, com, digest))
 
         def open_session(accounts: list[str]) -> str:
-            tx = link.open_session(session_label_of(job_id), self.cfg.job.algorithm, config_commitment(self.cfg),
-                                   accounts)
+            tx = link.open_session(session_label_of(job_id), self.cfg.job.algorithm,
+                                   bytes.fromhex(self.job["config_commitment"][2:]), accounts)
             self.session_id = sid()
             return str(tx)
 
@@ -202,9 +203,14 @@ class HflNode(PartyNode):
         ctx = hfl.HflContext(role, job_id, cfg, self.transport, transcript, self.rundir, view,
                              data=data, events=self.events, job=self.job)
         self.ctx = ctx
-        commitment_hex = self.job["config_commitment"]
         if role == COORDINATOR:
-            self.job["client_accounts"] = hfl.handshake_coordinator(ctx, commitment_hex)
+            salt = new_salt()
+            binding = Binding.config(self.chain.chain_id, self.chain.contract, view.session_id, self.chain.address,
+                                     COORDINATOR)
+            self.job.update(config_commitment="0x" + config_commitment(cfg, binding, salt).hex(),
+                            config_salt="0x" + salt.hex())
+            self._save()
+            self.job["client_accounts"] = hfl.handshake_coordinator(ctx)
             self._count_round()
             self.emit("phase_start", phase="keys")
             pk = hfl.keys_coordinator(ctx)
@@ -215,7 +221,7 @@ class HflNode(PartyNode):
             self._phase_done("hfl")
             model_commitment, metrics_hash = hfl.close_coordinator(ctx, history)
         else:
-            self.job["peer_account"] = hfl.handshake_client(ctx, commitment_hex)
+            self.job["peer_account"] = hfl.handshake_client(ctx)
             self._count_round()
             self.emit("phase_start", phase="keys")
             hfl.keys_client(ctx)

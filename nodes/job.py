@@ -40,7 +40,18 @@ from typing import Any, Protocol
 import numpy as np
 from eth_utils import keccak
 
-from chain.commitment import canonical_bytes, file_hash
+from chain.commitment import (
+    TAG_CONFIG,
+    TAG_METRICS,
+    TAG_MODEL,
+    Binding,
+    SessionBinding,
+    bound_commitment,
+    canonical_bytes,
+    new_salt,
+    open_file_commitment,
+    parse_salt,
+)
 from chain.errors import ChainError
 from nodes.config import JobConfig
 from nodes.context import PartyContext
@@ -91,9 +102,11 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def config_commitment(cfg: JobConfig) -> bytes:
-    """keccak256 of the canonical bytes of the job definition (unsalted: auditors recompute it)."""
-    return keccak(canonical_bytes(cfg.job_definition()))
+def config_commitment(cfg: JobConfig, binding: Binding, salt: bytes) -> bytes:
+    """The salted commitment to the job definition, bound to the session and its opener
+    (chain.commitment, TAG_CONFIG): the opener sends the salt in its hello, so each peer checks
+    the commitment against its own configuration, and an auditor recomputes it from job.json."""
+    return bound_commitment(TAG_CONFIG, binding, salt, canonical_bytes(cfg.job_definition()))
 
 
 def session_label_of(job_id: str) -> bytes:
@@ -247,7 +260,7 @@ class PartyNode:
         self.job = {
             "status": "running", "role": self.role, "job_id": cfg.job.id or None, "session_id": None,
             "chain_id": None, "contract": None, "account": None, "peer_account": None,
-            "algorithm": self.algorithm, "config_commitment": "0x" + config_commitment(cfg).hex(),
+            "algorithm": self.algorithm, "config_commitment": None, "config_salt": None,  # at the handshake
             "config": cfg.to_dict(), "config_file": str(cfg.path) if cfg.path else None,
             "version": package_version(), "started": now_iso(), "ended": None,
             "phases_run": [], "phases_skipped": [], "rounds": 0, "transactions": {}, "error": None,
@@ -330,6 +343,7 @@ class PartyNode:
         self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
         self._session(ctx, hs_round)
         ctx.anchor = self.chain.anchor(self.session_id)
+        ctx.binding = self.binding()
         ctx.background_commits = True  # rounds go on chain without stalling the protocol (flushed per phase)
         ctx.commit_round(hs_round, HANDSHAKE, {
             "config_commitment": self.job["config_commitment"], "account": self.chain.address,
@@ -382,6 +396,12 @@ class PartyNode:
             transcript.path.unlink(missing_ok=True)
         return Transcript(transcript.path)
 
+    def binding(self) -> SessionBinding:
+        """Where this party's commitments belong: the chain, contract, session, own account and role."""
+        assert self.chain is not None and self.session_id is not None
+        return SessionBinding(int(self.chain.chain_id), str(self.chain.contract), "0x" + self.session_id.hex(),
+                              str(self.chain.address), self.role)
+
     def _count_round(self) -> None:
         self.job["rounds"] = sum(1 for _ in self.rundir.file("rounds.jsonl").open()) \
             if self.rundir.file("rounds.jsonl").exists() else 0
@@ -402,16 +422,20 @@ class PartyNode:
         """
         ch = PhaseChannel(ctx.transport, ctx.job_id, HANDSHAKE)
         mine = self.cfg.job_definition()
-        commitment = self.job["config_commitment"]
         self.emit("status", text=f"handshake for job {ctx.job_id}")
         if self.role == "guest":
             connect = getattr(ctx.transport, "connect", None)
             if connect is not None:
                 connect(self.cfg.transport.connect_timeout)
             challenge = new_challenge()
+            salt = new_salt()
+            commitment = self._config_commitment(ctx.job_id, self.chain.address, salt)
+            self.job.update(config_commitment=commitment, config_salt="0x" + salt.hex())
+            self._save()
             ch.send("hello", {
                 "job_id": ctx.job_id, "version": self.job["version"], "config": mine,
-                "config_commitment": commitment, "public_key": ctx.public_key.to_json(), "mode": self.mode,
+                "config_commitment": commitment, "config_salt": "0x" + salt.hex(),
+                "public_key": ctx.public_key.to_json(), "mode": self.mode,
                 "account": self.chain.address, "chain_id": self.chain.chain_id, "contract": self.chain.contract,
                 "challenge": challenge,
             }, round=rnd)
@@ -431,11 +455,12 @@ class PartyNode:
         else:
             hello = ch.recv("hello", round=rnd, timeout=self.cfg.transport.connect_timeout)
             self.job["peer_account"] = str(hello.get("account"))  # claimed: kept with a refusal
-            problem = self._check_hello(hello, mine, commitment)
+            problem = self._check_hello(hello, mine, ctx.job_id)
             challenge = new_challenge()
             reply: dict[str, Any] = {"ok": problem is None, "error": problem, "public_key": ctx.public_key.to_json(),
                                      "account": self.chain.address, "challenge": challenge}
             if problem is None:
+                self.job.update(config_commitment=hello["config_commitment"], config_salt=hello["config_salt"])
                 reply.update(self._prove(ctx, str(hello["account"]), str(hello["challenge"])))
             ch.send("hello_reply", reply, round=rnd)
             if problem is not None:
@@ -507,15 +532,18 @@ class PartyNode:
             return one_line(exc)
         return None
 
-    def _check_hello(self, hello: dict[str, Any], mine: dict[str, Any], commitment: str) -> str | None:
+    def _config_commitment(self, job_id: str, opener: str, salt: bytes) -> str:
+        """This party's configuration, committed with `salt` for the session of `job_id` opened by `opener`."""
+        assert self.chain is not None
+        sid = session_id_of(job_id, self.chain.chain_id, self.chain.contract, opener)
+        binding = Binding.config(self.chain.chain_id, self.chain.contract, sid, opener, "guest")
+        return "0x" + config_commitment(self.cfg, binding, salt).hex()
+
+    def _check_hello(self, hello: dict[str, Any], mine: dict[str, Any], job_id: str) -> str | None:
         """The host's checks of the guest's hello; a one-line reason to refuse, or None."""
         if hello.get("mode", "train") != self.mode:
             return (f"the guest runs a {hello.get('mode', 'train')} job, this host was started for a "
                     f"{self.mode} job (vflchain node --model starts a prediction job)")
-        if hello.get("config_commitment") != commitment:
-            theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
-            diff = config_differences(mine, theirs, "host", "guest")
-            return f"job configurations differ between guest and host: {diff or 'commitment mismatch'}"
         if hello.get("chain_id") != self.chain.chain_id or \
                 str(hello.get("contract", "")).lower() != self.chain.contract.lower():
             return (f"guest uses contract {hello.get('contract')} on chain {hello.get('chain_id')}, host uses "
@@ -523,6 +551,14 @@ class PartyNode:
         challenge = hello.get("challenge")
         if not isinstance(challenge, str) or len(challenge) != 66 or not isinstance(hello.get("account"), str):
             return "the guest's hello has no identity challenge and account (an older vflchain?)"
+        try:
+            expected = self._config_commitment(job_id, str(hello.get("account")), parse_salt(hello.get("config_salt")))
+        except ChainError as exc:
+            return f"the guest's hello has no valid configuration salt or account ({exc})"
+        if str(hello.get("config_commitment", "")).lower() != expected:
+            theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
+            diff = config_differences(mine, theirs, "host", "guest")
+            return f"job configurations differ between guest and host: {diff or 'commitment mismatch'}"
         return None
 
     def _session(self, ctx: PartyContext, rnd: int) -> None:
@@ -579,12 +615,18 @@ class PartyNode:
         ch = PhaseChannel(ctx.transport, ctx.job_id, CLOSE)
         rd = self.rundir
         result = rd.file("model.json") if rd.file("model.json").exists() else rd.file("intersection.json")
-        model_commitment = file_hash(result.read_bytes())
-        metrics_hash = b""
+        # salted and bound to this session, round, party and phase (chain.commitment): a small result
+        # (a PSI job's three counts) cannot be guessed from the chain; the openings stay in job.json
+        at = (ctx.binding or self.binding()).at(rnd, CLOSE)
+        openings = {"model": open_file_commitment(TAG_MODEL, at, result.name, result.read_bytes())}
         if self.role == "guest":
             metrics = next(rd.file(n) for n in ("metrics.json", "predictions.csv", "intersection.json")
                            if rd.file(n).exists())
-            metrics_hash = file_hash(metrics.read_bytes())
+            openings["metrics"] = open_file_commitment(TAG_METRICS, at, metrics.name, metrics.read_bytes())
+        model_commitment = bytes.fromhex(openings["model"].commitment[2:])
+        metrics_hash = bytes.fromhex(openings["metrics"].commitment[2:]) if "metrics" in openings else b""
+        self.job["openings"] = {k: o.to_json() for k, o in openings.items()}
+        self._save()
         mine = {"model_commitment": "0x" + model_commitment.hex(),
                 "metrics_hash": "0x" + metrics_hash.hex() if metrics_hash else None,
                 "model_file": result.name}

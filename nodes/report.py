@@ -30,25 +30,30 @@ text-align:left;vertical-align:top}th{background:#f4f4f4}code{font-size:.92em;wo
 EXPLAIN = {
     "session id": "The run directory belongs to the session audited.",
     "config commitment": "The job configuration the parties agreed on is the one committed when the session opened.",
-    "config recomputed": "Recomputing the commitment from job.json's configuration gives the on-chain value.",
+    "config recomputed": "Recomputing the salted commitment from job.json's configuration and config_salt, "
+                         "bound to this session, gives the on-chain value.",
     "participants": "The session's participants on chain are the ones the run directory names "
                     "(guest and host, or the coordinator and its clients).",
     "session role": "The account took part in the session in the role its run directory claims.",
     "registered role": "The account is registered on the contract with the role it played.",
     "round transaction": "The round's transaction in rounds.jsonl is the one that posted it on chain.",
     "round commitment": "The commitment in rounds.jsonl is the one on chain.",
-    "checkpoint commitment": "keccak256(salt || parameters) of the checkpoint file equals the on-chain commitment: "
-                             "the file holds exactly the parameters committed during training.",
+    "checkpoint commitment": "keccak256(binding || salt || parameters) of the checkpoint file, bound to this "
+                             "session, round and party, equals the on-chain commitment: the file holds exactly "
+                             "the parameters committed in that round.",
     "transcript digest": "The digest recomputed from transcript.jsonl equals the one posted on chain.",
     "manifest digest": "Horizontal jobs: SHA-256 of the round's manifest (manifests.jsonl) equals the digest "
                        "posted on chain.",
     "transcript in manifest": "Horizontal jobs: every message in the client's own transcript of the round is "
                               "listed in the manifest the coordinator showed.",
     "round attested": "Every participant posted the same transcript digest for the round.",
-    "model commitment": "keccak256 of the model file equals the model commitment posted at close.",
-    "metrics hash": "keccak256 of metrics.json equals the metrics hash the guest posted at close.",
+    "model commitment": "The model file, with its salt (job.json openings) and this session's binding, "
+                        "reopens the model commitment posted at close.",
+    "metrics hash": "metrics.json, with its salt and this session's binding, reopens the metrics commitment "
+                    "the guest posted at close.",
     "session closed": "Every participant finalized and the session closed.",
-    "model used": "Prediction jobs: the model committed in the \"models\" round is the one finalized at close.",
+    "model used": "Prediction jobs: model.json reopens the training model commitment named in the "
+                  "\"models\" round.",
     "predictions hash": "Prediction jobs: SHA-256 of predictions.csv equals the hash committed in the "
                         "\"predict\" round.",
     "training model": "Prediction jobs: the model each party used is the one its training session closed with.",

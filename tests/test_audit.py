@@ -260,10 +260,12 @@ def test_untouched_prediction_run_passes_and_is_linked_to_its_training_session(r
         (training["session_id"], "lr", "closed")]
     linked = {c["party"]: c for c in result["checks"] if c["check"] == "training model"}
     assert set(linked) == {"guest", "host"} and all(c["ok"] for c in linked.values())
-    for role in ("guest", "host"):  # the commitment each party closed with is its training model's
-        job = json.loads((runs["predict"] / role / "job.json").read_text())
+    for role in ("guest", "host"):  # each party named its training model's commitment before scoring,
+        job = json.loads((runs["predict"] / role / "job.json").read_text())  # and closed with its own
         trained = json.loads((runs["lr"] / role / "job.json").read_text())
-        assert job["model_commitment"] == trained["model_commitment"]
+        models = json.loads((runs["predict"] / role / "checkpoints" / "round-0003.json").read_text())["params"]
+        assert models["step"] == "models" and models["model_commitment"] == trained["model_commitment"]
+        assert job["model_commitment"] != trained["model_commitment"]  # bound to the prediction session
     assert any(c["check"] == "predictions hash" and c["ok"] for c in result["checks"])
     assert "Linked sessions" in (tmp_path / "report" / "report.html").read_text()
 
@@ -284,8 +286,9 @@ def test_an_edited_model_copy_is_caught(predict_copy) -> None:
     model = json.loads(path.read_text())
     model["weights"][0] += 0.25
     path.write_text(json.dumps(model, indent=2) + "\n")
-    fails = audit(predict_copy)
-    assert [(f.check, f.party, f.file) for f in fails] == [("model commitment", "host", "model.json")]
+    fails = audit(predict_copy)  # neither the prediction's commitment nor the training one reopens
+    assert [(f.check, f.party, f.file) for f in fails] == [("model commitment", "host", "model.json"),
+                                                           ("model used", "host", "model.json")]
 
 
 def test_a_prediction_checked_against_another_training_session_fails_by_name(runs) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from chain.commitment import Binding
 from nodes.config import JobConfig, load_config
 from nodes.datafiles import write_party_csv
 from nodes.errors import ConfigError, NodeError
@@ -116,10 +117,13 @@ def test_psi_job_completes_with_every_round_attested_and_the_session_closed(tmp_
     assert isinstance(g, dict) and isinstance(h, dict), res
     assert g["status"] == h["status"] == "complete"
     assert g["phases_run"] == ["intersection"] and g["rounds"] == h["rounds"] == 3
-    assert g["config_commitment"] == "0x" + config_commitment(cfg).hex()
     link = _link(chain_env, "guest")
     sid = session_id_of(g["job_id"], link.chain_id, link.contract, link.address)
     assert g["session_id"] == h["session_id"] == "0x" + sid.hex()
+    binding = Binding.config(link.chain_id, link.contract, sid, g["account"], "guest")
+    salt = bytes.fromhex(g["config_salt"][2:])
+    assert g["config_commitment"] == h["config_commitment"] == "0x" + config_commitment(cfg, binding, salt).hex()
+    assert g["config_salt"] == h["config_salt"]  # the guest's salt, sent in its hello
     info = link.session(sid)
     assert info["status"] == "closed" and info["config_commitment"] == g["config_commitment"]
     for r in (1, 2, 3):
@@ -152,8 +156,10 @@ def test_local_settings_do_not_change_the_job_definition(tmp_path) -> None:
     path = _config(tmp_path)
     a = load_config(path, ["guest.address=10.0.0.1:1", "transport.timeout=5", "chain.url=http://x:1",
                            "job.id=abc", "lr.warm_start=m"])
-    assert config_commitment(a) == config_commitment(load_config(path))
-    assert config_commitment(load_config(path, ["gmm.k=3"])) != config_commitment(load_config(path))
+    b, salt = Binding.config(1, "0x" + "ab" * 20, bytes(32), "0x" + "cd" * 20, "guest"), bytes(range(32))
+    assert config_commitment(a, b, salt) == config_commitment(load_config(path), b, salt)
+    assert config_commitment(load_config(path, ["gmm.k=3"]), b, salt) != config_commitment(load_config(path), b, salt)
+    assert config_commitment(a, b, bytes(32)) != config_commitment(a, b, salt)  # salted
 
 
 def test_failure_in_a_phase_aborts_the_session_and_both_run_dirs_say_failed(tmp_path, chain_env,

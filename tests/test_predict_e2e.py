@@ -117,10 +117,12 @@ def test_lr_predict_scores_as_training_did_and_is_a_closed_session(tmp_path, cha
         job, trained_job = _job(out, role), _job(lr_job, role)
         assert job["status"] == "complete" and job["algorithm"] == "lr-predict"
         assert job["phases_run"] == ["intersection", "predict"]
-        # each party used its own model, and the session closed with the training session's commitment
+        # each party used its own model and named the training session's commitment to it; it closed
+        # with its own commitment to the same file, bound to this session
         assert job["model"]["path"] == str(lr_job / role / "model.json")
         assert job["model"]["training_job"] == trained_job["job_id"]
-        assert job["model_commitment"] == trained_job["model_commitment"]
+        assert job["model"]["model_commitment"] == trained_job["model_commitment"]
+        assert job["model_commitment"] != trained_job["model_commitment"]
         assert (out / role / "model.json").read_bytes() == (lr_job / role / "model.json").read_bytes()
     g = _job(out, "guest")
     client = AuditClient(connect(url), g["contract"])

@@ -37,6 +37,7 @@ from chain.audit import (
     training_link,
     training_session_id,
 )
+from chain.commitment import Binding
 from chain.errors import ChainError
 from nodes.ui import console
 
@@ -63,14 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=handle)
 
 
-def config_commitment_of(config: dict[str, Any]) -> str:
-    """The runtime's config commitment, recomputed from a job.json "config"."""
-    from eth_utils import keccak
-
-    from chain.commitment import canonical_bytes
+def config_commitment_of(config: dict[str, Any], binding: Binding, salt: bytes) -> str:
+    """The runtime's config commitment, recomputed from a job.json "config" and "config_salt"."""
+    from chain.commitment import TAG_CONFIG, bound_commitment, canonical_bytes
     from nodes.config import definition_of
 
-    return "0x" + keccak(canonical_bytes(definition_of(config))).hex()
+    return "0x" + bound_commitment(TAG_CONFIG, binding, salt, canonical_bytes(definition_of(config))).hex()
 
 
 def party_dirs(dirs: list[str]) -> list[Path]:

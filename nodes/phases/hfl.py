@@ -16,7 +16,7 @@ A star: every message goes between the coordinator and one client.
                                               model on its held-out rows)
                         coord -> each client  aggregate (sum of the ciphertexts, sum n_i)
                                               each client decrypts: w = sum(n_i w_i) / sum(n_i)
-    last     close      client -> coord       done (model commitment, final held-out counts)
+    last     close      client -> coord       done (model agreement HMAC, final held-out counts)
                         coord -> each client  done (metrics hash)
 
 Every round ends with the coordinator sending each client the `manifest`: the
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import math
@@ -40,10 +41,19 @@ from typing import Any
 
 import numpy as np
 
-from chain.commitment import commitment, file_hash, new_salt
+from chain.commitment import (
+    TAG_METRICS,
+    TAG_MODEL,
+    Binding,
+    Opening,
+    SessionBinding,
+    open_file_commitment,
+    parse_salt,
+)
+from chain.errors import ChainError
 from chain.transcript import MANIFEST_TAG, manifest_digest, manifest_lines
 from nodes.config import JobConfig
-from nodes.context import jsonable
+from nodes.context import checkpoint_round, record_round
 from nodes.errors import NodeError
 from nodes.hfl_config import COORDINATOR, client_index, options
 from nodes.rundir import RunDir
@@ -152,37 +162,56 @@ class HflContext:
                                 f"{len(missing)} of this client's messages")
         digest = manifest_digest(lines)
         self.rundir.append_jsonl("manifests.jsonl", {"round": rnd, "phase": phase, "lines": sorted(lines)})
-        salt = new_salt()
-        com = commitment(salt, params)
-        self.rundir.write_json(f"checkpoints/round-{rnd:04d}.json", {
-            "round": rnd, "phase": phase, "salt": "0x" + salt.hex(), "params": jsonable(params)})
+        com = checkpoint_round(self.rundir, self.binding, rnd, phase, params)
         tx = self.chain.submit_round(rnd, com, bytes.fromhex(digest[2:]))
-        self.rundir.append_jsonl("rounds.jsonl", {"round": rnd, "phase": phase, "loss": loss,
-                                                  "commitment": "0x" + com.hex(), "transcript_digest": digest,
-                                                  "tx_hash": tx})
+        record_round(self.rundir, rnd, phase, loss, com, digest, tx)
         self.event("round", round=rnd, phase=phase, loss=loss, tx_hash=tx)
 
+    @property
+    def binding(self) -> SessionBinding:
+        """Where this party's commitments belong (chain.commitment): chain, contract, session, account, role."""
+        c = self.chain
+        return SessionBinding(int(c.chain_id), str(c.contract), "0x" + c.session_id.hex(), str(c.address),
+                              self.role)
 
-def _hello_problem(ctx: HflContext, hello: dict[str, Any], commitment_hex: str) -> str | None:
-    from nodes.job import config_differences
+    def open_final(self, tag: bytes, rnd: int, name: str) -> Opening:
+        """A salted commitment to a result file, bound to the close round; its opening goes to job.json."""
+        opening = open_file_commitment(tag, self.binding.at(rnd, CLOSE), name, self.rundir.file(name).read_bytes())
+        self.job.setdefault("openings", {})["model" if tag == TAG_MODEL else "metrics"] = opening.to_json()
+        return opening
 
-    if hello.get("config_commitment") != commitment_hex:
-        theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
-        diff = config_differences(ctx.cfg.job_definition(), theirs, ctx.role, "coordinator")
-        return f"job configurations differ between coordinator and {ctx.role}: {diff or 'commitment mismatch'}"
+
+def _hello_problem(ctx: HflContext, hello: dict[str, Any]) -> str | None:
+    """A client's checks of the coordinator's hello: chain, contract, its own name and the salted
+    configuration commitment recomputed from its own configuration."""
+    from nodes.job import config_commitment, config_differences
+
     if hello.get("chain_id") != ctx.chain.chain_id or \
             str(hello.get("contract", "")).lower() != ctx.chain.contract.lower():
         return (f"coordinator uses contract {hello.get('contract')} on chain {hello.get('chain_id')}, "
                 f"{ctx.role} uses {ctx.chain.contract} on chain {ctx.chain.chain_id}")
     if hello.get("client") != ctx.role:
         return f"the coordinator addressed this node as {hello.get('client')}, it is {ctx.role}"
+    try:
+        sid = ctx.chain.bind(str(hello.get("account")))  # the id the coordinator's account derives
+        binding = Binding.config(ctx.chain.chain_id, ctx.chain.contract, sid, str(hello.get("account")), COORDINATOR)
+        expected = "0x" + config_commitment(ctx.cfg, binding, parse_salt(hello.get("config_salt"))).hex()
+    except (ChainError, ValueError) as exc:
+        return f"the coordinator's hello has no valid configuration salt or account ({exc})"
+    if str(hello.get("config_commitment", "")).lower() != expected:
+        theirs = hello.get("config") if isinstance(hello.get("config"), dict) else {}
+        diff = config_differences(ctx.cfg.job_definition(), theirs, ctx.role, "coordinator")
+        return f"job configurations differ between coordinator and {ctx.role}: {diff or 'commitment mismatch'}"
     return None
 
 
 # -- round 1: handshake and session ------------------------------------------------
 
-def handshake_coordinator(ctx: HflContext, commitment_hex: str) -> list[str]:
-    """Agree on the job with every client, open the session naming them; returns their accounts."""
+def handshake_coordinator(ctx: HflContext) -> list[str]:
+    """Agree on the job with every client, open the session naming them; returns their accounts.
+
+    The configuration commitment and its salt are ctx.job's (the node made them)."""
+    commitment_hex, salt_hex = ctx.job["config_commitment"], ctx.job["config_salt"]
     rnd = ctx.next_round()
     star: StarTransport = ctx.transport  # type: ignore[assignment]
     ctx.event("status", text=f"connecting to {len(star.clients)} clients")
@@ -190,7 +219,8 @@ def handshake_coordinator(ctx: HflContext, commitment_hex: str) -> list[str]:
     for client in star.clients:
         ctx.send(HANDSHAKE, "hello", {
             "job_id": ctx.job_id, "version": ctx.job.get("version"), "config": ctx.cfg.job_definition(),
-            "config_commitment": commitment_hex, "account": ctx.chain.address, "chain_id": ctx.chain.chain_id,
+            "config_commitment": commitment_hex, "config_salt": salt_hex, "account": ctx.chain.address,
+            "chain_id": ctx.chain.chain_id,
             "contract": ctx.chain.contract, "client": client}, rnd, to=client)
     accounts = []
     for client in star.clients:
@@ -214,15 +244,17 @@ def handshake_coordinator(ctx: HflContext, commitment_hex: str) -> list[str]:
     return accounts
 
 
-def handshake_client(ctx: HflContext, commitment_hex: str) -> str:
+def handshake_client(ctx: HflContext) -> str:
     """Check the coordinator's job and its session on chain, join; returns the coordinator's account."""
     rnd = ctx.next_round()
     hello = ctx.recv(HANDSHAKE, "hello", rnd, timeout=ctx.cfg.transport.connect_timeout)
-    problem = _hello_problem(ctx, hello, commitment_hex)
+    problem = _hello_problem(ctx, hello)
     ctx.send(HANDSHAKE, "hello_reply", {"ok": problem is None, "error": problem, "account": ctx.chain.address},
              rnd)
     if problem is not None:
         raise NodeError(problem)
+    commitment_hex = str(hello["config_commitment"]).lower()
+    ctx.job.update(config_commitment=commitment_hex, config_salt=hello["config_salt"])
     coordinator = str(hello.get("account"))
     sid = "0x" + ctx.chain.bind(coordinator).hex()  # the id the coordinator's account and the job id derive
     msg = ctx.recv(HANDSHAKE, "session", rnd)
@@ -456,7 +488,7 @@ def close_coordinator(ctx: HflContext, history: list[dict[str, Any]]) -> tuple[b
     evals, models = {}, {}
     for client in star.clients:
         m = ctx.recv(CLOSE, "done", rnd, frm=client)
-        evals[client], models[client] = m.get("eval") or {}, m.get("model_commitment")
+        evals[client], models[client] = m.get("eval") or {}, m.get("model_agreement")
     if len(set(models.values())) != 1:
         raise NodeError(f"the clients ended with different models: {models}")
     final = _pooled(ctx.opts.rounds, evals)
@@ -473,11 +505,11 @@ def close_coordinator(ctx: HflContext, history: list[dict[str, Any]]) -> tuple[b
     }
     ctx.rundir.write_json("metrics.json", metrics)
     write_history(ctx.rundir, history)
-    model_commitment = file_hash(ctx.rundir.file("aggregates.json").read_bytes())
-    metrics_hash = file_hash(ctx.rundir.file("metrics.json").read_bytes())
+    model_commitment = bytes.fromhex(ctx.open_final(TAG_MODEL, rnd, "aggregates.json").commitment[2:])
+    metrics_hash = bytes.fromhex(ctx.open_final(TAG_METRICS, rnd, "metrics.json").commitment[2:])
     for client in star.clients:
         ctx.send(CLOSE, "done", {"metrics_hash": "0x" + metrics_hash.hex(),
-                                 "clients_model_commitment": next(iter(models.values()))}, rnd, to=client)
+                                 "clients_model_agreement": next(iter(models.values()))}, rnd, to=client)
     ctx.end_round(rnd, CLOSE, {"model_commitment": "0x" + model_commitment.hex(),
                                "metrics_hash": "0x" + metrics_hash.hex()})
     return model_commitment, metrics_hash
@@ -504,12 +536,22 @@ def close_client(ctx: HflContext, state: ClientState, w: np.ndarray) -> bytes:
         "randomness": ("secret (AES-256-CTR, key from secrets)" if state.private else SEEDED_LABEL) if plan else None,
         "steps": state.accountant.steps, "training_rows": state.n, "held_out_rows": len(state.y_val),
         "adjacency": "add or remove one training row"})
-    model_commitment = file_hash(ctx.rundir.file("model.json").read_bytes())
-    ctx.send(CLOSE, "done", {"model_commitment": "0x" + model_commitment.hex(),
+    model_commitment = bytes.fromhex(ctx.open_final(TAG_MODEL, rnd, "model.json").commitment[2:])
+    ctx.send(CLOSE, "done", {"model_agreement": model_agreement(ctx, ctx.rundir.file("model.json").read_bytes()),
                              "eval": evaluate(w, state.X_val, state.y_val)}, rnd)
     ctx.recv(CLOSE, "done", rnd)
     ctx.end_round(rnd, CLOSE, {"model_commitment": "0x" + model_commitment.hex()})
     return model_commitment
+
+
+def model_agreement(ctx: HflContext, model: bytes) -> str:
+    """What the coordinator compares to see that every client ended with the same model.json: an HMAC
+    keyed by the clients' shared Paillier private key (which the coordinator never holds), so equal
+    models give equal values but the coordinator cannot test a guess of the model against it (each
+    client's on-chain model commitment is salted by that client and differs from the others')."""
+    assert ctx.private_key is not None
+    key = hashlib.sha256(b"vflchain/hfl-model-agreement/v1" + keyshare.private_key_bytes(ctx.private_key)).digest()
+    return "0x" + hmac.new(key, ctx.chain.session_id + model, hashlib.sha256).hexdigest()
 
 
 def write_history(rundir: RunDir, history: list[dict[str, Any]]) -> None:

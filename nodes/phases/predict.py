@@ -9,14 +9,16 @@ round r1 (predict)
     guest -> host   models   {"algorithm", "training_job", "n_rows"}
     host  -> guest  models   the same (or {"abort": reason})
     each checks: same algorithm, both models from the same training job; each commits
-    to the keccak256 of its own model.json (the value the training session closed with)
+    to its training session's model commitment and its opening (salt and binding, from
+    the training job.json next to model.json), which reopens from its model.json
 round r2 (lr)   host -> guest  predict_scores  X_h w_h of every aligned row in plaintext,
                                with the ID-order digest      (nodes.phases.lr.predict_*)
 round r2 (gmm)  guest -> host  predict {"n_rows", "k"}; host -> guest log_density of its
                                block, (N, K)                 (nodes.phases.gmm.run_predict_*)
 
-Outputs (the party's run directory): `model.json`, a byte copy of the model used (so
-the session's final model commitment equals the training session's), and at the guest
+Outputs (the party's run directory): `model.json`, a byte copy of the model used (it
+reopens the training commitment; the session's own final model commitment is a fresh
+one, bound to this session), and at the guest
 `predictions.csv` (type "predict"), `metrics.json` (LR: when the new rows have labels of
 both classes; GMM: log-likelihood of the new rows, plus ARI and best-permutation
 accuracy when they have labels) and plots. docs/protocols/lr.md and gmm.md say what
@@ -32,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from chain.commitment import file_hash
+from chain.commitment import TAG_MODEL, Opening
+from chain.errors import ChainError
 from nodes.context import PartyContext
 from nodes.errors import NodeError
 from nodes.rundir import atomic_write
@@ -56,10 +59,13 @@ class PartyModel:
     algorithm: str  # "lr" | "gmm"
     role: str
     path: Path
-    raw: bytes  # the file's bytes (its keccak256 is the training session's model commitment)
+    raw: bytes  # the file's bytes
     training_job: str | None
     model: Any  # vfl.lr.model.LrPartModel | vfl.gmm.model.PartyMixture
     preprocess: Preprocessing | None = None  # LR with [selection] woe_transform
+    # the training job's opening of its model commitment (job.json "openings" next to model.json):
+    # salt and binding, checked to reopen to the commitment from these bytes; None for a bare model file
+    opening: Opening | None = None
 
     @property
     def features(self) -> list[str]:
@@ -72,8 +78,9 @@ class PartyModel:
         return list(self.preprocess.features) if self.preprocess is not None else self.features
 
     @property
-    def commitment(self) -> str:
-        return "0x" + file_hash(self.raw).hex()
+    def commitment(self) -> str | None:
+        """The training session's model commitment of this party (None: not known for a bare file)."""
+        return self.opening.commitment if self.opening is not None else None
 
     def describe(self) -> dict[str, Any]:
         """What job.json records about the model used."""
@@ -94,8 +101,9 @@ def _model_file(path: str | Path, role: str) -> Path:
                     f"and {p / 'model.json'})")
 
 
-def _training_job(model_file: Path, doc: dict[str, Any]) -> str | None:
-    """The trained job's id; refuses a model whose job.json (next to it) says it did not complete."""
+def _training_job(model_file: Path, doc: dict[str, Any]) -> tuple[str | None, Opening | None]:
+    """The trained job's id and its opening of the model commitment; refuses a model whose job.json
+    (next to it) says it did not complete, or whose opening does not reopen to the committed value."""
     job_file = model_file.parent / "job.json"
     job: dict[str, Any] = {}
     if job_file.is_file():
@@ -107,7 +115,18 @@ def _training_job(model_file: Path, doc: dict[str, Any]) -> str | None:
             raise DataError(f"{model_file}: its training job did not complete (status {job.get('status')!r}"
                             f"{': ' + str(job['error']) if job.get('error') else ''}); train again")
     jid = doc.get("job_id") or (job.get("job_id") if isinstance(job, dict) else None)
-    return str(jid) if jid else None
+    doc_opening = ((job.get("openings") if isinstance(job, dict) else None) or {}).get("model")
+    opening = None
+    if doc_opening is not None:
+        try:
+            opening = Opening.from_json(doc_opening)
+            ok = opening.recompute(TAG_MODEL, model_file.read_bytes()) == opening.commitment.lower()
+        except (ChainError, OSError) as exc:
+            raise DataError(f"{job_file}: unreadable model opening ({exc})") from None
+        if not ok:
+            raise DataError(f"{model_file} is not the model its training job committed to "
+                            f"({opening.commitment}); use the trained model.json unchanged")
+    return (str(jid) if jid else None), opening
 
 
 def load_party_model(path: str | Path, role: str) -> PartyModel:
@@ -137,7 +156,8 @@ def load_party_model(path: str | Path, role: str) -> PartyModel:
                                 f"model's features {model.features}")
     else:
         model = PartyMixture.from_json(doc, str(f))
-    return PartyModel(doc["algorithm"], role, f, raw, _training_job(f, doc), model, preprocess)
+    training_job, opening = _training_job(f, doc)
+    return PartyModel(doc["algorithm"], role, f, raw, training_job, model, preprocess, opening)
 
 
 def check_columns(pm: PartyModel, data: PartyData) -> None:
@@ -189,7 +209,8 @@ def _setup(ctx: PartyContext) -> PartyModel:
             raise DataError(problem)
     atomic_write(ctx.rundir.file("model.json"), pm.raw)
     ctx.commit_round(r, PHASE, {"step": "models", "algorithm": pm.algorithm, "training_job": pm.training_job,
-                                "model_commitment": pm.commitment, "rows": ctx.data.n_rows})
+                                "model_commitment": pm.commitment, "rows": ctx.data.n_rows,
+                                "model_opening": pm.opening.to_json() if pm.opening is not None else None})
     ctx.event("phase_step", phase=PHASE, step="models", training_job=pm.training_job or "?")
     return pm
 
