@@ -1,10 +1,11 @@
 """Attack on FL-EM-GMM's E-step messages (issue 16, leak 4): the guest reads each host row's level.
 
-The guest receives the host's (N, K) block log-densities every E-step. Sent as they are,
+The guest receives the host's (N, K) block log-densities every E-step (and, with the
+k-means initialisation, squared distances to the host's centres). Sent as they are,
 each row's level log p_h(x_i | k) tells how far the row lies from every host component
 (its Mahalanobis distance on the host's columns). The attacker here is the guest: it
-takes the host's `log_density` messages as decoded from the wire (the transport's tap)
-and ranks the rows by the level of their host log-density, two ways:
+takes the host's `log_density` / `distances` messages as decoded from the wire (the
+transport's tap) and ranks the rows by their level, two ways:
 
 - by value: the row's largest received log-density;
 - by float spacing: the lowest set bit of the received values, which follows the
@@ -53,7 +54,7 @@ def lowest_set_bit(values: np.ndarray) -> np.ndarray:
 
 
 def attack_by_value(log_density: np.ndarray) -> np.ndarray:
-    """The attacker's level of each host row: its largest received log-density."""
+    """The attacker's level of each host row: its largest received value."""
     return log_density.max(axis=1)
 
 
@@ -68,41 +69,59 @@ def attack_by_spacing(log_density: np.ndarray) -> np.ndarray:
     return out
 
 
-def tapped_fit(tmp: Path, guest: Any, host: Any, cfg: JobConfig) -> tuple[list[dict[str, Any]], Any]:
-    """Run the fit; returns the host's `log_density` messages as the guest decodes them, and the host's result."""
+def tapped_fit(tmp: Path, guest: Any, host: Any, cfg: JobConfig,
+               tag: str) -> tuple[list[tuple[int, dict[str, Any]]], Any, Any]:
+    """Run the fit; returns the host's `tag` messages (round, payload) as the guest decodes them,
+    the host's result and its context."""
     gctx, hctx = make_contexts(tmp, guest, host, cfg)
     keys = keyring(gctx.public_key, hctx.public_key)
     received: list[tuple[int, dict[str, Any]]] = []
 
     def tap(role: str, address: Address, data: bytes) -> None:
-        if role == "host" and address.tag == "log_density":
+        if role == "host" and address.tag == tag:
             _, _, payload = decode_message(data, keys)
             received.append((address.round, payload))
 
     hctx.transport.tap = tap  # type: ignore[attr-defined]
     _, h = run_pair(gmm.run_guest, gmm.run_host, gctx, hctx, timeout=300)
-    return [p for _, p in sorted(received, key=lambda x: x[0])], h
+    return sorted(received, key=lambda x: x[0]), h, hctx
+
+
+def _config(init: str) -> JobConfig:
+    cfg = JobConfig()
+    cfg.job.seed = 10
+    cfg.gmm.k, cfg.gmm.init = 2, init
+    return cfg
 
 
 @pytest.fixture(scope="module")
-def breast_messages(tmp_path_factory, breast) -> tuple[np.ndarray, np.ndarray]:
+def em_messages(tmp_path_factory, breast) -> tuple[np.ndarray, np.ndarray]:
     """(the final E-step's log_density as received, the host's true level of each row under those parameters)."""
-    cfg = JobConfig()
-    cfg.job.seed = 10
-    cfg.gmm.k, cfg.gmm.init = 2, "random_from_data"
-    messages, h = tapped_fit(tmp_path_factory.mktemp("attack"), *breast, cfg)
-    final = messages[-1]["log_density"]
+    messages, h, _ = tapped_fit(tmp_path_factory.mktemp("em"), *breast, _config("random_from_data"), "log_density")
+    final = messages[-1][1]["log_density"]
     truth = h.model.block.log_density(breast[1].X).max(axis=1)  # the final step used the kept model
     return final, truth
 
 
-def test_guest_cannot_rank_host_rows_by_their_log_density_level(breast_messages):
-    received, truth = breast_messages
+@pytest.fixture(scope="module")
+def kmeans_messages(tmp_path_factory, breast) -> tuple[np.ndarray, np.ndarray]:
+    """(minus the first k-means distances as received, minus each host row's true distance to its nearest centre)."""
+    messages, _, hctx = tapped_fit(tmp_path_factory.mktemp("kmeans"), *breast, _config("kmeans"), "distances")
+    r, first = messages[0]
+    centers = np.array(hctx.rundir.read_json(f"checkpoints/round-{r - 1:04d}.json")["params"]["centers"])
+    truth = ((breast[1].X[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2).min(axis=1)
+    return -first["distances"], -truth  # a high level: close to the host's centres
+
+
+@pytest.mark.parametrize("messages", ["em_messages", "kmeans_messages"])
+def test_guest_cannot_rank_host_rows_by_their_level(messages, request):
+    received, truth = request.getfixturevalue(messages)
     accuracy = pair_order_accuracy(attack_by_value(received), truth)
     assert accuracy < 0.5 + CHANCE_MARGIN, f"the guest orders host rows by level with accuracy {accuracy:.3f}"
 
 
-def test_guest_cannot_read_host_row_magnitudes_from_float_spacing(breast_messages):
-    received, truth = breast_messages
+@pytest.mark.parametrize("messages", ["em_messages", "kmeans_messages"])
+def test_guest_cannot_read_host_row_magnitudes_from_float_spacing(messages, request):
+    received, truth = request.getfixturevalue(messages)
     accuracy = pair_order_accuracy(attack_by_spacing(received), np.abs(truth))
     assert accuracy < 0.5 + CHANCE_MARGIN, f"the float spacing orders host rows by level: accuracy {accuracy:.3f}"
