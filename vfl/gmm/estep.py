@@ -15,7 +15,6 @@ of the removed levels (one number) so that the log-likelihood stays exact.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,24 +26,18 @@ from vfl.errors import TrainingError
 # Relative values are rounded to one grid for all rows, 2^(e - GRID_BITS) with 2^e above the
 # largest |value| of the message: 2^5 times coarser than the float spacing of the largest
 # values, so no value keeps the float spacing (hence the binary magnitude) of the numbers
-# its row was computed from. The rounding is randomised (a fresh uniform dither from
-# `secrets`), so which neighbour a value rounds to carries no spacing either. Error: below
-# one grid step, 2^-48 of the largest |value|.
+# its row was computed from. Halves round up (not to even, which would favour even
+# multiples for the rows whose values sit on the coarsest float spacing). Deterministic,
+# so the same model gives the same message (training's final step and `predict` agree).
+# Error: at most half a grid step, 2^-49 of the largest |value|.
 GRID_BITS = 48
 
 
-def _uniform_dither(shape: tuple[int, ...]) -> np.ndarray:
-    """Uniform values in [0, 1), 53 random bits each from `secrets`."""
-    count = int(np.prod(shape))
-    raw = np.frombuffer(secrets.token_bytes(8 * count), dtype=np.uint64) >> np.uint64(11)
-    return (raw.astype(np.float64) * 2.0**-53).reshape(shape)
-
-
 def _on_public_grid(relative: np.ndarray, largest: float) -> np.ndarray:
-    """`relative` randomly rounded to the grid set by the message's largest magnitude."""
+    """`relative` rounded to the grid set by the message's largest magnitude (halves up)."""
     _, exponent = np.frexp(largest)  # largest < 2^exponent
     grid = np.ldexp(1.0, int(exponent) - GRID_BITS)
-    return np.floor(relative / grid + _uniform_dither(relative.shape)) * grid
+    return np.floor(relative / grid + 0.5) * grid
 
 
 def host_relative_log_densities(log_density: np.ndarray) -> tuple[np.ndarray, float]:
