@@ -11,8 +11,9 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
 from vfl.datasets import standardize
-from vfl.errors import DataError, PaillierError
+from vfl.errors import DataError, PaillierError, TrainingError
 from vfl.gmm import (
+    GRID_BITS,
     DegenerateComponentError,
     GaussianBlock,
     GmmOptions,
@@ -20,16 +21,20 @@ from vfl.gmm import (
     adjusted_rand_index,
     best_permutation_accuracy,
     block_parameters,
+    block_squared_distances,
     centralized_block_em,
     centralized_kmeans,
     check_block,
     check_rows_for_k,
     component_sizes,
+    guest_assign_clusters,
     guest_combine_log_densities,
     guest_decrypt_masked_statistics,
     guest_encrypt_responsibilities,
     host_encrypted_statistics,
     host_mask_statistics,
+    host_relative_distances,
+    host_relative_log_densities,
     host_unmask_statistics,
     pack_residues,
     split_statistics,
@@ -125,6 +130,56 @@ def test_collapsed_component_is_refused_with_its_feature_named():
 def test_combining_nonfinite_log_densities_is_an_error():
     with pytest.raises(Exception, match="not finite"):
         guest_combine_log_densities([np.array([[0.0, np.nan]]), np.zeros((1, 2))], np.array([0.5, 0.5]))
+
+
+def _grid(values: np.ndarray) -> float:
+    return float(np.ldexp(1.0, int(np.frexp(np.max(np.abs(values)))[1]) - GRID_BITS))
+
+
+def test_relative_host_log_densities_give_the_same_responsibilities_and_log_likelihood(wine):
+    rng = np.random.default_rng(2)
+    means, var = rng.standard_normal((3, 13)), rng.uniform(0.5, 2, (3, 13))
+    guest, host = (GaussianBlock.from_covariances("diag", means[:, s], var[:, s]).log_density(wine[:, s])
+                   for s in (slice(0, 6), slice(6, 13)))
+    weights = np.array([0.2, 0.3, 0.5])
+    relative, level_total = host_relative_log_densities(host)
+    shifted = guest_combine_log_densities([guest, relative], weights, level_total)
+    plain = guest_combine_log_densities([guest, host], weights)
+    np.testing.assert_allclose(shifted.responsibilities, plain.responsibilities, rtol=0, atol=1e-12)
+    assert shifted.mean_log_likelihood == pytest.approx(plain.mean_log_likelihood, rel=1e-14)
+    np.testing.assert_array_equal(shifted.labels, plain.labels)
+
+
+def test_relative_host_log_densities_hide_each_rows_level():
+    """Each row less its largest value, on one grid for all rows: a row's level does not change what is sent."""
+    rng = np.random.default_rng(3)
+    ld = -rng.uniform(1.0, 50.0, (400, 3))
+    levels = rng.uniform(-900.0, 0.0, 400)  # rows far apart in level, same differences
+    a, total_a = host_relative_log_densities(ld)
+    b, total_b = host_relative_log_densities(ld + levels[:, None])
+    exact = ld - ld.max(axis=1)[:, None]
+    for sent, source in ((a, ld), (b, ld + levels[:, None])):
+        grid = _grid(source)
+        assert np.all(sent == np.round(sent / grid) * grid)  # multiples of one grid, no row's own spacing
+        assert np.all(sent.max(axis=1) == 0.0)
+        np.testing.assert_allclose(sent, exact, rtol=0, atol=grid + 1e-12)
+    assert total_a == pytest.approx(ld.max(axis=1).sum(), rel=1e-14)
+    assert total_b - total_a == pytest.approx(levels.sum(), rel=1e-12)
+
+
+def test_relative_host_distances_keep_the_nearest_centres():
+    rng = np.random.default_rng(4)
+    X = np.vstack([rng.standard_normal((30, 4)) + c for c in (0.0, 5.0, -5.0)])
+    centers = X[[0, 30, 60]] + 0.1
+    guest, host = block_squared_distances(X[:, :2], centers[:, :2]), block_squared_distances(X[:, 2:], centers[:, 2:])
+    relative = host_relative_distances(host)
+    assert np.all(relative.min(axis=1) == 0.0) and np.all(relative >= 0.0)
+    np.testing.assert_array_equal(guest_assign_clusters([guest, relative]), guest_assign_clusters([guest, host]))
+
+
+def test_a_nonfinite_host_log_density_is_refused_before_it_is_sent():
+    with pytest.raises(TrainingError, match="not finite"):
+        host_relative_log_densities(np.array([[0.0, -np.inf]]))
 
 
 def test_bad_input_checks_name_the_problem():

@@ -264,6 +264,7 @@ def test_guest_never_receives_host_features_or_statistics(breast_diag, breast):
     for tag, name, v in _plain_fields(breast_diag.greceived):
         if isinstance(v, np.ndarray):
             assert (tag, name) == ("log_density", "log_density") and v.shape == (n, 2)
+            assert np.all(v.max(axis=1) == 0.0)  # each row less its own level (tests/attacks)
             for j in range(host_X.shape[1]):
                 for col in v.T:
                     assert not np.allclose(col, host_X[:, j])

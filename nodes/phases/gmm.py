@@ -4,13 +4,15 @@ The guest drives (it is the "server" of the algorithm); the host follows. Every
 round starts with the guest's `step` message and the host's reply; the steps:
 
     setup     guest: settings and row count; host: "ready" (its own checks, its column count)
-    kmeans    (init = "kmeans") host: its block's squared distances to its centres (none at
-              iteration 0); guest: nearest centres, then an encrypted M-step for the means
-              only (or, once the assignments repeat, the full M-step that starts EM)
+    kmeans    (init = "kmeans") host: its block's squared distances to its centres, less each
+              row's smallest (none at iteration 0); guest: nearest centres, then an
+              encrypted M-step for the means only (or, once the assignments repeat, the
+              full M-step that starts EM)
     init      an encrypted M-step from the guest's initial responsibilities
-    em        host: its block's log-densities (E-step); guest: responsibilities, lower
-              bound; then the encrypted M-step (vfl.gmm.mstep)
-    final     host: log-densities under the best initialisation's parameters; guest:
+    em        host: its block's log-densities less each row's largest, and the sum of
+              those (E-step); guest: responsibilities, lower bound; then the encrypted
+              M-step (vfl.gmm.mstep)
+    final     host: the same under the best initialisation's parameters; guest:
               final responsibilities, labels and BIC for this K
     select    the K with the lowest BIC; both keep that model and write it
 
@@ -70,6 +72,8 @@ from vfl.gmm import (
     guest_random_rows,
     host_encrypted_statistics,
     host_mask_statistics,
+    host_relative_distances,
+    host_relative_log_densities,
     host_unmask_statistics,
     kmeans_centers,
     one_hot,
@@ -217,6 +221,19 @@ def _block_params(step: str, k: int, init: int, iteration: int, weights: np.ndar
     return out
 
 
+def _expect_number(msg: Payload, name: str) -> float:
+    value = msg.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GmmProtocolError(f"field {name!r}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _log_density_message(block: GaussianBlock, X: np.ndarray) -> Payload:
+    """The host's E-step reply: its block's log-densities less each row's level, and the levels' sum."""
+    relative, level_total = host_relative_log_densities(block.log_density(X))
+    return {"log_density": relative, "level_total": level_total}
+
+
 def _own_data(ctx: PartyContext) -> PartyData:
     if ctx.data is None:
         raise DataError(f"{ctx.role} has no aligned rows for the Gaussian mixture")
@@ -330,7 +347,8 @@ class _GuestFit:
     # -- EM -----------------------------------------------------------------
     def e_step(self, msg: Payload, k: int, weights: np.ndarray, block: GaussianBlock) -> EStep:
         host_ld = self.host_block_output(msg, "log_density", k)
-        return guest_combine_log_densities([block.log_density(self.X), host_ld], weights)
+        return guest_combine_log_densities([block.log_density(self.X), host_ld], weights,
+                                           _expect_number(msg, "level_total"))
 
     def fit_k(self, k: int) -> dict[str, Any]:
         """EM with n_init initialisations for one K (scikit-learn's loop), then the final E-step."""
@@ -513,11 +531,11 @@ class _HostFit:
                 if reply == "ack":
                     self.link.send("ack", {"ok": True}, r)
                 elif kind == "kmeans":
-                    dist = block_squared_distances(self.X, self.centers[(k, init)])
+                    dist = host_relative_distances(block_squared_distances(self.X, self.centers[(k, init)]))
                     self.link.send("distances", {"distances": dist}, r)
                 else:
                     weights, block = self._current(k, init)
-                    self.link.send("log_density", {"log_density": block.log_density(self.X)}, r)
+                    self.link.send("log_density", _log_density_message(block, self.X), r)
                 if kind == "select":
                     self.ctx.commit_round(r, PHASE, _block_params("select", k, init, it, *self._current(k, init)))
                     return k, init
@@ -631,8 +649,8 @@ def _check_model_columns(model: PartyMixture, data: PartyData, party: str) -> np
 def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarray, np.ndarray]:
     """Assign the guest's aligned rows to clusters: (responsibilities (N, K), labels).
 
-    The host sends its block's log-densities of the new rows (the guest learns
-    them, as in training); the guest adds its own and the log weights.
+    The host sends its block's log-densities of the new rows less each row's level
+    (as in training); the guest adds its own and the log weights.
     Writes predictions.csv (type "predict").
     """
     data = _own_data(ctx)
@@ -642,7 +660,8 @@ def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarra
     link.send("predict", {"n_rows": data.n_rows, "k": model.k}, r)
     msg = link.recv("log_density", r)
     host_ld = _expect_array(msg, "log_density", (data.n_rows, model.k))
-    e = guest_combine_log_densities([model.block.log_density(X), host_ld], model.weights)
+    e = guest_combine_log_densities([model.block.log_density(X), host_ld], model.weights,
+                                    _expect_number(msg, "level_total"))
     ctx.state["gmm_predict_log_likelihood"] = e.mean_log_likelihood
     text = predictions_csv(data, e.responsibilities, e.labels, "predict")
     ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "predict", "rows": data.n_rows,
@@ -653,7 +672,7 @@ def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarra
 
 
 def run_predict_host(ctx: PartyContext, model: PartyMixture) -> None:
-    """The host's side of cluster assignment: its block's log-densities of its aligned rows."""
+    """The host's side of cluster assignment: its block's relative log-densities of its aligned rows."""
     data = _own_data(ctx)
     link = _Link(ctx)
     r = ctx.next_round()
@@ -667,7 +686,12 @@ def run_predict_host(ctx: PartyContext, model: PartyMixture) -> None:
     except (VflError, NodeError) as exc:
         link.abort(str(exc))
         raise
-    link.send("log_density", {"log_density": model.block.log_density(X)}, r)
+    try:
+        reply = _log_density_message(model.block, X)
+    except VflError as exc:
+        link.abort(str(exc))
+        raise
+    link.send("log_density", reply, r)
     ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "predict", "rows": data.n_rows, "model": model.to_json()})
 
 

@@ -14,7 +14,8 @@ round r1 (predict)
 round r2 (lr)   host -> guest  predict_scores  X_h w_h of every aligned row in plaintext,
                                with the ID-order digest      (nodes.phases.lr.predict_*)
 round r2 (gmm)  guest -> host  predict {"n_rows", "k"}; host -> guest log_density of its
-                               block, (N, K)                 (nodes.phases.gmm.run_predict_*)
+                               block less each row's level, (N, K), and the levels' sum
+                                                             (nodes.phases.gmm.run_predict_*)
 
 Outputs (the party's run directory): `model.json`, a byte copy of the model used (it
 reopens the training commitment; the session's own final model commitment is a fresh

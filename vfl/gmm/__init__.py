@@ -4,19 +4,27 @@ Block-diagonal across parties (a component's density is the product of each
 party's block density), diagonal or full within a party. The steps, by the
 names the protocol phase (nodes.phases.gmm) uses:
 
-- E-step: `GaussianBlock.log_density` at each party, `guest_combine_log_densities`
-  at the guest (responsibilities stay with it);
+- E-step: `GaussianBlock.log_density` at each party, `host_relative_log_densities`
+  at the host (no row's level leaves it), `guest_combine_log_densities` at the guest
+  (responsibilities stay with it);
 - M-step: `guest_encrypt_responsibilities`, `host_encrypted_statistics`,
   `host_mask_statistics`, `guest_decrypt_masked_statistics`,
   `host_unmask_statistics`, then `block_parameters` at each party;
 - initialisation: `guest_random_responsibilities`,
   `guest_random_from_data_responsibilities`, federated k-means
-  (`block_squared_distances`, `guest_assign_clusters`, `kmeans_centers`);
+  (`block_squared_distances`, `host_relative_distances`, `guest_assign_clusters`,
+  `kmeans_centers`);
 - model selection: `bic`; the plaintext reference: `centralized_block_em`.
 """
 
 from vfl.gmm.checks import check_block, check_rows_for_k
-from vfl.gmm.estep import EStep, guest_combine_log_densities
+from vfl.gmm.estep import (
+    GRID_BITS,
+    EStep,
+    guest_combine_log_densities,
+    host_relative_distances,
+    host_relative_log_densities,
+)
 from vfl.gmm.init import (
     block_squared_distances,
     cluster_counts,
@@ -54,7 +62,7 @@ from vfl.gmm.options import COVARIANCES, INITS, GmmOptions, GmmOptionsError
 from vfl.gmm.reference import MixtureFit, ModelSelection, centralized_block_em, centralized_kmeans
 
 __all__ = [
-    "COVARIANCES", "FEATURE_PRECISION", "INITS", "RESPONSIBILITY_PRECISION",
+    "COVARIANCES", "FEATURE_PRECISION", "GRID_BITS", "INITS", "RESPONSIBILITY_PRECISION",
     "DegenerateComponentError", "EStep", "GaussianBlock", "GmmOptions", "GmmOptionsError",
     "MixtureFit", "ModelSelection",
     "adjusted_rand_index", "best_permutation_accuracy", "bic", "block_parameter_count",
@@ -63,6 +71,7 @@ __all__ = [
     "guest_assign_clusters", "guest_combine_log_densities", "guest_decrypt_masked_statistics",
     "guest_encrypt_responsibilities", "guest_random_from_data_responsibilities",
     "guest_random_responsibilities", "guest_random_rows", "host_encrypted_statistics",
-    "host_mask_statistics", "host_unmask_statistics", "kmeans_centers", "one_hot",
+    "host_mask_statistics", "host_relative_distances", "host_relative_log_densities",
+    "host_unmask_statistics", "kmeans_centers", "one_hot",
     "pack_residues", "rows_sum_to_one", "split_statistics", "statistic_features", "unpack_residues",
 ]
