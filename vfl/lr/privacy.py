@@ -140,7 +140,8 @@ class LabelNoise:
         self.R_h = float(host_row_norm)
         self.S_h = float(host_op_norm)
         self.X_g = X_g
-        self.position = {int(r): k for k, r in enumerate(np.asarray(train).tolist())}
+        self.position = np.full(X_g.shape[0], -1, dtype=np.int64)  # aligned row -> index into b
+        self.position[np.asarray(train, dtype=np.int64)] = np.arange(len(train))
         self.b = np.zeros(len(train))
         self.row_norms = np.sqrt(np.sum(X_g[train] * X_g[train], axis=1))
         self.penalized = regularized.astype(np.float64) if opts.penalty == "l2" else np.zeros(X_g.shape[1])
@@ -151,7 +152,7 @@ class LabelNoise:
         Xb = self.X_g[rows]
         g_op = math.sqrt(max(float(np.linalg.eigvalsh(Xb.T @ Xb)[-1]), 0.0))
         h_op = min(math.sqrt(m) * self.R_h, self.S_h)
-        k = np.fromiter((self.position[int(r)] for r in rows), dtype=np.int64, count=m)
+        k = self.position[np.asarray(rows, dtype=np.int64)]
         carried = 0.25 * h_op * g_op * self.b
         direct = carried[k] + self.R_h
         return float(max(direct.max(initial=0.0), carried.max(initial=0.0))) * _ROUNDING_SLACK + m * 2.0 ** -40
@@ -163,7 +164,7 @@ class LabelNoise:
         step = 0.25 * (Xb.T @ Xb) / m + self.opts.alpha * np.diag(self.penalized)
         eig = np.linalg.eigvalsh(step)
         kappa = float(np.max(np.abs(1.0 - lr * eig)))
-        k = np.fromiter((self.position[int(r)] for r in rows), dtype=np.int64, count=m)
+        k = self.position[np.asarray(rows, dtype=np.int64)]
         self.b *= kappa
         self.b[k] += lr * self.row_norms[k] / m
 
