@@ -2,7 +2,7 @@
 
 Weights start at zero, so at the first batch d = -y'/2 and the host's gradient is
 X_h^T d over its own columns on the 2^-20 grid: an integer vector subset sum. With
-32 rows and 4 host columns a meet-in-the-middle search (2 x 2^16 partial sums)
+32-row batches (34 rows here) and 4 host columns a meet-in-the-middle search (2 x 2^17 partial sums)
 finds the one label vector that explains it. The attacker uses only what the host
 has: its batch columns and its mask (its own state) and the residues the guest
 sent back in `e0.b0.decrypted` (as received from the transport).
