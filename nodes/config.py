@@ -105,6 +105,7 @@ class LrSection:
     warm_start: str = ""  # a run directory (or model.json) to start from
     fit_intercept: bool = True  # intercept at the guest
     standardize: bool = True  # each party standardizes its own columns (training rows' mean/std)
+    label_noise: float = 1.0  # guest's noise on the host's gradient (x label sensitivity); 0: none (vfl.lr.privacy)
     step_timeout: float = 3600.0  # seconds to wait for the peer's next protocol message
 
 

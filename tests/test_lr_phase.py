@@ -34,7 +34,10 @@ from vfl.metrics import auc
 from vfl.paillier import EncryptedArray, PackedEncryptedArray
 from vfl.selection import SelectionRule, select_by_iv
 
-BREAST_SETTINGS = ["lr.epochs=10", "lr.batch_size=128", "lr.early_stopping=3", "lr.round_every=2"]
+# The breast run checks the algorithm's accuracy against scikit-learn, so its label noise on the host's
+# gradient is small (0.05 x sensitivity); tests/test_lr_privacy.py and tests/attacks/ check the noise itself.
+BREAST_SETTINGS = ["lr.epochs=10", "lr.batch_size=128", "lr.early_stopping=3", "lr.round_every=2",
+                   "lr.label_noise=0.05"]
 
 
 class Recorder:
@@ -104,7 +107,8 @@ def breast_run(tmp_path_factory, breast):
     tmp = tmp_path_factory.mktemp("lr-breast")
     cfg = _config(*BREAST_SETTINGS)
     gctx, hctx, rg, rh = _run(tmp, g, h, cfg, record=True)
-    ref = fit_reference(g.X, h.X, g.y, phase.options_from_config(cfg), g.features, h.features)
+    ref = fit_reference(g.X, h.X, g.y, phase.options_from_config(cfg), g.features, h.features,
+                        host_noise=rg["host_noise"])
     return {"tmp": tmp, "guest": gctx, "host": hctx, "rg": rg, "rh": rh, "ref": ref, "cfg": cfg}
 
 
@@ -142,9 +146,10 @@ def test_validation_auc_is_within_0_005_of_scikit_learn_on_the_same_split(breast
 def test_federated_weights_equal_the_reference_on_a_synthetic_split_with_l1_decay_and_minibatches(tmp_path):
     g, h = synth_split(300, 4, 6, seed=11)
     cfg = _config("lr.epochs=4", "lr.batch_size=70", "lr.penalty=\"l1\"", "lr.alpha=0.02", "lr.decay=0.3",
-                  "lr.learning_rate=0.3", "lr.validation=0.25", "lr.tol=0.0", "job.seed=5")
+                  "lr.learning_rate=0.3", "lr.validation=0.25", "lr.tol=0.0", "job.seed=5",
+                  "lr.label_noise=0.05")  # small label noise: L1 must still be seen zeroing weights
     _, _, rg, rh = _run(tmp_path, g, h, cfg)
-    ref = fit_reference(g.X, h.X, g.y, phase.options_from_config(cfg))
+    ref = fit_reference(g.X, h.X, g.y, phase.options_from_config(cfg), host_noise=rg["host_noise"])
     np.testing.assert_allclose(rg["model"]["weights"], ref.guest.weights, atol=1e-6)
     assert rg["model"]["intercept"] == pytest.approx(ref.guest.intercept, abs=1e-6)
     np.testing.assert_allclose(rh["model"]["weights"], ref.host.weights, atol=1e-6)
@@ -162,7 +167,8 @@ def test_warm_start_continues_from_the_saved_models_like_the_reference(tmp_path)
     _, _, rg2, rh2 = _run(tmp_path / "second", g, h, second)
     warm_g = phase.load_model(tmp_path / "first", "guest")
     warm_h = phase.load_model(tmp_path / "first", "host")
-    ref = fit_reference(g.X, h.X, g.y, phase.options_from_config(second), warm_guest=warm_g, warm_host=warm_h)
+    ref = fit_reference(g.X, h.X, g.y, phase.options_from_config(second), warm_guest=warm_g, warm_host=warm_h,
+                        host_noise=rg2["host_noise"])
     np.testing.assert_allclose(rg2["model"]["weights"], ref.guest.weights, atol=1e-6)
     np.testing.assert_allclose(rh2["model"]["weights"], ref.host.weights, atol=1e-6)
     assert rg2["metrics"]["training"]["loss"][0] < rg1["metrics"]["training"]["loss"][0]
@@ -294,6 +300,8 @@ def test_guest_never_receives_host_features_weights_or_partial_scores_during_tra
                 pytest.fail(f"guest received a plaintext array {address}/{name} during training")
             elif isinstance(value, list):
                 assert _looks_masked(value, hpk.n), (address, name)
+            elif address.tag == "ready" and name in ("row_norm", "op_norm"):  # documented: to 1/8 octave
+                assert isinstance(value, float) and (8 * np.log2(value)) == pytest.approx(round(8 * np.log2(value)))
             else:
                 assert isinstance(value, str | bool | int), (address, name)
     tags = [a.tag for a, _ in training]

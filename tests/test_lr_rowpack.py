@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from nodes.transport.base import TransportError
 from tests.test_lr_phase import Recorder, _config, _looks_masked, _run, _run_both
 from vfl.datasets import synth_split
 from vfl.errors import PaillierError
-from vfl.lr import fit_reference
+from vfl.lr import fit_reference, privacy
 from vfl.lr import rowpack as rp
 from vfl.lr.protocol import (
     MATRIX_PRECISION_BITS,
@@ -137,23 +139,31 @@ def synth():
     return synth_split(240, 3, 4, seed=12)
 
 
+def _replayed_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guest's label noise from a seeded generator: two runs add the same noise (test only)."""
+    monkeypatch.setattr(privacy, "_SYSTEM", random.Random(2024))
+
+
 @pytest.fixture
-def packed_run(tmp_path, synth, always_pack):
+def packed_run(tmp_path, synth, always_pack, monkeypatch):
     g, h = synth
+    _replayed_noise(monkeypatch)
     gctx, hctx, rg, rh = _run(tmp_path / "packed", g, h, _config(*SYNTH), record=True)
     return gctx, hctx, rg, rh
 
 
-def test_packed_federated_weights_equal_the_reference_and_the_unpacked_run(packed_run, synth, tmp_path):
+def test_packed_federated_weights_equal_the_reference_and_the_unpacked_run(packed_run, synth, tmp_path,
+                                                                          monkeypatch):
     g, h = synth
     _, _, rg, rh = packed_run
     cfg = _config(*SYNTH)
-    ref = fit_reference(g.X, h.X, g.y, phase.options_from_config(cfg))
+    ref = fit_reference(g.X, h.X, g.y, phase.options_from_config(cfg), host_noise=rg["host_noise"])
     np.testing.assert_allclose(rg["model"]["weights"], ref.guest.weights, rtol=0, atol=1e-6)
     assert rg["model"]["intercept"] == pytest.approx(ref.guest.intercept, abs=1e-6)
     np.testing.assert_allclose(rh["model"]["weights"], ref.host.weights, rtol=0, atol=1e-6)
     np.testing.assert_allclose(rg["metrics"]["training"]["loss"], ref.losses, atol=1e-9)
     np.testing.assert_allclose(rg["metrics"]["training"]["validation_loss"], ref.validation_losses, atol=1e-9)
+    _replayed_noise(monkeypatch)
     _, _, ug, uh = _run(tmp_path / "unpacked", g, h, cfg)
     np.testing.assert_allclose(rg["model"]["weights"], ug["model"]["weights"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(rh["model"]["weights"], uh["model"]["weights"], rtol=0, atol=1e-12)

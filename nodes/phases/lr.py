@@ -54,6 +54,7 @@ from vfl.data import PartyData
 from vfl.errors import DataError, PaillierError, TrainingError, VflError
 from vfl.lr.model import LrPartModel
 from vfl.lr.options import LrOptions
+from vfl.lr.privacy import LabelNoise, epsilon, host_norm_bounds, label_delta
 from vfl.lr.protocol import (
     Masked,
     decrypt_masked,
@@ -114,6 +115,7 @@ class LrResult(TypedDict, total=False):
     stop_reason: str
     rounds: list[int]
     metrics: dict[str, Any]  # guest only: metrics.json content
+    host_noise: list[np.ndarray]  # guest only: the noise it added to the host's gradient sum, per batch (secret)
 
 
 def options_from_config(config: JobConfig) -> LrOptions:
@@ -123,7 +125,8 @@ def options_from_config(config: JobConfig) -> LrOptions:
         return LrOptions(epochs=s.epochs, batch_size=s.batch_size, learning_rate=s.learning_rate,
                          decay=s.decay, alpha=s.alpha, penalty=s.penalty, tol=s.tol,  # type: ignore[arg-type]
                          validation=s.validation, early_stopping=s.early_stopping, seed=config.job.seed,
-                         fit_intercept=s.fit_intercept, standardize=s.standardize).check()
+                         fit_intercept=s.fit_intercept, standardize=s.standardize,
+                         label_noise=float(s.label_noise)).check()
     except TrainingError as exc:
         raise ConfigError(f"[lr] {exc}") from None
 
@@ -241,6 +244,9 @@ def run_guest(ctx: PartyContext) -> LrResult:
     if _field(ready, "status", str, "ready") != "ok":
         raise TrainingError(f"the host refused to train: {ready.get('error', 'no reason given')}")
     host_fits = _field(ready, "row_packing", bool, "ready")
+    n_batches = len(epoch_batches(len(train), opts.batch_size, opts.seed, 0))
+    noise = _label_noise(ready, guest, train, opts, opts.epochs * n_batches)
+    host_noise: list[np.ndarray] = []
 
     w = guest.weights.copy()
     best = w.copy()
@@ -248,7 +254,6 @@ def run_guest(ctx: PartyContext) -> LrResult:
     rounds: list[int] = []
     reason = ""
     epochs_in_round = 0
-    n_batches = len(epoch_batches(len(train), opts.batch_size, opts.seed, 0))
     with progress("lr: training (guest)", total=opts.epochs * n_batches) as advance:
         for epoch in range(opts.epochs):
             lr = learning_rate(opts, epoch)
@@ -258,7 +263,7 @@ def run_guest(ctx: PartyContext) -> LrResult:
                 plan = plan_batch(len(idx), ctx.public_key, pk_h, precision, guest.X.shape[1], host_features,
                                   guest_fits, host_fits)
                 w, batch_loss = _guest_batch(link, ctx, guest, w, idx, y_pm[idx], opts, lr, precision,
-                                             monitor, host_features, pk_h, epoch, b, plan)
+                                             monitor, host_features, pk_h, epoch, b, plan, noise, host_noise)
                 epoch_loss += batch_loss * len(idx) / len(train)
                 advance()
             val_loss = _guest_validation_loss(link, guest, w, val, y_pm[val], precision, pk_h, epoch) \
@@ -293,12 +298,13 @@ def run_guest(ctx: PartyContext) -> LrResult:
     training = {"epochs": len(monitor.losses), "stop_reason": reason, "best_epoch": monitor.best_epoch + 1,
                 "kept": "best validation epoch" if monitor.keeps_best else "last epoch",
                 "loss": monitor.losses, "validation_loss": monitor.validation_losses,
-                "options": opts.to_json(), "rounds": rounds}
+                "options": opts.to_json(), "rounds": rounds,
+                "label_privacy": _label_privacy(opts, len(monitor.losses) * n_batches, len(train))}
     metrics_doc = {"algorithm": "lr", **metrics, "training": training}
     model_doc = model_json(ctx, model, len(monitor.losses))
     _write_guest_outputs(ctx, data, y, proba, train, val, model_doc, metrics_doc, monitor)
     result: LrResult = {"model": model_doc, "epochs": len(monitor.losses), "stop_reason": reason,
-                        "rounds": rounds, "metrics": metrics_doc}
+                        "rounds": rounds, "metrics": metrics_doc, "host_noise": host_noise}
     ctx.state["lr"] = result
     return result
 
@@ -306,11 +312,13 @@ def run_guest(ctx: PartyContext) -> LrResult:
 def _guest_batch(link: _Link, ctx: PartyContext, guest: PreparedParty, w: np.ndarray, idx: np.ndarray,
                  y_pm: np.ndarray, opts: LrOptions, lr: float, precision: int,
                  monitor: TrainingMonitor, host_features: int, pk_h: PublicKey, epoch: int,
-                 b: int, plan: BatchPacking) -> tuple[np.ndarray, float]:
+                 b: int, plan: BatchPacking, noise: LabelNoise | None,
+                 host_noise: list[np.ndarray]) -> tuple[np.ndarray, float]:
     """One batch at the guest: residuals, masked gradients and loss; returns new weights and the loss.
 
     With `plan.offsets` the guest's Enc_g(c) travels row-packed, with `plan.scores` the host's
-    Enc_h(u_h) (`vfl.lr.rowpack`); the messages keep their tags.
+    Enc_h(u_h) (`vfl.lr.rowpack`); the messages keep their tags. With `noise` the guest adds
+    Gaussian noise to the host's gradient it returns, and appends it to `host_noise`.
     """
     where, tag = _where(epoch, b), f"e{epoch}.b{b}"
     m = len(idx)
@@ -347,8 +355,35 @@ def _guest_batch(link: _Link, ctx: PartyContext, guest: PreparedParty, w: np.nda
         raise
     decrypted = (decrypt_products(ctx.private_key, host_grad, host_features)  # type: ignore[arg-type]
                  if plan.offsets else decrypt_masked(ctx.private_key, host_grad))
+    if noise is not None:
+        ints, real = noise.sample(host_features, opts.label_noise * noise.sensitivity(idx), host_grad.precision)
+        n = ctx.public_key.n
+        decrypted = [(v + e) % n for v, e in zip(decrypted, ints, strict=True)]
+        host_noise.append(real)
+        noise.advance(idx, lr)
     link.send(f"{tag}.decrypted", {"status": "ok", "gradient": decrypted}, where)
     return update_weights(w, grad, lr, opts, guest.regularized), loss
+
+
+def _label_noise(ready: Payload, guest: PreparedParty, train: np.ndarray, opts: LrOptions,
+                 max_batches: int) -> LabelNoise | None:
+    """The guest's noise on the host's gradient (None without `label_noise`), from the host's row-norm bound."""
+    if opts.label_noise <= 0:
+        return None
+    norms = [_field(ready, name, float, "ready") for name in ("row_norm", "op_norm")]
+    if not all(math.isfinite(v) and v > 0 for v in norms):
+        raise TransportError(f"lr: malformed message ready: host norms {norms} are not positive numbers")
+    eps = epsilon(opts.label_noise, max_batches, label_delta(len(train)))
+    console().print(f"lr: label noise {opts.label_noise:g} x sensitivity on the host's gradient: "
+                    f"epsilon <= {eps:.3g} at delta {label_delta(len(train)):.2g} over at most {max_batches} batches")
+    return LabelNoise(guest.X, train, norms[0], norms[1], opts, guest.regularized)
+
+
+def _label_privacy(opts: LrOptions, batches: int, n_train: int) -> dict[str, Any]:
+    """metrics.json's account of the host's view of the labels: noise multiplier, batches, (epsilon, delta)."""
+    delta = label_delta(n_train)
+    eps = epsilon(opts.label_noise, batches, delta) if opts.label_noise > 0 else None
+    return {"label_noise": opts.label_noise, "batches": batches, "epsilon": eps, "delta": delta}
 
 
 def _guest_validation_loss(link: _Link, guest: PreparedParty, w: np.ndarray, val: np.ndarray,
@@ -405,7 +440,10 @@ def run_host(ctx: PartyContext) -> LrResult:
         raise
     guest_fits = _field(setup, "row_packing", bool, "setup")
     host_fits = columns_fit(host.X)
-    link.send("ready", {"status": "ok", "row_packing": host_fits}, "before training started")
+    ready: Payload = {"status": "ok", "row_packing": host_fits}
+    if opts.label_noise > 0:  # the guest calibrates its noise on the host's gradient with it
+        ready["row_norm"], ready["op_norm"] = host_norm_bounds(host.X[train])
+    link.send("ready", ready, "before training started")
 
     w = host.weights.copy()
     best = w.copy()

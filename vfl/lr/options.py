@@ -6,6 +6,7 @@ the host refuses to train under different settings).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -25,6 +26,9 @@ class LrOptions:
     - `alpha` is the L2 strength (gradient step) or the L1 strength (proximal
       soft-thresholding step); the intercept is never regularized.
     - `tol`: stop when the epoch's training loss changed by less than this.
+    - `label_noise`: the guest's Gaussian noise on the host's gradient, as a multiple of
+      its label sensitivity (vfl.lr.privacy); 0: none, then batches must be large
+      enough that one gradient cannot carry their labels.
     - `validation`: fraction of rows the guest holds out (by ID) for early
       stopping and validation metrics; `early_stopping` epochs without a lower
       validation loss stop training, and the best epoch's weights are kept.
@@ -42,6 +46,7 @@ class LrOptions:
     seed: int = 42
     fit_intercept: bool = True
     standardize: bool = True
+    label_noise: float = 1.0
 
     def check(self) -> LrOptions:
         """Refuse settings that cannot train; returns self."""
@@ -63,6 +68,8 @@ class LrOptions:
             raise TrainingError(f"validation must be a fraction in [0, 1), got {self.validation}")
         if self.early_stopping < 0:
             raise TrainingError(f"early_stopping must be >= 0, got {self.early_stopping}")
+        if not (self.label_noise >= 0 and math.isfinite(self.label_noise)):
+            raise TrainingError(f"label_noise must be >= 0 (0: no noise), got {self.label_noise}")
         if self.early_stopping and self.validation == 0:
             raise TrainingError("early_stopping needs a validation split (validation > 0)")
         return self

@@ -9,6 +9,7 @@ must equal these to fixed-point precision.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,11 +17,13 @@ import numpy as np
 from vfl.data import check_binary_labels
 from vfl.lr.model import LrPartModel
 from vfl.lr.options import LrOptions
+from vfl.lr.privacy import check_label_bits
 from vfl.lr.schedule import (
     TrainingMonitor,
     check_batch_privacy,
     epoch_batches,
     learning_rate,
+    min_batch_rows,
     penalty_value,
     update_weights,
     validation_rows,
@@ -44,11 +47,16 @@ class ReferenceFit:
 
 def check_guest_side(guest: PreparedParty, y_train: np.ndarray, opts: LrOptions, n_train: int,
                      host_features: int) -> None:
-    """The guest's checks before training: both classes, stability of its columns, batch privacy."""
+    """The guest's checks before training: both classes, stability of its columns, batch privacy.
+
+    Without label noise the batches must also be too large for the host's gradient to
+    carry their labels (`vfl.lr.privacy.check_label_bits`).
+    """
     check_binary_labels(y_train, "training labels")
     check_block_stability(guest.X, opts.learning_rate, opts.alpha, "the guest's",
                           guest.X.shape[1] + host_features, opts.standardize)
     check_batch_privacy(n_train, opts.batch_size, host_features, "host")
+    check_label_bits(n_train, min_batch_rows(n_train, opts.batch_size), host_features, opts.label_noise)
 
 
 def check_host_side(host: PreparedParty, opts: LrOptions, n_train: int, guest_columns: int) -> None:
@@ -60,8 +68,14 @@ def check_host_side(host: PreparedParty, opts: LrOptions, n_train: int, guest_co
 
 def fit_reference(X_g: np.ndarray, X_h: np.ndarray, y: np.ndarray, opts: LrOptions,
                   guest_features: list[str] | None = None, host_features: list[str] | None = None,
-                  warm_guest: LrPartModel | None = None, warm_host: LrPartModel | None = None) -> ReferenceFit:
-    """Train on the joined rows (same order as the parties' aligned rows)."""
+                  warm_guest: LrPartModel | None = None, warm_host: LrPartModel | None = None,
+                  host_noise: Sequence[np.ndarray] | None = None) -> ReferenceFit:
+    """Train on the joined rows (same order as the parties' aligned rows).
+
+    `host_noise`: the noise the guest added to the host's gradient sum X_h^T d, one
+    array per batch in order (`ctx.state["lr"]["host_noise"]` of the guest's run); None
+    trains without noise.
+    """
     opts.check()
     n = X_g.shape[0]
     gf = guest_features or [f"x{i}" for i in range(X_g.shape[1])]
@@ -78,6 +92,7 @@ def fit_reference(X_g: np.ndarray, X_h: np.ndarray, y: np.ndarray, opts: LrOptio
     best_g, best_h = w_g.copy(), w_h.copy()
     monitor = TrainingMonitor(opts, has_validation=len(val) > 0, n_columns=guest.X.shape[1] + host.X.shape[1])
     fit = ReferenceFit(guest.model(w_g), host.model(w_h), train, val)
+    noise = iter(host_noise) if host_noise is not None else None
     for epoch in range(opts.epochs):
         lr = learning_rate(opts, epoch)
         epoch_loss = 0.0
@@ -91,7 +106,8 @@ def fit_reference(X_g: np.ndarray, X_h: np.ndarray, y: np.ndarray, opts: LrOptio
                 penalty_value(w_g[guest.regularized], opts) + penalty_value(w_h, opts))
             batch_loss = total / m
             monitor.check_batch(batch_loss, epoch, b)
-            grad_g, grad_h = (Xg.T @ d) / m, (Xh.T @ d) / m
+            sum_h = Xh.T @ d if noise is None else Xh.T @ d + np.asarray(next(noise), dtype=np.float64)
+            grad_g, grad_h = (Xg.T @ d) / m, sum_h / m
             w_g = update_weights(w_g, grad_g, lr, opts, guest.regularized)
             w_h = update_weights(w_h, grad_h, lr, opts, host.regularized)
             epoch_loss += batch_loss * m / len(train)
