@@ -29,7 +29,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from chain.abi import decode_revert, error_table, plain
 from chain.artifact import load_artifact
 from chain.errors import ChainError, ContractRevert
-from chain.sessions import session_id, session_label
+from chain.sessions import bytes32, session_id, session_label
 from chain.types import (
     ROLES,
     ROUND_STATES,
@@ -64,15 +64,7 @@ GAS = {
 }
 
 
-def _b32(value: bytes | str, what: str) -> bytes:
-    if isinstance(value, str):
-        try:
-            value = bytes.fromhex(value.removeprefix("0x"))
-        except ValueError:
-            raise ChainError(f"{what} must be 32 bytes of hex, got {value!r}") from None
-    if len(value) != 32:
-        raise ChainError(f"{what} must be 32 bytes, got {len(value)}")
-    return bytes(value)
+_b32 = bytes32  # 32 bytes from bytes or 0x-hex (chain.sessions)
 
 
 def _hex32(value: bytes) -> str:

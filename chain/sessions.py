@@ -22,14 +22,15 @@ def session_label(job_id: str) -> bytes:
     return keccak(text=job_id)
 
 
-def _label(value: bytes | str) -> bytes:
+def bytes32(value: bytes | str, what: str) -> bytes:
+    """32 bytes from bytes or 0x-hex; a ChainError naming `what` otherwise."""
     if isinstance(value, str):
         try:
             value = bytes.fromhex(value.removeprefix("0x"))
         except ValueError:
-            raise ChainError(f"session label must be 32 bytes of hex, got {value!r}") from None
+            raise ChainError(f"{what} must be 32 bytes of hex, got {value!r}") from None
     if len(value) != 32:
-        raise ChainError(f"session label must be 32 bytes, got {len(value)}")
+        raise ChainError(f"{what} must be 32 bytes, got {len(value)}")
     return bytes(value)
 
 
@@ -45,4 +46,4 @@ def session_id(chain_id: int, contract: str, opener: str, label: bytes | str) ->
     `chain_id` (the contract's `sessionIdOf`)."""
     return keccak(abi_encode(["uint256", "address", "address", "bytes32"],
                              [int(chain_id), _checksummed(contract, "contract address"),
-                              _checksummed(opener, "session opener"), _label(label)]))
+                              _checksummed(opener, "session opener"), bytes32(label, "session label")]))

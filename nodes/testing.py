@@ -81,3 +81,21 @@ def run_pair(guest_fn: Callable[[PartyContext], Any], host_fn: Callable[[PartyCo
         if name in errors:
             raise errors[name]
     return results["guest"], results["host"]
+
+
+def shared_memory_chain(state: Path, parties: dict[str, tuple[str, str]] | None = None) -> tuple[Any, Any]:
+    """An in-process chain with the contract deployed (the dev guest and host registered, or `parties`),
+    whose requests are serialized so that several parties' threads can share it: (web3, contract)."""
+    from chain.backends import memory_chain
+    from chain.deploy import dev_contract
+
+    w3 = memory_chain()
+    lock = threading.Lock()
+    request = w3.provider.make_request
+
+    def serialized(method: Any, params: Any) -> Any:
+        with lock:
+            return request(method, params)
+
+    w3.provider.make_request = serialized
+    return w3, dev_contract(w3, state, parties)

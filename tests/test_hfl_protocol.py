@@ -16,6 +16,7 @@ from nodes.config import load_config
 from nodes.datafiles import write_party_csv
 from nodes.hfl_config import dev_index
 from nodes.hfl_node import HflNode
+from nodes.testing import shared_memory_chain
 from nodes.transcript import Transcript
 from nodes.transport.codec import decode_message, keyring
 from nodes.transport.memory import memory_link
@@ -32,21 +33,10 @@ CLIENTS = ["client1", "client2", "client3"]
 def chain_env(tmp_path_factory):
     """An in-process chain with the contract; the coordinator (guest) and three clients (hosts) registered."""
     from chain.accounts import dev_account
-    from chain.backends import memory_chain
-    from chain.deploy import dev_contract
 
-    w3 = memory_chain()
-    lock = threading.Lock()
-    request = w3.provider.make_request
-
-    def serialized(method, params):  # the four parties' threads share one in-process chain
-        with lock:
-            return request(method, params)
-
-    w3.provider.make_request = serialized
     parties = {dev_account(dev_index("coordinator")).address: ("guest", "coordinator org")}
     parties |= {dev_account(dev_index(c)).address: ("host", f"{c} org") for c in CLIENTS}
-    return w3, dev_contract(w3, tmp_path_factory.mktemp("state"), parties)
+    return shared_memory_chain(tmp_path_factory.mktemp("state"), parties)
 
 
 def _link(chain_env, role: str):

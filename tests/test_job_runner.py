@@ -15,6 +15,7 @@ from nodes.config import JobConfig, load_config
 from nodes.datafiles import write_party_csv
 from nodes.errors import ConfigError, NodeError
 from nodes.job import PartyNode, config_commitment, session_id_of
+from nodes.testing import shared_memory_chain
 from nodes.transcript import Transcript, round_digest
 from nodes.transport.memory import memory_pair
 from vfl.datasets import breast_split
@@ -23,20 +24,7 @@ from vfl.datasets import breast_split
 @pytest.fixture(scope="module")
 def chain_env(tmp_path_factory):
     """A fresh in-process chain with the contract deployed and the dev guest and host registered."""
-    from chain.backends import memory_chain
-    from chain.deploy import dev_contract
-
-    w3 = memory_chain()
-    lock = threading.Lock()
-    request = w3.provider.make_request
-
-    def serialized(method, params):  # the two parties' threads share one in-process chain
-        with lock:
-            return request(method, params)
-
-    w3.provider.make_request = serialized
-    contract = dev_contract(w3, tmp_path_factory.mktemp("state"))
-    return w3, contract
+    return shared_memory_chain(tmp_path_factory.mktemp("state"))
 
 
 def _link(chain_env, role: str):

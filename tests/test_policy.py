@@ -12,6 +12,7 @@ import pytest
 from nodes.config import load_config
 from nodes.errors import ConfigError
 from nodes.policy import PolicyRefusal, PredictionQuota
+from nodes.testing import shared_memory_chain
 from tests.test_job_runner import _config, _link, run_both
 
 OTHER = "0x" + "ab" * 20
@@ -19,22 +20,8 @@ OTHER = "0x" + "ab" * 20
 
 @pytest.fixture(scope="module")
 def chain_env(tmp_path_factory):
-    """An in-process chain with the contract and the dev guest and host (tests/test_job_runner.py's)."""
-    import threading
-
-    from chain.backends import memory_chain
-    from chain.deploy import dev_contract
-
-    w3 = memory_chain()
-    lock = threading.Lock()
-    request = w3.provider.make_request
-
-    def serialized(method, params):  # the two parties' threads share one in-process chain
-        with lock:
-            return request(method, params)
-
-    w3.provider.make_request = serialized
-    return w3, dev_contract(w3, tmp_path_factory.mktemp("state"))
+    """An in-process chain with the contract and the dev guest and host registered."""
+    return shared_memory_chain(tmp_path_factory.mktemp("state"))
 
 
 def _refused_by_host(tmp: Path, res: dict[str, Any], reason: str) -> None:
