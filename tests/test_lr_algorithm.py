@@ -78,13 +78,13 @@ def test_masked_values_decrypt_to_masked_residues_not_to_the_values(keys_1024, b
     scores = host_partial_scores_encrypted(hpk, Xh, wh)
     enc_d = guest_residuals_encrypted(scores.scores, Xg @ wg, signed_labels(y))
     offsets = guest_residual_offsets_encrypted(gpk, Xg @ wg, signed_labels(y))
-    packed_g = guest_gradient_masked(enc_d, Xg, u_g=Xg @ wg)
+    packed_g = guest_gradient_masked(enc_d, Xg, packed=True)
     assert packed_g.enc.cipher.size == 1  # 4 gradients in one ciphertext
-    for residues, n, floor in ((decrypt_masked(gsk, host_gradient_masked(offsets, Xh @ wh, Xh).enc), gpk.n, 110),
-                               (decrypt_masked(hsk, packed_g.enc), hpk.n, 110),
+    for residues, n, floor in ((decrypt_masked(gsk, host_gradient_masked(offsets, Xh @ wh, Xh).enc), gpk.n, 150),
+                               (decrypt_masked(hsk, packed_g.enc), hpk.n, 150),
                                (decrypt_masked(hsk, guest_gradient_masked(enc_d, Xg).enc), hpk.n, hpk.n.bit_length() - 64)):
-        # unmasked, X^T d at 74 fractional bits is below 2^82; packed slot masks have 40 bits more
-        # than the values' bound (below 2^110 with probability < 2^-29), unpacked ones are uniform mod n
+        # unmasked, X^T d at 74 fractional bits is below 2^82; packed slot masks have 80 bits more
+        # than the public bound (over 2^90: below 2^150 with probability < 2^-20), unpacked ones uniform mod n
         small = [r for r in residues if min(r, n - r) < 1 << floor]
         assert not small
 
