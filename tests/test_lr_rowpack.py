@@ -9,6 +9,7 @@ from nodes.phases import lr as phase
 from nodes.testing import make_contexts
 from nodes.transport.base import TransportError
 from tests.test_lr_phase import Recorder, _config, _looks_masked, _run, _run_both
+from vfl.data import PartyData
 from vfl.datasets import synth_split
 from vfl.errors import PaillierError
 from vfl.lr import fit_reference
@@ -217,3 +218,16 @@ def test_a_packed_message_with_a_wrong_layout_is_a_clear_error(tmp_path, synth, 
     _, herr = _run_both(phase.run_guest, phase.run_host, gctx, hctx)
     assert isinstance(herr, TransportError)
     assert "malformed message e0.b0.offsets: field 'offsets': packed rows" in str(herr)
+
+
+def test_a_host_with_columns_beyond_the_bound_sends_its_gradient_unpacked_and_equals_the_reference(tmp_path, synth):
+    g, h = synth
+    wide = PartyData("host", h.ids, list(h.features), h.X * 1e5)  # beyond COLUMN_BOUND, not standardized
+    cfg = _config("lr.epochs=2", "lr.batch_size=90", "lr.tol=0.0", "lr.standardize=false",
+                  "lr.learning_rate=1e-11", "lr.alpha=0.0", "job.seed=3")
+    gctx, _, rg, rh = _run(tmp_path, g, wide, cfg, record=True)
+    grads = [p["gradient"] for a, p in gctx.transport.received if a.tag.endswith(".gradients")]
+    assert grads and not any(isinstance(v, PackedEncryptedArray) for v in grads)  # masked mod n, no bound sent
+    ref = fit_reference(g.X, wide.X, g.y, phase.options_from_config(cfg))
+    np.testing.assert_allclose(rh["model"]["weights"], ref.host.weights, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(rg["model"]["weights"], ref.guest.weights, rtol=0, atol=1e-9)

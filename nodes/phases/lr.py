@@ -25,6 +25,9 @@ Large batches are row-packed per direction (`vfl.lr.rowpack`, decided by both pa
 public values): `offsets` / `scores` / `val_scores` then carry S rows per ciphertext, the
 gradients are (columns*S, S) packed products with every slot masked, `residuals` and
 `val_loss` add `loss_cross`, and the key owner returns per-column sums of the wanted slots.
+On the ordinary path a party's masked gradient travels packed in the public
+`vfl.lr.protocol.gradient_layout` iff its columns fit COLUMN_BOUND (`row_packing` in
+`setup` / `ready`), else masked mod n per value; the receiver checks which.
 
 Outputs: model.json (own part only) on both sides; at the guest predictions.csv,
 metrics.json, plots/lr_*.png and a printed summary. `ctx.state["lr"]` holds the
