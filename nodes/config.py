@@ -50,6 +50,7 @@ class ChainSection:
 class PaillierSection:
     key_bits: int = 2048
     precision: int = 48
+    insecure_test_keys: bool = False  # allow keys of 1024..2047 bits (tests only)
 
 
 @dataclass
@@ -377,6 +378,9 @@ def _validate(cfg: JobConfig) -> None:
         validate_hfl(cfg)
     if cfg.paillier.key_bits < 1024:
         raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
+    if cfg.paillier.key_bits < 2048 and not cfg.paillier.insecure_test_keys:
+        raise ConfigError(f"[paillier] key_bits = {cfg.paillier.key_bits} is insecure: use >= 2048 "
+                          "(or set [paillier] insecure_test_keys = true, for tests only)")
     if cfg.gmm.covariance not in ("diag", "full"):
         raise ConfigError(f"[gmm] covariance must be \"diag\" or \"full\", got {cfg.gmm.covariance!r}")
     _validate_gmm(cfg)

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 def run_job(out: Path, data: Path, state: Path, config: str, *extra: str, command: tuple[str, ...] = ("run",)) -> None:
     sets = ["guest.data=" + str(data / "guest.csv"), "host.data=" + str(data / "host.csv"),
             "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0", f"chain.state={state}",
-            "paillier.key_bits=1024", "transport.liveness_grace=2.0", *extra]
+            "paillier.key_bits=1024", "paillier.insecure_test_keys=true", "transport.liveness_grace=2.0", *extra]
     cmd = [sys.executable, "-m", "nodes.cli", *command, "--config", str(REPO / "examples" / config),
            "--out", str(out)]
     for s in sets:

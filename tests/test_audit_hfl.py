@@ -34,7 +34,7 @@ def hfl_run(tmp_path_factory) -> dict[str, Path]:
     sets = [f"federation.data=[{shards}]", "hfl.clients=2", "hfl.rounds=2",
             'federation.clients=["127.0.0.1:0", "127.0.0.1:0"]',
             'federation.coordinator=["127.0.0.1:0", "127.0.0.1:0"]',
-            f"chain.state={state}", "paillier.key_bits=1024", "transport.connect_timeout=30.0"]
+            f"chain.state={state}", "paillier.key_bits=1024", "paillier.insecure_test_keys=true", "transport.connect_timeout=30.0"]
     cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / "breast_hfl.toml"),
            "--out", str(out)]
     for s in sets:

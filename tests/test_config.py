@@ -56,6 +56,16 @@ def test_bad_keys_and_values_are_refused(override, message):
     assert message in str(exc.value)
 
 
+def test_keys_under_2048_bits_are_refused_unless_marked_as_test_keys():
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, ["paillier.key_bits=1024"])
+    assert "[paillier] insecure_test_keys" in str(exc.value) and "\n" not in str(exc.value)
+    assert load_config(None, ["paillier.key_bits=1024", "paillier.insecure_test_keys=true"]).paillier.key_bits == 1024
+    assert load_config(None, []).paillier.key_bits == 2048
+    with pytest.raises(ConfigError, match="key_bits must be >= 1024"):
+        load_config(None, ["paillier.key_bits=512", "paillier.insecure_test_keys=true"])
+
+
 def test_invalid_toml_names_the_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[job\n")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 def test_demo_runs_the_gmm_job_and_audits_it(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
     code = cli(["demo", "--out", str(out), "--data", str(tmp_path / "data"), "--jobs", "gmm", "--key-bits", "1024",
-                "--set", "gmm.max_iter=2", "--set", f"chain.state={tmp_path / 'chain'}"])
+                "--set", "paillier.insecure_test_keys=true", "--set", "gmm.max_iter=2", "--set", f"chain.state={tmp_path / 'chain'}"])
     text = capsys.readouterr().out
     assert code == 0, text
     assert "passed" in text and f"gmm provenance report: {out / 'gmm' / 'audit' / 'report.html'}" in text

@@ -60,7 +60,7 @@ def test_the_documented_two_node_tls_deployment_runs(tmp_path, breast) -> None:
         common = [f"guest.address=127.0.0.1:{gport}", f"host.address=127.0.0.1:{hport}",
                   "guest.listen=", "host.listen=", "guest.keystore=", "host.keystore=",
                   f"chain.url={handle.url}", f"chain.contract={contract}", "job.algorithm=psi",
-                  "paillier.key_bits=1024", "transport.connect_timeout=60"]
+                  "paillier.key_bits=1024", "paillier.insecure_test_keys=true", "transport.connect_timeout=60"]
         procs = {}
         for role in ("host", "guest"):
             partner = dev_account(DEV_INDEX["guest" if role == "host" else "host"]).address

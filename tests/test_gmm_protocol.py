@@ -22,7 +22,7 @@ from vfl.data import PartyData
 from vfl.datasets import standardize
 from vfl.errors import DataError, TrainingError
 from vfl.gmm import GmmOptions, centralized_block_em, statistic_features
-from vfl.paillier import EncryptedArray, decrypt_slots
+from vfl.paillier import EncryptedArray, PackedEncryptedArray, decrypt_slots
 
 
 class Recorder:
@@ -185,6 +185,21 @@ def test_full_within_parties_equals_block_diagonal_reference_on_wine(tmp_path):
         np.testing.assert_allclose(got.covariances, want.covariances, atol=1e-6)
     np.testing.assert_array_equal(r.guest.labels, ref.labels)
     assert r.guest.bic == pytest.approx(ref.bic, abs=1e-4)
+
+
+def test_host_columns_beyond_the_public_bound_send_unpacked_statistics_and_equal_the_reference(tmp_path):
+    guest, wide = wine_split()
+    host = PartyData("host", wide.ids, list(wide.features), wide.X * 1e5)  # beyond FEATURE_BOUND = 2^16
+    r = run(tmp_path, guest, host, config(seed=0, k=2, covariance="diag", init="random", max_iter=5))
+    ref = centralized_block_em([guest.X, host.X], GmmOptions(k=2, covariance="diag", init="random", max_iter=5,
+                                                             seed=0)).best
+    stats = [p["statistics"] for a, p in r.greceived if a.tag == "masked_statistics"]
+    assert stats and not any(isinstance(v, PackedEncryptedArray) for v in stats)  # masked mod n, no bound sent
+    assert r.guest.n_iter == ref.n_iter
+    np.testing.assert_allclose(r.guest.model.weights, ref.weights, atol=1e-6)
+    np.testing.assert_allclose(r.host.model.block.means, ref.blocks[1].means, rtol=1e-6)
+    np.testing.assert_allclose(r.host.model.block.covariances, ref.blocks[1].covariances, rtol=1e-6)
+    np.testing.assert_array_equal(r.guest.labels, ref.labels)
 
 
 def test_bic_over_k_range_equals_sklearn_and_picks_the_true_k(tmp_path):

@@ -53,7 +53,7 @@ def _config(tmp: Path, **hfl: Any):
     for k, shard in enumerate(shards, 1):
         write_party_csv(shard, tmp / "data" / f"client{k}.csv")
     values = {"clients": 3, "rounds": 2, "batch_size": 64} | hfl
-    text = ('[job]\nalgorithm = "hfl-lr"\nseed = 5\n[paillier]\nkey_bits = 1024\n[hfl]\n'
+    text = ('[job]\nalgorithm = "hfl-lr"\nseed = 5\n[paillier]\nkey_bits = 1024\ninsecure_test_keys = true\n[hfl]\n'
             + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
             + '[federation]\ndata = ["data/client1.csv", "data/client2.csv", "data/client3.csv"]\n')
     (tmp / "job.toml").write_text(text)

@@ -46,7 +46,7 @@ def test_horizontal_split_writes_one_labelled_file_per_client_covering_every_row
 @pytest.mark.slow
 def test_run_with_three_client_processes_completes_attested_and_matches_the_reference(tmp_path, shard_dir) -> None:
     out = tmp_path / "run"
-    sets = [*_data_sets(shard_dir), f"chain.state={tmp_path / 'chain'}", "paillier.key_bits=1024",
+    sets = [*_data_sets(shard_dir), f"chain.state={tmp_path / 'chain'}", "paillier.key_bits=1024", "paillier.insecure_test_keys=true",
             "hfl.rounds=3", "transport.connect_timeout=30.0"]
     cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(CONFIG), "--out", str(out)]
     for s in sets:

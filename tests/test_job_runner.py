@@ -41,7 +41,7 @@ def _config(tmp: Path, overlap: float = 0.9, **sections: dict[str, Any]) -> Path
     write_party_csv(g, tmp / "data" / "guest.csv")
     write_party_csv(h, tmp / "data" / "host.csv")
     lines = ['[job]\nalgorithm = "psi"\n[guest]\ndata = "data/guest.csv"\n[host]\ndata = "data/host.csv"\n'
-             "[paillier]\nkey_bits = 1024\n"]
+             "[paillier]\nkey_bits = 1024\ninsecure_test_keys = true\n"]
     for name, values in sections.items():
         lines.append(f"[{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
     (tmp / "job.toml").write_text("".join(lines))

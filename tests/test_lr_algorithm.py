@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from vfl.errors import DataError, TrainingError
+from vfl.errors import DataError, PaillierError, TrainingError
 from vfl.lr import LrOptions, fit_reference
 from vfl.lr.model import LrPartModel, Scaling, sigmoid
 from vfl.lr.protocol import (
+    COLUMN_BOUND,
     MATRIX_PRECISION_BITS,
+    check_packed_gradient,
     decrypt_masked,
     guest_gradient_masked,
     guest_loss_masked,
@@ -30,6 +32,7 @@ from vfl.lr.schedule import (
 )
 from vfl.lr.taylor import residuals, sample_losses, signed_labels
 from vfl.metrics import auc, binary_metrics, ks
+from vfl.paillier import PackedEncryptedArray
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +81,38 @@ def test_masked_values_decrypt_to_masked_residues_not_to_the_values(keys_1024, b
     scores = host_partial_scores_encrypted(hpk, Xh, wh)
     enc_d = guest_residuals_encrypted(scores.scores, Xg @ wg, signed_labels(y))
     offsets = guest_residual_offsets_encrypted(gpk, Xg @ wg, signed_labels(y))
-    packed_g = guest_gradient_masked(enc_d, Xg, u_g=Xg @ wg)
+    packed_g = guest_gradient_masked(enc_d, Xg, packed=True)
     assert packed_g.enc.cipher.size == 1  # 4 gradients in one ciphertext
-    for residues, n, floor in ((decrypt_masked(gsk, host_gradient_masked(offsets, Xh @ wh, Xh).enc), gpk.n, 110),
-                               (decrypt_masked(hsk, packed_g.enc), hpk.n, 110),
+    for residues, n, floor in ((decrypt_masked(gsk, host_gradient_masked(offsets, Xh @ wh, Xh).enc), gpk.n, 150),
+                               (decrypt_masked(hsk, packed_g.enc), hpk.n, 150),
                                (decrypt_masked(hsk, guest_gradient_masked(enc_d, Xg).enc), hpk.n, hpk.n.bit_length() - 64)):
-        # unmasked, X^T d at 74 fractional bits is below 2^82; packed slot masks have 40 bits more
-        # than the values' bound (below 2^110 with probability < 2^-29), unpacked ones are uniform mod n
+        # unmasked, X^T d at 74 fractional bits is below 2^82; packed slot masks have 80 bits more
+        # than the public bound (over 2^90: below 2^150 with probability < 2^-20), unpacked ones uniform mod n
         small = [r for r in residues if min(r, n - r) < 1 << floor]
         assert not small
+
+
+def test_packed_gradients_declare_the_public_layout_and_refuse_columns_beyond_the_bound(keys_1024, batch):
+    (gpk, _), (hpk, _) = keys_1024
+    Xg, Xh, y, wg, wh = batch
+    m = len(y)
+    scores = host_partial_scores_encrypted(hpk, Xh, wh)
+    enc_d = guest_residuals_encrypted(scores.scores, Xg @ wg, signed_labels(y))
+    grad = guest_gradient_masked(enc_d, Xg, packed=True).enc
+    assert check_packed_gradient(grad, 4, hpk, m, 48) is grad
+    big = guest_gradient_masked(enc_d, Xg * 1000.0, packed=True).enc  # other values, same public layout
+    assert (big.slot_bits, big.bound) == (grad.slot_bits, grad.bound)
+    with pytest.raises(PaillierError, match="expected"):
+        check_packed_gradient(grad, 4, hpk, m, 40)  # another precision: another layout
+    with pytest.raises(PaillierError, match="expected"):
+        check_packed_gradient(grad, 5, hpk, m, 48)
+    with pytest.raises(PaillierError, match="unpacked"):
+        check_packed_gradient(guest_gradient_masked(enc_d, Xg).enc, 4, hpk, m, 48)
+    with pytest.raises(PaillierError, match="cannot be packed"):
+        guest_gradient_masked(enc_d, Xg * COLUMN_BOUND * 2, packed=True)
+    offsets = guest_residual_offsets_encrypted(gpk, Xg @ wg, signed_labels(y))
+    assert not isinstance(host_gradient_masked(offsets, Xh @ wh, Xh * COLUMN_BOUND * 2, packed=False).enc,
+                          PackedEncryptedArray)
 
 
 def test_the_guest_cannot_decrypt_the_host_partial_scores(keys_1024, batch):

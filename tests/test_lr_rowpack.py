@@ -11,6 +11,7 @@ from nodes.phases import lr as phase
 from nodes.testing import make_contexts
 from nodes.transport.base import TransportError
 from tests.test_lr_phase import Recorder, _config, _looks_masked, _run, _run_both
+from vfl.data import PartyData
 from vfl.datasets import synth_split
 from vfl.errors import PaillierError
 from vfl.lr import fit_reference, privacy
@@ -28,6 +29,7 @@ from vfl.lr.protocol import (
 )
 from vfl.lr.taylor import residuals, sample_losses, signed_labels
 from vfl.paillier import EncryptedArray, PackedEncryptedArray, decrypt_slots
+from vfl.paillier.packing import STAT_BITS
 
 P = 48  # [paillier] precision
 
@@ -67,7 +69,7 @@ def test_packed_steps_give_exactly_the_ordinary_paths_gradients_and_loss(keys_10
               unmask_values(rp.decrypt_loss(hsk, loss.cross, loss.rest), loss.masked)[0])
 
     plain = host_partial_scores_encrypted(hpk, Xh, wh, 1.25, P)
-    g0 = guest_gradient_masked(guest_residuals_encrypted(plain.scores, u_g, y_pm), Xg, P, u_g)
+    g0 = guest_gradient_masked(guest_residuals_encrypted(plain.scores, u_g, y_pm), Xg, P, packed=True)
     h0 = host_gradient_masked(guest_residual_offsets_encrypted(gpk, u_g, y_pm, P), u_h, Xh, P)
     l0 = guest_loss_masked(plain.scores, u_g, y_pm, plain.loss_share, 0.5, P)
     np.testing.assert_array_equal(packed[0], unmask_values(decrypt_masked(hsk, g0.enc), g0))
@@ -88,12 +90,12 @@ def test_every_slot_the_key_owner_decrypts_is_masked_not_only_the_wanted_ones(ke
     grad_h = rp.host_gradient_masked_packed(rp.guest_residual_offsets_packed(gpk, u_g, y_pm, lay, P), u_h, Xh, P)
     slots = decrypt_slots(gsk, grad_h.enc)  # type: ignore[arg-type]
     assert slots.shape == (5 * lay.slots, lay.slots)
-    # unmasked, a slot (wanted or cross term) is below 2^82 (74 fractional bits); masks have 40 bits
-    # more than the public slot bound (> 2^109): below 2^110 with probability < 2^-39
-    assert all(int(v) > 1 << 110 for v in slots.ravel().tolist())
+    # unmasked, a slot (wanted or cross term) is below 2^82 (74 fractional bits); masks have 80 bits
+    # more than the public slot bound (> 2^109): below 2^150 with probability < 2^-39
+    assert all(int(v) > 1 << 150 for v in slots.ravel().tolist())
     # the declared bound is the public one, whatever the host's columns are
     assert grad_h.enc.bound == rp.gradient_product_bound(lay.groups, P) + (
-        1 << (rp.gradient_product_bound(lay.groups, P).bit_length() + 40))
+        1 << (rp.gradient_product_bound(lay.groups, P).bit_length() + STAT_BITS))
 
 
 def test_received_packed_arrays_of_another_layout_are_refused(keys_1024, batch):
@@ -226,3 +228,16 @@ def test_a_packed_message_with_a_wrong_layout_is_a_clear_error(tmp_path, synth, 
     _, herr = _run_both(phase.run_guest, phase.run_host, gctx, hctx)
     assert isinstance(herr, TransportError)
     assert "malformed message e0.b0.offsets: field 'offsets': packed rows" in str(herr)
+
+
+def test_a_host_with_columns_beyond_the_bound_sends_its_gradient_unpacked_and_equals_the_reference(tmp_path, synth):
+    g, h = synth
+    wide = PartyData("host", h.ids, list(h.features), h.X * 1e5)  # beyond COLUMN_BOUND, not standardized
+    cfg = _config("lr.epochs=2", "lr.batch_size=90", "lr.tol=0.0", "lr.standardize=false",
+                  "lr.learning_rate=1e-11", "lr.alpha=0.0", "job.seed=3")
+    gctx, _, rg, rh = _run(tmp_path, g, wide, cfg, record=True)
+    grads = [p["gradient"] for a, p in gctx.transport.received if a.tag.endswith(".gradients")]
+    assert grads and not any(isinstance(v, PackedEncryptedArray) for v in grads)  # masked mod n, no bound sent
+    ref = fit_reference(g.X, wide.X, g.y, phase.options_from_config(cfg))
+    np.testing.assert_allclose(rh["model"]["weights"], ref.host.weights, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(rg["model"]["weights"], ref.guest.weights, rtol=0, atol=1e-9)

@@ -16,7 +16,7 @@ from vfl.paillier import (
     pack,
     unmask_slots,
 )
-from vfl.paillier.packing import slot_bits_for, slots_for
+from vfl.paillier.packing import MASK_HEADROOM_BITS, slot_bits_for, slots_for
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,8 @@ def test_slot_masks_hide_values_and_unmask_exactly(pair):
     pk, sk = pair
     rng = np.random.default_rng(4)
     vals = rng.normal(size=(3, 9))
-    P = encrypt_packed(pk, vals, precision=20, headroom_bits=42)
-    masked, mask = P.masked(stat_bits=40)
+    P = encrypt_packed(pk, vals, precision=20, headroom_bits=MASK_HEADROOM_BITS)
+    masked, mask = P.masked()
     seen = decrypt_slots(sk, masked)
     ints = q(vals, 20) * 2**20
     assert all(int(s) != int(v) for s, v in zip(seen.ravel(), ints.ravel(), strict=True))
@@ -119,7 +119,7 @@ def test_masked_residues_of_packed_and_ordinary_arrays_unmask_to_the_values(pair
 
     pk, sk = pair
     vals = np.random.default_rng(5).normal(size=(2, 7))
-    packed, slot_mask = encrypt_packed(pk, vals, precision=20, headroom_bits=42).masked(stat_bits=40)
+    packed, slot_mask = encrypt_packed(pk, vals, precision=20, headroom_bits=MASK_HEADROOM_BITS).masked()
     res = decrypt_masked_residues(sk, packed)
     assert res.shape == (2, 7) and all(0 <= int(r) < pk.n for r in res.ravel())
     np.testing.assert_array_equal(unmask(res, slot_mask % pk.n, 20, pk), q(vals, 20))
@@ -138,7 +138,9 @@ def test_overflow_is_refused_not_wrapped(pair):
     with pytest.raises(PaillierError, match="pack with more headroom_bits"):
         P.mul(np.array([100, 1, 1, 1, 1]))
     with pytest.raises(PaillierError, match="headroom"):
-        P.masked(stat_bits=40)
+        P.masked()
+    with pytest.raises(PaillierError, match="at least 80 statistical bits"):
+        encrypt_packed(pk, np.ones(3), headroom_bits=MASK_HEADROOM_BITS).masked(stat_bits=40)
     roomy = encrypt_packed(pk, np.full((5, 3), 1000.0), precision=8, headroom_bits=3)
     roomy.sum()  # one more bit of headroom suffices
     with pytest.raises(PaillierError, match="packed already"):

@@ -194,7 +194,7 @@ def test_protocol_steps_in_tiny_chunks_on_two_workers_equal_the_plaintext(pair, 
     wg, wh = rng.normal(size=3) * 0.3, rng.normal(size=4) * 0.3
     u_g, u_h = Xg @ wg, Xh @ wh
     enc_d = guest_residuals_encrypted(host_partial_scores_encrypted(hpk, Xh, wh).scores, u_g, y_pm)
-    grad_g = guest_gradient_masked(enc_d, Xg, u_g=u_g)
+    grad_g = guest_gradient_masked(enc_d, Xg, packed=True)
     grad_h = host_gradient_masked(guest_residual_offsets_encrypted(gpk, u_g, y_pm), u_h, Xh)
     d = residuals(u_g + u_h, y_pm)
     tol = m * 2.0 ** -(MATRIX_PRECISION_BITS + 1) * np.abs(d).max() + 1e-9  # the columns' rounding

@@ -29,7 +29,7 @@ GMM_CONFIG = REPO / "examples" / "breast_gmm.toml"
 
 def _sets(guest: Path, host: Path, state: Path, *extra: str) -> list[str]:
     return [f"guest.data={guest}", f"host.data={host}", "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0",
-            f"chain.state={state}", "paillier.key_bits=1024", "transport.liveness_grace=2.0",
+            f"chain.state={state}", "paillier.key_bits=1024", "paillier.insecure_test_keys=true", "transport.liveness_grace=2.0",
             "transport.connect_timeout=15.0", *extra]
 
 

@@ -36,7 +36,7 @@ def _client(url: str, contract: str):
 def _sets(data: Path, state: Path, *extra: str) -> list[str]:
     return ["guest.data=" + str(data / "guest.csv"), "host.data=" + str(data / "host.csv"),
             "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0", f"chain.state={state}",
-            "paillier.key_bits=1024", "transport.liveness_grace=2.0", "transport.connect_timeout=15.0",
+            "paillier.key_bits=1024", "paillier.insecure_test_keys=true", "transport.liveness_grace=2.0", "transport.connect_timeout=15.0",
             *extra]
 
 

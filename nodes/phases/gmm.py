@@ -59,10 +59,12 @@ from vfl.gmm import (
     block_parameters,
     block_squared_distances,
     check_block,
+    check_masked_statistics,
     check_rows_for_k,
     cluster_counts,
     component_sizes,
     contingency,
+    features_fit,
     guest_assign_clusters,
     guest_combine_log_densities,
     guest_decrypt_masked_statistics,
@@ -79,6 +81,7 @@ from vfl.gmm import (
     one_hot,
     pack_residues,
     split_statistics,
+    statistic_feature_bound,
     statistic_features,
     unpack_residues,
 )
@@ -251,8 +254,10 @@ def _precision(ctx: PartyContext) -> int:
 class _GuestFit:
     """The guest's side of the protocol for one job (all K, all initialisations)."""
 
-    def __init__(self, ctx: PartyContext, link: _Link, data: PartyData, options: GmmOptions, d_host: int) -> None:
+    def __init__(self, ctx: PartyContext, link: _Link, data: PartyData, options: GmmOptions, d_host: int,
+                 packed_statistics: bool = True) -> None:
         self.ctx, self.link, self.data, self.opts, self.d_host = ctx, link, data, options, d_host
+        self.packed_statistics = packed_statistics  # the host's columns within FEATURE_BOUND (its declaration)
         self.X = np.asarray(data.X, dtype=np.float64)
         self.n = data.n_rows
         self.iteration_seconds: list[float] = []
@@ -283,8 +288,13 @@ class _GuestFit:
         self.link.send("responsibilities", {"responsibilities": enc, "nk": nk, "statistics": statistics}, r)
         self.link.peer_waits = ("decrypted_masked_statistics", r)
         msg = self.link.recv("masked_statistics", r)
-        masked = _expect_encrypted(msg, "statistics", self.ctx.public_key,
-                                   (enc.shape[0], self.host_statistics_count(statistics)))
+        shape = (enc.shape[0], self.host_statistics_count(statistics))
+        masked = _expect_encrypted(msg, "statistics", self.ctx.public_key, shape)
+        try:
+            check_masked_statistics(masked, self.ctx.public_key, shape, self.n, statistics, _precision(self.ctx),
+                                    self.packed_statistics)
+        except VflError as exc:
+            raise GmmProtocolError(f"field 'statistics': {exc}") from None
         residues = guest_decrypt_masked_statistics(self.ctx.private_key, masked)
         self.link.send("decrypted_masked_statistics",
                        {"residues": pack_residues(residues, self.ctx.public_key)}, r)
@@ -426,10 +436,13 @@ def run_guest(ctx: PartyContext) -> GuestGmmResult:
     d_host = ready.get("n_features")
     if not isinstance(d_host, int) or d_host < 1:
         raise GmmProtocolError(f"host reported {d_host!r} feature columns")
+    packed_statistics = ready.get("packed_statistics")
+    if not isinstance(packed_statistics, bool):
+        raise GmmProtocolError("the host did not say whether its statistics are packed")
     ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "setup", "options": options.to_json(),
                                 "features": data.features})
     link.peer_waits = ("step", None)
-    fit = _GuestFit(ctx, link, data, options, d_host)
+    fit = _GuestFit(ctx, link, data, options, d_host, packed_statistics)
     try:
         fits = {k: fit.fit_k(k) for k in options.candidates}
         best_k = fit.select(fits)
@@ -469,6 +482,7 @@ class _HostFit:
         self.n = data.n_rows
         self.features = {s: statistic_features(self.X, options.covariance, s)  # type: ignore[arg-type]
                          for s in ("means", "moments")}
+        self.packed_statistics = features_fit(self.X)  # declared at setup (a public bound, not the values)
         self.centers: dict[tuple[int, int], np.ndarray] = {}
         self.params: dict[tuple[int, int], tuple[np.ndarray, GaussianBlock]] = {}
         self.initial: dict[tuple[int, int], tuple[np.ndarray, GaussianBlock]] = {}
@@ -489,7 +503,8 @@ class _HostFit:
         sent = enc.shape[0] if isinstance(enc, EncryptedArray) and enc.shape[0] in (k - 1, k) else k - 1
         enc = _expect_encrypted(msg, "responsibilities", self.ctx.peer_key, (sent, self.n))
         F = self.features[statistics]
-        enc_stats = host_encrypted_statistics(enc, F, _precision(self.ctx))
+        enc_stats = host_encrypted_statistics(enc, F, _precision(self.ctx), statistic_feature_bound(statistics)
+                                              if self.packed_statistics else None)
         masked, mask = host_mask_statistics(enc_stats)
         self.link.send("masked_statistics", {"statistics": masked}, r)
         self.link.peer_waits = ("", None)  # the guest's next wait is the next step's reply
@@ -593,7 +608,7 @@ def run_host(ctx: PartyContext) -> HostGmmResult:
     except (VflError, NodeError) as exc:
         link.abort(str(exc))
         raise
-    link.send("ready", {"n_features": len(data.features)}, r)
+    link.send("ready", {"n_features": len(data.features), "packed_statistics": features_fit(data.X)}, r)
     ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "setup", "options": own.to_json(),
                                 "features": data.features})
     fit = _HostFit(ctx, link, data, own)

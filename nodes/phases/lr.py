@@ -25,6 +25,9 @@ Large batches are row-packed per direction (`vfl.lr.rowpack`, decided by both pa
 public values): `offsets` / `scores` / `val_scores` then carry S rows per ciphertext, the
 gradients are (columns*S, S) packed products with every slot masked, `residuals` and
 `val_loss` add `loss_cross`, and the key owner returns per-column sums of the wanted slots.
+On the ordinary path a party's masked gradient travels packed in the public
+`vfl.lr.protocol.gradient_layout` iff its columns fit COLUMN_BOUND (`row_packing` in
+`setup` / `ready`), else masked mod n per value; the receiver checks which.
 
 Outputs: model.json (own part only) on both sides; at the guest predictions.csv,
 metrics.json, plots/lr_*.png and a printed summary. `ctx.state["lr"]` holds the
@@ -57,6 +60,7 @@ from vfl.lr.options import LrOptions
 from vfl.lr.privacy import LabelNoise, epsilon, host_norm_bounds, label_delta
 from vfl.lr.protocol import (
     Masked,
+    check_packed_gradient,
     decrypt_masked,
     guest_gradient_masked,
     guest_loss_masked,
@@ -187,6 +191,20 @@ def _rows_check(lay: RowLayout, key: PublicKey, precision: int, bound: int) -> A
 
 def _products_check(columns: int, lay: RowLayout, key: PublicKey) -> Any:
     return lambda enc: check_products(enc, columns, lay, key)
+
+
+def _gradient(payload: Payload, name: str, tag: str, columns: int, key: PublicKey, rows: int, precision: int,
+              packed: bool) -> EncryptedArray:
+    """A masked gradient on the ordinary path: packed in the public `gradient_layout` iff agreed at setup."""
+    enc = _enc(payload, name, tag, columns, key)
+    try:
+        if packed:
+            return check_packed_gradient(enc, columns, key, rows, precision)
+        if isinstance(enc, PackedEncryptedArray):
+            raise PaillierError("a masked gradient arrived packed, but packing was not agreed at setup")
+    except PaillierError as exc:
+        raise TransportError(f"lr: malformed message {tag}: field {name!r}: {exc}") from None
+    return enc
 
 
 def _residues(payload: Payload, name: str, tag: str, size: int) -> list[int]:
@@ -338,14 +356,15 @@ def _guest_batch(link: _Link, ctx: PartyContext, guest: PreparedParty, w: np.nda
         residuals: Payload = {"gradient": grad_m.enc, "loss": packed_loss.rest, "loss_cross": packed_loss.cross}
     else:
         enc_u = _enc(msg, "scores", f"{tag}.scores", m, pk_h)
-        grad_m = guest_gradient_masked(guest_residuals_encrypted(enc_u, u_g, y_pm), Xb, precision, u_g)
+        grad_m = guest_gradient_masked(guest_residuals_encrypted(enc_u, u_g, y_pm), Xb, precision, plan.guest_fits)
         loss_m = guest_loss_masked(enc_u, u_g, y_pm, share, penalty_sum, precision)
         residuals = {"gradient": grad_m.enc, "loss": loss_m.enc}
     link.send(f"{tag}.residuals", residuals, where)
     back = link.recv(f"{tag}.gradients", where)
     host_grad = (_packed(back, "gradient", f"{tag}.gradients",
                          _products_check(host_features, plan.offsets, ctx.public_key)) if plan.offsets
-                 else _enc(back, "gradient", f"{tag}.gradients", host_features, ctx.public_key))
+                 else _gradient(back, "gradient", f"{tag}.gradients", host_features, ctx.public_key, m, precision,
+                                plan.host_fits))
     grad = unmask_values(_residues(back, "guest_gradient", f"{tag}.gradients", guest.X.shape[1]), grad_m) / m
     loss = float(unmask_values(_residues(back, "loss", f"{tag}.gradients", 1), loss_m)[0]) / m
     try:
@@ -505,7 +524,8 @@ def _host_batch(link: _Link, ctx: PartyContext, host: PreparedParty, w: np.ndarr
                            _rows_check(plan.offsets, pk_g, precision + 2, offsets_bound(precision)))
         grad_m: Masked = host_gradient_masked_packed(packed_c, u_h, Xb, precision)
     else:
-        grad_m = host_gradient_masked(_enc(offsets_msg, "offsets", f"{tag}.offsets", m, pk_g), u_h, Xb, precision)
+        grad_m = host_gradient_masked(_enc(offsets_msg, "offsets", f"{tag}.offsets", m, pk_g), u_h, Xb, precision,
+                                      plan.host_fits)
     msg = link.recv(f"{tag}.residuals", where)
     # Only vectors of the agreed sizes and layouts get decrypted: the guest's gradient, one loss.
     loss = _enc(msg, "loss", f"{tag}.residuals", 1, pk)
@@ -515,7 +535,7 @@ def _host_batch(link: _Link, ctx: PartyContext, host: PreparedParty, w: np.ndarr
         guest_grad, loss_res = decrypt_products(ctx.private_key, own_p, guest_columns), \
             decrypt_loss(ctx.private_key, cross, loss)
     else:
-        own = _enc(msg, "gradient", f"{tag}.residuals", guest_columns, pk)
+        own = _gradient(msg, "gradient", f"{tag}.residuals", guest_columns, pk, m, precision, plan.guest_fits)
         guest_grad, loss_res = decrypt_masked(ctx.private_key, own), decrypt_masked(ctx.private_key, loss)
     link.send(f"{tag}.gradients", {"gradient": grad_m.enc, "guest_gradient": guest_grad, "loss": loss_res}, where)
     back = link.recv(f"{tag}.decrypted", where)

@@ -47,8 +47,11 @@ from vfl.gmm.model import (
     statistic_features,
 )
 from vfl.gmm.mstep import (
+    FEATURE_BOUND,
     FEATURE_PRECISION,
     RESPONSIBILITY_PRECISION,
+    check_masked_statistics,
+    features_fit,
     guest_decrypt_masked_statistics,
     guest_encrypt_responsibilities,
     host_encrypted_statistics,
@@ -56,22 +59,24 @@ from vfl.gmm.mstep import (
     host_unmask_statistics,
     pack_residues,
     rows_sum_to_one,
+    statistic_feature_bound,
     unpack_residues,
 )
 from vfl.gmm.options import COVARIANCES, INITS, GmmOptions, GmmOptionsError
 from vfl.gmm.reference import MixtureFit, ModelSelection, centralized_block_em, centralized_kmeans
 
 __all__ = [
-    "COVARIANCES", "FEATURE_PRECISION", "GRID_BITS", "INITS", "RESPONSIBILITY_PRECISION",
+    "COVARIANCES", "FEATURE_BOUND", "FEATURE_PRECISION", "GRID_BITS", "INITS", "RESPONSIBILITY_PRECISION",
     "DegenerateComponentError", "EStep", "GaussianBlock", "GmmOptions", "GmmOptionsError",
     "MixtureFit", "ModelSelection",
     "adjusted_rand_index", "best_permutation_accuracy", "bic", "block_parameter_count",
     "block_parameters", "block_squared_distances", "centralized_block_em", "centralized_kmeans",
-    "check_block", "check_rows_for_k", "cluster_counts", "component_sizes", "contingency",
+    "check_block", "check_masked_statistics", "check_rows_for_k", "cluster_counts", "component_sizes", "contingency", "features_fit",
     "guest_assign_clusters", "guest_combine_log_densities", "guest_decrypt_masked_statistics",
     "guest_encrypt_responsibilities", "guest_random_from_data_responsibilities",
     "guest_random_responsibilities", "guest_random_rows", "host_encrypted_statistics",
     "host_mask_statistics", "host_relative_distances", "host_relative_log_densities",
     "host_unmask_statistics", "kmeans_centers", "one_hot",
-    "pack_residues", "rows_sum_to_one", "split_statistics", "statistic_features", "unpack_residues",
+    "pack_residues", "rows_sum_to_one", "split_statistics", "statistic_feature_bound", "statistic_features",
+    "unpack_residues",
 ]

@@ -11,14 +11,18 @@ The protocol, one EM iteration's M-step (guest key pair (pk_g, sk_g)):
 2. `host_encrypted_statistics`: the host computes [[gamma_k]]^T @ F for its
    statistic features F (vfl.gmm.model.statistic_features) with plaintext x
    ciphertext products: Enc(sum_i gamma_ik F_ij).
-   The statistics are then packed many to a ciphertext (`vfl.paillier.packing.pack`;
-   |gamma^T F_j| <= sum_i |F_ij| bounds every slot, as 0 <= gamma <= 1).
+   The statistics are then packed many to a ciphertext (`vfl.paillier.packing.pack`)
+   with a PUBLIC slot bound (it travels in the header): 0 <= gamma <= 1 and
+   |F_ij| <= `statistic_feature_bound` (FEATURE_BOUND on every raw column, agreed at
+   setup) give |gamma^T F_j| <= N * that bound (`statistics_layout`). A host whose
+   columns exceed FEATURE_BOUND says so at setup and sends unpacked statistics.
 3. `host_mask_statistics`: the host adds a statistically hiding mask to each slot
-   (uniform in [0, 2^(b+40)) for b-bit statistics: distance <= 2^-40 from uniform)
-   and re-randomizes the few packed ciphertexts (unpacked arrays: a uniform residue
-   mod n per statistic, perfect hiding).
-4. `guest_decrypt_masked_statistics`: the guest decrypts to masked values (which
-   look random to it) and returns them as residues mod n (`pack_residues`).
+   (uniform in [0, 2^(b+80)) for b-bit slot bounds, STAT_BITS: distance <= 2^-80 from
+   uniform) and re-randomizes the few packed ciphertexts (unpacked arrays: a uniform
+   residue mod n per statistic, perfect hiding).
+4. `guest_decrypt_masked_statistics`: the guest checks the layout against the public
+   one (`check_masked_statistics`), decrypts to masked values (which look random to
+   it) and returns them as residues mod n (`pack_residues`).
 5. `host_unmask_statistics`: the host removes its masks and decodes: it alone
    learns its statistics, and forms its block's parameters
    (vfl.gmm.model.block_parameters).
@@ -35,6 +39,8 @@ k-means assignments near a tie flipped and EM took a different path on wine).
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from vfl.errors import PaillierError
@@ -48,10 +54,20 @@ from vfl.paillier import (
     random_mask,
 )
 from vfl.paillier.array import unmask
+from vfl.paillier.packing import (
+    MASK_HEADROOM_BITS,
+    STAT_BITS,
+    check_packed_layout,
+    public_int_bound,
+    slot_bits_for,
+    slots_for,
+)
 
 RESPONSIBILITY_PRECISION = 64
 FEATURE_PRECISION = 32
-STAT_BITS = 40  # statistical hiding of the packed statistics' masks
+# A public bound on |x| of the raw columns whose statistics are packed (sizes the slots and
+# masks). A host with larger values says so at setup; its statistics then travel unpacked.
+FEATURE_BOUND = 2.0 ** 16
 
 
 def rows_sum_to_one(resp: np.ndarray) -> bool:
@@ -67,9 +83,49 @@ def guest_encrypt_responsibilities(public_key: PublicKey, resp: np.ndarray) -> E
     return public_key.encrypt(np.ascontiguousarray(sent.T), precision=RESPONSIBILITY_PRECISION)
 
 
-def host_encrypted_statistics(enc_resp: EncryptedArray, features: np.ndarray,
-                              precision: int = FEATURE_PRECISION) -> EncryptedArray:
-    """[[gamma_k^T F]] for each encrypted component: shape (K - 1, m), via F^T @ [[gamma_k]]."""
+def features_fit(X: np.ndarray) -> bool:
+    """Whether raw columns stay within FEATURE_BOUND (then their statistics can be packed)."""
+    return bool(np.size(X) == 0 or float(np.max(np.abs(X))) <= FEATURE_BOUND)
+
+
+def statistic_feature_bound(statistics: str) -> float:
+    """Public bound on |F_ij| of `statistic_features` for columns within FEATURE_BOUND (>= 1)."""
+    return FEATURE_BOUND if statistics == "means" else FEATURE_BOUND * FEATURE_BOUND
+
+
+def statistics_int_bound(rows: int, resp_precision: int, feature_precision: int, feature_bound: float) -> int:
+    """Public bound of |gamma^T F_j| in integer units: rows * (1 at resp_precision) * feature_bound."""
+    return rows * public_int_bound(1.0, resp_precision) * public_int_bound(feature_bound, feature_precision)
+
+
+def statistics_layout(public_key: PublicKey, rows: int, statistics: str, precision: int) -> tuple[int, int, int]:
+    """(slot bits, declared bound after masking, precision) of packed masked statistics: public values only."""
+    fp = min(precision, FEATURE_PRECISION)
+    bound = statistics_int_bound(rows, RESPONSIBILITY_PRECISION, fp, statistic_feature_bound(statistics))
+    slot_bits = slot_bits_for(bound, MASK_HEADROOM_BITS)
+    slots_for(public_key, slot_bits)  # refuses a slot that does not fit the key
+    return slot_bits, bound + (1 << (bound.bit_length() + STAT_BITS)), RESPONSIBILITY_PRECISION + fp
+
+
+def check_masked_statistics(masked: EncryptedArray, public_key: PublicKey, shape: tuple[int, int], rows: int,
+                            statistics: str, precision: int, packed: bool) -> EncryptedArray:
+    """The guest's check of received masked statistics: the agreed shape, and packed in the public
+    `statistics_layout` iff the host declared its columns within FEATURE_BOUND."""
+    if not packed:
+        if isinstance(masked, PackedEncryptedArray):
+            raise PaillierError("masked statistics arrived packed, but the host declared unpacked statistics")
+        return masked
+    slot_bits, bound, prec = statistics_layout(public_key, rows, statistics, precision)
+    return check_packed_layout(masked, public_key, shape, slot_bits, prec, bound, what="masked statistics")
+
+
+def host_encrypted_statistics(enc_resp: EncryptedArray, features: np.ndarray, precision: int = FEATURE_PRECISION,
+                              feature_bound: float | None = FEATURE_BOUND * FEATURE_BOUND) -> EncryptedArray:
+    """[[gamma_k^T F]] for each encrypted component: shape (K - 1, m), via F^T @ [[gamma_k]].
+
+    Packed with slots sized by the public `feature_bound` on |F| (`statistic_feature_bound`);
+    None: unpacked (the host's columns exceed FEATURE_BOUND).
+    """
     F = np.asarray(features, dtype=np.float64)
     if enc_resp.ndim != 2 or enc_resp.shape[1] != F.shape[0]:
         raise PaillierError(f"encrypted responsibilities of shape {enc_resp.shape} do not match "
@@ -77,9 +133,13 @@ def host_encrypted_statistics(enc_resp: EncryptedArray, features: np.ndarray,
     precision = min(precision, FEATURE_PRECISION)
     rows = [enc_resp[k].rmatmul(F.T, precision=precision) for k in range(enc_resp.shape[0])]
     stats = _stack(enc_resp.public_key, rows, (enc_resp.shape[0], F.shape[1]), enc_resp.precision + precision)
-    # 0 <= gamma <= 1 (to rounding), so |gamma^T F_j| <= sum_i |F_ij|: a proven slot bound
-    bound = float(np.abs(F).sum(axis=0).max(initial=0.0)) * (1 + 2.0 ** -30) + 1.0
-    return pack(stats, bound=bound, headroom_bits=STAT_BITS + 2)
+    if feature_bound is None:
+        return stats
+    if F.size and not float(np.max(np.abs(F))) <= feature_bound:
+        raise PaillierError(f"statistic features beyond {feature_bound:g} in magnitude cannot be packed")
+    # 0 <= gamma <= 1 and |F_ij| <= feature_bound: a public, proven slot bound
+    bound = statistics_int_bound(F.shape[0], enc_resp.precision, precision, feature_bound)
+    return pack(stats, bound=Fraction(bound, 1 << stats.precision), headroom_bits=MASK_HEADROOM_BITS)
 
 
 def host_mask_statistics(enc_stats: EncryptedArray) -> tuple[EncryptedArray, np.ndarray]:

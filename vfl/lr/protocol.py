@@ -24,6 +24,7 @@ is rerandomized, so that the key owner cannot relate it to what it sent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -40,6 +41,14 @@ from vfl.paillier import (
     random_mask,
 )
 from vfl.paillier.array import unmask
+from vfl.paillier.packing import (
+    MASK_HEADROOM_BITS,
+    STAT_BITS,
+    check_packed_layout,
+    public_int_bound,
+    slot_bits_for,
+    slots_for,
+)
 
 # Fractional bits of the plaintext columns in X^T Enc(d): the cost of the product is
 # proportional to their bit length (Pippenger), and 2^-21 (5e-7) rounding per value is far
@@ -53,7 +62,10 @@ LOSS_PRECISION_BITS = 32
 # Partial scores beyond this magnitude mean training diverged (sigmoid saturates at |u| ~ 40);
 # both parties refuse to send or use them, which gives the packed gradients a proven slot bound.
 SCORE_BOUND = 2.0 ** 20
-STAT_BITS = 40  # statistical hiding of packed masks: distance <= 2^-40 per value
+# A public bound on |X_ij| (real units) of the columns a packed product multiplies by:
+# standardized columns stay below sqrt(rows). A party with larger columns says so at setup,
+# and what it computes on is not packed (its gradients are masked per value mod n).
+COLUMN_BOUND = 2.0 ** 16
 
 
 def _matrix_precision(precision: int) -> int:
@@ -83,29 +95,75 @@ def mask_for_owner(enc: EncryptedArray) -> Masked:
     return Masked(enc.add_residues(mask).rerandomize(), mask, enc.precision)
 
 
-def mask_packed_for_owner(enc: EncryptedArray, bound: float) -> Masked:
+def mask_packed_for_owner(enc: EncryptedArray, bound: int) -> Masked:
     """Pack a vector many values to a ciphertext, mask every slot, rerandomize the few ciphertexts.
 
-    `bound` is a proven bound on |value| (real units). Each slot gets a mask uniform in
-    [0, 2^(b + STAT_BITS)) for b-bit values: statistically hiding (distance <= 2^-40 per
+    `bound` is a PUBLIC bound on |value| in integer units (at the precision of `enc`): it
+    sizes the slots and travels in the header. Each slot gets a mask uniform in
+    [0, 2^(b + STAT_BITS)) for b-bit values: statistically hiding (distance <= 2^-80 per
     value). The key owner decrypts ceil(size / slots) ciphertexts instead of `size`, and
     the sender re-randomizes as few (a strong re-randomization costs ~8 ms at 2048 bits).
     """
-    packed = pack(enc, bound=bound, headroom_bits=STAT_BITS + 2)
+    packed = pack(enc, bound=Fraction(bound, 1 << enc.precision), headroom_bits=MASK_HEADROOM_BITS)
     masked, mask = packed.masked(STAT_BITS)
     return Masked(masked.rerandomize(), mask, enc.precision)
 
 
-def residual_bound(u_own: np.ndarray) -> float:
-    """A bound on |d_i| = |0.25 (u_g + u_h) - 0.5 y'| from the own scores and SCORE_BOUND on the other's."""
-    own = float(np.max(np.abs(u_own), initial=0.0))
-    return 0.25 * (own + SCORE_BOUND) + 0.5
+def columns_fit(X: np.ndarray) -> bool:
+    """Whether a party's columns stay within COLUMN_BOUND (then its products can be packed)."""
+    return bool(X.size == 0 or float(np.max(np.abs(X))) <= COLUMN_BOUND)
 
 
-def _gradient_bound(X: np.ndarray, d_bound: float) -> float:
-    """|X^T d|_j <= sum_i |X_ij| * max|d|, with slack for the fixed-point rounding."""
-    col = float(np.abs(X).sum(axis=0).max(initial=0.0)) + X.shape[0] * 2.0 ** -20
-    return col * d_bound * (1 + 2.0 ** -20) + 1.0
+def offsets_bound(precision: int) -> int:
+    """Public bound of c = 0.25 u_g - 0.5 y' in integer units (precision + 2 bits)."""
+    return public_int_bound(0.25 * SCORE_BOUND + 0.5, precision + 2)
+
+
+def _residual_int_bound(precision: int) -> int:
+    """|d| = |c + 0.25 u| <= 0.5 SCORE_BOUND + 0.5 at precision + 2 bits, with rounding slack."""
+    return 2 * offsets_bound(precision) + 2
+
+
+def gradient_product_bound(terms: int, precision: int) -> int:
+    """Public bound of X^T d over `terms` rows (or packed ciphertexts), |X| <= COLUMN_BOUND, integer units."""
+    return terms * public_int_bound(COLUMN_BOUND, _matrix_precision(precision)) * _residual_int_bound(precision)
+
+
+def gradient_precision(precision: int) -> int:
+    """Fixed-point precision of X^T Enc(d): d at precision + 2 bits, the columns at the matrix precision."""
+    return precision + 2 + _matrix_precision(precision)
+
+
+def gradient_layout(pk: PublicKey, rows: int, precision: int) -> tuple[int, int]:
+    """(slot bits, declared bound after masking) of a packed masked gradient of a `rows`-row batch.
+
+    Public values only (batch size, precision, SCORE_BOUND, COLUMN_BOUND, key size): both
+    parties compute it, the sender packs with it, the key owner checks it (`check_packed_gradient`).
+    """
+    bound = gradient_product_bound(rows, precision)
+    slot_bits = slot_bits_for(bound, MASK_HEADROOM_BITS)
+    slots_for(pk, slot_bits)  # refuses a slot that does not fit the key
+    return slot_bits, bound + (1 << (bound.bit_length() + STAT_BITS))
+
+
+def check_packed_gradient(enc: object, columns: int, key: PublicKey, rows: int, precision: int) -> EncryptedArray:
+    """A received masked gradient of a `rows`-row batch checked against the agreed packed layout."""
+    slot_bits, bound = gradient_layout(key, rows, precision)
+    return check_packed_layout(enc, key, (columns,), slot_bits, gradient_precision(precision), bound,
+                               what="a masked gradient")
+
+
+def _mask_gradient(enc: EncryptedArray, X: np.ndarray, precision: int, packed: bool) -> Masked:
+    """Mask X^T Enc(d): packed with public slot bounds if the columns fit COLUMN_BOUND, else per value mod n."""
+    if not packed:
+        return mask_for_owner(enc)
+    if not columns_fit(X):
+        raise PaillierError(f"columns beyond {COLUMN_BOUND:.0f} in magnitude cannot be packed: "
+                            "their gradient needs the unpacked path")
+    if enc.precision != gradient_precision(precision):
+        raise PaillierError(f"residuals at precision {enc.precision - _matrix_precision(precision)}, "
+                            f"expected {precision + 2}")
+    return mask_packed_for_owner(enc, gradient_product_bound(X.shape[0], precision))
 
 
 def check_scores(u: np.ndarray, who: str) -> None:
@@ -156,18 +214,17 @@ def guest_residuals_encrypted(enc_u_h: EncryptedArray, u_g: np.ndarray, y_pm: np
 
 
 def guest_gradient_masked(enc_d: EncryptedArray, X_g: np.ndarray,
-                          precision: int = DEFAULT_PRECISION_BITS, u_g: np.ndarray | None = None) -> Masked:
+                          precision: int = DEFAULT_PRECISION_BITS, packed: bool = False) -> Masked:
     """Step 3 (guest): Enc_h(X_g^T d + r_g), for the host to decrypt and return.
 
     X_g is the batch's guest columns (with the ones column for the intercept last).
-    With the guest's scores `u_g` (which bound |d| together with SCORE_BOUND) the
-    gradient is packed with statistically hiding slot masks (`mask_packed_for_owner`);
-    without, every value gets a uniform mask mod n.
+    `packed` (agreed at setup: the guest's columns fit COLUMN_BOUND): the gradient is
+    packed with statistically hiding slot masks sized by the public `gradient_layout`
+    (|d| <= 0.5 SCORE_BOUND + 0.5, both parties refuse larger scores); else every value
+    gets a uniform mask mod n.
     """
     enc = enc_d.rmatmul(X_g.T, precision=_matrix_precision(precision))
-    if u_g is None:
-        return mask_for_owner(enc)
-    return mask_packed_for_owner(enc, _gradient_bound(X_g, residual_bound(u_g)))
+    return _mask_gradient(enc, X_g, precision, packed)
 
 
 def guest_loss_masked(enc_u_h: EncryptedArray, u_g: np.ndarray, y_pm: np.ndarray,
@@ -200,21 +257,21 @@ def guest_residual_offsets_encrypted(pk_g: PublicKey, u_g: np.ndarray, y_pm: np.
 
 
 def host_gradient_masked(enc_c: EncryptedArray, u_h: np.ndarray, X_h: np.ndarray,
-                         precision: int = DEFAULT_PRECISION_BITS) -> Masked:
+                         precision: int = DEFAULT_PRECISION_BITS, packed: bool = True) -> Masked:
     """Step 4 (host): Enc_g(X_h^T d + r_h) from the guest's Enc_g(c), c = 0.25 u_g - 0.5 y'.
 
     Enc_g(d) = Enc_g(c) + 0.25 u_h (plaintext, the host's own partial scores), then
-    X_h^T Enc_g(d) homomorphically, packed with statistically hiding slot masks r_h
-    for the guest to decrypt (`mask_packed_for_owner`; |d| is bounded by the host's
-    own scores and SCORE_BOUND on the guest's), and rerandomized (the guest owns the
-    key of the Enc_g(c) it sent).
+    X_h^T Enc_g(d) homomorphically, masked (`packed`, agreed at setup: the host's columns
+    fit COLUMN_BOUND: packed with statistically hiding slot masks r_h of the public
+    `gradient_layout`; else uniform mod n) for the guest to decrypt, and rerandomized
+    (the guest owns the key of the Enc_g(c) it sent).
     No per-row decryption: the host never sees d in any form.
     """
     if enc_c.ndim != 1 or enc_c.shape[0] != X_h.shape[0] or np.shape(u_h) != (X_h.shape[0],):
         raise PaillierError(f"residual offsets of shape {enc_c.shape} do not match a batch of {X_h.shape[0]} rows")
     enc_d = enc_c + 0.25 * np.asarray(u_h, dtype=np.float64)
     enc = enc_d.rmatmul(X_h.T, precision=_matrix_precision(precision))
-    return mask_packed_for_owner(enc, _gradient_bound(X_h, residual_bound(u_h)))
+    return _mask_gradient(enc, X_h, precision, packed)
 
 
 # -- inference ------------------------------------------------------------------

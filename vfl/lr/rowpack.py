@@ -12,8 +12,8 @@ different plaintexts, so it forms, for every column j and slot s,
 
 Slot s of R_(j,s) holds the wanted partial sum sum_g X[gS+s, j] v[gS+s]; the other
 slots hold cross terms sum_g X[gS+s, j] v[gS+s'], which reveal the computing party's
-columns. So EVERY slot of every R_(j,s) gets a statistically hiding mask (40 bits
-above the slot's bound) and every R_(j,s) a strong re-randomization before the key
+columns. So EVERY slot of every R_(j,s) gets a statistically hiding mask (STAT_BITS = 80
+bits above the slot's bound) and every R_(j,s) a strong re-randomization before the key
 owner decrypts them. The key owner returns, per column j, the sum over s of the masked
 slot s of R_(j,s) (mod n): the computing party removes the sum of those masks and has
 X_j^T v, exactly what the ordinary path gives it, nothing per slot or per row subset.
@@ -36,24 +36,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from vfl.errors import PaillierError
-from vfl.lr.protocol import (
+from vfl.lr.protocol import (  # noqa: F401 - columns_fit stays part of this module's API
+    COLUMN_BOUND,
     LOSS_PRECISION_BITS,
     SCORE_BOUND,
-    STAT_BITS,
     HostScores,
     Masked,
     _matrix_precision,
     check_scores,
+    columns_fit,
+    gradient_product_bound,
     mask_for_owner,
+    offsets_bound,
 )
 from vfl.lr.taylor import LOG2
 from vfl.paillier import EncryptedArray, PackedEncryptedArray, PrivateKey, PublicKey, decrypt_slots
 from vfl.paillier.encoding import scaled_integers
-from vfl.paillier.packing import encrypt_packed, slot_bits_for, usable_bits
+from vfl.paillier.packing import (
+    MASK_HEADROOM_BITS,
+    STAT_BITS,
+    encrypt_packed,
+    slot_bits_for,
+    usable_bits,
+)
+from vfl.paillier.packing import public_int_bound as _int_bound
 
-# A public bound on |X_ij| (real units) of the columns a packed product multiplies by:
-# standardized columns stay below sqrt(rows). A party with larger columns says so at setup.
-COLUMN_BOUND = 2.0 ** 16
 # Measured costs (2048 bits, 2 workers), in units of one own-key encryption (~0.3-0.4 ms):
 # the extra cost of one product term per column and row (Pippenger over N/S bases instead
 # of N: ~25 % of a ~25 us term), and the strong re-randomization plus decryption of one
@@ -76,29 +83,9 @@ class RowLayout:
         return -(-self.rows // self.slots)
 
 
-def _int_bound(real: float, precision: int) -> int:
-    """An integer bound on |round(v * 2^precision)| for |v| <= real."""
-    return int(np.ceil(np.ldexp(real, precision))) + 1
-
-
-def offsets_bound(precision: int) -> int:
-    """Public bound of the guest's packed c = 0.25 u_g - 0.5 y' (precision + 2 bits)."""
-    return _int_bound(0.25 * SCORE_BOUND + 0.5, precision + 2)
-
-
-def _residual_int_bound(precision: int) -> int:
-    """|d| = |c + 0.25 u| <= 0.5 SCORE_BOUND + 0.5 at precision + 2 bits, with rounding slack."""
-    return 2 * offsets_bound(precision) + 2
-
-
 def scores_bound(precision: int) -> int:
     """Public bound of the host's packed u_h (precision bits)."""
     return _int_bound(SCORE_BOUND, precision)
-
-
-def gradient_product_bound(groups: int, precision: int) -> int:
-    """Public bound of a slot of X^T Enc(d) over `groups` packed ciphertexts."""
-    return groups * _int_bound(COLUMN_BOUND, _matrix_precision(precision)) * _residual_int_bound(precision)
 
 
 def loss_product_bound(groups: int, precision: int) -> int:
@@ -118,7 +105,7 @@ def layout(pk: PublicKey, rows: int, precision: int, gradient: bool = True) -> R
         bound = loss_product_bound(groups, precision)
         if gradient:
             bound = max(bound, gradient_product_bound(groups, precision))
-        bits = slot_bits_for(bound, STAT_BITS + 1)
+        bits = slot_bits_for(bound, MASK_HEADROOM_BITS)
         if bits * s <= usable:
             return RowLayout(rows, bits, usable // bits)  # (as many slots as that width holds)
     raise PaillierError(f"a {pk.bits}-bit key cannot pack rows of a {rows}-row batch")
@@ -134,11 +121,6 @@ def row_packing_pays(rows: int, columns: int, slots: int) -> bool:
         return False
     saved = rows * ((1 - 1 / slots) - columns * PRODUCT_TERM_COST)
     return saved > columns * slots * RESULT_COST
-
-
-def columns_fit(X: np.ndarray) -> bool:
-    """Whether a party's columns stay within COLUMN_BOUND (then its products can be packed)."""
-    return bool(X.size == 0 or float(np.max(np.abs(X))) <= COLUMN_BOUND)
 
 
 # -- the encrypting party ---------------------------------------------------------
@@ -326,6 +308,8 @@ class BatchPacking:
 
     offsets: RowLayout | None  # the guest's Enc_g(c); the host multiplies by its columns
     scores: RowLayout | None  # the host's Enc_h(u_h); the guest multiplies by its columns and c
+    guest_fits: bool = False  # ordinary path: the guest's gradient is packed (its columns fit COLUMN_BOUND)
+    host_fits: bool = False  # ordinary path: the host's gradient is packed
 
 
 def plan_batch(rows: int, pk_g: PublicKey, pk_h: PublicKey, precision: int, guest_columns: int,
@@ -339,7 +323,8 @@ def plan_batch(rows: int, pk_g: PublicKey, pk_h: PublicKey, precision: int, gues
     off = layout(pk_g, rows, precision)
     sc = layout(pk_h, rows, precision)
     return BatchPacking(off if host_fits and row_packing_pays(rows, host_columns, off.slots) else None,
-                        sc if guest_fits and row_packing_pays(rows, guest_columns + 1, sc.slots) else None)
+                        sc if guest_fits and row_packing_pays(rows, guest_columns + 1, sc.slots) else None,
+                        guest_fits, host_fits)
 
 
 def plan_validation(rows: int, pk_h: PublicKey, precision: int) -> RowLayout | None:

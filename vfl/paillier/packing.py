@@ -17,15 +17,20 @@ every slot by k. That is all a sum needs:
 - `pack(enc, bound)`: compress existing ciphertexts before they are decrypted
   (shift by c^(2^s) and add), e.g. the host packs F * B per-bin sums into
   F * B / slots ciphertexts so that the guest decrypts that many fewer.
-- `PackedEncryptedArray.masked(stat_bits)`: a statistically hiding mask per
-  slot, for masked two-party steps (`decrypt_slots` / `unmask_slots`).
+- `PackedEncryptedArray.masked()`: a statistically hiding mask per slot,
+  STAT_BITS (80) bits wider than the slot bound, for masked two-party steps
+  (`decrypt_slots` / `unmask_slots`).
 
 Overflow is refused, not wrapped: every packed array carries `bound`, a proven
 upper bound on |slot value| (in integer units, i.e. scaled by 2^precision),
 updated by every operation; an operation whose result could exceed the slot
 capacity raises `PaillierError`. Choose the slot width with `headroom_bits`:
 the bits the values may still grow by (sums over N rows: log2 N; products with
-b-bit plaintext integers: b; a mask: stat_bits + 1).
+b-bit plaintext integers: b; a mask: MASK_HEADROOM_BITS).
+
+The bound is written in the wire header, so whatever a protocol sends must be
+packed with a bound computed from public values only (shapes, declared ranges,
+precisions, key size), never from the data (`pack(..., bound=public)`).
 """
 
 from __future__ import annotations
@@ -47,8 +52,32 @@ from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, scaled_integers
 from vfl.paillier.keys import PrivateKey, PublicKey
 
 MAGIC = b"VPK1"
-DEFAULT_STAT_BITS = 40  # statistical hiding of slot masks: advantage <= 2^-40 per value
+# Statistical hiding of every slot mask: a mask is uniform over STAT_BITS bits more than the
+# slot's bound, so the masked value is within statistical distance 2^-80 of the mask alone.
+# The one constant every masked packed exchange uses (LR, row packing, GMM statistics).
+STAT_BITS = 80
+MASK_HEADROOM_BITS = STAT_BITS + 1  # slot headroom a packed value needs to be masked (`masked`)
 _PACK_CHUNK = (16, 1024)
+
+
+def public_int_bound(real: float, precision: int) -> int:
+    """An integer bound on |round(v * 2^precision)| for |v| <= real (a public real bound)."""
+    return int(np.ceil(np.ldexp(real, precision))) + 1
+
+
+def check_packed_layout(enc: object, key: PublicKey, vshape: tuple[int, ...], slot_bits: int, precision: int,
+                        bound: int, what: str = "packed values") -> PackedEncryptedArray:
+    """A received packed array checked against the agreed layout: key, value shape, slot width,
+    precision and declared bound at most `bound` (both parties derive these from public values)."""
+    if not isinstance(enc, PackedEncryptedArray):
+        raise PaillierError(f"expected {what} packed, got an unpacked ciphertext array")
+    if enc.public_key != key:
+        raise PaillierError(f"{what} encrypted under an unexpected key")
+    got, want = (enc.vshape, enc.slot_bits, enc.precision), (tuple(vshape), slot_bits, precision)
+    if got != want or enc.bound > bound:
+        raise PaillierError(f"{what} with shape/slot bits/precision {got} and a bound of {enc.bound.bit_length()} "
+                            f"bits, expected {want} within {bound.bit_length()} bits")
+    return enc
 
 
 def usable_bits(public_key: PublicKey) -> int:
@@ -315,13 +344,16 @@ class PackedEncryptedArray(EncryptedArray):
     def add_residues(self, residues: np.ndarray) -> EncryptedArray:
         raise PaillierError("packed arrays are masked per slot: use .masked(stat_bits)")
 
-    def masked(self, stat_bits: int = DEFAULT_STAT_BITS) -> tuple[PackedEncryptedArray, np.ndarray]:
+    def masked(self, stat_bits: int = STAT_BITS) -> tuple[PackedEncryptedArray, np.ndarray]:
         """Add a fresh uniform mask in [0, 2^(b + stat_bits)) to every slot, b = bits of `bound`.
 
         Returns (masked array, mask as an object array of ints of the value shape).
         The key owner decrypts v + r, which is within statistical distance
-        2^-stat_bits of uniform, hence hides v. Needs stat_bits + 1 bits of headroom.
+        2^-stat_bits of uniform, hence hides v. Needs stat_bits + 1 bits of headroom;
+        fewer than STAT_BITS are refused.
         """
+        if stat_bits < STAT_BITS:
+            raise PaillierError(f"slot masks need at least {STAT_BITS} statistical bits, got {stat_bits}")
         width = max(self.bound, 1).bit_length() + stat_bits
         bound = self.bound + (1 << width)
         self._check_bound(bound, "masked values")
@@ -534,11 +566,14 @@ def loads_packed(data: bytes, public_key: PublicKey) -> PackedEncryptedArray:
 
 
 __all__ = [
-    "DEFAULT_STAT_BITS",
+    "MASK_HEADROOM_BITS",
+    "STAT_BITS",
+    "check_packed_layout",
     "PackedEncryptedArray",
     "decrypt_slots",
     "encrypt_packed",
     "pack",
+    "public_int_bound",
     "slot_bits_for",
     "slots_for",
     "unmask_slots",
