@@ -94,7 +94,7 @@ def test_a_certified_node_that_cannot_prove_the_guest_account_is_refused_before_
             f'[job]\nalgorithm = "psi"\n[guest]\ndata = "guest.csv"\naddress = "127.0.0.1:{gport}"\n'
             f'[host]\ndata = "host.csv"\naddress = "127.0.0.1:{hport}"\n'
             f'[chain]\nurl = "{handle.url}"\ncontract = "{contract}"\n'
-            "[paillier]\nkey_bits = 1024\n[transport]\nconnect_timeout = 120.0\ntimeout = 60.0\n")
+            "[paillier]\nkey_bits = 1024\ninsecure_test_keys = true\n[transport]\nconnect_timeout = 120.0\ntimeout = 60.0\n")
         cfg = tmp_path / "job.toml"
         host = _node(cfg, "host", tmp_path / "runs" / "host", tls, "host", [])
         try:

@@ -44,7 +44,8 @@ def woe_job(tmp_path_factory, chain_server, breast_dir) -> dict[str, Path]:
     out, capture = tmp / "run", tmp / "capture"
     sets = [f"guest.data={breast_dir / 'guest.csv'}", f"host.data={breast_dir / 'host.csv'}",
             "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0", f"chain.state={chain_server[0]}",
-            "paillier.key_bits=1024", "transport.liveness_grace=2.0", "transport.connect_timeout=15.0",
+            "paillier.key_bits=1024", "paillier.insecure_test_keys=true", "transport.liveness_grace=2.0",
+            "transport.connect_timeout=15.0",
             "selection.woe_transform=true", "lr.epochs=1", f"transport.capture={capture}"]
     cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(CONFIG), "--out", str(out)]
     for s in sets:
