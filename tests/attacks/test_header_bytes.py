@@ -31,8 +31,12 @@ from vfl.lr import rowpack
 # json fields that carry masked residues (uniform mod n to whoever reads them): payload
 MASKED_JSON = {"guest_gradient", "loss", "gradient"}
 # declared outputs (docs/protocols/lr.md "what each party learns"): whether training stops and
-# whether the validation loss improved, one bit each per epoch
-DECLARED_JSON = {"stop", "improved"}
+# whether the validation loss improved, one bit each per epoch; and the two numbers the label
+# noise is calibrated with, the host's largest row norm and operator norm rounded up to 1/8
+# octave (lr.md "Label privacy"; their grid is checked in tests/test_lr_phase.py); and in GMM
+# the sum over rows of the host's log-density levels, which the guest's log-likelihood needs
+# (gmm.md "what each party learns")
+DECLARED_JSON = {"stop", "improved", "row_norm", "op_norm", "level_total"}
 
 
 def _paillier_header(blob: bytes) -> bytes:
