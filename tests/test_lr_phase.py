@@ -192,7 +192,7 @@ def test_woe_transform_binning_then_lr_equals_the_reference_on_the_same_design(t
                              [fb[c].table.woe for c in gcols]).transform(g.select(gcols).X)
     ind = BinIndicators.fit(hcols, [fb[f"host.{c}"].split_points for c in hcols])
     ref = fit_reference(Xg, ind.transform(h.select(hcols).X), g.y, phase.options_from_config(cfg),
-                        gcols, ind.columns)
+                        gcols, ind.columns, host_noise=rg["host_noise"])
     assert rh["model"]["features"] == ind.columns and len(ind.columns) > 2 * len(hcols)
     np.testing.assert_allclose(rg["model"]["weights"], ref.guest.weights, rtol=0, atol=1e-6)
     assert rg["model"]["intercept"] == pytest.approx(ref.guest.intercept, abs=1e-6)

@@ -238,6 +238,6 @@ def test_a_host_with_columns_beyond_the_bound_sends_its_gradient_unpacked_and_eq
     gctx, _, rg, rh = _run(tmp_path, g, wide, cfg, record=True)
     grads = [p["gradient"] for a, p in gctx.transport.received if a.tag.endswith(".gradients")]
     assert grads and not any(isinstance(v, PackedEncryptedArray) for v in grads)  # masked mod n, no bound sent
-    ref = fit_reference(g.X, wide.X, g.y, phase.options_from_config(cfg))
+    ref = fit_reference(g.X, wide.X, g.y, phase.options_from_config(cfg), host_noise=rg["host_noise"])
     np.testing.assert_allclose(rh["model"]["weights"], ref.host.weights, rtol=1e-6, atol=0)
     np.testing.assert_allclose(rg["model"]["weights"], ref.guest.weights, rtol=0, atol=1e-9)

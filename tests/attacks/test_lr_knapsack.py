@@ -101,8 +101,8 @@ def _attack_run(tmp: Path, *settings: str) -> tuple[list[np.ndarray], np.ndarray
     seen: list[tuple[Masked, np.ndarray]] = []
     original = phase.host_gradient_masked
 
-    def host_keeps_its_mask(enc_c, u_h, X_h, precision):  # the host's own state: its mask and batch
-        out = original(enc_c, u_h, X_h, precision)
+    def host_keeps_its_mask(enc_c, u_h, X_h, precision, *args, **kw):  # the host's own mask and batch
+        out = original(enc_c, u_h, X_h, precision, *args, **kw)
         seen.append((out, np.array(X_h)))
         return out
 
