@@ -406,3 +406,19 @@ def test_host_killed_mid_epoch_of_lr_training_aborts_and_leaves_no_result(tmp_pa
     _assert_failed_and_aborted(out, url)
     for name in ("model.json", "predictions.csv", "metrics.json"):
         assert not (out / "guest" / name).exists() and not (out / "host" / name).exists()
+    # job.json counts the rounds committed (the training rounds too), not those of the last finished phase
+    guest_rounds = (out / "guest" / "rounds.jsonl").read_text().splitlines()
+    assert _job(out, "guest")["rounds"] == len(guest_rounds) and '"phase": "lr"' in guest_rounds[-1]
+
+    # the aborted run audits as consistent with its abort: who aborted, the reason checked, nothing else failing
+    res = subprocess.run([sys.executable, "-m", "nodes.cli", "audit", str(out), "--rpc", url],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "session ABORTED by the guest" in res.stdout and "FAIL" not in res.stdout
+    assert "audit passed (session ABORTED)" in res.stdout
+    assert f"abort reason: {error[:40]}" in res.stdout
+    report = json.loads((out / "audit" / "audit.json").read_text())
+    assert report["summary"]["status"] == "aborted" and report["summary"]["aborted"]["role"] == "guest"
+    assert "ABORTED" in (out / "audit" / "report.md").read_text()
+    checks = {c["check"]: c for c in report["checks"] if c["party"] == "guest"}
+    assert checks["abort reason"]["ok"] and checks["abort transaction"]["ok"]
