@@ -380,9 +380,19 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     reg = history.registry["participants"].get(me) or {}
     c.eq("registered role", registered_role(role), reg.get("role", "not registered"), field="account",
          ok_detail=f"{me} is registered as {reg.get('role')} ({reg.get('organisation', '')})")
-    aborted = info["status"] == "aborted"
-    if aborted:
+    # a session the parties never ended (the chain failed too, so their aborts did): one finding, and
+    # the rest is checked like an aborted session's, for what was committed
+    unfinished = info["status"] in ("opened", "active") and job.get("status") in ("failed", "running")
+    aborted = info["status"] == "aborted" or unfinished
+    if info["status"] == "aborted":
         _check_abort(c, files, history, me)
+    elif unfinished:
+        why = (job.get("abort") or {}).get("error") or job.get("error") or "the party was killed"
+        c.fail("session closed", field="status", expected="closed or aborted", found=info["status"],
+               detail=f"the run failed but the session was never ended on chain ({why}); "
+                      "only the committed rounds are checked")
+        c.out.append(Check("run status", True, role, "job.json", None, "status",
+                           detail=f"the run {'failed' if job.get('status') == 'failed' else 'never recorded its end'}"))
     else:
         c.eq("session closed", "closed", info["status"],
              ok_detail=f"closed after all {len(info['participants'])} participants finalized")

@@ -475,7 +475,9 @@ class EmbeddedChain:
         number = int(header["number"])
         if not 0 < number <= len(entries) or entries[number - 1]["hash"] != header["hash"]:
             raise _SnapshotUnusable(f"its block {number} is not the journal's")
-        if hashlib.sha256(data).hexdigest() != header.get("sha256"):
+        if "sha256" not in header:
+            raise _SnapshotUnusable("written without a checksum, by an older version")
+        if hashlib.sha256(data).hexdigest() != header["sha256"]:
             raise _SnapshotUnusable("damaged: its checksum does not match")
         kv: dict[bytes, bytes] = {}
         view, pos = memoryview(data), 0
