@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth_utils import keccak
+
 from chain.commitment import (
     SALT_BYTES,
     TAG_METRICS,
@@ -215,7 +217,10 @@ def load_history(client: Any, session_id: str | bytes, timestamps: bool = True) 
     sid = session_id if isinstance(session_id, bytes) else bytes.fromhex(str(session_id).removeprefix("0x"))
     if len(sid) != 32:
         raise AuditUnavailable(f"session id must be 32 bytes of hex, got {session_id!r}")
-    events = client.events(sid)
+    try:
+        events = client.events(sid)
+    except Exception as exc:  # noqa: BLE001 - whatever the node or state directory does: cannot check
+        raise AuditUnavailable(f"cannot read the chain: {exception_line(exc)}") from None
     if not events:
         raise AuditUnavailable(f"session 0x{sid.hex()} is not on contract {client.address} "
                                f"(chain {client.chain_id}): no events")
@@ -223,13 +228,24 @@ def load_history(client: Any, session_id: str | bytes, timestamps: bool = True) 
         record = replay_session(events, int(client.chain_id), str(client.address))
     except HistoryError as exc:
         raise AuditUnavailable(f"the events of session 0x{sid.hex()} do not replay: {exc}") from None
-    registry = replay_registry(client.events(from_block=0, to_block=int(events[-1]["block_number"])))
     stamps: dict[int, int] = {}
-    if timestamps:
-        for n in sorted({int(ev["block_number"]) for ev in events}):
-            stamps[n] = int(client.w3.eth.get_block(n)["timestamp"])
+    try:
+        registry = replay_registry(client.events(from_block=0, to_block=int(events[-1]["block_number"])))
+        if timestamps:
+            for n in sorted({int(ev["block_number"]) for ev in events}):
+                stamps[n] = int(client.w3.eth.get_block(n)["timestamp"])
+    except HistoryError as exc:
+        raise AuditUnavailable(f"the registry's events do not replay: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise AuditUnavailable(f"cannot read the chain: {exception_line(exc)}") from None
     return SessionHistory(str(client.address), int(client.chain_id), "0x" + sid.hex(), record, events,
                           registry, stamps)
+
+
+def exception_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # -- checks -------------------------------------------------------------------------
@@ -364,9 +380,23 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     reg = history.registry["participants"].get(me) or {}
     c.eq("registered role", registered_role(role), reg.get("role", "not registered"), field="account",
          ok_detail=f"{me} is registered as {reg.get('role')} ({reg.get('organisation', '')})")
-    c.eq("session closed", "closed", info["status"],
-         ok_detail=f"closed after all {len(info['participants'])} participants finalized")
-    c.eq("run status", "complete", job.get("status"), file="job.json", field="status")
+    # a session the parties never ended (the chain failed too, so their aborts did): one finding, and
+    # the rest is checked like an aborted session's, for what was committed
+    unfinished = info["status"] in ("opened", "active") and job.get("status") in ("failed", "running")
+    aborted = info["status"] == "aborted" or unfinished
+    if info["status"] == "aborted":
+        _check_abort(c, files, history, me)
+    elif unfinished:
+        why = (job.get("abort") or {}).get("error") or job.get("error") or "the party was killed"
+        c.fail("session closed", field="status", expected="closed or aborted", found=info["status"],
+               detail=f"the run failed but the session was never ended on chain ({why}); "
+                      "only the committed rounds are checked")
+        c.out.append(Check("run status", True, role, "job.json", None, "status",
+                           detail=f"the run {'failed' if job.get('status') == 'failed' else 'never recorded its end'}"))
+    else:
+        c.eq("session closed", "closed", info["status"],
+             ok_detail=f"closed after all {len(info['participants'])} participants finalized")
+        c.eq("run status", "complete", job.get("status"), file="job.json", field="status")
 
     # -- rounds: files -> chain ----------------------------------------------------
     listed: list[int] = []
@@ -385,8 +415,18 @@ def audit_party(files: PartyFiles, history: SessionHistory,
         _check_round(c, files, history, me, chain_role, r, line)
     # -- chain -> files: nothing on chain missing from the files ------------------------
     order = [int(ev["args"]["round"]) for ev in history.submissions_by(me)]
+    # an aborted session: what came after the last round in the files is what the abort interrupted
+    last_listed = max(listed, default=0)
+    last = max([last_listed, *order])
+    recovered = {r for r in order if aborted and r not in listed and r > last_listed}  # checked without a line
+    known = set(listed) | recovered
     for r in order:
-        if r not in listed:
+        if r not in listed and aborted and r > last_listed:
+            c.out.append(Check("round in files", True, role, "rounds.jsonl", r, "round",
+                               detail=f"round {r} is on chain but not in rounds.jsonl: the party stopped before "
+                                      "recording its mined transaction; checked from its checkpoint and transcript"))
+            _check_round(c, files, history, me, chain_role, r, None)
+        elif r not in listed:
             ev = history.submission_event(r, me)
             c.fail("round in files", file="rounds.jsonl", round=r, field="round", expected="a line for it",
                    found="none", detail=f"submitted on chain by {me} in tx {ev['tx_hash'] if ev else '?'}")
@@ -394,13 +434,21 @@ def audit_party(files: PartyFiles, history: SessionHistory,
         c.fail("rounds in order", file="rounds.jsonl", field="round", expected=str(order), found=str(listed),
                detail="the files list the rounds in another order than the chain")
     for r in files.checkpoints:
-        if r not in listed:
+        if aborted and r > last:
+            c.out.append(_in_flight(role, f"checkpoints/round-{r:04d}.json", r))
+        elif r not in known:
             c.fail("checkpoint listed", file=f"checkpoints/round-{r:04d}.json", round=r, field="round",
                    expected="a rounds.jsonl line", found="none")
-    for r in sorted({_int(e.get("round")) for e in files.transcript} - set(listed)):
+    for r in sorted({_int(e.get("round")) for e in files.transcript} - known):
+        if aborted and r > last:
+            c.out.append(_in_flight(role, "transcript.jsonl", r))
+            continue
         c.fail("transcript round listed", file="transcript.jsonl", round=r, field="round",
                expected="a rounds.jsonl line", found="none", detail="messages of a round never committed")
-    for r in sorted({_int(m.get("round")) for m in files.manifests} - set(listed)):
+    for r in sorted({_int(m.get("round")) for m in files.manifests} - known):
+        if aborted and r > last:
+            c.out.append(_in_flight(role, "manifests.jsonl", r))
+            continue
         c.fail("manifest round listed", file="manifests.jsonl", round=r, field="round",
                expected="a rounds.jsonl line", found="none", detail="a manifest of a round never committed")
     c.out.append(Check("rounds", bool(listed), role, "rounds.jsonl",
@@ -412,6 +460,12 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     if close and isinstance(close.get("params"), dict) and close["params"].get("model_file"):
         model_file = str(close["params"]["model_file"])
     member = members.get(me)
+    if aborted and member is not None and not member["finalized"]:
+        c.out.append(Check("model commitment", True, role, detail="not compared: the session was aborted "
+                           "before this party finalized (no model was committed)"))
+        if files.kind == "predict":
+            _check_prediction(c, files)
+        return c.out
     # the final commitments are bound to the close round (this party's last round on chain), this party
     # and its session role
     at = binding_of(history, me, chain_role, max(order) if order else 0, "close")
@@ -424,7 +478,7 @@ def audit_party(files: PartyFiles, history: SessionHistory,
                                                                                model_file, at),
              file=model_file, field="keccak256(binding || salt || file)",
              ok_detail=f"{model_file} is the model finalized on chain (salt: job.json openings)")
-    if files.is_opener:
+    if files.is_opener and not (aborted and info["metrics_hash"] == ZERO_HASH):
         metrics_file = next((n for n in METRICS_FILES if n in files.files), None)
         if metrics_file is None:
             c.fail("metrics hash", file="metrics.json", expected=info["metrics_hash"], found="missing file")
@@ -436,6 +490,51 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     if files.kind == "predict":
         _check_prediction(c, files)
     return c.out
+
+
+_PENDING_AT_ABORT = "not attested: the session was aborted before every participant posted this round"
+
+
+def _in_flight(role: str, file: str, r: int) -> Check:
+    """A file's round after the last committed one, in a session that was aborted: nothing to compare."""
+    return Check("round in flight", True, role, file, r, "round",
+                 detail=f"round {r} was under way when the session was aborted: never committed, not compared")
+
+
+def abort_info(history: SessionHistory) -> dict[str, Any] | None:
+    """Who aborted the session, when, with which reason hash (None unless it was aborted)."""
+    ev = history.event("SessionAborted")
+    if ev is None:
+        return None
+    party = str(ev["args"]["party"])
+    return {"party": party, "role": session_roles(history.record).get(party, "?"),
+            "block": ev["block_number"], "time": history.timestamps.get(ev["block_number"]),
+            "reason_hash": ev["args"]["reasonHash"], "tx_hash": ev["tx_hash"]}
+
+
+def _check_abort(c: _Checks, files: PartyFiles, history: SessionHistory, me: str) -> None:
+    """An aborted session: say who aborted it and when; the aborting party's job.json error must be the
+    reason posted (keccak256), and no party may claim a complete run."""
+    job, info = files.job, abort_info(history)
+    assert info is not None
+    c.out.append(Check("session aborted", True, files.role, detail=(
+        f"aborted by the {info['role']} {info['party']} in block {info['block']}"
+        f" (tx {info['tx_hash']}): only what was committed before is checked")))
+    status = str(job.get("status"))
+    c.out.append(Check("run status", status in ("failed", "running"), files.role, "job.json", None, "status",
+                       "" if status in ("failed", "running") else "failed (the session was aborted)",
+                       "" if status in ("failed", "running") else status,
+                       "the run failed" if status == "failed" else
+                       "the run never recorded its end (the process was killed)" if status == "running" else
+                       "a run whose session was aborted cannot be complete"))
+    if _low(info["party"]) != _low(me):
+        return
+    error = job.get("error")
+    found = "0x" + keccak(str(error).encode("utf-8")).hex() if error else "(no error in job.json)"
+    c.eq("abort reason", info["reason_hash"], found, file="job.json", field="error",
+         ok_detail=f"keccak256 of job.json's error is the reason hash on chain: {str(error)[:120]}")
+    c.eq("abort transaction", info["tx_hash"], (job.get("abort") or {}).get("tx_hash"), file="job.json",
+         field="abort.tx_hash", ok_detail="job.json names the abort transaction the chain holds")
 
 
 def _check_participants(c: _Checks, files: PartyFiles, history: SessionHistory) -> None:
@@ -508,7 +607,8 @@ def _check_prediction(c: _Checks, files: PartyFiles) -> None:
 
 
 def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str, role: str, r: int,
-                 line: dict[str, Any]) -> None:
+                 line: dict[str, Any] | None) -> None:
+    """One committed round: its rounds.jsonl line (if any), checkpoint and transcript against the chain."""
     sub = history.record["rounds"].get(r, {}).get(me)
     ev = history.submission_event(r, me)
     cp_name = f"checkpoints/round-{r:04d}.json"
@@ -518,11 +618,13 @@ def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str
                expected=f"a submission by {me}", found=f"submissions by {others}" if others else "none",
                detail="the files claim a round the chain does not have")
         return
-    c.eq("round transaction", ev["tx_hash"], line.get("tx_hash"), file="rounds.jsonl", round=r, field="tx_hash")
-    c.eq("round commitment", sub["commitment"], line.get("commitment"), file="rounds.jsonl", round=r,
-         field="commitment")
-    c.eq("round digest", sub["transcript_digest"], line.get("transcript_digest"), file="rounds.jsonl", round=r,
-         field="transcript_digest")
+    if line is not None:
+        c.eq("round transaction", ev["tx_hash"], line.get("tx_hash"), file="rounds.jsonl", round=r,
+             field="tx_hash")
+        c.eq("round commitment", sub["commitment"], line.get("commitment"), file="rounds.jsonl", round=r,
+             field="commitment")
+        c.eq("round digest", sub["transcript_digest"], line.get("transcript_digest"), file="rounds.jsonl",
+             round=r, field="transcript_digest")
     cp = files.checkpoints.get(r)
     if cp is None:
         c.fail("checkpoint present", file=cp_name, round=r, expected="present", found="missing",
@@ -547,6 +649,9 @@ def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str
         c.eq("transcript digest", sub["transcript_digest"], digest, file="transcript.jsonl", round=r,
              field="transcript_digest", ok_detail="recomputed from transcript.jsonl")
     state = history.record["round_states"].get(r, "pending")
+    if state == "pending" and history.record["session"]["status"] == "aborted":
+        c.out.append(Check("round attested", True, c.party, "", r, "state", detail=_PENDING_AT_ABORT))
+        return
     c.eq("round attested", "attested", state, round=r, field="state",
          ok_detail=f"all {len(history.record['session']['participants'])} participants posted the same digest")
 
@@ -676,10 +781,18 @@ def session_checks(history: SessionHistory) -> list[Check]:
     info = history.record["session"]
     c.out.append(Check("history replays", True, detail=f"{len(history.events)} events form a valid history"))
     n = len(info["participants"])
+    aborted = abort_info(history)
     for r, state in sorted(history.record["round_states"].items()):
+        if aborted and state == "pending":
+            c.out.append(Check("round attested", True, "", "", r, "state", detail=_PENDING_AT_ABORT))
+            continue
         c.eq("round attested", "attested", state, round=r, field="state",
              ok_detail=f"all {n} participants posted the same transcript digest")
-    c.eq("session closed", "closed", info["status"], ok_detail="every participant finalized")
+    if aborted:
+        c.out.append(Check("session aborted", True, detail=f"aborted by the {aborted['role']} {aborted['party']} "
+                           f"in block {aborted['block']}, reason hash {aborted['reason_hash']}"))
+    else:
+        c.eq("session closed", "closed", info["status"], ok_detail="every participant finalized")
     return c.out
 
 
@@ -745,7 +858,7 @@ def summary(history: SessionHistory) -> dict[str, Any]:
             "rounds": len(states), "rounds_by_state": count, "events": len(history.events),
             "opened_block": info["opened_block"],
             "closed_block": closing["block_number"] if closing else None,
-            "closed_tx": closing["tx_hash"] if closing else None}
+            "closed_tx": closing["tx_hash"] if closing else None, "aborted": abort_info(history)}
 
 
 def failures(checks: Iterable[Check]) -> list[Check]:

@@ -3,14 +3,19 @@
 Guest and host are separate processes, so the chain is a server they reach
 exactly as they would reach a real node: `vflchain chain serve --state DIR`
 (or `start_server(DIR)` from Python). It accepts only signed raw transactions
-(no node-side accounts) and mines one block per transaction.
+(no node-side accounts) and mines one block per transaction, timestamped with the
+wall clock's second: blocks in the same second share it (py-evm wants a later
+timestamp than the parent's; `_same_second` relaxes that rule for this chain only),
+so block times never run ahead of the clock.
 
 Persistence, without pickle. The state directory holds:
 
     genesis.json    chain id, genesis timestamp, funded accounts, genesis hash
     journal.jsonl   one line per block: {"number", "timestamp", "hash", "txs": [raw tx hex]},
-                    appended and fsync'd before the sender gets its answer
-    snapshot.bin    the py-evm key-value database at some block, as raw bytes
+                    appended and fsync'd before the sender (or anyone) gets an answer
+                    about the block; if that write fails the server answers nothing more
+    snapshot.bin    the py-evm key-value database at some block, as raw bytes, with the
+                    SHA-256 of those bytes and of its index in its header
                     (a cache: written on shutdown and every SNAPSHOT_EVERY blocks)
     snapshot-index.json  the server's index of that snapshot's blocks (block hashes,
                     transaction -> block, logs), so a start need not decode every block
@@ -18,9 +23,11 @@ Persistence, without pickle. The state directory holds:
     server.lock     held (flock) by the serving process, so one writer at a time
     server.log      the output of a server started by `start_server` (chain.processes)
 
-Start-up loads the snapshot if it matches the journal, then re-executes the
-journal's remaining blocks with their recorded timestamps; every replayed block
-must reproduce the recorded hash. Mining is deterministic (mix hash derived from
+Start-up loads the snapshot if it is intact and matches the journal (else it warns
+on stderr and replays from genesis), then re-executes the journal's remaining
+blocks with their recorded timestamps; every replayed block must reproduce the
+recorded hash. A torn last journal line (a crash mid-write) is dropped with a
+warning naming its block and transaction; one complete but for its newline is kept. Mining is deterministic (mix hash derived from
 the parent hash), so the same journal always gives the same chain: contract,
 storage, events and block history. `EmbeddedChain(DIR, read_only=True)` loads a
 state directory in-process for reading (an auditor with no server running).
@@ -31,8 +38,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import re
 import signal
 import struct
 import sys
@@ -68,6 +77,10 @@ SNAPSHOT_MAGIC = b"VFLCHAIN-KV-1\n"
 SNAPSHOT_EVERY = 500
 PRIORITY_FEE = 10**9
 CLIENT_VERSION = "vflchain-embedded/1 (eth-tester/py-evm)"
+
+
+class _SnapshotUnusable(Exception):
+    """snapshot.bin cannot be used (the reason): the journal is replayed instead."""
 
 
 class RpcError(Exception):
@@ -177,6 +190,27 @@ def _revert_data(exc: BaseException) -> str:
 # ---------------------------------------------------------------- the chain
 
 
+def _same_second(vm: type) -> type:
+    """`vm` whose header rule lets a block have its parent's timestamp (py-evm wants it strictly later).
+
+    One block per transaction at ~20 blocks/s would otherwise run block times ahead of the wall clock;
+    this chain's blocks are never imported by another client, so the relaxation is local."""
+    if getattr(vm, "_vflchain_same_second", False):
+        return vm
+
+    class SameSecond(vm):  # type: ignore[misc, valid-type]
+        _vflchain_same_second = True
+
+        @classmethod
+        def validate_header(cls, header: Any, parent_header: Any) -> None:
+            if parent_header is not None and header.timestamp == parent_header.timestamp:
+                parent_header = parent_header.copy(timestamp=parent_header.timestamp - 1)
+            super().validate_header(header, parent_header)
+
+    SameSecond.__name__ = SameSecond.__qualname__ = vm.__name__
+    return SameSecond
+
+
 @dataclass
 class _Log:
     block_number: int
@@ -202,17 +236,40 @@ class _Log:
         }
 
 
-def _lines(path: Path, complete_only: bool = True) -> Iterator[tuple[int, str]]:
-    """Journal lines with their byte offsets; a torn last line (no newline) is skipped."""
-    if not path.exists():
-        return
-    offset = 0
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.endswith(b"\n") and complete_only:
-                return
-            yield offset, raw.decode("utf-8")
-            offset += len(raw)
+def _warn(message: str) -> None:
+    """One line on stderr (the server's log, or the terminal of an in-process reader)."""
+    print(f"vflchain: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _journal_entry(line: str, number: int) -> dict[str, Any]:
+    """A journal line as its entry; ValueError/KeyError/TypeError if it is not block `number`'s."""
+    entry = json.loads(line)
+    if not isinstance(entry, dict):
+        raise ValueError("not a JSON object")
+    if int(entry["number"]) != number:
+        raise ValueError(f"block {entry['number']} out of sequence")
+    if not isinstance(entry["txs"], list) or not isinstance(entry["hash"], str):
+        raise ValueError("txs or hash missing")
+    int(entry["timestamp"])
+    return entry
+
+
+def _torn_contents(tail: bytes) -> str:
+    """What a torn journal line held, as far as it can be read: its block and transactions."""
+    text = tail.decode("utf-8", "replace")
+    parts = []
+    m = re.search(r'"number":\s*(\d+)', text)
+    if m:
+        parts.append(f"block {m.group(1)}")
+    hashes = []
+    for raw in re.findall(r'"0x([0-9a-fA-F]+)"', text.split('"txs"', 1)[1] if '"txs"' in text else ""):
+        with contextlib.suppress(ValueError):
+            hashes.append(_hex(keccak(bytes.fromhex(raw))))
+    if hashes:
+        parts.append("transaction " + ", ".join(hashes))
+    elif '"txs"' in text:
+        parts.append("its transaction cut off")
+    return ", ".join(parts) or "unreadable"
 
 
 @dataclass
@@ -239,12 +296,14 @@ class EmbeddedChain:
         self._logs: list[_Log] = []
         self._hashes: list[bytes] = []  # block hash by number
         self._snapshot_at = 0  # the block the snapshot on disk holds
+        self._broken = ""  # set when a block could not be journaled: nothing is answered any more
         if self.state_dir is not None and not self.read_only:
             self._acquire()
         try:
             genesis = self._genesis()
             self.backend = self._new_backend(genesis)
             self.tester = EthereumTester(self.backend)
+            self._relax_timestamps()
             self._hashes.append(self.chain.get_canonical_block_header_by_number(0).hash)
             if genesis.get("hash") and _hex(self._hashes[0]) != genesis["hash"]:
                 raise StateError(f"{self._path(GENESIS_FILE)}: genesis hash differs from the recorded one "
@@ -297,6 +356,13 @@ class EmbeddedChain:
             _write_json_atomic(path, genesis)
         return genesis
 
+    def _relax_timestamps(self) -> None:
+        """Let a block share its parent's timestamp, so block times never run ahead of the clock."""
+        cls = type(self.chain)  # eth-tester makes one chain class per backend: this one only
+        if not getattr(cls, "_vflchain_same_second", False):
+            cls.vm_configuration = tuple((n, _same_second(vm)) for n, vm in cls.vm_configuration)
+            cls._vflchain_same_second = True
+
     @staticmethod
     def _new_backend(genesis: dict[str, Any]):
         from eth_tester import PyEVMBackend
@@ -326,20 +392,32 @@ class EmbeddedChain:
         if self.state_dir is None:
             return
         path = self._path(JOURNAL_FILE)
+        data = path.read_bytes() if path.exists() else b""
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after the last newline: b"" unless the last write was torn
         entries: list[dict[str, Any]] = []
-        good_bytes = 0
-        for offset, line in _lines(path):
+        for raw in lines:
             try:
-                entry = json.loads(line)
-                if int(entry["number"]) != len(entries) + 1:
-                    raise ValueError(f"block {entry['number']} out of sequence")
+                entries.append(_journal_entry(raw.decode("utf-8"), len(entries) + 1))
             except (ValueError, KeyError, TypeError) as exc:
                 raise StateError(f"{path}:{len(entries) + 1}: bad journal line ({exc})") from exc
-            entries.append(entry)
-            good_bytes = offset + len(line.encode("utf-8"))
-        if not self.read_only and path.exists() and path.stat().st_size > good_bytes:
+        good_bytes = len(data) - len(tail)
+        if tail:
+            try:  # complete but for its newline: the block is whole, keep it
+                entries.append(_journal_entry(tail.decode("utf-8"), len(entries) + 1))
+                good_bytes = len(data)
+                if not self.read_only:
+                    with path.open("ab") as fh:
+                        fh.write(b"\n")
+                        os.fsync(fh.fileno())
+            except (ValueError, KeyError, TypeError):
+                _warn(f"{path}: dropped a torn last line after block {len(entries)} ({len(tail)} bytes: "
+                      f"{_torn_contents(tail)}); a block is answered only once its line is on disk, "
+                      "so no answered transaction was in it unless the file was damaged afterwards")
+        if not self.read_only and len(data) > good_bytes:
             with path.open("r+b") as fh:  # a torn last line from a crash: drop it
                 fh.truncate(good_bytes)
+                os.fsync(fh.fileno())
         start = self._load_snapshot(entries)
         for entry in entries[start:]:
             raws = [_bytes_param(t, "journal transaction") for t in entry["txs"]]
@@ -350,51 +428,89 @@ class EmbeddedChain:
         if not self.read_only:
             if len(entries) - start >= 50:
                 self.write_snapshot()
+            new = not path.exists()
             self._journal = path.open("a", encoding="utf-8")
+            if new and self.fsync:
+                _fsync_dir(path.parent)  # the journal's directory entry is durable before any answer
 
     def _load_snapshot(self, entries: list[dict[str, Any]]) -> int:
-        """Load snapshot.bin if it matches the journal; return the first block still to replay."""
-        from eth.db.atomic import AtomicDB
-        from eth.db.backends.memory import MemoryDB
+        """Load snapshot.bin if it is intact and matches the journal; return the first block still to replay.
 
+        A damaged, stale or foreign snapshot (or index) is a cache miss: warned about, the journal
+        is replayed from genesis."""
         path = self._path(SNAPSHOT_FILE)
         if not path.exists():
             return 0
         try:
-            with path.open("rb") as fh:
-                if fh.readline() != SNAPSHOT_MAGIC:
-                    return 0
-                header = json.loads(fh.readline())
-                number = int(header["number"])
-                if not 0 < number <= len(entries) or entries[number - 1]["hash"] != header["hash"]:
-                    return 0
-                kv: dict[bytes, bytes] = {}
-                data = fh.read()
-        except (OSError, ValueError, KeyError):
-            return 0
+            number = self._read_snapshot(path, entries)
+        except Exception as exc:  # noqa: BLE001 - any damage: fall back to the journal
+            number, why = 0, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if isinstance(exc, _SnapshotUnusable):
+                why = str(exc)
+        else:
+            return number
+        _warn(f"{path}: ignored ({why}); replaying the journal from genesis")
+        self._reset()
+        return 0
+
+    def _reset(self) -> None:
+        """Back to the genesis block with empty indexes (after an unusable snapshot)."""
+        self.backend = self._new_backend(self._genesis())
+        from eth_tester import EthereumTester
+
+        self.tester = EthereumTester(self.backend)
+        self._relax_timestamps()
+        self._hashes = [self.chain.get_canonical_block_header_by_number(0).hash]
+        self._tx_block, self._logs, self._snapshot_at = {}, [], 0
+
+    def _read_snapshot(self, path: Path, entries: list[dict[str, Any]]) -> int:
+        from eth.db.atomic import AtomicDB
+        from eth.db.backends.memory import MemoryDB
+
+        with path.open("rb") as fh:
+            if fh.readline() != SNAPSHOT_MAGIC:
+                raise _SnapshotUnusable("not a snapshot of this format")
+            header = json.loads(fh.readline())
+            data = fh.read()
+        number = int(header["number"])
+        if not 0 < number <= len(entries) or entries[number - 1]["hash"] != header["hash"]:
+            raise _SnapshotUnusable(f"its block {number} is not the journal's")
+        if "sha256" not in header:
+            raise _SnapshotUnusable("written without a checksum, by an older version")
+        if hashlib.sha256(data).hexdigest() != header["sha256"]:
+            raise _SnapshotUnusable("damaged: its checksum does not match")
+        kv: dict[bytes, bytes] = {}
         view, pos = memoryview(data), 0
-        try:
-            while pos < len(data):
-                klen, vlen = struct.unpack_from(">II", view, pos)
-                pos += 8
-                kv[bytes(view[pos:pos + klen])] = bytes(view[pos + klen:pos + klen + vlen])
-                pos += klen + vlen
-        except struct.error:
-            return 0
+        while pos < len(data):
+            klen, vlen = struct.unpack_from(">II", view, pos)
+            pos += 8
+            if pos + klen + vlen > len(data):
+                raise _SnapshotUnusable("damaged: truncated")
+            kv[bytes(view[pos:pos + klen])] = bytes(view[pos + klen:pos + klen + vlen])
+            pos += klen + vlen
         chain = type(self.chain)(AtomicDB(MemoryDB(kv)))
         if _hex(chain.get_canonical_head().hash) != header["hash"]:
-            return 0
+            raise _SnapshotUnusable("its head is not the block it names")
         self.backend.chain = chain
-        if not self._load_index(number, header["hash"]):
+        if not self._load_index(number, header["hash"], header.get("index_sha256")):
+            self._hashes = self._hashes[:1]
+            self._tx_block, self._logs = {}, []
             for n in range(1, number + 1):
                 self._index_block(chain.get_canonical_block_by_number(n))
         self._snapshot_at = number
         return number
 
-    def _load_index(self, number: int, head_hash: str) -> bool:
-        """Take the blocks' index from snapshot-index.json if it is the one of this snapshot."""
+    def _load_index(self, number: int, head_hash: str, sha256: str | None) -> bool:
+        """Take the blocks' index from snapshot-index.json if it is the one of this snapshot, intact."""
+        path = self._path(SNAPSHOT_INDEX_FILE)
         try:
-            index = json.loads(self._path(SNAPSHOT_INDEX_FILE).read_text())
+            raw = path.read_bytes()
+            if hashlib.sha256(raw).hexdigest() != sha256:
+                if path.exists() and sha256:
+                    _warn(f"{path}: ignored (not the index of snapshot block {number}, or damaged); "
+                          "indexing the snapshot's blocks again")
+                return False
+            index = json.loads(raw)
             if index.get("number") != number or index.get("hash") != head_hash:
                 return False
             hashes = [bytes.fromhex(h[2:]) for h in index["hashes"]]
@@ -409,12 +525,13 @@ class EmbeddedChain:
         self._hashes, self._tx_block, self._logs = hashes, txs, logs
         return True
 
-    def _write_index(self) -> None:
+    def _write_index(self) -> str:
+        """Write snapshot-index.json; returns its SHA-256 (recorded in the snapshot's header)."""
         index = {"number": self.head, "hash": _hex(self._hashes[-1]), "hashes": [_hex(h) for h in self._hashes],
                  "txs": {_hex(t): n for t, n in self._tx_block.items()},
                  "logs": [[lg.block_number, lg.tx_index, _hex(lg.tx_hash), lg.log_index, _hex(lg.address),
                            [_hex(t) for t in lg.topics], _hex(lg.data)] for lg in self._logs]}
-        _write_json_atomic(self._path(SNAPSHOT_INDEX_FILE), index)
+        return _write_json_atomic(self._path(SNAPSHOT_INDEX_FILE), index)
 
     def write_snapshot(self) -> None:
         """Dump the key-value database (raw bytes) so the next start need not replay."""
@@ -424,16 +541,16 @@ class EmbeddedChain:
             kv = self.chain.chaindb.db.wrapped_db.kv_store
             path = self._path(SNAPSHOT_FILE)
             tmp = path.with_suffix(".tmp")
+            body = b"".join(struct.pack(">II", len(k), len(v)) + k + v for k, v in kv.items())
+            index_sha = self._write_index()  # first: an index is used only with the snapshot naming its digest
+            header = {"number": self.head, "hash": _hex(self._hashes[-1]),
+                      "sha256": hashlib.sha256(body).hexdigest(), "index_sha256": index_sha}
             with tmp.open("wb") as fh:
                 fh.write(SNAPSHOT_MAGIC)
-                fh.write(json.dumps({"number": self.head, "hash": _hex(self._hashes[-1])}).encode() + b"\n")
-                for k, v in kv.items():
-                    fh.write(struct.pack(">II", len(k), len(v)))
-                    fh.write(k)
-                    fh.write(v)
+                fh.write(json.dumps(header).encode() + b"\n")
+                fh.write(body)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._write_index()  # first: an index is used only with the snapshot of its block
             tmp.replace(path)
             self._snapshot_at = self.head
 
@@ -482,8 +599,10 @@ class EmbeddedChain:
         if raw[:1] == b"\x03":
             raise RpcError(-32000, "blob transactions are not supported")
         with self._lock:
+            if self._broken:
+                raise RpcError(-32000, self._broken)
             parent = self.chain.get_canonical_head()
-            timestamp = max(int(time.time()), parent.timestamp + 1)
+            timestamp = max(int(time.time()), parent.timestamp)  # never ahead of the clock (same second: allowed)
             saved_header = self.chain.header
             try:
                 tx = self.chain.get_vm().get_transaction_builder().decode(raw)
@@ -496,10 +615,24 @@ class EmbeddedChain:
             if self._journal is not None:
                 line = {"number": block.number, "timestamp": timestamp, "hash": _hex(block.hash),
                         "txs": [_hex(raw)]}
-                self._journal.write(json.dumps(line, separators=(",", ":")) + "\n")
-                self._journal.flush()
-                if self.fsync:
-                    os.fsync(self._journal.fileno())
+                size = self._path(JOURNAL_FILE).stat().st_size
+                try:  # on disk before the sender (or anyone asking for its receipt) gets an answer
+                    self._journal.write(json.dumps(line, separators=(",", ":")) + "\n")
+                    self._journal.flush()
+                    if self.fsync:
+                        os.fsync(self._journal.fileno())
+                except OSError as exc:
+                    # the block is in memory but not on disk: answer nothing more (its receipt included),
+                    # a restart replays the journal without it (a partly written line is cut off if possible)
+                    journal, self._journal = self._journal, None
+                    with contextlib.suppress(OSError, ValueError):
+                        journal.close()
+                    with contextlib.suppress(OSError, ValueError):
+                        os.truncate(self._path(JOURNAL_FILE), size)
+                    self._broken = (f"the chain stopped: cannot write {self._path(JOURNAL_FILE)} "
+                                    f"({exc.strerror or exc}); restart it")
+                    _warn(self._broken)
+                    raise RpcError(-32000, self._broken) from None
                 if self.head - self._snapshot_at >= SNAPSHOT_EVERY:
                     self.write_snapshot()
             return tx.hash
@@ -523,6 +656,8 @@ class EmbeddedChain:
             if not isinstance(params, list):
                 raise RpcError(-32602, "params must be an array")
             with self._lock:
+                if self._broken:
+                    raise RpcError(-32000, self._broken)
                 result = self.rpc(req["method"], params)
             return {"jsonrpc": "2.0", "id": rid, "result": result}
         except RpcError as exc:
@@ -782,10 +917,22 @@ class EmbeddedChain:
 # ---------------------------------------------------------------- the server
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def _write_json_atomic(path: Path, data: Any) -> str:
+    """Write JSON by rename (readers see the old or the new file); returns the bytes' SHA-256."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    raw = (json.dumps(data, indent=1) + "\n").encode()
+    tmp.write_bytes(raw)
     tmp.replace(path)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a new file's name) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _Handler(BaseHTTPRequestHandler):

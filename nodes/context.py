@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -111,6 +111,14 @@ class PartyContext:
             posts, self._posts = self._posts, []
         for f in posts:
             f.result()
+
+    def settle_rounds(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) for the round commitments still being posted, ignoring their failures:
+        after a failure, so that rounds.jsonl lists every round that did reach the chain."""
+        with self._lock:
+            posts, self._posts = self._posts, []
+        if posts:
+            wait(posts, timeout=timeout)
 
     def _raise_failed_post(self) -> None:
         with self._lock:

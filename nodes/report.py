@@ -128,12 +128,21 @@ def _code(x: Any) -> str:
     return f"<code>{html.escape(str(x))}</code>"
 
 
+def _verdict(result: dict[str, Any], fails: list[dict[str, Any]]) -> str:
+    """The one-line verdict; an aborted session says so, and who aborted it."""
+    ab = result["summary"].get("aborted")
+    aborted = (f" — the session was ABORTED by the {ab['role']} in block {ab['block']}: only what was "
+               "committed before the abort is checked") if ab else ""
+    if fails:
+        return f"FAIL: {len(fails)} check(s) do not hold{aborted}"
+    return "PASS: every check holds — the files shown are the ones committed on chain" + aborted
+
+
 def render_html(result: dict[str, Any]) -> str:
     s = result["summary"]
     ok = result["ok"]
     fails = [c for c in result["checks"] if not c["ok"]]
-    verdict = ("PASS: every check holds — the files shown are the ones committed on chain"
-               if ok else f"FAIL: {len(fails)} check(s) do not hold")
+    verdict = _verdict(result, fails)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>vflchain provenance report "
              f"{html.escape(s['session_id'][:12])}</title><style>{CSS}</style></head><body>",
              "<h1>Provenance report</h1>",
@@ -217,8 +226,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     fails = [c for c in result["checks"] if not c["ok"]]
     out = ["# Provenance report\n",
            f"vflchain {result['version']} audit, generated {result['generated']}. {result['scope']}\n",
-           ("**PASS**: every check holds — the files shown are the ones committed on chain.\n" if result["ok"]
-            else f"**FAIL**: {len(fails)} check(s) do not hold.\n")]
+           f"**{_verdict(result, fails).replace(': ', '**: ', 1)}.\n"]
     if fails:
         out += ["## Findings\n", _md_table(
             ["check", "party", "file", "round", "field", "expected", "found", "note"],

@@ -324,6 +324,99 @@ def test_no_chain_or_no_such_session_cannot_be_checked(lr_copy, tmp_path, capsys
     assert cli(["audit", str(tmp_path)]) == 2
 
 
+def test_a_chain_that_cannot_be_read_cannot_be_checked(lr_copy, capsys, monkeypatch) -> None:
+    """Whatever the chain's reader raises (py-evm's HeaderNotFound from a damaged state, ...): exit 2."""
+    from eth.exceptions import HeaderNotFound
+
+    from chain.client import AuditClient
+
+    def unreadable(self, *args, **kwargs):
+        raise HeaderNotFound("No canonical header for block number #3")
+
+    monkeypatch.setattr(AuditClient, "events", unreadable)
+    assert cli(["audit", str(lr_copy)]) == 2
+    assert "cannot audit: cannot read the chain: HeaderNotFound: No canonical header" in capsys.readouterr().out
+
+
+# -- an aborted run ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def aborted(runs, tmp_path_factory) -> Path:
+    """A PSI job whose guest fails (no common ids) after the handshake round and aborts the session."""
+    root = tmp_path_factory.mktemp("aborted")
+    data = root / "data"
+    data.mkdir()
+    (data / "guest.csv").write_text("id,y,a\n" + "".join(f"g{i},{i % 2},{i}\n" for i in range(20)))
+    (data / "host.csv").write_text("id,b\n" + "".join(f"h{i},{i}\n" for i in range(20)))
+    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / "breast_lr.toml"),
+           "--out", str(root / "run")]
+    for s in ["guest.data=" + str(data / "guest.csv"), "host.data=" + str(data / "host.csv"),
+              "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0", f"chain.state={runs['state']}",
+              "paillier.key_bits=1024", "transport.liveness_grace=2.0", "job.algorithm=psi"]:
+        cmd += ["--set", s]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "empty intersection" in res.stderr, res.stdout + res.stderr
+    return root / "run"
+
+
+@pytest.fixture
+def aborted_copy(aborted, tmp_path) -> Path:
+    dst = tmp_path / "aborted"
+    shutil.copytree(aborted, dst, ignore=shutil.ignore_patterns("audit", "logs"))
+    return dst
+
+
+def test_an_aborted_run_audits_as_consistent_with_its_abort(aborted_copy, runs, capsys) -> None:
+    guest = json.loads((aborted_copy / "guest" / "job.json").read_text())
+    assert guest["status"] == "failed" and guest["rounds"] >= 1
+    assert cli(["audit", str(aborted_copy), "-v"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((aborted_copy / "audit" / "audit.json").read_text())
+    by = result["summary"]["aborted"]["role"]  # whichever party saw the empty intersection first
+    other = "host" if by == "guest" else "guest"
+    assert f"session ABORTED by the {by}" in out and "abort reason: empty intersection" in out
+    assert "audit passed (session ABORTED)" in out and "FAIL" not in out
+    checks = {(c["check"], c["party"]): c for c in result["checks"]}
+    assert checks[("abort reason", by)]["ok"] and checks[("abort transaction", by)]["ok"]
+    assert checks[("session aborted", other)]["ok"] and ("abort reason", other) not in checks
+    assert "session closed" not in {c["check"] for c in result["checks"]}
+    assert f"ABORTED by the {by}" in (aborted_copy / "audit" / "report.html").read_text()
+    # an auditor with no files: the aborted session's history, the abort named, exit 0
+    assert cli(["audit", "--session", guest["session_id"], "--state", str(runs["state"]),
+                "--report", str(aborted_copy / "session-report")]) == 0
+    assert f"session ABORTED by the {by}" in capsys.readouterr().out
+
+
+def test_an_aborted_run_whose_error_is_not_the_reason_on_chain_fails(aborted_copy) -> None:
+    by = next(r for r in ("guest", "host")
+              if json.loads((aborted_copy / r / "job.json").read_text()).get("abort", {}).get("tx_hash"))
+    path = aborted_copy / by / "job.json"
+    job = json.loads(path.read_text())
+    job["error"] = "the other party cheated"
+    path.write_text(json.dumps(job))
+    fails = audit(aborted_copy)
+    assert [(f.check, f.party, f.file, f.field) for f in fails] == [("abort reason", by, "job.json", "error")]
+
+
+def test_an_aborted_run_claiming_completion_fails(aborted_copy) -> None:
+    path = aborted_copy / "host" / "job.json"
+    job = json.loads(path.read_text())
+    job["status"] = "complete"
+    path.write_text(json.dumps(job))
+    fails = audit(aborted_copy)
+    assert [(f.check, f.party, f.expected, f.found) for f in fails] == [
+        ("run status", "host", "failed (the session was aborted)", "complete")]
+
+
+def test_a_committed_round_of_an_aborted_run_is_still_checked(aborted_copy) -> None:
+    cp_path = aborted_copy / "host" / "checkpoints" / "round-0001.json"
+    cp = json.loads(cp_path.read_text())
+    cp["params"]["account"] = cp["params"]["peer_account"]
+    cp_path.write_text(json.dumps(cp))
+    fails = audit(aborted_copy)
+    assert [(f.check, f.party, f.round) for f in fails] == [("checkpoint commitment", "host", 1)]
+
+
 def test_party_checks_work_on_a_loaded_directory_directly(runs) -> None:
     """The pure API: files + history in, typed checks out (what the notebook and other tools use)."""
     from chain.backends import connect_state

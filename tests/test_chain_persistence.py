@@ -175,3 +175,133 @@ def test_parties_starting_the_chain_at_once_share_one_server(tmp_path):
         for handle in handles:
             handle.stop()
     assert running_server(state) is None
+
+
+def _closed_state(tmp_path: Path) -> tuple[Path, object, bytes, tuple]:
+    """A state directory with a closed session, stopped cleanly (snapshot and index written)."""
+    from web3 import Web3
+
+    from chain.backends import EmbeddedProvider
+
+    state = tmp_path / "chain"
+    chain = EmbeddedChain(state)
+    p = setup_contract(Web3(EmbeddedProvider(chain)))
+    sid = full_session(p, "damage-1", rounds=2)
+    before = (p.auditor.events(sid), views_of(p.auditor, sid))
+    chain.close()
+    assert (state / SNAPSHOT_FILE).exists()
+    return state, p, sid, before
+
+
+def _read(state: Path, p, sid: bytes) -> tuple:
+    auditor = AuditClient(connect_state(state), p.address)
+    return auditor.events(sid), views_of(auditor, sid)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "garbage", "header"])
+def test_a_damaged_snapshot_is_ignored_with_a_warning_and_the_journal_replayed(tmp_path, capsys, damage):
+    state, p, sid, before = _closed_state(tmp_path)
+    snap = state / SNAPSHOT_FILE
+    data = bytearray(snap.read_bytes())
+    if damage == "truncated":
+        data = data[:len(data) * 2 // 3]
+    elif damage == "flipped byte":
+        data[-100] ^= 0x01
+    elif damage == "garbage":
+        data = bytearray(b"\x00" * 64)
+    else:
+        data = data.replace(b'"number"', b'"numbor"', 1)
+    snap.write_bytes(bytes(data))
+    assert _read(state, p, sid) == before  # an auditor, read-only
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"vflchain: warning: {snap}: ignored (")
+    assert "replaying the journal from genesis" in err
+    with start_server(state) as handle:  # a server too; it writes a good snapshot on its clean stop
+        assert AuditClient(connect(handle.url), p.address).events(sid) == before[0]
+    assert _read(state, p, sid) == before
+    assert capsys.readouterr().err == ""
+
+
+def test_a_damaged_snapshot_index_is_ignored_with_a_warning(tmp_path, capsys):
+    state, p, sid, before = _closed_state(tmp_path)
+    index = json.loads((state / SNAPSHOT_INDEX_FILE).read_text())
+    index["logs"] = index["logs"][:-1]  # valid JSON, wrong content: must not be believed
+    (state / SNAPSHOT_INDEX_FILE).write_text(json.dumps(index))
+    assert _read(state, p, sid) == before
+    err = capsys.readouterr().err
+    assert err.startswith(f"vflchain: warning: {state / SNAPSHOT_INDEX_FILE}: ignored") and err.count("\n") == 1
+
+
+def test_a_torn_last_journal_line_is_named_in_a_warning(tmp_path, capsys):
+    state, p, sid, before = _closed_state(tmp_path)
+    (state / SNAPSHOT_FILE).unlink()
+    journal = state / JOURNAL_FILE
+    lines = journal.read_bytes().splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    raw = bytes.fromhex(last["txs"][0][2:])
+    from eth_utils import keccak
+
+    # the last line complete but for its newline: the block is whole and kept (and the newline restored)
+    journal.write_bytes(b"".join(lines)[:-1])
+    with start_server(state) as handle:
+        assert AuditClient(connect(handle.url), p.address).events(sid) == before[0]
+    assert journal.read_bytes().endswith(b"}\n") and capsys.readouterr().err == ""
+    (state / SNAPSHOT_FILE).unlink()
+
+    # torn after its transaction: the warning names the block and the transaction dropped
+    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][:-3])
+    events, _ = _read(state, p, sid)
+    err = capsys.readouterr().err
+    assert events == before[0][:-len([e for e in before[0] if e["tx_hash"] == "0x" + keccak(raw).hex()])]
+    assert err.startswith(f"vflchain: warning: {journal}: dropped a torn last line after block "
+                          f"{last['number'] - 1} (") and err.count("\n") == 1
+    assert f"block {last['number']}, transaction 0x{keccak(raw).hex()}" in err
+    # torn inside the transaction: the block is named, the transaction is said to be cut off
+    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][:-40])
+    _read(state, p, sid)
+    assert f"block {last['number']}, its transaction cut off" in capsys.readouterr().err
+
+
+def test_block_timestamps_never_run_ahead_of_the_clock(tmp_path):
+    from web3 import Web3
+
+    from chain.backends import EmbeddedProvider
+
+    chain = EmbeddedChain(tmp_path / "chain")
+    w3 = Web3(EmbeddedProvider(chain))
+    p = setup_contract(w3)
+    full_session(p, "clock-1", rounds=10)  # many blocks a second
+    now = time.time()
+    stamps = [w3.eth.get_block(n)["timestamp"] for n in range(1, w3.eth.block_number + 1)]
+    assert w3.eth.block_number > 20
+    assert stamps == sorted(stamps) and stamps[-1] <= now
+    assert len(set(stamps)) < len(stamps)  # blocks in one second share it
+    chain.close()
+    reader = EmbeddedChain(tmp_path / "chain", read_only=True)  # and the journal replays them
+    assert reader.head == w3.eth.block_number
+    reader.close()
+
+
+def test_a_block_that_cannot_be_journaled_is_never_answered(tmp_path, monkeypatch):
+    from web3 import Web3
+
+    from chain.backends import EmbeddedProvider
+
+    state = tmp_path / "chain"
+    chain = EmbeddedChain(state)
+    p = setup_contract(Web3(EmbeddedProvider(chain)))
+    head = chain.head
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(Exception, match="the chain stopped: cannot write .*No space left on device"):
+        full_session(p, "nospace-1", rounds=1)
+    monkeypatch.undo()
+    with pytest.raises(Exception, match="the chain stopped"):
+        p.auditor.sessions()  # nothing is answered any more, not even reads
+    chain.close(snapshot=False)
+    reader = EmbeddedChain(state, read_only=True)
+    assert reader.head == head  # the unjournaled block is not in the chain after a restart
+    reader.close()

@@ -214,3 +214,27 @@ def test_protocol_steps_in_tiny_chunks_on_two_workers_equal_the_plaintext(pair, 
     counts = guest_decrypt_event_counts(gsk, host_pack_bin_sums(sums, m), m)
     expected = np.array([[int(y[bins[:, j] == b].sum()) for b in range(5)] for j in range(4)])
     np.testing.assert_array_equal(counts, expected)
+
+
+def test_a_worker_whose_party_is_gone_exits_silently():
+    """A party killed mid-computation: its worker's answer meets a closed pipe. The worker shares the
+    party's error output, so a traceback there would be quoted as the cause of the party's death."""
+    import subprocess
+    import sys
+
+    from vfl.paillier import _ipc
+
+    proc = subprocess.Popen([sys.executable, "-m", "vfl.paillier._worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the party is gone: nobody reads the answer
+    _ipc.write_frame(proc.stdin, _ipc.encode(("no_such_kernel", ())))
+    proc.stdin.close()
+    assert proc.wait(30) == 0
+    assert proc.stderr.read() == b""
+
+    proc = subprocess.Popen([sys.executable, "-m", "vfl.paillier._worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc.stdin.write(b"\x00\x00\x00\x00\x00\x00\x01\x00abc")  # killed in the middle of a request
+    proc.stdin.close()
+    assert proc.wait(30) == 0
+    assert proc.stderr.read() == b""

@@ -57,9 +57,9 @@ def _ids(path: Path) -> list[str]:
     return [line.split(",", 1)[0] for line in path.read_text().splitlines()[1:] if line]
 
 
-def _kill_host_when(out: Path, sets: list[str], ready: Callable[[], bool]) -> tuple[int, str]:
-    """Start `vflchain run` of breast_lr.toml, SIGKILL its host node once `ready()` (or after
-    120 s), and return the launcher's exit code and error output."""
+def _kill_host_when(out: Path, sets: list[str], ready: Callable[[], bool], victim: str = "host") -> tuple[int, str]:
+    """Start `vflchain run` of breast_lr.toml, SIGKILL its host node (or `victim`: "guest", "chain") once
+    `ready()` (or after 120 s), and return the launcher's exit code and error output."""
     cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(REPO / "examples" / "breast_lr.toml"),
            "--out", str(out)]
     for s in sets:
@@ -70,7 +70,7 @@ def _kill_host_when(out: Path, sets: list[str], ready: Callable[[], bool]) -> tu
         while time.monotonic() < deadline and not ready():
             time.sleep(0.05)
         pids = json.loads((out / "logs" / "processes.json").read_text())
-        os.kill(pids["host"], signal.SIGKILL)
+        os.kill(pids[victim], signal.SIGKILL)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -406,3 +406,43 @@ def test_host_killed_mid_epoch_of_lr_training_aborts_and_leaves_no_result(tmp_pa
     _assert_failed_and_aborted(out, url)
     for name in ("model.json", "predictions.csv", "metrics.json"):
         assert not (out / "guest" / name).exists() and not (out / "host" / name).exists()
+    # job.json counts the rounds committed (the training rounds too), not those of the last finished phase
+    guest_rounds = (out / "guest" / "rounds.jsonl").read_text().splitlines()
+    assert _job(out, "guest")["rounds"] == len(guest_rounds) and '"phase": "lr"' in guest_rounds[-1]
+
+    # the aborted run audits as consistent with its abort: who aborted, the reason checked, nothing else failing
+    res = subprocess.run([sys.executable, "-m", "nodes.cli", "audit", str(out), "--rpc", url],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "session ABORTED by the guest" in res.stdout and "FAIL" not in res.stdout
+    assert "audit passed (session ABORTED)" in res.stdout
+    assert f"abort reason: {error[:40]}" in res.stdout
+    report = json.loads((out / "audit" / "audit.json").read_text())
+    assert report["summary"]["status"] == "aborted" and report["summary"]["aborted"]["role"] == "guest"
+    assert "ABORTED" in (out / "audit" / "report.md").read_text()
+    checks = {c["check"]: c for c in report["checks"] if c["party"] == "guest"}
+    assert checks["abort reason"]["ok"] and checks["abort transaction"]["ok"]
+
+
+def test_chain_killed_mid_training_keeps_every_answered_block_and_audits_as_never_ended(tmp_path, breast_dir) -> None:
+    """The chain server dies mid-job: the nodes fail (their aborts too); a restart replays the journal, and
+    the audit names the session that was never ended, once per party, and checks the committed rounds."""
+    state = tmp_path / "chain"  # `run` starts its own chain server here
+    out = tmp_path / "run"
+    rounds = out / "guest" / "rounds.jsonl"
+
+    def training() -> bool:
+        return rounds.exists() and '"phase": "lr"' in rounds.read_text()
+
+    sets = _sets(breast_dir, state, "lr.epochs=500", "lr.tol=0", "lr.batch_size=100")
+    code, err = _kill_host_when(out, sets, training, victim="chain")
+    assert code == 1 and err.strip().splitlines()[-1].startswith("vflchain: error: ")
+    for role in ("guest", "host"):
+        job = _job(out, role)
+        assert job["status"] == "failed" and job["abort"].get("error")  # the abort could not be sent
+        assert job["rounds"] == len((out / role / "rounds.jsonl").read_text().splitlines()) >= 4
+    res = subprocess.run([sys.executable, "-m", "nodes.cli", "audit", str(out)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    fails = [line for line in res.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(fails) == 2 and all("session closed" in f and "found active" in f for f in fails), fails

@@ -28,6 +28,7 @@ from chain.audit import (
     SessionHistory,
     audit_group,
     audit_party,
+    exception_line,
     failures,
     load_history,
     load_party_files,
@@ -118,6 +119,8 @@ def open_client(rpc: str | None, state: str | None, contract: str | None,
         raise
     except ChainError as exc:
         raise AuditUnavailable(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a chain that cannot be read: the audit cannot be carried out
+        raise AuditUnavailable(f"cannot read the chain: {exception_line(exc)}") from None
     return AuditClient(w3, contract), (rpc or f"embedded chain state {Path(state or '').resolve()}")
 
 
@@ -264,6 +267,15 @@ def _print(con: Any, history: SessionHistory, checks: list[Check], result: dict[
             tl.add_row(str(e["block"]), e["event"], e["role"] or e["party"][:10],
                        "" if e["round"] is None else str(e["round"]), e["what"])
         con.print(tl)
+    ab = s.get("aborted")
+    if ab:
+        when = dt.datetime.fromtimestamp(ab["time"], dt.UTC).strftime(" at %Y-%m-%d %H:%M:%S UTC") \
+            if ab.get("time") else ""
+        con.print(f"[bold yellow]session ABORTED[/] by the {ab['role']} {ab['party']} in block {ab['block']}{when}, "
+                  f"reason hash {ab['reason_hash']}")
+        for c in checks:
+            if c.check == "abort reason" and c.ok:
+                con.print(f"abort reason: {c.detail.split(': ', 1)[-1]}".replace("[", "\\["))
     n = s["rounds_by_state"]
     con.print(f"rounds: {n['attested']} attested, {n['disputed']} disputed, {n['pending']} pending; "
               f"session {s['status']}" + (f" in block {s['closed_block']}" if s["closed_block"] else ""))
@@ -272,6 +284,9 @@ def _print(con: Any, history: SessionHistory, checks: list[Check], result: dict[
         con.print(("[green]" if c.ok else "[red]") + c.line().replace("[", "\\[") + "[/]")
     if bad:
         con.print(f"[bold red]audit FAILED[/]: {len(bad)} of {len(checks)} checks do not hold")
+    elif ab:
+        con.print(f"[bold green]audit passed[/] [bold yellow](session ABORTED)[/]: all {len(checks)} checks hold "
+                  "for what was committed before the abort")
     else:
         con.print(f"[bold green]audit passed[/]: all {len(checks)} checks hold")
     con.print(f"report: {paths['html']} (also {paths['md'].name}, {paths['json'].name})")
