@@ -352,7 +352,8 @@ def aborted(runs, tmp_path_factory) -> Path:
            "--out", str(root / "run")]
     for s in ["guest.data=" + str(data / "guest.csv"), "host.data=" + str(data / "host.csv"),
               "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0", f"chain.state={runs['state']}",
-              "paillier.key_bits=1024", "transport.liveness_grace=2.0", "job.algorithm=psi"]:
+              "paillier.key_bits=1024", "paillier.insecure_test_keys=true", "transport.liveness_grace=2.0",
+              "job.algorithm=psi"]:
         cmd += ["--set", s]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 1 and "empty intersection" in res.stderr, res.stdout + res.stderr
