@@ -130,3 +130,19 @@ def test_gmm_killed_resumes_to_the_uninterrupted_model(tmp_path, chain_server, s
 def test_lr_killed_ten_times_resumes_to_the_uninterrupted_model(tmp_path, chain_server, synth) -> None:
     _resume_until_complete(tmp_path, chain_server, synth,
                            (*LR[:-2], "lr.epochs=25", "lr.round_every=1"), "breast_lr.toml", kills=10)
+
+
+def test_resuming_a_job_whose_session_was_aborted_is_a_one_line_error(tmp_path, chain_server) -> None:
+    """A job that failed cleanly aborted its session on chain: nothing to continue."""
+    state, _ = chain_server
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "guest.csv").write_text("id,y,a\n" + "".join(f"g{i},{i % 2},{i}\n" for i in range(20)))
+    (data / "host.csv").write_text("id,b\n" + "".join(f"h{i},{i}\n" for i in range(20)))
+    out = tmp_path / "run"
+    sets = _sets(data, state, "job.algorithm=psi")
+    assert subprocess.run(_cmd(out, sets, "breast_lr.toml"), capture_output=True, timeout=120).returncode == 1
+    res = subprocess.run(_cmd(out, sets, "breast_lr.toml", "--resume"), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("vflchain: error: ") and "is aborted on chain" in last, res.stderr[-1000:]
