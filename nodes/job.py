@@ -245,6 +245,9 @@ class PartyNode:
         # attested on chain; docs/runtime.md "Resuming a killed job")
         self.resume = resume
         self.restore_round = 0
+        # the session resumed: becomes `session_id` (which a failure aborts) only after the new
+        # handshake, so a resume that fails before (peer not resuming, refused) leaves it resumable
+        self.resume_session: bytes | None = None
         self.restored: dict[str, Any] = {}  # the restored phase's own state (kept at the new handshake round)
         if resume and (model is not None or force):
             raise ConfigError("--resume continues a training job; it goes with neither --model nor --force")
@@ -366,7 +369,9 @@ class PartyNode:
             trust(pk)
             trust(peer_key)
         self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
-        if not self.resume:
+        if self.resume:
+            self.session_id = self.resume_session
+        else:
             self._session(ctx, hs_round)
         ctx.anchor = self.chain.anchor(self.session_id)
         ctx.binding = self.binding()
@@ -445,12 +450,20 @@ class PartyNode:
             raise NodeError(f"cannot resume job {self.job['job_id']}: its session {self.job['session_id']} is "
                             f"{status} on chain (only a session still active can go on); run the job again "
                             "without --resume")
-        self.session_id = sid
+        self.resume_session = sid
 
     def _resume_points(self) -> tuple[int, list[int]]:
-        """(the last round this party used, its up to 3 latest resume points attested on chain)."""
-        assert self.chain is not None and self.session_id is not None
+        """(the last round this party used (a checkpoint or a message), its up to 3 latest resume points
+        attested on chain)."""
+        assert self.chain is not None and self.resume_session is not None
         rounds: list[int] = []
+        used = 0
+        if self.rundir.file("transcript.jsonl").exists():  # a message of a round never committed counts too
+            for line in self.rundir.file("transcript.jsonl").read_text(encoding="utf-8").splitlines():
+                try:
+                    used = max(used, int(json.loads(line)["round"]))
+                except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+                    continue
         for p in self.rundir.file("checkpoints").glob("round-*.json"):
             try:
                 rounds.append(int(p.stem.split("-")[1]))
@@ -462,11 +475,11 @@ class PartyNode:
                 has = "resume" in self.rundir.read_json(f"checkpoints/round-{r:04d}.json")
             except (OSError, ValueError):
                 continue
-            if has and self.chain.round_state(self.session_id, r) == "attested":
+            if has and self.chain.round_state(self.resume_session, r) == "attested":
                 points.append(r)
                 if len(points) == 3:
                     break
-        return max(rounds, default=0), points
+        return max(max(rounds, default=0), used), points
 
     def _resume_preamble(self, ctx: PartyContext) -> int:
         """Before the new handshake (round 0): exchange the last round each used and the resume points

@@ -22,6 +22,7 @@ import pytest
 
 from nodes.cli import main as cli
 
+pytestmark = pytest.mark.slow  # starts processes and chains (as tests/test_run_e2e.py)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -34,7 +35,7 @@ def _sets(data: Path, state: Path, *extra: str) -> list[str]:
 
 LR = ("job.algorithm=lr", "lr.label_noise=0", "lr.batch_size=400", "lr.epochs=8", "lr.tol=0",
       "lr.early_stopping=0", "lr.round_every=1")
-GMM = ("job.algorithm=gmm", "gmm.k=2", "gmm.max_iter=6", "gmm.n_init=2", "gmm.tol=0")
+GMM = ("job.algorithm=gmm", "gmm.k=2", "gmm.max_iter=6", "gmm.n_init=2", "gmm.tol=0", "gmm.kmeans_max_iter=4")
 
 
 def _cmd(out: Path, sets: list[str], config: str, *extra: str) -> list[str]:
