@@ -64,6 +64,11 @@ class PartyContext:
     background_commits: bool = False
     _poster: ThreadPoolExecutor | None = field(default=None, repr=False)
     _posts: list[Future[None]] = field(default_factory=list, repr=False)
+    # resume (docs/runtime.md "Resuming a killed job"): what a restarted party needs besides the
+    # committed params, kept in the checkpoints next to them (not committed): the phases done and
+    # their outcomes (`resume_base`: aligned row IDs, binning selection), set by the job runner
+    resume_base: dict[str, Any] = field(default_factory=dict)
+    last_committed: int = 0
 
     @property
     def peer(self) -> Role:
@@ -82,8 +87,23 @@ class PartyContext:
         with self._lock:
             return next(self._round)
 
+    def continue_rounds(self, after: int) -> None:
+        """A resumed job: the next round is `after` + 1 (rounds on chain only go forward)."""
+        with self._lock:
+            self._round = itertools.count(after + 1)
+
+    def mark_resume_point(self, extra: Mapping[str, Any] | None = None) -> None:
+        """Add `resume_base` (+ `extra`) to the last committed round's checkpoint: a restarted party
+        continues from there once both parties' commitments of that round are attested on chain."""
+        if not self.last_committed:
+            return
+        name = f"checkpoints/round-{self.last_committed:04d}.json"
+        cp = self.rundir.read_json(name)
+        cp["resume"] = jsonable({**self.resume_base, **(extra or {})})
+        self.rundir.write_json(name, cp)
+
     def commit_round(self, round_no: int, phase: str, params: Mapping[str, Any],
-                     loss: float | None = None) -> None:
+                     loss: float | None = None, resume: Mapping[str, Any] | None = None) -> None:
         """Checkpoint own parameters, commit to them and to the round's transcript on chain.
 
         The commitment is bound to the session, this round, this party and `phase`
@@ -92,9 +112,13 @@ class PartyContext:
         received. With `background_commits` the transaction is posted by a background
         thread (in round order) and this returns at once; a failed post is raised by the
         next `commit_round` or by `flush_rounds` (the job runner calls it after every phase).
+        `resume`: the phase's state to continue from this round after a kill (kept in the
+        checkpoint with `resume_base`, not committed).
         """
         com = checkpoint_round(self.rundir, (self.binding or SessionBinding.unanchored(self.role)),
-                               round_no, phase, params)
+                               round_no, phase, params,
+                               None if resume is None else {**self.resume_base, **resume})
+        self.last_committed = round_no
         digest = self.transcript.digest(round_no)
         if not self.background_commits:
             self._post_round(round_no, phase, com, digest, loss)
@@ -134,13 +158,16 @@ class PartyContext:
 
 
 def checkpoint_round(rundir: RunDir, binding: SessionBinding, round_no: int, phase: str,
-                     params: Mapping[str, Any]) -> bytes:
-    """Write checkpoints/round-NNNN.json (params and a fresh salt); returns the round's commitment,
-    bound to the session, this round, the party and `phase` (chain.commitment.round_commitment)."""
+                     params: Mapping[str, Any], resume: Mapping[str, Any] | None = None) -> bytes:
+    """Write checkpoints/round-NNNN.json (params and a fresh salt; `resume`: what a restarted party
+    continues from, not committed); returns the round's commitment, bound to the session, this
+    round, the party and `phase` (chain.commitment.round_commitment)."""
     salt = new_salt()
     com = round_commitment(binding.at(round_no, phase), salt, params)
-    rundir.write_json(f"checkpoints/round-{round_no:04d}.json", {
-        "round": round_no, "phase": phase, "salt": "0x" + salt.hex(), "params": jsonable(params)})
+    doc: dict[str, Any] = {"round": round_no, "phase": phase, "salt": "0x" + salt.hex(), "params": jsonable(params)}
+    if resume is not None:
+        doc["resume"] = jsonable(resume)
+    rundir.write_json(f"checkpoints/round-{round_no:04d}.json", doc)
     return com
 
 

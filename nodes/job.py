@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import importlib
+import json
 import secrets
 import shutil
 import sys
@@ -69,6 +70,8 @@ from vfl.paillier import PublicKey, configure, generate_keypair, start_workers
 from vfl.paillier import shutdown as paillier_shutdown
 
 HANDSHAKE = "handshake"
+# what a checkpoint's "resume" entry holds besides one phase's own state (nodes.context.mark_resume_point)
+BASE_KEYS = frozenset({"phases_done", "intersection", "intersection_round", "binning", "aligned_ids"})
 CLOSE = "close"
 Events = Callable[[dict[str, Any]], None]
 
@@ -93,6 +96,7 @@ class ChainLinkLike(Protocol):
     def abort_session(self, session_id: bytes, reason_hash: bytes) -> str | None: ...
     def session(self, session_id: bytes) -> dict[str, Any]: ...
     def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.05) -> dict[str, Any]: ...
+    def round_state(self, session_id: bytes, round_no: int) -> str: ...
 
 
 TransportFactory = Callable[[JobConfig, str, "str | None", Transcript], Channel]
@@ -207,7 +211,7 @@ class PartyNode:
     def __init__(self, cfg: JobConfig, role: str, out: str | Path, *, force: bool = False,
                  events: Events | None = None, transport_factory: TransportFactory = grpc_transport,
                  chain_factory: ChainFactory = chain_link, model: str | Path | None = None,
-                 serve: bool = False) -> None:
+                 serve: bool = False, resume: bool = False) -> None:
         if role not in ("guest", "host"):
             raise ConfigError(f"unknown role {role!r}")
         # model: score new rows with this party's saved model (a "<algorithm>-predict" job,
@@ -238,6 +242,16 @@ class PartyNode:
         # serve: a host that refuses a guest in the handshake (before anything is on chain) waits
         # for the next guest instead of failing (vflchain node --role host)
         self.serve = serve and role == "host"
+        # resume: continue the killed job in `out` (same session, from the last round both parties
+        # attested on chain; docs/runtime.md "Resuming a killed job")
+        self.resume = resume
+        self.restore_round = 0
+        # the session resumed: becomes `session_id` (which a failure aborts) only after the new
+        # handshake, so a resume that fails before (peer not resuming, refused) leaves it resumable
+        self.resume_session: bytes | None = None
+        self.restored: dict[str, Any] = {}  # the restored phase's own state (kept at the new handshake round)
+        if resume and (model is not None or force):
+            raise ConfigError("--resume continues a training job; it goes with neither --model nor --force")
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -253,6 +267,9 @@ class PartyNode:
 
     def run(self) -> dict[str, Any]:
         """Run the job to its end; returns job.json. Raises NodeError (one line) on failure."""
+        if self.resume:
+            self._reopen()
+            return self._run_recorded()
         try:
             self.rundir = prepare_rundir(self.out, self.force)
         except OSError as exc:
@@ -272,6 +289,9 @@ class PartyNode:
             self._save()
         except OSError as exc:
             raise ConfigError(f"cannot write {self.rundir.file('job.json')}: {exc.strerror or exc}") from None
+        return self._run_recorded()
+
+    def _run_recorded(self) -> dict[str, Any]:
         try:
             self._run()
         except BaseException as exc:  # noqa: BLE001 - every failure must be recorded, then re-raised
@@ -296,6 +316,8 @@ class PartyNode:
         self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address,
                         config=self.cfg.to_dict())  # with the chain announced to it (--chain-info)
         self._save()
+        if self.resume:  # an aborted (or closed) session cannot go on: say so before anything else
+            self._resume_session()
         # Paillier work on every core of this machine (or the [compute] Ray cluster)
         configure(backend=cfg.compute.backend, workers=cfg.compute.workers, address=cfg.compute.address)
         self.emit("status", text=f"generating a {cfg.paillier.key_bits}-bit Paillier key pair")
@@ -307,6 +329,8 @@ class PartyNode:
         threading.Thread(target=warm, name="paillier-warm-up", daemon=True).start()
         self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
         job_id = (cfg.job.id or new_job_id(self.algorithm)) if role == "guest" else None
+        if self.resume and role == "guest":
+            job_id = self.job["job_id"]
         while True:
             self.emit("status", text=f"listening on {cfg.party(role).listen or cfg.party(role).address}")
             self.transport = self.transport_factory(cfg, role, job_id, transcript)
@@ -317,6 +341,8 @@ class PartyNode:
                 job_id = self.transport.accept_job(cfg.transport.connect_timeout)
                 if cfg.job.id and job_id != cfg.job.id:
                     raise ConfigError(f"the guest started job {job_id}, this host is configured for job {cfg.job.id}")
+                if self.resume and job_id != self.job["job_id"]:
+                    raise ConfigError(f"the guest resumes job {job_id}, this host resumes job {self.job['job_id']}")
             assert job_id is not None
             self.job["job_id"] = job_id
             self._save()
@@ -327,6 +353,8 @@ class PartyNode:
                 ctx.state["predict_model"] = self.model
             self.ctx = ctx
 
+            if self.resume:  # agree on the restore point and a fresh round for the new handshake
+                ctx.continue_rounds(self._resume_preamble(ctx))
             hs_round = ctx.next_round()
             try:
                 peer_key = self._handshake(ctx, hs_round)
@@ -342,15 +370,24 @@ class PartyNode:
             trust(pk)
             trust(peer_key)
         self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
-        self._session(ctx, hs_round)
+        if self.resume:
+            self.session_id = self.resume_session
+        else:
+            self._session(ctx, hs_round)
         ctx.anchor = self.chain.anchor(self.session_id)
         ctx.binding = self.binding()
         ctx.background_commits = True  # rounds go on chain without stalling the protocol (flushed per phase)
-        ctx.commit_round(hs_round, HANDSHAKE, {
+        hs_params = {
             "config_commitment": self.job["config_commitment"], "account": self.chain.address,
             "peer_account": self.job["peer_account"], "public_key_fingerprint": pk.fingerprint.hex(),
-            "peer_public_key_fingerprint": peer_key.fingerprint.hex()})
+            "peer_public_key_fingerprint": peer_key.fingerprint.hex()}
+        if self.resume:
+            hs_params["resumed_from"] = self.restore_round
+            self._restore(ctx)
+        ctx.commit_round(hs_round, HANDSHAKE, hs_params)
         ctx.flush_rounds()  # the first write of the session: its refusal is reported before any phase starts
+        ctx.resume_base.setdefault("phases_done", [])
+        ctx.mark_resume_point(self.restored)  # killed during the next phase: resume from here
         self._count_round()
 
         # import the phases (scipy, matplotlib: ~1 s) while PSI runs (not earlier: the handshake and the
@@ -358,6 +395,8 @@ class PartyNode:
         threading.Thread(target=_import_phases, args=(self.algorithm, role), name="import-phases",
                          daemon=True).start()
         for name in PIPELINES[self.algorithm]:
+            if name in ctx.resume_base["phases_done"]:  # restored from a checkpoint (resume)
+                continue
             try:
                 module = importlib.import_module(f"nodes.phases.{name}")
             except ModuleNotFoundError as exc:
@@ -372,11 +411,156 @@ class PartyNode:
             fn(ctx)
             ctx.flush_rounds()
             self.job["phases_run"].append(name)
+            self._resume_point(ctx, name)
             self._count_round()
             self.emit("phase_done", phase=name)
             self._save()
 
         self._close(ctx)
+
+    # -- resume --------------------------------------------------------------------
+
+    def _reopen(self) -> None:
+        """Take up the killed job's run directory (`--resume`): its job.json says which job and session."""
+        path = self.out / "job.json"
+        try:
+            job = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot resume from {self.out}: no readable job.json ({exc})") from None
+        if not isinstance(job, dict) or job.get("role") != self.role or job.get("algorithm") != self.algorithm:
+            raise ConfigError(f"cannot resume from {self.out}: its job.json is not a {self.algorithm} job of "
+                              f"the {self.role}")
+        if job.get("status") == "complete":
+            raise ConfigError(f"cannot resume from {self.out}: job {job.get('job_id')} is complete")
+        if not job.get("session_id") or not job.get("config_salt"):
+            raise ConfigError(f"cannot resume from {self.out}: job {job.get('job_id')} stopped before its session "
+                              "was opened on chain; run it again without --resume")
+        self.rundir = RunDir(self.out)
+        job.setdefault("resumed", []).append({"time": now_iso(), "after": {
+            "status": job.get("status"), "error": job.get("error"), "abort": job.pop("abort", None)}})
+        job.update(status="running", error=None, ended=None, version=package_version())
+        self.job = job
+        self._save()
+
+    def _resume_session(self) -> None:
+        """The session of the resumed job must still be active on chain (a clean failure aborts it)."""
+        assert self.chain is not None
+        sid = bytes.fromhex(str(self.job["session_id"])[2:])
+        status = self.chain.session(sid).get("status")
+        if status != "active":
+            raise NodeError(f"cannot resume job {self.job['job_id']}: its session {self.job['session_id']} is "
+                            f"{status} on chain (only a session still active can go on); run the job again "
+                            "without --resume")
+        self.resume_session = sid
+
+    def _resume_points(self) -> tuple[int, list[int]]:
+        """(the last round this party used (a checkpoint or a message), its up to 3 latest resume points
+        attested on chain)."""
+        assert self.chain is not None and self.resume_session is not None
+        rounds: list[int] = []
+        used = 0
+        if self.rundir.file("transcript.jsonl").exists():  # a message of a round never committed counts too
+            for line in self.rundir.file("transcript.jsonl").read_text(encoding="utf-8").splitlines():
+                try:
+                    used = max(used, int(json.loads(line)["round"]))
+                except (ValueError, KeyError, TypeError):  # a line cut short by the kill
+                    continue
+        for p in self.rundir.file("checkpoints").glob("round-*.json"):
+            try:
+                rounds.append(int(p.stem.split("-")[1]))
+            except (IndexError, ValueError):
+                continue
+        points: list[int] = []
+        for r in sorted(rounds, reverse=True):
+            try:
+                has = "resume" in self.rundir.read_json(f"checkpoints/round-{r:04d}.json")
+            except (OSError, ValueError):
+                continue
+            if has and self.chain.round_state(self.resume_session, r) == "attested":
+                points.append(r)
+                if len(points) == 3:
+                    break
+        return max(max(rounds, default=0), used), points
+
+    def _resume_preamble(self, ctx: PartyContext) -> int:
+        """Before the new handshake (round 0): exchange the last round each used and the resume points
+        each has that both attested on chain; the job continues from the latest common one
+        (`restore_round`), and the handshake takes the first round neither party used. Returns the
+        last used round."""
+        ch = PhaseChannel(ctx.transport, ctx.job_id, HANDSHAKE)
+        last, points = self._resume_points()
+        mine = {"resume": True, "last_round": last, "resume_points": points}
+        if self.role == "guest":
+            connect = getattr(ctx.transport, "connect", None)
+            if connect is not None:
+                connect(self.cfg.transport.connect_timeout)
+            ch.send("resume", mine, round=0)
+            theirs = ch.recv("resume_reply", round=0)
+        else:
+            theirs = ch.recv("resume", round=0, timeout=self.cfg.transport.connect_timeout)
+            ch.send("resume_reply", mine, round=0)
+        peer_last, peer_points = theirs.get("last_round"), theirs.get("resume_points")
+        if not isinstance(peer_last, int) or not isinstance(peer_points, list) or \
+                not all(isinstance(r, int) for r in peer_points):
+            raise TransportError(f"the {self.peer}'s resume message is malformed")
+        common = set(points) & set(peer_points)
+        if not common:
+            raise NodeError(f"cannot resume job {ctx.job_id}: no round with a checkpoint to continue from is "
+                            "attested by both parties on chain")
+        self.restore_round = max(common)
+        return max(last, peer_last)
+
+    def _restore(self, ctx: PartyContext) -> None:
+        """Restore the state of the restore round's checkpoint: aligned rows, binning selection, the
+        phases done, and the running phase's own state (ctx.state["<phase>_resume"])."""
+        from vfl.binning import preprocessing_from_json
+
+        entry = dict(self.rundir.read_json(f"checkpoints/round-{self.restore_round:04d}.json")["resume"])
+        assert ctx.data is not None
+        if "aligned_ids" in entry:  # the intersection's own round
+            entry["intersection_round"] = self.restore_round
+            ids = entry.pop("aligned_ids")
+        elif "intersection_round" in entry:
+            cp = self.rundir.read_json(f"checkpoints/round-{int(entry['intersection_round']):04d}.json")
+            ids = cp["resume"]["aligned_ids"]
+        else:
+            ids = None
+        if ids is not None:
+            pos = {rid: i for i, rid in enumerate(ctx.data.ids.tolist())}
+            missing = [rid for rid in ids if rid not in pos]
+            if missing:
+                raise NodeError(f"cannot resume: {ctx.data.source} no longer has the aligned row {missing[0]!r}")
+            ctx.data = ctx.data.take([pos[rid] for rid in ids])
+            ctx.state["intersection"] = entry.get("intersection")
+        if entry.get("binning") is not None:
+            from nodes.phases.binning import _set_data
+
+            b = entry["binning"]
+            _set_data(ctx, list(b["kept"]), preprocessing_from_json(b["preprocess"]) if b["preprocess"] else None)
+        for key in [k for k in entry if k not in BASE_KEYS]:  # a phase's own state: "lr" -> ctx.state["lr_resume"]
+            self.restored[key] = ctx.state[f"{key}_resume"] = entry.pop(key)
+        ctx.resume_base = entry
+        self.job["phases_run"] = list(entry.get("phases_done", []))
+        self.job["resumed"][-1]["from_round"] = self.restore_round
+        self.emit("status", text=f"resuming job {ctx.job_id} from round {self.restore_round} "
+                                 f"(phases done: {', '.join(self.job['phases_run']) or 'none'})")
+        self._save()
+
+    def _resume_point(self, ctx: PartyContext, phase: str) -> None:
+        """After a phase: what a resumed job needs of it, kept in its last round's checkpoint."""
+        base = ctx.resume_base
+        base["phases_done"] = list(self.job["phases_run"])
+        extra: dict[str, Any] = {}
+        if phase == "intersection" and ctx.data is not None:
+            extra["aligned_ids"] = ctx.data.ids.tolist()  # here only; later points name this round
+            base["intersection"] = ctx.state.get("intersection")
+        if phase == "binning":
+            outcome, pre = ctx.state.get("binning"), ctx.state.get("preprocess")
+            base["binning"] = {"kept": list(getattr(outcome, "kept", [])),
+                               "preprocess": pre.to_json() if pre is not None else None}
+        ctx.mark_resume_point(extra)
+        if phase == "intersection":
+            base["intersection_round"] = ctx.last_committed
 
     def _refused(self, exc: NodeError, transcript: Transcript) -> Transcript:
         """A serving host refused a guest in the handshake: note it, drop its link, wait for the next one.
@@ -429,7 +613,8 @@ class PartyNode:
             if connect is not None:
                 connect(self.cfg.transport.connect_timeout)
             challenge = new_challenge()
-            salt = new_salt()
+            # a resumed job keeps its session, so its configuration commitment (and salt)
+            salt = parse_salt(self.job["config_salt"]) if self.resume else new_salt()
             commitment = self._config_commitment(ctx.job_id, self.chain.address, salt)
             self.job.update(config_commitment=commitment, config_salt="0x" + salt.hex())
             self._save()
@@ -439,6 +624,8 @@ class PartyNode:
                 "public_key": ctx.public_key.to_json(), "mode": self.mode,
                 "account": self.chain.address, "chain_id": self.chain.chain_id, "contract": self.chain.contract,
                 "challenge": challenge,
+                **({"resume": {"session_id": self.job["session_id"], "restore_round": self.restore_round}}
+                   if self.resume else {}),
             }, round=rnd)
             reply = ch.recv("hello_reply", round=rnd)
             if not reply.get("ok"):
@@ -549,6 +736,16 @@ class PartyNode:
                 str(hello.get("contract", "")).lower() != self.chain.contract.lower():
             return (f"guest uses contract {hello.get('contract')} on chain {hello.get('chain_id')}, host uses "
                     f"{self.chain.contract} on chain {self.chain.chain_id}")
+        resume = hello.get("resume")
+        if self.resume != isinstance(resume, dict):
+            return ("the guest " + ("resumes" if resume else "starts") + " a job, this host was started to "
+                    + ("resume one (--resume)" if self.resume else "start one"))
+        if self.resume and (resume.get("session_id") != self.job["session_id"]
+                            or resume.get("restore_round") != self.restore_round
+                            or str(hello.get("config_commitment", "")).lower() != str(self.job["config_commitment"]).lower()):
+            return (f"the guest resumes session {resume.get('session_id')} from round {resume.get('restore_round')}, "
+                    f"this host session {self.job['session_id']} from round {self.restore_round} (or the "
+                    "configuration commitment differs)")
         challenge = hello.get("challenge")
         if not isinstance(challenge, str) or len(challenge) != 66 or not isinstance(hello.get("account"), str):
             return "the guest's hello has no identity challenge and account (an older vflchain?)"
@@ -674,7 +871,15 @@ class PartyNode:
                 self.transport.close(err)
             except Exception:  # noqa: BLE001 - best effort while failing
                 pass
-        if self.session_id is not None and self.chain is not None:
+        lost = getattr(self.transport, "peer_lost", None)
+        if self.session_id is not None and isinstance(exc, TransportError) and callable(lost) and lost() \
+                and not (peer_failure is not None and peer_failure()):
+            # the peer vanished without a word (killed, machine lost): the session stays active so
+            # that both parties can continue the job with --resume (docs/runtime.md)
+            self.job["abort"] = {"reason": err, "note": "not aborted: the peer was lost; the session stays "
+                                 "active and `--resume` continues the job"}
+            self.job["resumable"] = True
+        elif self.session_id is not None and self.chain is not None:
             reason = keccak(err.encode("utf-8"))
             abort: dict[str, Any] = {"reason": err, "reason_hash": "0x" + reason.hex()}
             try:

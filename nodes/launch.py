@@ -173,12 +173,13 @@ class Launcher:
     predicting = False  # `vflchain predict`: the nodes score rows with saved models
 
     def __init__(self, config: str, out: str, sets: list[str], force: bool = False,
-                 grace: float | None = None) -> None:
+                 grace: float | None = None, resume: bool = False) -> None:
         self.config_path = config
         self.sets = list(sets)
         self.cfg = load_config(config, self.sets)
         self.out = Path(out).resolve()
         self.force = force
+        self.resume = resume  # `run --resume`: each node continues its killed job in --out (--resume)
         self.grace = grace if grace is not None else self.cfg.transport.liveness_grace + 10.0
         self.con = console()
         self.nodes: dict[str, NodeProcess] = {}
@@ -208,7 +209,7 @@ class Launcher:
 
     def _prepare_out(self) -> Path:
         parts = [self.out / n for n in (*self._roles(), "logs")]
-        if any(p.exists() and any(p.iterdir()) for p in parts):
+        if any(p.exists() and any(p.iterdir()) for p in parts) and not self.resume:
             if not self.force:
                 raise ConfigError(f"{self.out} already holds a run; choose another --out or pass --force")
             for p in parts:
@@ -254,7 +255,7 @@ class Launcher:
         sets = [*sets, *self._partner_sets(role)]
         cmd = [sys.executable, "-m", "nodes.cli", "node", "--config", str(self.config_path), "--role", role,
                "--out", str(self.out / role), "--events", "json", "--chain-info", str(self.chain_info), "--once",
-               *self._node_args(role)]
+               *self._node_args(role), *(["--resume"] if self.resume else [])]
         for s in sets:
             cmd += ["--set", s]
         log = logs / f"{role}.log"

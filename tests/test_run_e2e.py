@@ -89,6 +89,16 @@ def _assert_failed_and_aborted(out: Path, url: str, role: str = "guest") -> dict
     return info
 
 
+def _assert_failed_and_left_active(out: Path, url: str, role: str = "guest") -> dict:
+    """A killed peer: the survivor fails but leaves the session active for `--resume` (docs/runtime.md)."""
+    job = _job(out, role)
+    assert job["status"] == "failed" and job["error"] and job["resumable"] is True
+    assert "tx_hash" not in job["abort"]
+    info = _client(url, job["contract"]).session(bytes.fromhex(job["session_id"][2:]))
+    assert info["status"] == "active"
+    return info
+
+
 def test_breast_job_runs_end_to_end_across_processes(tmp_path, chain_server, breast_dir) -> None:
     state, url = chain_server
     out = tmp_path / "run"
@@ -220,7 +230,7 @@ def test_a_chain_that_cannot_start_stops_the_nodes_and_fails_in_one_line(tmp_pat
             assert job["status"] == "failed" and job["session_id"] is None
 
 
-def test_host_killed_mid_job_fails_the_guest_and_aborts(tmp_path, chain_server) -> None:
+def test_host_killed_mid_job_fails_the_guest_and_leaves_the_session_for_resume(tmp_path, chain_server) -> None:
     state, url = chain_server
     data = tmp_path / "data"
     assert cli(["data", "synth", "--out", str(data), "--rows", "15000", "--guest-features", "1",
@@ -236,7 +246,7 @@ def test_host_killed_mid_job_fails_the_guest_and_aborts(tmp_path, chain_server) 
     assert err.strip().splitlines()[-1].startswith("vflchain: error: ")
     guest_error = _job(out, "guest")["error"]
     assert guest_error.startswith("host disconnected") or guest_error.startswith("host unreachable"), guest_error
-    _assert_failed_and_aborted(out, url)
+    _assert_failed_and_left_active(out, url)
     assert _job(out, "host")["status"] == "running"  # killed: never marked complete
 
 
@@ -388,8 +398,9 @@ def test_run_on_a_real_json_rpc_node(tmp_path, breast_dir) -> None:
         assert all(client.round_state(bytes.fromhex(g["session_id"][2:]), r) == "attested" for r in (1, 2, 3))
 
 
-def test_host_killed_mid_epoch_of_lr_training_aborts_and_leaves_no_result(tmp_path, chain_server, breast_dir) -> None:
-    """Issue 6: a host that goes away during training; the guest aborts the session, writes no model."""
+def test_host_killed_mid_epoch_of_lr_training_leaves_no_result(tmp_path, chain_server, breast_dir) -> None:
+    """Issue 6: a host that goes away during training; the guest fails, writes no model, and leaves the
+    session active (issue 18: `--resume` continues it; tests/test_resume.py)."""
     state, url = chain_server
     out = tmp_path / "run"
     rounds = out / "host" / "rounds.jsonl"
@@ -403,7 +414,7 @@ def test_host_killed_mid_epoch_of_lr_training_aborts_and_leaves_no_result(tmp_pa
     assert err.strip().splitlines()[-1].startswith("vflchain: error: guest: ")
     error = _job(out, "guest")["error"]
     assert error.startswith("lr: the host dropped out during epoch"), error
-    _assert_failed_and_aborted(out, url)
+    _assert_failed_and_left_active(out, url)
     for name in ("model.json", "predictions.csv", "metrics.json"):
         assert not (out / "guest" / name).exists() and not (out / "host" / name).exists()
     # job.json counts the rounds committed (the training rounds too), not those of the last finished phase

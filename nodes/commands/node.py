@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the killed job in --out (same session, from the last round both parties "
+                   "attested on chain); the peer must resume too (docs/runtime.md)")
     p.add_argument("--model", metavar="DIR",
                    help="score new rows instead of training: this party's saved model (the trained job's "
                    "run directory, DIR/<role>/model.json, or a model.json); see `vflchain predict`")
@@ -118,7 +121,8 @@ def handle(args: argparse.Namespace) -> int:
     events = _event_sink(args.events, con)
 
     job = PartyNode(cfg, args.role, Path(out), force=args.force, events=events, model=args.model,
-                    chain_factory=_chain_factory(args, chain_link), serve=not args.once).run()
+                    chain_factory=_chain_factory(args, chain_link), serve=not args.once,
+                    resume=args.resume).run()
     if args.events == "text":
         con.print(f"{args.role} complete: job {job['job_id']}, session {job['session_id']}, "
                   f"{job['rounds']} rounds; files in {out}")

@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set lr.epochs=20 (repeatable)")
     p.add_argument("--force", action="store_true", help="replace the run directories of an earlier run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the killed job in --out from the last round both parties attested on chain")
     p.set_defaults(func=handle)
 
 
@@ -29,4 +31,4 @@ def handle(args: argparse.Namespace) -> int:
         from nodes.hfl_launch import HflLauncher
 
         return HflLauncher(args.config, args.out, args.set, force=args.force).run()
-    return Launcher(args.config, args.out, args.set, force=args.force).run()
+    return Launcher(args.config, args.out, args.set, force=args.force, resume=args.resume).run()

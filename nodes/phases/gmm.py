@@ -302,6 +302,12 @@ class _GuestFit:
         F = statistic_features(self.X, self.opts.covariance, statistics)  # type: ignore[arg-type]
         return resp.T @ F
 
+    def block_of(self, obj: dict[str, Any]) -> GaussianBlock:
+        """Own block from its JSON (a resumed job's checkpoint)."""
+        return GaussianBlock.from_covariances(obj["covariance"], np.asarray(obj["means"], dtype=np.float64),
+                                              np.asarray(obj["covariances"], dtype=np.float64), party="guest",
+                                              features=self.data.features)
+
     def block_from(self, stats: np.ndarray, nk: np.ndarray) -> GaussianBlock:
         d = self.X.shape[1]
         s1, s2 = split_statistics(stats, d, self.opts.covariance)
@@ -360,22 +366,42 @@ class _GuestFit:
         return guest_combine_log_densities([block.log_density(self.X), host_ld], weights,
                                            _expect_number(msg, "level_total"))
 
-    def fit_k(self, k: int) -> dict[str, Any]:
-        """EM with n_init initialisations for one K (scikit-learn's loop), then the final E-step."""
+    def fit_k(self, k: int, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+        """EM with n_init initialisations for one K (scikit-learn's loop), then the final E-step.
+
+        `resume`: the state kept at an EM round of this K (a resumed job) to continue from."""
         opts = self.opts
         rs = np.random.RandomState(opts.seed)
         best: dict[str, Any] | None = None
         all_lbs: list[list[float]] = []
         initial: list[tuple[np.ndarray, GaussianBlock]] = []
         kmeans_its: list[int] = []
-        for init in range(opts.n_init):
-            weights, block, kit = self.initialize(k, init, rs)
-            initial.append((weights, block))
-            kmeans_its.append(kit)
-            lower_bound, lbs, converged, n_iter = -np.inf, [], False, 0
+        start = 0
+        if resume is not None:
+            name, keys, pos, has_gauss, cached = resume["rs"]
+            rs.set_state((name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
+            all_lbs = [list(v) for v in resume["all_lbs"]]
+            initial = [(np.asarray(w, dtype=np.float64), self.block_of(b)) for w, b in resume["initial"]]
+            kmeans_its = list(resume["kmeans_its"])
+            best = None if resume["best"] is None else {
+                **resume["best"], "weights": np.asarray(resume["best"]["weights"], dtype=np.float64),
+                "block": self.block_of(resume["best"]["block"])}
+            start = int(resume["init"])
+        for init in range(start, opts.n_init):
+            first = 1
+            if resume is not None and init == start:  # continue this initialisation after its restored iteration
+                weights, block = np.asarray(resume["weights"], dtype=np.float64), self.block_of(resume["block"])
+                lower_bound, lbs, converged = float(resume["lower_bound"]), list(resume["lbs"]), bool(resume["converged"])
+                n_iter = int(resume["n_iter"])
+                first = opts.max_iter + 1 if converged else n_iter + 1
+            else:
+                weights, block, kit = self.initialize(k, init, rs)
+                initial.append((weights, block))
+                kmeans_its.append(kit)
+                lower_bound, lbs, converged, n_iter = -np.inf, [], False, 0
             label = f"EM k={k}" + (f" init {init + 1}/{opts.n_init}" if opts.n_init > 1 else "")
             with progress(label, opts.max_iter) as advance:
-                for n_iter in range(1, opts.max_iter + 1):  # noqa: B007 - used after the loop
+                for n_iter in range(first, opts.max_iter + 1):  # noqa: B007 - used after the loop
                     t0 = time.perf_counter()
                     r, msg = self.begin("em", k, init, n_iter, "log_density")
                     e = self.e_step(msg, k, weights, block)
@@ -385,11 +411,19 @@ class _GuestFit:
                     nk = component_sizes(resp)
                     stats = self.m_step(r, resp, nk, "moments")
                     weights, block = mixture_weights(nk, self.n, initial=False), self.block_from(stats, nk)
+                    done = bool(abs(lower_bound - prev) < opts.tol)
+                    state = None if k != self.opts.candidates[0] else {"gmm": {
+                        "k": k, "init": init, "n_iter": n_iter, "weights": weights, "block": block.to_json(),
+                        "lower_bound": lower_bound, "lbs": lbs, "converged": done, "all_lbs": all_lbs,
+                        "initial": [(w, b.to_json()) for w, b in initial], "kmeans_its": kmeans_its,
+                        "best": None if best is None else {**{a: v for a, v in best.items() if a != "block"},
+                                                            "block": best["block"].to_json()},
+                        "rs": list(rs.get_state())}}
                     self.ctx.commit_round(r, PHASE, _block_params("em", k, init, n_iter, weights, block),
-                                          loss=-lower_bound)
+                                          loss=-lower_bound, resume=state)
                     self.iteration_seconds.append(time.perf_counter() - t0)
                     advance()
-                    if abs(lower_bound - prev) < opts.tol:
+                    if done:
                         converged = True
                         break
             all_lbs.append(lbs)
@@ -444,7 +478,10 @@ def run_guest(ctx: PartyContext) -> GuestGmmResult:
     link.peer_waits = ("step", None)
     fit = _GuestFit(ctx, link, data, options, d_host, packed_statistics)
     try:
-        fits = {k: fit.fit_k(k) for k in options.candidates}
+        resume = ctx.state.pop("gmm_resume", None)  # a resumed job: EM of the first K goes on from there
+        if resume is not None and resume.get("k") != options.candidates[0]:
+            raise GmmProtocolError(f"the checkpoint's resume state is for K={resume.get('k')}")
+        fits = {k: fit.fit_k(k, resume if i == 0 else None) for i, k in enumerate(options.candidates)}
         best_k = fit.select(fits)
     except (VflError, NodeError) as exc:
         if not isinstance(exc, PeerAborted):
@@ -487,6 +524,18 @@ class _HostFit:
         self.params: dict[tuple[int, int], tuple[np.ndarray, GaussianBlock]] = {}
         self.initial: dict[tuple[int, int], tuple[np.ndarray, GaussianBlock]] = {}
         self.failed: str | None = None
+        resume = ctx.state.pop("gmm_resume", None)  # a resumed job: the blocks kept at an EM round
+        if resume is not None:
+            for name, table in (("params", self.params), ("initial", self.initial)):
+                for k, init, w, b in resume[name]:
+                    table[(int(k), int(init))] = (np.asarray(w, dtype=np.float64), GaussianBlock.from_covariances(
+                        b["covariance"], np.asarray(b["means"], dtype=np.float64),
+                        np.asarray(b["covariances"], dtype=np.float64), party="host", features=data.features))
+
+    def resume_state(self) -> dict[str, Any]:
+        """What a resumed job needs of the host's fit: every (K, init)'s current and initial block."""
+        return {"gmm": {name: [(k, init, w, b.to_json()) for (k, init), (w, b) in table.items()]
+                        for name, table in (("params", self.params), ("initial", self.initial))}}
 
     def m_step(self, r: int, k: int) -> tuple[np.ndarray, np.ndarray, str]:
         """The host's part of an encrypted M-step; returns (nk, its statistics gamma^T F, which kind).
@@ -574,7 +623,8 @@ class _HostFit:
                         raise
                     self.failed = str(exc)  # the guest waits for the next step's reply: report it there
                     continue
-                self.ctx.commit_round(r, PHASE, params)
+                self.ctx.commit_round(r, PHASE, params, resume=self.resume_state()
+                                      if kind == "em" and k == self.opts.candidates[0] else None)
                 if kind == "em":
                     advance()
 

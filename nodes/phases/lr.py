@@ -272,8 +272,17 @@ def run_guest(ctx: PartyContext) -> LrResult:
     rounds: list[int] = []
     reason = ""
     epochs_in_round = 0
+    start = 0
+    resumed = ctx.state.pop("lr_resume", None)
+    if resumed is not None:  # a resumed job: continue after the epoch of the restored round
+        w, best, start, rounds = _resumed(resumed, len(w))
+        _restore_monitor(monitor, resumed["monitor"])
+        if noise is not None:  # the noise's state follows the weights' path: replay it
+            for epoch in range(start):
+                for rows in epoch_batches(len(train), opts.batch_size, opts.seed, epoch):
+                    noise.advance(train[rows], learning_rate(opts, epoch))
     with progress("lr: training (guest)", total=opts.epochs * n_batches) as advance:
-        for epoch in range(opts.epochs):
+        for epoch in range(start, opts.epochs):
             lr = learning_rate(opts, epoch)
             epoch_loss = 0.0
             for b, rows in enumerate(epoch_batches(len(train), opts.batch_size, opts.seed, epoch)):
@@ -300,7 +309,9 @@ def run_guest(ctx: PartyContext) -> LrResult:
                 reason = decision.reason
                 break
             if epochs_in_round == ctx.config.lr.round_every:
-                _commit(ctx, link.round, guest, w, epoch_loss, rounds)
+                _commit(ctx, link.round, guest, w, epoch_loss, rounds,
+                        {"epoch": epoch, "w": w, "best": best, "rounds": [*rounds, link.round],
+                         "monitor": _monitor_state(monitor)})
                 link.round, epochs_in_round = ctx.next_round(), 0
     final = best if monitor.keeps_best else w
     model = guest.model(final)
@@ -469,9 +480,14 @@ def run_host(ctx: PartyContext) -> LrResult:
     rounds: list[int] = []
     epochs_run = 0
     epochs_in_round = 0
+    start = 0
+    resumed = ctx.state.pop("lr_resume", None)
+    if resumed is not None:  # a resumed job: continue after the epoch of the restored round
+        w, best, start, rounds = _resumed(resumed, len(w))
+        epochs_run = start
     n_batches = len(epoch_batches(len(train), opts.batch_size, opts.seed, 0))
     with progress("lr: training (host)", total=opts.epochs * n_batches) as advance:
-        for epoch in range(opts.epochs):
+        for epoch in range(start, opts.epochs):
             lr = learning_rate(opts, epoch)
             for b, rows in enumerate(epoch_batches(len(train), opts.batch_size, opts.seed, epoch)):
                 plan = plan_batch(len(rows), pk_g, ctx.public_key, precision, guest_columns, host.X.shape[1],
@@ -490,7 +506,8 @@ def run_host(ctx: PartyContext) -> LrResult:
             if _field(end, "stop", bool, f"e{epoch}.end"):
                 break
             if epochs_in_round == ctx.config.lr.round_every:
-                _commit(ctx, link.round, host, w, None, rounds)
+                _commit(ctx, link.round, host, w, None, rounds,
+                        {"epoch": epoch, "w": w, "best": best, "rounds": [*rounds, link.round]})
                 link.round, epochs_in_round = ctx.next_round(), 0
     final = best if opts.early_stopping else w
     model = host.model(final)
@@ -687,13 +704,45 @@ def _warm_start(ctx: PartyContext, role: str) -> LrPartModel | None:
 
 
 def _commit(ctx: PartyContext, round_no: int, party: PreparedParty, w: np.ndarray, loss: float | None,
-            rounds: list[int]) -> None:
+            rounds: list[int], resume: dict[str, Any] | None = None) -> None:
+    """Commit own weights; `resume`: the training state after this round (epoch done, weights, best
+    weights, rounds, the guest's monitor), kept in the checkpoint for a resumed job."""
     model = party.model(w)
     params: dict[str, Any] = {"weights": [float(v) for v in model.weights]}
     if model.intercept is not None:
         params["intercept"] = float(model.intercept)
-    ctx.commit_round(round_no, PHASE, params, loss)
+    ctx.commit_round(round_no, PHASE, params, loss, resume=None if resume is None else {"lr": resume})
     rounds.append(round_no)
+
+
+def _resumed(state: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray, int, list[int]]:
+    """(weights, best weights, first epoch to run, rounds committed) of a checkpoint's "lr" state."""
+    try:
+        w = np.asarray(state["w"], dtype=np.float64)
+        best = np.asarray(state["best"], dtype=np.float64)
+        start = int(state["epoch"]) + 1
+        rounds = [int(r) for r in state["rounds"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TrainingError(f"lr: the checkpoint's resume state is malformed ({exc})") from None
+    if w.shape != (size,) or best.shape != (size,):
+        raise TrainingError(f"lr: the checkpoint holds {w.shape[0]} weights, this party trains {size}")
+    return w, best, start, rounds
+
+
+def _monitor_state(m: TrainingMonitor) -> dict[str, Any]:
+    """The guest's TrainingMonitor as JSON (an infinite best validation loss as null)."""
+    return {"first_batch_loss": m.first_batch_loss, "losses": list(m.losses),
+            "validation_losses": list(m.validation_losses),
+            "best_validation": m.best_validation if math.isfinite(m.best_validation) else None,
+            "best_epoch": m.best_epoch, "bad_epochs": m.bad_epochs}
+
+
+def _restore_monitor(m: TrainingMonitor, state: dict[str, Any]) -> None:
+    m.first_batch_loss = state["first_batch_loss"]
+    m.losses = [float(v) for v in state["losses"]]
+    m.validation_losses = [float(v) for v in state["validation_losses"]]
+    m.best_validation = math.inf if state["best_validation"] is None else float(state["best_validation"])
+    m.best_epoch, m.bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
 
 
 def _jsonable_metrics(m: BinaryMetrics) -> dict[str, Any]:

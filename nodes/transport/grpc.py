@@ -148,6 +148,7 @@ class GrpcTransport:
         self._pending_bytes = 0
         self._consumed: dict[Address, str] = {}
         self._low_round = 0
+        self._lost = False
         self._fatal: str | None = None
         self._peer_gone: str | None = None
         self._closed = False
@@ -345,6 +346,11 @@ class GrpcTransport:
             fh.write(data)
         os.replace(tmp, self.capture / name)
 
+    def peer_lost(self) -> bool:
+        """Whether the peer vanished without a word (unreachable past the liveness grace or the
+        delivery retries): a killed node; the job runner then leaves the session active (--resume)."""
+        return self._lost
+
     def peer_failure(self) -> str | None:
         """What the peer said when it left ("host failed: ..."), or None while it is still here."""
         with self._cond:
@@ -403,6 +409,7 @@ class GrpcTransport:
                 if code not in _RETRYABLE:
                     raise TransportError(f"{self.peer} refused message {address}: {desc}") from None
                 if attempt == self.retries:
+                    self._lost = True
                     raise TransportError(
                         f"{self.peer} unreachable at {self.peer_address}: could not deliver {address} "
                         f"in {attempt + 1} attempts over {time.monotonic() - started:.1f}s ({desc})") from None
@@ -451,6 +458,7 @@ class GrpcTransport:
                 except grpc.RpcError as exc:
                     unreachable_since = unreachable_since or now
                     if now - unreachable_since >= self.liveness_grace:
+                        self._lost = True
                         raise TransportError(
                             f"{self.peer} disconnected: unreachable at {self.peer_address} for "
                             f"{now - unreachable_since:.0f}s while {self.role} waited for {address} "
