@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 def _sets(data: Path, state: Path, *extra: str) -> list[str]:
     return ["guest.data=" + str(data / "guest.csv"), "host.data=" + str(data / "host.csv"),
             "guest.address=127.0.0.1:0", "host.address=127.0.0.1:0", f"chain.state={state}",
-            "paillier.key_bits=1024", "transport.liveness_grace=2.0",
+            "paillier.key_bits=1024", "paillier.insecure_test_keys=true", "transport.liveness_grace=2.0",
             "transport.connect_timeout=20.0", "transport.retries=2", "job.seed=7", *extra]
 
 

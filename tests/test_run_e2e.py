@@ -421,19 +421,6 @@ def test_host_killed_mid_epoch_of_lr_training_leaves_no_result(tmp_path, chain_s
     guest_rounds = (out / "guest" / "rounds.jsonl").read_text().splitlines()
     assert _job(out, "guest")["rounds"] == len(guest_rounds) and '"phase": "lr"' in guest_rounds[-1]
 
-    # the aborted run audits as consistent with its abort: who aborted, the reason checked, nothing else failing
-    res = subprocess.run([sys.executable, "-m", "nodes.cli", "audit", str(out), "--rpc", url],
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "session ABORTED by the guest" in res.stdout and "FAIL" not in res.stdout
-    assert "audit passed (session ABORTED)" in res.stdout
-    assert f"abort reason: {error[:40]}" in res.stdout
-    report = json.loads((out / "audit" / "audit.json").read_text())
-    assert report["summary"]["status"] == "aborted" and report["summary"]["aborted"]["role"] == "guest"
-    assert "ABORTED" in (out / "audit" / "report.md").read_text()
-    checks = {c["check"]: c for c in report["checks"] if c["party"] == "guest"}
-    assert checks["abort reason"]["ok"] and checks["abort transaction"]["ok"]
-
 
 def test_chain_killed_mid_training_keeps_every_answered_block_and_audits_as_never_ended(tmp_path, breast_dir) -> None:
     """The chain server dies mid-job: the nodes fail (their aborts too); a restart replays the journal, and
