@@ -21,7 +21,6 @@ from typing import Any
 
 import requests
 from eth_utils import keccak
-
 from web3 import HTTPProvider, Web3
 from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse

@@ -35,6 +35,7 @@ LOG_FILE = "server.log"
 USERS_DIR = "users"  # one lease file per process using the chain (share_server)
 USERS_LOCK = "users.lock"  # held while starting, attaching to or stopping a shared server
 SHARED_FILE = "shared.json"  # {"pid"}: the server share_server started; its last user stops it
+_SPAWNED: dict[int, subprocess.Popen] = {}  # shared servers this process started: it reaps them
 
 
 class ServerInfo(TypedDict):
@@ -288,9 +289,10 @@ class ChainLease:
         self.released = True
         with _users_lock(self.state_dir):
             self.path.unlink(missing_ok=True)
-            if live_leases(self.state_dir):
-                return False
-            return _stop_shared(self.state_dir, timeout)
+            stopped = False if live_leases(self.state_dir) else _stop_shared(self.state_dir, timeout)
+        for proc in _SPAWNED.values():  # reap a server of ours another user stopped (no zombie left)
+            proc.poll()
+        return stopped
 
 
 def _stop_shared(state: Path, timeout: float) -> bool:
@@ -302,6 +304,9 @@ def _stop_shared(state: Path, timeout: float) -> bool:
     (state / SHARED_FILE).unlink(missing_ok=True)
     if not _pid_alive(pid):
         return False
+    if pid in _SPAWNED:  # our own child: stop it and reap it
+        stop_process(_SPAWNED[pid], timeout)
+        return True
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -355,6 +360,7 @@ class SharedStart:
 
 def _spawn_shared(state: Path, log_file: Path | None) -> StartingServer:
     starting = spawn_server(state, log_file=log_file)
+    _SPAWNED[starting.pid] = starting.process
     tmp = state / (SHARED_FILE + ".tmp")
     tmp.write_text(json.dumps({"pid": starting.pid}) + "\n")
     tmp.replace(state / SHARED_FILE)
