@@ -2,7 +2,7 @@
 
 Every path gives a `web3.Web3`, and the client code above it is the same:
 - `connect(url)`: any JSON-RPC node (the embedded chain's server, anvil, geth, Besu);
-  with `retry_seconds`, a refused or reset connection or a timeout is retried with
+  with `retry_seconds`, a refused, reset or cut connection or a timeout is retried with
   backoff for that long (a chain restarting), then raises ChainUnavailable.
 - `connect_state(state_dir)`: an embedded chain loaded in-process, read-only (an
   auditor when no server is running).
@@ -69,7 +69,8 @@ def _jsonable(value: Any) -> Any:
 
 
 log = logging.getLogger("chain")
-TRANSIENT = (requests.ConnectionError, requests.Timeout)  # refused, reset, dropped, timed out
+# refused, reset, dropped (also mid-answer), timed out
+TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 2.0
 
