@@ -67,6 +67,13 @@ def _gas(bench: Bench) -> None:
     host.submit_round(sid3, 1, _h("b"), _h("t"))
     rows.append(("submitRound (3 parties, last)", host2.submit_round(sid3, 1, _h("c"), _h("t"))["gas_used"]))
     rows.append(("abortSession", host.abort_session(sid3, _h("stop"))["gas_used"]))
+    sid4 = guest.session_id(session_label("bench-gas-4"))
+    guest.open_session(session_label("bench-gas-4"), "lr", _h("cfg"), [host.account.address], timeout=1)
+    host.join_session(sid4)
+    guest.submit_round(sid4, 1, _h("a"), _h("t"))
+    for i in range(2):  # blocks are >= 1 s apart: past the timeout
+        guest.open_session(session_label(f"bench-gas-tick-{i}"), "lr", _h("cfg"), [host.account.address])
+    rows.append(("expireSession (2 parties)", host.expire_session(sid4)["gas_used"]))
     rows.append(("proposeAdmin", admin.propose_admin(guest.account.address)["gas_used"]))
     rows.append(("acceptAdmin", guest.accept_admin()["gas_used"]))
     for item, gas in rows:

@@ -1,7 +1,9 @@
 """Reaching a chain: a JSON-RPC URL, or an embedded chain's state directory.
 
 Every path gives a `web3.Web3`, and the client code above it is the same:
-- `connect(url)`: any JSON-RPC node (the embedded chain's server, anvil, geth, Besu).
+- `connect(url)`: any JSON-RPC node (the embedded chain's server, anvil, geth, Besu);
+  with `retry_seconds`, a refused, reset or cut connection or a timeout is retried with
+  backoff for that long (a chain restarting), then raises ChainUnavailable.
 - `connect_state(state_dir)`: an embedded chain loaded in-process, read-only (an
   auditor when no server is running).
 - `memory_chain()`: a fresh embedded chain in memory (tests and benchmarks).
@@ -11,10 +13,15 @@ Every path gives a `web3.Web3`, and the client code above it is the same:
 from __future__ import annotations
 
 import json
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from web3 import Web3
+import requests
+from eth_utils import keccak
+from web3 import HTTPProvider, Web3
 from web3.providers.base import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
@@ -61,13 +68,69 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} over JSON-RPC")
 
 
-def connect(url: str, timeout: float = 60.0) -> Web3:
-    """A Web3 on the JSON-RPC node at `url`; ChainUnavailable if it does not answer."""
-    from web3 import HTTPProvider
+log = logging.getLogger("chain")
+# refused, reset, dropped (also mid-answer), timed out
+TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 2.0
 
+
+class RetryingHTTPProvider(HTTPProvider):
+    """An HTTP JSON-RPC provider that rides out a chain restarting: a refused or reset
+    connection or a timeout is retried with exponential backoff for `retry_seconds`, then
+    raises ChainUnavailable (one line, not a raw requests error).
+
+    A raw transaction resent after a lost answer may already be in the chain: "already
+    known" (or, after a retry, "nonce too low") then answers with its hash, so the caller
+    waits for its receipt instead of failing."""
+
+    def __init__(self, url: str, timeout: float = 60.0, retry_seconds: float = 0.0) -> None:
+        super().__init__(url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+        self.retry_seconds = float(retry_seconds)
+
+    def _retrying(self, what: str, call: Callable[[], Any]) -> tuple[Any, bool]:
+        """call()'s answer, and whether it took more than one attempt."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay, attempt = BACKOFF_FIRST_S, 0
+        while True:
+            attempt += 1
+            try:
+                return call(), attempt > 1
+            except TRANSIENT as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    waited = f" for {self.retry_seconds:g} s" if self.retry_seconds else ""
+                    raise ChainUnavailable(f"the chain at {self.endpoint_uri} did not answer {what}{waited} "
+                                           f"({type(exc).__name__})") from exc
+                if attempt == 1:
+                    log.warning("chain at %s: %s on %s; retrying for up to %g s", self.endpoint_uri,
+                                type(exc).__name__, what, self.retry_seconds)
+                time.sleep(min(delay, left))
+                delay = min(2 * delay, BACKOFF_MAX_S)
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        answer, retried = self._retrying(str(method), lambda: super(RetryingHTTPProvider, self).make_request(
+            method, params))
+        if method == "eth_sendRawTransaction" and isinstance(answer, dict) and answer.get("error"):
+            msg = str(answer["error"].get("message", "")).lower()
+            if "already known" in msg or (retried and "nonce too low" in msg):
+                raw = params[0]
+                raw = bytes.fromhex(raw.removeprefix("0x")) if isinstance(raw, str) else bytes(raw)
+                return {"jsonrpc": "2.0", "id": answer.get("id"), "result": "0x" + keccak(raw).hex()}  # type: ignore[typeddict-item]
+        return answer
+
+    def make_batch_request(self, requests: Any) -> Any:  # noqa: A002 - web3's name
+        answer, _ = self._retrying("a batch", lambda: super(RetryingHTTPProvider, self).make_batch_request(
+            requests))
+        return answer
+
+
+def connect(url: str, timeout: float = 60.0, retry_seconds: float = 0.0) -> Web3:
+    """A Web3 on the JSON-RPC node at `url`; ChainUnavailable if it does not answer (within
+    `retry_seconds`, for this first request and every later one: `RetryingHTTPProvider`)."""
     if not url.startswith(("http://", "https://")):
         raise ChainUnavailable(f"chain URL must start with http:// or https://, got {url!r}")
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    w3 = Web3(RetryingHTTPProvider(url, timeout, retry_seconds))
     try:
         w3.eth.chain_id  # noqa: B018 - one round trip proves the node answers
     except Exception as exc:  # requests/web3 raise many types for "nothing there"
@@ -85,17 +148,18 @@ def memory_chain() -> Web3:
     return Web3(EmbeddedProvider(EmbeddedChain(None)))
 
 
-def open_chain(url: str = "", state_dir: str | Path = "", write: bool = False) -> Web3:
+def open_chain(url: str = "", state_dir: str | Path = "", write: bool = False,
+               retry_seconds: float = 0.0) -> Web3:
     """What a `[chain]` section means: `url` if given; else the server of `state_dir` if one
     runs; else `state_dir` in-process (read-only, or with `write` locked for writing
-    until `close(w3)`, e.g. to deploy without a server)."""
+    until `close(w3)`, e.g. to deploy without a server). `retry_seconds`: see `connect`."""
     if url:
-        return connect(url)
+        return connect(url, retry_seconds=retry_seconds)
     if not state_dir:
         raise ChainUnavailable("no chain: give a JSON-RPC URL or an embedded chain state directory")
     info = running_server(state_dir)
     if info is not None:
-        return connect(info["url"])
+        return connect(info["url"], retry_seconds=retry_seconds)
     if write:
         return Web3(EmbeddedProvider(EmbeddedChain(Path(state_dir))))
     return connect_state(state_dir)

@@ -31,6 +31,7 @@ from chain.artifact import load_artifact
 from chain.errors import ChainError, ContractRevert
 from chain.sessions import bytes32, session_id, session_label
 from chain.types import (
+    FINAL_STATUSES,
     ROLES,
     ROUND_STATES,
     STATUSES,
@@ -49,6 +50,7 @@ ZERO_ADDRESS = "0x" + "00" * 20
 PRIORITY_FEE_WEI = 10**9
 FEE_REFRESH_S = 15.0
 RECEIPT_TIMEOUT_S = 120.0
+SESSION_TIMEOUT_S = 3600  # default openSession timeout: idle this long, any participant may expire it
 LOG_CHUNK_BLOCKS = 50_000
 
 # Gas limits for writes whose cost is bounded; unused gas is refunded, so these are
@@ -58,6 +60,7 @@ GAS = {
     "submitRound": 250_000,
     "finalize": 150_000,
     "abortSession": 100_000,
+    "expireSession": 100_000,
     "proposeAdmin": 60_000,
     "acceptAdmin": 60_000,
     "revoke": 60_000,
@@ -215,12 +218,14 @@ class AuditClient:
         return session_id(self.chain_id, self.address, opener, label)
 
     def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,
-                     participants: Sequence[str]) -> TxResult:
+                     participants: Sequence[str], timeout: int = SESSION_TIMEOUT_S) -> TxResult:
         """Open a session as its guest, under `self.session_id(label)`; `participants` are
-        the others (hosts, ...)."""
+        the others (hosts, ...). After `timeout` s without activity any participant may expire it."""
+        if not 0 < int(timeout) < 2**64:
+            raise ChainError(f"session timeout must be a positive number of seconds, got {timeout}")
         return self._transact("openSession", _b32(label, "session label"), algorithm,
                               _b32(config_commitment, "config commitment"),
-                              [_address(p, "participant") for p in participants])
+                              [_address(p, "participant") for p in participants], int(timeout))
 
     def join_session(self, session_id: bytes) -> TxResult:
         return self._transact("joinSession", _b32(session_id, "session id"))
@@ -240,6 +245,10 @@ class AuditClient:
 
     def abort_session(self, session_id: bytes, reason_hash: bytes) -> TxResult:
         return self._transact("abortSession", _b32(session_id, "session id"), _b32(reason_hash, "reason hash"))
+
+    def expire_session(self, session_id: bytes) -> TxResult:
+        """End a session idle for longer than its timeout (any participant; NotExpired if too early)."""
+        return self._transact("expireSession", _b32(session_id, "session id"))
 
     # -- views ---------------------------------------------------------------------
 
@@ -281,21 +290,22 @@ class AuditClient:
     def session(self, session_id: bytes) -> SessionInfo:
         sid = _b32(session_id, "session id")
         (guest, status, algorithm, config, participants, joined, finalized, opened, metrics,
-         reason, aborted_by) = self._call("session", sid)
+         reason, aborted_by, last_activity, timeout) = self._call("session", sid)
         return {"session_id": _hex32(sid), "guest": to_checksum_address(guest),
                 "status": STATUSES[status],  # type: ignore[typeddict-item]
                 "algorithm": algorithm, "config_commitment": _hex32(config),
                 "participants": [to_checksum_address(p) for p in participants],
                 "joined": int(joined), "finalized": int(finalized), "opened_block": int(opened),
                 "metrics_hash": _hex32(metrics), "abort_reason": _hex32(reason),
-                "aborted_by": to_checksum_address(aborted_by)}
+                "aborted_by": to_checksum_address(aborted_by), "last_activity": int(last_activity),
+                "timeout": int(timeout)}
 
     def wait_for_status(self, session_id: bytes, *statuses: str, timeout: float = 120.0,
                         poll: float = 0.2) -> SessionInfo:
         """Poll until the session exists with one of `statuses` (e.g. the host waits for
         "opened" before joining, the guest for "active" before training). An aborted or
         closed session that was not asked for, or the timeout, raise ChainError."""
-        wanted = set(statuses) or {"opened", "active", "closed", "aborted"}
+        wanted = set(statuses) or set(STATUSES[1:])
         unknown = wanted - set(STATUSES[1:])
         if unknown:
             raise ChainError(f"unknown session status {sorted(unknown)[0]!r}")
@@ -310,7 +320,7 @@ class AuditClient:
             if info is not None:
                 if info["status"] in wanted:
                     return info
-                if info["status"] in ("closed", "aborted"):
+                if info["status"] in FINAL_STATUSES:
                     raise ChainError(f"session {info['session_id']} is {info['status']}, "
                                      f"not {' or '.join(sorted(wanted))}")
             if time.monotonic() >= deadline:

@@ -12,7 +12,7 @@ from VflAudit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TypedDict
 
 from chain.errors import ChainError
@@ -41,10 +41,14 @@ class Registry(TypedDict):
     participants: dict[str, ParticipantInfo]
 
 
+ACTIVITY = ("SessionOpened", "SessionJoined", "RoundSubmitted", "PartyFinalized")  # what resets the idle clock
+
+
 def replay_session(events: Iterable[AuditEvent], chain_id: int | None = None,
-                   contract: str | None = None) -> SessionRecord:
+                   contract: str | None = None, timestamps: Mapping[int, int] | None = None) -> SessionRecord:
     """The state of one session after its events (in chain order). With the chain id and
-    contract address, also check that the session id is the one its guest's label derives."""
+    contract address, also check that the session id is the one its guest's label derives.
+    `last_activity` is a block timestamp: taken from `timestamps` (block -> timestamp), 0 without."""
     info: SessionInfo | None = None
     members: dict[str, MemberInfo] = {}
     rounds: dict[int, dict[str, RoundInfo]] = {}
@@ -66,7 +70,8 @@ def replay_session(events: Iterable[AuditEvent], chain_id: int | None = None,
                     "algorithm": a["algorithm"], "config_commitment": a["configCommitment"],
                     "participants": list(a["participants"]), "joined": 0, "finalized": 0,
                     "opened_block": ev["block_number"], "metrics_hash": ZERO_HASH,
-                    "abort_reason": ZERO_HASH, "aborted_by": ZERO_ADDRESS}
+                    "abort_reason": ZERO_HASH, "aborted_by": ZERO_ADDRESS,
+                    "last_activity": _stamp(timestamps, ev), "timeout": int(a["timeout"])}
             members = {p: {"is_participant": True, "joined": False, "finalized": False, "last_round": 0,
                            "model_commitment": ZERO_HASH} for p in a["participants"]}
             continue
@@ -77,6 +82,8 @@ def replay_session(events: Iterable[AuditEvent], chain_id: int | None = None,
         party = a.get("party")
         if party is not None and party not in members:
             raise HistoryError(f"{where}: {party} is not a participant")
+        if name in ACTIVITY:
+            info["last_activity"] = _stamp(timestamps, ev)
         if name == "SessionJoined":
             _need(info, "opened", where)
             if members[party]["joined"]:
@@ -125,6 +132,16 @@ def replay_session(events: Iterable[AuditEvent], chain_id: int | None = None,
             info["status"] = "aborted"
             info["abort_reason"] = a["reasonHash"]
             info["aborted_by"] = party
+        elif name == "SessionExpired":
+            if info["status"] not in ("opened", "active"):
+                raise HistoryError(f"{where}: session already {info['status']}")
+            if timestamps is not None and int(a["lastActivity"]) != info["last_activity"]:
+                raise HistoryError(f"{where}: last activity {a['lastActivity']}, but the events give "
+                                   f"{info['last_activity']}")
+            if timestamps is not None and timestamps[ev["block_number"]] <= int(a["lastActivity"]) + info["timeout"]:
+                raise HistoryError(f"{where}: expired before its timeout of {info['timeout']} s")
+            info["status"] = "expired"
+            info["aborted_by"] = party
         else:
             raise HistoryError(f"{where}: not a session event")
     if info is None:
@@ -156,6 +173,10 @@ def replay_registry(events: Iterable[AuditEvent]) -> Registry:
         elif ev["event"] == "ParticipantRevoked":
             people[a["account"]]["revoked"] = True
     return {"admin": admin, "pending_admin": pending, "participants": people}
+
+
+def _stamp(timestamps: Mapping[int, int] | None, ev: AuditEvent) -> int:
+    return 0 if timestamps is None else int(timestamps[ev["block_number"]])
 
 
 def _need(info: SessionInfo, status: str, where: str) -> None:

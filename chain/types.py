@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any, Literal, TypedDict
 
 Role = Literal["guest", "host", "auditor"]
-SessionStatus = Literal["opened", "active", "closed", "aborted"]
+SessionStatus = Literal["opened", "active", "closed", "aborted", "expired"]
 RoundState = Literal["pending", "attested", "disputed"]
 
 ROLES: tuple[str, ...] = ("none", "guest", "host", "auditor")  # Solidity enum Role, in order
-STATUSES: tuple[str, ...] = ("none", "opened", "active", "closed", "aborted")  # enum Status
+STATUSES: tuple[str, ...] = ("none", "opened", "active", "closed", "aborted", "expired")  # enum Status
+FINAL_STATUSES: tuple[str, ...] = ("closed", "aborted", "expired")  # nothing more can be written
 ROUND_STATES: tuple[str, ...] = ("pending", "attested", "disputed")  # enum RoundState
 
 
@@ -53,7 +54,9 @@ class SessionInfo(TypedDict):
     opened_block: int
     metrics_hash: str  # zero hash until the guest finalizes
     abort_reason: str  # zero hash unless aborted
-    aborted_by: str  # zero address unless aborted
+    aborted_by: str  # zero address unless aborted (or expired: who expired it)
+    last_activity: int  # block timestamp of the last open, join, round or finalize
+    timeout: int  # s without activity after which any participant may expire it
 
 
 class MemberInfo(TypedDict):

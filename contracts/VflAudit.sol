@@ -9,13 +9,15 @@ pragma solidity 0.8.37;
 /// round each party posts a commitment to its parameters and the digest of the
 /// round's message transcript; at the end each party posts its final model
 /// commitment (the guest also the metrics hash) and the session closes.
+/// A session nobody has written to for longer than the timeout its guest set when
+/// opening it can be expired by any of its participants, so none stays open forever.
 /// Nothing is ever overwritten, and every write emits an event, so the full history
 /// of a session can be rebuilt from the logs alone (see docs/chain.md).
 contract VflAudit {
     // ------------------------------------------------------------------ types
 
     enum Role { None, Guest, Host, Auditor }
-    enum Status { None, Opened, Active, Closed, Aborted }
+    enum Status { None, Opened, Active, Closed, Aborted, Expired }
     enum RoundState { Pending, Attested, Disputed }
 
     /// A registered organisation. `role` and `organisation` are fixed at registration.
@@ -34,6 +36,8 @@ contract VflAudit {
         uint8 joined;
         uint8 finalized;
         uint64 openedBlock;
+        uint64 openedAt; // block timestamp of the open
+        uint64 timeout; // seconds without activity after which any participant may expire it
         bytes32 configCommitment;
         bytes32 metricsHash;
         bytes32 abortReason;
@@ -48,6 +52,7 @@ contract VflAudit {
         bool joined;
         bool finalized;
         uint64 lastRound;
+        uint64 lastActivity; // block timestamp of its last join, round or finalize (same slot: no extra write)
     }
 
     /// One party's submission for one round.
@@ -69,6 +74,8 @@ contract VflAudit {
         bytes32 metricsHash;
         bytes32 abortReason;
         address abortedBy;
+        uint64 lastActivity;
+        uint64 timeout;
     }
 
     /// What `member()` returns.
@@ -111,7 +118,8 @@ contract VflAudit {
         bytes32 indexed label,
         string algorithm,
         bytes32 configCommitment,
-        address[] participants
+        address[] participants,
+        uint64 timeout
     );
     event SessionJoined(bytes32 indexed sessionId, address indexed party);
     event SessionActivated(bytes32 indexed sessionId);
@@ -132,6 +140,7 @@ contract VflAudit {
     );
     event SessionClosed(bytes32 indexed sessionId, bytes32 metricsHash);
     event SessionAborted(bytes32 indexed sessionId, address indexed party, bytes32 reasonHash);
+    event SessionExpired(bytes32 indexed sessionId, address indexed party, uint64 lastActivity);
 
     // ----------------------------------------------------------------- errors
 
@@ -158,6 +167,7 @@ contract VflAudit {
     error DuplicateRound(bytes32 sessionId, uint64 round, address party);
     error MetricsHashRequired(bytes32 sessionId);
     error MetricsHashNotAllowed(bytes32 sessionId, address party);
+    error NotExpired(bytes32 sessionId, uint256 expiresAt);
 
     // ------------------------------------------------------------ participants
 
@@ -234,17 +244,20 @@ contract VflAudit {
 
     /// Open a session as its guest, under the id `sessionIdOf(msg.sender, label)`
     /// (returned). `others` are the other participants (one host for a vertical job;
-    /// more for horizontal jobs); each must join from its own account.
+    /// more for horizontal jobs); each must join from its own account. After `timeout`
+    /// seconds without an open, join, round or finalize, any participant may expire it.
     function openSession(
         bytes32 label,
         string calldata algorithm,
         bytes32 configCommitment,
-        address[] calldata others
+        address[] calldata others,
+        uint64 timeout
     ) external returns (bytes32 sessionId) {
         Role role = _activeRole(msg.sender);
         require(role == Role.Guest, WrongRole(msg.sender, role));
         require(label != bytes32(0), ZeroValue("label"));
         require(configCommitment != bytes32(0), ZeroValue("configCommitment"));
+        require(timeout != 0, ZeroValue("timeout"));
         uint256 n = bytes(algorithm).length;
         require(n > 0 && n <= MAX_TEXT_BYTES, InvalidText(n));
         require(others.length > 0 && others.length < MAX_PARTICIPANTS, BadParticipantCount(others.length + 1));
@@ -257,10 +270,12 @@ contract VflAudit {
         s.size = uint8(others.length + 1);
         s.joined = 1;
         s.openedBlock = uint64(block.number);
+        s.openedAt = uint64(block.timestamp);
+        s.timeout = timeout;
         s.configCommitment = configCommitment;
         s.algorithm = algorithm;
         s.participants.push(msg.sender);
-        _members[sessionId][msg.sender] = Member({slot: 1, joined: true, finalized: false, lastRound: 0});
+        _members[sessionId][msg.sender] = Member({slot: 1, joined: true, finalized: false, lastRound: 0, lastActivity: 0});
         for (uint256 i = 0; i < others.length; ++i) {
             address a = others[i];
             Role r = _activeRole(a);
@@ -271,7 +286,7 @@ contract VflAudit {
             s.participants.push(a);
         }
         _sessionIds.push(sessionId);
-        emit SessionOpened(sessionId, msg.sender, label, algorithm, configCommitment, s.participants);
+        emit SessionOpened(sessionId, msg.sender, label, algorithm, configCommitment, s.participants, timeout);
         emit SessionJoined(sessionId, msg.sender);
     }
 
@@ -280,6 +295,7 @@ contract VflAudit {
         (Session storage s, Member storage m) = _writer(sessionId, Status.Opened);
         require(!m.joined, AlreadyJoined(sessionId, msg.sender));
         m.joined = true;
+        m.lastActivity = uint64(block.timestamp);
         uint8 joined = s.joined + 1;
         s.joined = joined;
         emit SessionJoined(sessionId, msg.sender);
@@ -300,6 +316,31 @@ contract VflAudit {
         s.abortReason = reasonHash;
         s.abortedBy = msg.sender;
         emit SessionAborted(sessionId, msg.sender, reasonHash);
+    }
+
+    /// Expire an opened or active session nobody has written to for its timeout (any
+    /// participant may: a job whose parties died must not stay open forever).
+    function expireSession(bytes32 sessionId) external {
+        _activeRole(msg.sender);
+        Session storage s = _session(sessionId);
+        require(_members[sessionId][msg.sender].slot != 0, NotParticipant(sessionId, msg.sender));
+        require(s.status == Status.Opened || s.status == Status.Active, WrongSessionState(sessionId, s.status));
+        uint64 last = _lastActivity(sessionId, s);
+        uint256 expiresAt = uint256(last) + s.timeout;
+        require(block.timestamp > expiresAt, NotExpired(sessionId, expiresAt));
+        s.status = Status.Expired;
+        s.abortedBy = msg.sender;
+        emit SessionExpired(sessionId, msg.sender, last);
+    }
+
+    /// The latest of the open and every participant's last join, round or finalize.
+    function _lastActivity(bytes32 sessionId, Session storage s) private view returns (uint64 last) {
+        last = s.openedAt;
+        uint256 n = s.participants.length;
+        for (uint256 i = 0; i < n; ++i) {
+            uint64 t = _members[sessionId][s.participants[i]].lastActivity;
+            if (t > last) last = t;
+        }
     }
 
     function _session(bytes32 sessionId) private view returns (Session storage s) {
@@ -341,6 +382,7 @@ contract VflAudit {
         require(commitment != bytes32(0), ZeroValue("commitment"));
         require(transcriptDigest != bytes32(0), ZeroValue("transcriptDigest"));
         m.lastRound = round;
+        m.lastActivity = uint64(block.timestamp);
         mapping(uint256 => Submission) storage byParty = _rounds[sessionId][round];
         byParty[m.slot] = Submission(commitment, transcriptDigest);
         emit RoundSubmitted(sessionId, round, msg.sender, commitment, transcriptDigest);
@@ -371,6 +413,7 @@ contract VflAudit {
             require(metricsHash == bytes32(0), MetricsHashNotAllowed(sessionId, msg.sender));
         }
         m.finalized = true;
+        m.lastActivity = uint64(block.timestamp);
         _modelCommitments[sessionId][msg.sender] = modelCommitment;
         uint8 finalized = s.finalized + 1;
         s.finalized = finalized;
@@ -416,7 +459,9 @@ contract VflAudit {
             openedBlock: s.openedBlock,
             metricsHash: s.metricsHash,
             abortReason: s.abortReason,
-            abortedBy: s.abortedBy
+            abortedBy: s.abortedBy,
+            lastActivity: _lastActivity(sessionId, s),
+            timeout: s.timeout
         });
     }
 

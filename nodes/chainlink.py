@@ -21,7 +21,7 @@ from nodes.config import JobConfig
 from nodes.context import ChainAnchor
 from nodes.errors import NodeError
 
-FINAL_STATES = ("closed", "aborted")
+FINAL_STATES = ("closed", "aborted", "expired")
 CHAIN_WAIT = 180.0  # s a node started with --chain-info waits for its launcher's chain (which allows 120 s)
 L = TypeVar("L")
 
@@ -29,10 +29,11 @@ L = TypeVar("L")
 class ChainLink:
     """A party's signed client of the audit contract, plus the session it works in."""
 
-    def __init__(self, client: Any, chain_id: int, url: str) -> None:
+    def __init__(self, client: Any, chain_id: int, url: str, session_timeout: int = 3600) -> None:
         self.client = client
         self.chain_id = int(chain_id)
         self.url = url
+        self.session_timeout = int(session_timeout)
 
     @property
     def address(self) -> str:
@@ -56,7 +57,7 @@ class ChainLink:
         from chain.deploy import recorded
 
         state = Path(cfg.chain.state)
-        w3 = open_chain(cfg.chain.url, state)
+        w3 = open_chain(cfg.chain.url, state, retry_seconds=cfg.chain.retry_seconds)
         chain_id = int(w3.eth.chain_id)
         account = party_account(chain_id, role, cfg.party(role).keystore)
         address = cfg.chain.contract
@@ -67,7 +68,7 @@ class ChainLink:
                                 "(vflchain chain deploy)")
             address = dep["address"]
         client = AuditClient(w3, address, account)
-        return cls(client, chain_id, cfg.chain.url or str(state))
+        return cls(client, chain_id, cfg.chain.url or str(state), cfg.chain.session_timeout)
 
     # -- identity ----------------------------------------------------------------
 
@@ -86,8 +87,10 @@ class ChainLink:
 
     def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,
                      others: list[str]) -> str:
-        """Open the session with `label`; its id is `chain.sessions.session_id(chain id, contract, me, label)`."""
-        return self.client.open_session(label, algorithm, config_commitment, others)["tx_hash"]
+        """Open the session with `label`; its id is `chain.sessions.session_id(chain id, contract, me, label)`.
+        Idle for `[chain] session_timeout` s, any participant may expire it."""
+        return self.client.open_session(label, algorithm, config_commitment, others,
+                                        self.session_timeout)["tx_hash"]
 
     def join_session(self, session_id: bytes) -> str:
         return self.client.join_session(session_id)["tx_hash"]

@@ -44,6 +44,8 @@ class ChainSection:
     url: str = ""  # empty: the embedded chain
     state: str = ".vflchain/chain"
     contract: str = ""  # audit contract address; empty: deploy (dev chains) / from state
+    retry_seconds: float = 60.0  # how long a node retries a chain that refuses, resets or times out
+    session_timeout: int = 3600  # s a session may sit idle before any participant may expire it
 
 
 @dataclass
@@ -398,6 +400,10 @@ def _validate(cfg: JobConfig) -> None:
         raise ConfigError(f"[lr] round_every must be >= 1, got {cfg.lr.round_every}")
     if cfg.lr.step_timeout <= 0:
         raise ConfigError(f"[lr] step_timeout must be > 0, got {cfg.lr.step_timeout}")
+    if not cfg.chain.retry_seconds >= 0:
+        raise ConfigError(f"[chain] retry_seconds must be >= 0, got {cfg.chain.retry_seconds}")
+    if not 0 < cfg.chain.session_timeout < 2**64:
+        raise ConfigError(f"[chain] session_timeout must be > 0 seconds, got {cfg.chain.session_timeout}")
     if cfg.compute.backend not in ("local", "ray"):
         raise ConfigError(f"[compute] backend must be \"local\" or \"ray\", got {cfg.compute.backend!r}")
 

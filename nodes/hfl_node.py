@@ -78,7 +78,7 @@ def chain_link(cfg: JobConfig, role: str) -> ChainLinkLike:
     from nodes.chainlink import ChainLink
 
     state = Path(cfg.chain.state)
-    w3 = open_chain(cfg.chain.url, state)
+    w3 = open_chain(cfg.chain.url, state, retry_seconds=cfg.chain.retry_seconds)
     chain_id = int(w3.eth.chain_id)
     if not is_dev_chain(chain_id):
         raise ConfigError(f"chain {chain_id} is not a development chain: horizontal jobs sign with "
@@ -89,7 +89,8 @@ def chain_link(cfg: JobConfig, role: str) -> ChainLinkLike:
         if dep is None:
             raise NodeError(f"no audit contract: set [chain] contract, or deploy one recorded in {state}")
         address = dep["address"]
-    return ChainLink(AuditClient(w3, address, dev_account(dev_index(role))), chain_id, cfg.chain.url or str(state))
+    return ChainLink(AuditClient(w3, address, dev_account(dev_index(role))), chain_id, cfg.chain.url or str(state),
+                     cfg.chain.session_timeout)
 
 
 def sign_with(link: Any, message: bytes) -> str:

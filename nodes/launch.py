@@ -7,8 +7,11 @@ for the chain to answer, makes sure the audit contract is deployed and both
 parties registered (development chains), and announces the chain's URL and
 contract to the nodes in `logs/chain.json` (`vflchain node --chain-info`; an
 error there if it could not, and the nodes are stopped). It shows their
-progress and prints a summary once both run directories say complete (the chain
-is stopped while the node processes exit). If one node fails, the other is given
+progress and prints a summary once both run directories say complete. The
+embedded chain is shared: any number of jobs may use one `[chain] state` at once
+(`chain.processes.share_server`: a lease per launcher; the first starts the server,
+the others attach, the last one done stops it, while its node processes exit; a
+server started by hand with `vflchain chain serve` is left running). If one node fails, the other is given
 time to fail on its own (it learns of it over the link) and is then stopped.
 Ctrl-C stops the nodes first (each aborts the session and marks its run
 directory failed), then the chain.
@@ -41,7 +44,7 @@ from nodes.transport.tls import split_host_port
 from nodes.ui import console
 
 if TYPE_CHECKING:
-    from chain.processes import ServerHandle, StartingServer
+    from chain.processes import ChainLease, ServerHandle, SharedStart
 
 ROLES = ("host", "guest")  # start order: the host waits for the guest
 
@@ -117,29 +120,28 @@ def vertical_parties(cfg: JobConfig) -> dict[str, tuple[str, str]]:
     return parties
 
 
-def start_chain(cfg: JobConfig, logs: Path) -> tuple[str, StartingServer | None]:
-    """The chain's URL if it is known now (`[chain] url`, or the embedded server of `[chain] state`
-    already running), else the embedded server just started, not answering yet (`ready_chain` waits).
+def start_chain(cfg: JobConfig, logs: Path) -> tuple[str, SharedStart | None, ChainLease | None]:
+    """(the chain's URL if it is known now, else the embedded server being started or attached to,
+    not answering yet: `ready_chain` waits; this launcher's lease on the embedded chain, to release
+    when done). `[chain] url`: that URL, no lease.
 
     Standard library only (chain.processes), so the nodes can start while the chain starts."""
-    from chain.processes import running_server, spawn_server
+    from chain.processes import share_server
 
     if cfg.chain.url:
-        return cfg.chain.url, None
-    state = Path(cfg.chain.state)
-    info = running_server(state)
-    if info is not None:
-        return info["url"], None
-    return "", spawn_server(state, log_file=logs / "chain.log")
+        return cfg.chain.url, None, None
+    lease, url, starting = share_server(Path(cfg.chain.state), log_file=logs / "chain.log")
+    return url, starting, lease
 
 
-def ready_chain(cfg: JobConfig, url: str, starting: StartingServer | None,
+def ready_chain(cfg: JobConfig, url: str, starting: SharedStart | None,
                 parties: dict[str, tuple[str, str]]) -> tuple[str, str, ServerHandle | None]:
-    """(url, contract address, the chain process if this launcher started one), once the chain answers.
+    """(url, contract address, the chain server if this launcher waited for one), once the chain answers.
 
     Without `[chain] contract`, deploys the contract and registers `parties` (address -> (role,
-    organisation)), or reuses the one the state directory already holds for them. Stops the
-    chain process it started if it fails."""
+    organisation)), or reuses the one the state directory already holds for them (under the state
+    directory's deploy lock: jobs sharing the chain do this at the same time). Stops a server it
+    was starting if that does not answer."""
     started: ServerHandle | None = None
     try:
         # web3 and eth-account (~1 s) are imported while the chain starts, not after
@@ -149,13 +151,14 @@ def ready_chain(cfg: JobConfig, url: str, starting: StartingServer | None,
         if starting is not None:
             started = starting.wait()
             url = started.url
-        contract = cfg.chain.contract
-        if not contract:
-            contract = dev_contract(connect(url), Path(cfg.chain.state), parties)
     except BaseException:
         if starting is not None:
             starting.stop()
         raise
+    contract = cfg.chain.contract
+    if not contract:
+        contract = dev_contract(connect(url, retry_seconds=cfg.chain.retry_seconds), Path(cfg.chain.state),
+                                parties)
     return url, contract, started
 
 
@@ -185,6 +188,7 @@ class Launcher:
         self.nodes: dict[str, NodeProcess] = {}
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.chain: ServerHandle | None = None
+        self.lease: ChainLease | None = None  # this launcher's use of the shared embedded chain
         self.url = ""
         self.contract = ""
         self.chain_info = Path()  # logs/chain.json: where the nodes learn the chain's URL and contract
@@ -293,14 +297,14 @@ class Launcher:
             self.con.print(f"  chain: embedded ({self.cfg.chain.state})")
         # the chain and the nodes start side by side: each node imports, loads its data, then waits
         # for the chain this launcher announces in logs/chain.json (vflchain node --chain-info)
-        url, starting = start_chain(self.cfg, logs)
+        url, starting, self.lease = start_chain(self.cfg, logs)
         self.chain_info = logs / "chain.json"
         self.chain_info.unlink(missing_ok=True)
         try:
             for role in self._start_order():
                 self.nodes[role] = self._spawn(role, sets, logs)
             (logs / "processes.json").write_text(json.dumps(
-                {"chain": starting.pid if starting else None,
+                {"chain": starting.pid if starting else None,  # None: attached to a running server
                  **{r: n.proc.pid for r, n in self.nodes.items()}}) + "\n")
             try:
                 self.url, self.contract, self.chain = ready_chain(self.cfg, url, starting, self._chain_parties())
@@ -322,17 +326,19 @@ class Launcher:
             return self._report()
         finally:
             chain_stop = None
-            if self.chain is not None and self.nodes and all(n.complete for n in self.nodes.values()):
-                # no node needs the chain any more: stop it while the nodes' processes exit
-                chain_stop = threading.Thread(target=self.chain.stop, name="chain-stop")
+            lease = self.lease
+            if lease is not None and self.nodes and all(n.complete for n in self.nodes.values()):
+                # no node of this job needs the chain any more: release it (the last user stops it)
+                # while the nodes' processes exit
+                chain_stop = threading.Thread(target=lease.release, name="chain-release")
                 chain_stop.start()
             self._stop_nodes(timeout=10.0)
             if starting is not None:  # interrupted before the chain answered
                 starting.stop()
             if chain_stop is not None:
                 chain_stop.join()
-            elif self.chain is not None:
-                self.chain.stop()
+            elif lease is not None:
+                lease.release()
 
     def _drain(self, render: Any) -> None:
         while True:

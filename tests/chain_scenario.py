@@ -75,7 +75,9 @@ def views_of(client: AuditClient, sid: bytes) -> dict:
 
 
 def assert_history_matches_views(client: AuditClient, sid: bytes) -> None:
-    record = replay_session(client.events(sid), client.chain_id, client.address)
+    events = client.events(sid)
+    stamps = {e["block_number"]: int(client.w3.eth.get_block(e["block_number"])["timestamp"]) for e in events}
+    record = replay_session(events, client.chain_id, client.address, stamps)
     record.pop("events")
     assert record == views_of(client, sid)
 

@@ -85,3 +85,58 @@ def test_status_without_a_deployment_says_what_to_do(tmp_path, capsys):
     run(capsys, "chain", "deploy", "--state", state)
     code, _, err = run(capsys, "chain", "status", "--state", str(tmp_path / "other"))
     assert code == 1 and "no embedded chain here" in err
+
+
+def _open_sessions(state: str, timeouts: dict[str, int]) -> dict[str, bytes]:
+    """Open one session per job id (dev guest with the dev host), each with its idle timeout."""
+    from chain.backends import close, open_chain
+
+    w3 = open_chain("", state, write=True)
+    try:
+        guest = AuditClient(w3, recorded(state, w3)["address"], dev_account(1))
+        for job, timeout in timeouts.items():
+            guest.open_session(session_label(job), "lr", b"\x01" * 32, [dev_account(2).address], timeout=timeout)
+        return {job: guest.session_id(session_label(job)) for job in timeouts}
+    finally:
+        close(w3)
+
+
+def _statuses(capsys, state: str) -> dict[str, str]:
+    code, out, _ = run(capsys, "chain", "sessions", "--state", state, "--json")
+    assert code == 0
+    return {s["session_id"]: s["status"] for s in json.loads(out)}
+
+
+def test_sessions_lists_every_session_with_its_status(tmp_path, capsys):
+    state = str(tmp_path / "chain")
+    run(capsys, "chain", "deploy", "--state", state)
+    sids = _open_sessions(state, {"job-a": 3600, "job-b": 60})
+    assert _statuses(capsys, state) == {"0x" + s.hex(): "opened" for s in sids.values()}
+    code, out, _ = run(capsys, "chain", "sessions", "--state", state)
+    assert code == 0 and "2 sessions of 0x" in out and "opened" in out and "3600 s" in out and "in " in out
+
+
+def test_a_participant_aborts_its_stranded_session(tmp_path, capsys):
+    state = str(tmp_path / "chain")
+    run(capsys, "chain", "deploy", "--state", state)
+    sids = _open_sessions(state, {"job-killed": 3600, "job-other": 3600})
+    code, out, _ = run(capsys, "chain", "abort", "job-killed", "--role", "host", "--reason", "host killed",
+                       "--state", state)
+    assert code == 0 and f"session 0x{sids['job-killed'].hex()} aborted by {dev_account(2).address}" in out
+    assert _statuses(capsys, state)["0x" + sids["job-killed"].hex()] == "aborted"
+    code, _, err = run(capsys, "chain", "abort", "0x" + sids["job-killed"].hex(), "--state", state)
+    assert code == 1 and err.count("\n") == 1 and "WrongSessionState" in err
+    w3 = connect_state(state)
+    assert AuditClient(w3, recorded(state, w3)["address"]).session(sids["job-other"])["status"] == "opened"
+
+
+def test_expire_refuses_before_the_timeout_and_ends_an_idle_session(tmp_path, capsys):
+    state = str(tmp_path / "chain")
+    run(capsys, "chain", "deploy", "--state", state)
+    sids = _open_sessions(state, {"job-idle": 1, "job-busy": 3600})
+    code, _, err = run(capsys, "chain", "expire", "job-busy", "--state", state)
+    assert code == 1 and err.count("\n") == 1 and "NotExpired" in err  # (a refused write is a block: time moves)
+    code, out, _ = run(capsys, "chain", "expire", "job-idle", "--role", "host", "--state", state)
+    assert code == 0 and "expired by" in out
+    assert _statuses(capsys, state) == {"0x" + sids["job-idle"].hex(): "expired",
+                                        "0x" + sids["job-busy"].hex(): "opened"}

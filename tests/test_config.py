@@ -49,6 +49,8 @@ def test_integer_is_accepted_where_a_float_is_expected():
     ("job.algorithm=\"svm\"", "[job] algorithm must be"),
     ("paillier.key_bits=512", "key_bits must be >= 1024"),
     ("lr.epochs", "expected KEY=VALUE"),
+    ("chain.retry_seconds=-1", "[chain] retry_seconds must be >= 0"),
+    ("chain.session_timeout=0", "[chain] session_timeout must be > 0"),
 ])
 def test_bad_keys_and_values_are_refused(override, message):
     with pytest.raises(ConfigError) as exc:

@@ -37,6 +37,17 @@ def test_aborted_multi_party_session_history_equals_the_views(p):
     assert_history_matches_views(p.auditor, sid)
 
 
+def test_expired_session_history_equals_the_views(p):
+    p.guest.open_session(session_label("hist-exp"), "lr", h("cfg"), [p.host.account.address], timeout=1)
+    sid = p.guest.session_id(session_label("hist-exp"))
+    p.host.join_session(sid)
+    p.guest.submit_round(sid, 1, h("g1"), h("t1"))
+    for i in range(2):  # other blocks, each at least 1 s after its parent: past the timeout
+        p.guest.open_session(session_label(f"hist-exp-tick-{i}"), "lr", h("cfg"), [p.host.account.address])
+    p.host.expire_session(sid)
+    assert_history_matches_views(p.auditor, sid)
+
+
 def test_registry_from_events_equals_the_views(p):
     p.admin.revoke(p.host2.account.address)
     assert_registry_matches_views(p.auditor)

@@ -14,7 +14,7 @@ from chain_scenario import Parties, assert_registry_matches_views, full_session,
 from chain.accounts import dev_account
 from chain.artifact import load_artifact
 from chain.backends import memory_chain
-from chain.client import ZERO32, AuditClient, session_id, session_label
+from chain.client import ZERO32, ZERO_ADDRESS, AuditClient, session_id, session_label
 from chain.errors import ContractRevert
 
 
@@ -355,6 +355,43 @@ def test_any_participant_aborts_with_a_reason(p):
     sid2 = active(p, "a-2")
     p.guest.abort_session(sid2, h("guest stopped"))
     expect_revert("WrongSessionState", p.host.submit_round, sid2, 1, h("c"), h("d"))
+
+
+def test_an_idle_session_expires_after_its_timeout_and_not_before(p):
+    p.guest.open_session(session_label("exp-1"), "lr", h("exp-1"), [p.host.account.address], timeout=1)
+    sid = p.guest.session_id(session_label("exp-1"))
+    info = p.guest.session(sid)
+    assert info["timeout"] == 1 and info["last_activity"] > 0
+    err = expect_revert("NotExpired", p.host.expire_session, sid)  # the next block is only 1 s later
+    assert err.args_dict["expiresAt"] == info["last_activity"] + 1
+    expect_revert("NotParticipant", p.host2.expire_session, sid)
+    p.host.join_session(sid)  # activity resets the clock
+    assert p.guest.session(sid)["last_activity"] > info["last_activity"]
+    p.admin.propose_admin(p.admin.account.address)  # every block is >= 1 s after its parent
+    p.admin.propose_admin(ZERO_ADDRESS)
+    result = p.host.expire_session(sid)
+    (event,) = result["events"]
+    assert (event["event"], event["args"]["party"]) == ("SessionExpired", p.host.account.address)
+    assert event["args"]["lastActivity"] == p.guest.session(sid)["last_activity"]
+    info = p.guest.session(sid)
+    assert (info["status"], info["aborted_by"]) == ("expired", p.host.account.address)
+    for call in (lambda: p.guest.submit_round(sid, 1, h("c"), h("d")), lambda: p.guest.expire_session(sid),
+                 lambda: p.guest.abort_session(sid, h("late"))):
+        assert expect_revert("WrongSessionState", call).args_dict["status"] == "expired"
+
+
+def test_a_session_in_use_does_not_expire_and_the_timeout_is_required(p):
+    sid = active(p, "exp-2")  # default timeout: an hour
+    p.guest.submit_round(sid, 1, h("c"), h("d"))
+    assert p.guest.session(sid)["timeout"] == 3600
+    expect_revert("NotExpired", p.guest.expire_session, sid)
+    closed = full_session(p, "exp-3", rounds=1)
+    expect_revert("WrongSessionState", p.guest.expire_session, closed)
+    with pytest.raises(Exception, match="timeout"):
+        p.guest.open_session(session_label("exp-4"), "lr", h("c"), [p.host.account.address], timeout=0)
+    err = expect_revert("ZeroValue", p.guest._transact, "openSession", session_label("exp-4"), "lr", h("c"),
+                        [p.host.account.address], 0)  # past the client's own check
+    assert err.args_dict["field"] == "timeout"
 
 
 def test_a_full_session_leaves_every_record(p):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,16 @@ def _chain_options(p: argparse.ArgumentParser, contract: bool = True, signer: bo
                        help="eth-account keystore of the admin (default on dev chains: the dev admin key)")
         s.add_argument("--passphrase-env", default=PASSPHRASE_ENV, metavar="VAR",
                        help=f"environment variable holding the keystore passphrase (default {PASSPHRASE_ENV})")
+
+
+def _party_options(p: argparse.ArgumentParser) -> None:
+    s = p.add_argument_group("signing (a participant of the session)")
+    s.add_argument("--role", choices=["guest", "host"], default="guest",
+                   help="whose account signs: its keystore in --config's [guest]/[host], else its dev key "
+                        "on a development chain (default guest)")
+    s.add_argument("--keystore", metavar="FILE", help="eth-account keystore of the participant (overrides --role)")
+    s.add_argument("--passphrase-env", default=PASSPHRASE_ENV, metavar="VAR",
+                   help=f"environment variable holding the keystore passphrase (default {PASSPHRASE_ENV})")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,6 +87,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--session", metavar="ID", help="only this session (0x + 64 hex, or a job id)")
     c.add_argument("--json", action="store_true", help="one JSON object per line")
     c.set_defaults(func=handle_events)
+
+    c = csub.add_parser("sessions", help="list the sessions and their status",
+                        description="Every session of the contract: status, participants, last activity "
+                        "and when an idle one may be expired (`vflchain chain expire`).")
+    _chain_options(c)
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    c.set_defaults(func=handle_sessions)
+
+    c = csub.add_parser("abort", help="abort a stranded session one takes part in",
+                        description="Abort an opened or active session (for example one whose job was "
+                        "killed) as one of its participants, with the hash of a reason.")
+    c.add_argument("session", help="the session (0x + 64 hex, or a job id)")
+    c.add_argument("--reason", default="aborted by its operator", help="why (its keccak256 goes on chain)")
+    _chain_options(c)
+    _party_options(c)
+    c.set_defaults(func=handle_abort)
+
+    c = csub.add_parser("expire", help="expire a session idle for longer than its timeout",
+                        description="End an opened or active session nobody has written to for longer than "
+                        "the timeout its guest set ([chain] session_timeout), as one of its participants. "
+                        "Refused (NotExpired) before then.")
+    c.add_argument("session", help="the session (0x + 64 hex, or a job id)")
+    _chain_options(c)
+    _party_options(c)
+    c.set_defaults(func=handle_expire)
 
     c = csub.add_parser("register", help="register a participant (admin)",
                         description="Register an organisation's account with a role (admin only).")
@@ -224,6 +260,76 @@ def handle_status(args: argparse.Namespace) -> int:
                     [[s["session_id"][:18] + "…", s["algorithm"], s["status"], len(s["participants"]),
                       s["joined"], s["finalized"]] for s in sessions]))
     return 0
+
+
+def _when(ts: int) -> str:
+    return time.strftime("%m-%d %H:%M:%S", time.gmtime(ts)) if ts else "-"
+
+
+def _expiry(s: dict[str, Any], now: int) -> str:
+    """When an open session may be expired ("now" if it already may)."""
+    if s["status"] not in ("opened", "active"):
+        return ""
+    at = s["last_activity"] + s["timeout"]
+    return "now" if now > at else f"in {at - now} s"
+
+
+def handle_sessions(args: argparse.Namespace) -> int:
+    url, state, contract = _where(args)
+    w3 = open_chain(url, state)
+    try:
+        client = AuditClient(w3, _contract(w3, state, contract))
+        sessions = [client.session(bytes.fromhex(s[2:])) for s in client.sessions()]
+        now = int(w3.eth.get_block("latest")["timestamp"])
+    finally:
+        close(w3)
+    if args.json:
+        print(json.dumps(sessions, indent=1))
+        return 0
+    console().print(table(f"{len(sessions)} sessions of {client.address}",
+                          ["session", "algorithm", "status", "joined", "final", "last activity (UTC)",
+                           "timeout", "expirable"],
+                          [[_short(s["session_id"]), s["algorithm"], s["status"],
+                            f"{s['joined']}/{len(s['participants'])}", f"{s['finalized']}/{len(s['participants'])}",
+                            _when(s["last_activity"]), f"{s['timeout']} s", _expiry(dict(s), now)]
+                           for s in sessions]))
+    return 0
+
+
+def _party_write(args: argparse.Namespace, action: str) -> int:
+    from eth_utils import keccak
+
+    sid = _session_arg(args.session)
+    url, state, contract = _where(args)
+    keystore = args.keystore or ""
+    if not keystore and args.config:
+        from nodes.config import load_config
+
+        keystore = load_config(args.config).party(args.role).keystore
+    w3 = open_chain(url, state, write=True)
+    try:
+        client = AuditClient(w3, _contract(w3, state, contract),
+                             party_account(int(w3.eth.chain_id), args.role, keystore, args.passphrase_env))
+        if sid == b"":
+            sid = _session_of_job(client, args.session)
+        if action == "abort":
+            r = client.abort_session(sid, keccak(text=args.reason))
+        else:
+            r = client.expire_session(sid)
+        status = client.session(sid)["status"]
+    finally:
+        close(w3)
+    console().print(f"session 0x{sid.hex()} {status} by {client.account.address} in block {r['block_number']} "  # type: ignore[union-attr]
+                    f"(tx {r['tx_hash']})")
+    return 0
+
+
+def handle_abort(args: argparse.Namespace) -> int:
+    return _party_write(args, "abort")
+
+
+def handle_expire(args: argparse.Namespace) -> int:
+    return _party_write(args, "expire")
 
 
 def _short(v: Any) -> str:
