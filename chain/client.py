@@ -16,6 +16,7 @@ can open a session under an id someone else will use. A job's label is
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -66,6 +67,8 @@ GAS = {
     "revoke": 60_000,
 }
 
+
+WRITE_ATTEMPTS = 8  # signing attempts of one write when the fee or the nonce moved under it
 
 _b32 = bytes32  # 32 bytes from bytes or 0x-hex (chain.sessions)
 
@@ -148,7 +151,7 @@ class AuditClient:
                 except ContractLogicError as exc:
                     raise self._revert(exc) from None
             tx.pop("from")
-            for attempt in range(2):
+            for attempt in range(WRITE_ATTEMPTS):
                 max_fee, tip = self._fees(refresh=attempt > 0)
                 tx.update(maxFeePerGas=max_fee, maxPriorityFeePerGas=tip,
                           nonce=self.w3.eth.get_transaction_count(self.account.address, "pending"))
@@ -158,8 +161,11 @@ class AuditClient:
                     break
                 except Web3RPCError as exc:
                     msg = str(exc).lower()
-                    if attempt == 0 and ("fee" in msg or "nonce" in msg or "underpriced" in msg):
-                        continue  # base fee rose or another writer used our nonce: retry once
+                    if attempt < WRITE_ATTEMPTS - 1 and ("fee" in msg or "nonce" in msg or "underpriced" in msg):
+                        # the base fee rose, or another process writing from this account (jobs sharing
+                        # a chain and an account) took the nonce: sign again with fresh values
+                        time.sleep(random.uniform(0.0, 0.05 * (attempt + 1)))
+                        continue
                     raise ChainError(f"{fn}: the node refused the transaction: {exc}") from None
             try:
                 receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT_S,

@@ -119,6 +119,8 @@ class HflNode(PartyNode):
         self.cfg, self.role, self.peer = cfg, role, "clients" if role == COORDINATOR else COORDINATOR
         self.model: Any = None  # PartyNode's prediction mode: not for horizontal jobs
         self.mode = "train"
+        self.serve = False  # nor serving one guest after another, nor --resume (docs/horizontal.md)
+        self.resume, self.restore_round, self.resume_session, self.restored = False, 0, None, {}
         self.algorithm = cfg.job.algorithm
         self.out = Path(out)
         self.force = force

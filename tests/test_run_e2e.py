@@ -432,7 +432,9 @@ def test_chain_killed_mid_training_keeps_every_answered_block_and_audits_as_neve
     def training() -> bool:
         return rounds.exists() and '"phase": "lr"' in rounds.read_text()
 
-    sets = _sets(breast_dir, state, "lr.epochs=500", "lr.tol=0", "lr.batch_size=100")
+    # the nodes retry the chain for [chain] retry_seconds (tests/test_shared_chain.py: a restarted chain
+    # costs nothing); here it stays down, so they give up after 2 s
+    sets = _sets(breast_dir, state, "lr.epochs=500", "lr.tol=0", "lr.batch_size=100", "chain.retry_seconds=2")
     code, err = _kill_host_when(out, sets, training, victim="chain")
     assert code == 1 and err.strip().splitlines()[-1].startswith("vflchain: error: ")
     for role in ("guest", "host"):
