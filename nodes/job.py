@@ -892,8 +892,9 @@ class PartyNode:
             except Exception as abort_exc:  # noqa: BLE001 - the chain may be what failed
                 abort["error"] = one_line(abort_exc)
             self.job["abort"] = abort
-        if self.ctx is not None:  # the rounds that reached the chain before the failure, not the last phase's count
-            self.ctx.settle_rounds(timeout=10.0)
+        settle = getattr(self.ctx, "settle_rounds", None)  # horizontal jobs post their rounds in line
+        if settle is not None:  # the rounds that reached the chain before the failure, not the last phase's count
+            settle(timeout=10.0)
         with contextlib.suppress(OSError):
             path = self.rundir.file("rounds.jsonl")
             self.job["rounds"] = sum(1 for line in path.open() if line.strip()) if path.exists() else 0
