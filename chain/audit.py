@@ -408,7 +408,10 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     # -- rounds: files -> chain ----------------------------------------------------
     checked = _check_resumes(c, files, history, me)
     handshakes = {x["handshake_round"]: x for x in checked if x.get("handshake_round") is not None}
-    gaps: list[tuple[int, int]] = []  # (after, before): rounds strictly between were cut off by a kill
+    # (after, before): rounds strictly between were cut off by a kill; and the unlisted rounds a kill of this
+    # party (not its peer: a survivor lists every mined round) may have left without a rounds.jsonl line
+    gaps: list[tuple[int, int]] = []
+    unlisted: list[tuple[int, int]] = []
     listed: list[int] = []
     prev = 0
     for line in files.rounds:
@@ -419,9 +422,11 @@ def audit_party(files: PartyFiles, history: SessionHistory,
             continue
         listed.append(r)
         x = handshakes.get(r)
-        if x is not None and r > prev and _int(x.get("from_round")) <= prev:
+        if x is not None and r > prev and _int(x.get("from_round")) < r:
             # a resume's new handshake: the rounds since its restore point were cut off by a kill
-            gaps.append((_int(x["from_round"]), r))
+            gaps.append((min(prev, _int(x["from_round"])), r))
+            if x.get("killed"):
+                unlisted.append((prev, r))
             c.out.append(Check("rounds in order", True, role, "rounds.jsonl", r, "round", detail=(
                 f"round {r} is the handshake of the run resumed from round {x['from_round']} "
                 f"({x.get('time', '?')}); rounds {prev + 1}..{r - 1} were never listed (cut off by the kill)"
@@ -443,12 +448,12 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     recovered = {r for r in order if aborted and r not in listed and r > last_listed}  # checked without a line
     known = set(listed) | recovered
     for r in order:
-        if r not in listed and in_gap(r):
+        if r not in listed and any(a < r < b for a, b in unlisted):
             recovered.add(r)
             known.add(r)
             c.out.append(Check("round in files", True, role, "rounds.jsonl", r, "round",
                                detail=f"round {r} is on chain but not in rounds.jsonl: the party was killed "
-                                      "before recording its mined transaction (the run was resumed); checked "
+                                      "before recording its mined transaction (job.json: resumed after); checked "
                                       "from its checkpoint and transcript"))
             _check_round(c, files, history, me, chain_role, r, None, pending_ok=True)
         elif r not in listed and aborted and r > last_listed:
@@ -554,12 +559,14 @@ def is_interrupted(files: PartyFiles, history: SessionHistory) -> bool:
 
 
 def resumes(files: PartyFiles) -> list[dict[str, Any]]:
-    """job.json's resume records, in order: time, from_round (the attested round continued from) and
-    handshake_round (the new handshake's round); a resume that failed before restoring has neither."""
+    """job.json's resume records, in order: time, from_round (the attested round continued from),
+    handshake_round (the new handshake's round; a resume that failed before restoring has neither) and
+    killed (this party's process had died: its job.json was still "running", not "failed")."""
     out = []
     for x in files.job.get("resumed") or []:
         if isinstance(x, dict):
             out.append({"time": x.get("time"), "from_round": x.get("from_round"),
+                        "killed": (x.get("after") or {}).get("status") == "running",
                         "handshake_round": x.get("handshake_round", _handshake_of(files, x.get("from_round")))})
     return out
 

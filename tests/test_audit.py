@@ -457,7 +457,8 @@ def test_the_same_audit_passes_on_anvil(runs, tmp_path, capsys) -> None:
 @pytest.fixture(scope="module")
 def resumed(runs, tmp_path_factory) -> dict[str, Path]:
     """An LR job (tests/test_resume.py's settings) whose guest is SIGKILLed once it has 4 rounds on chain
-    (kept as "interrupted", not yet resumed), then continued with --resume to the end ("resumed")."""
+    (kept as "interrupted" and audited then, before the chain moves on), then continued with --resume to
+    the end ("run")."""
     from tests.test_resume import LR, _cmd, _kill_at, _sets
 
     root = tmp_path_factory.mktemp("resumed")
@@ -468,6 +469,9 @@ def resumed(runs, tmp_path_factory) -> dict[str, Path]:
     out = root / "run"
     assert _kill_at(out, _cmd(out, sets, "breast_lr.toml"), "guest", 4) != 0
     shutil.copytree(out, root / "interrupted", ignore=shutil.ignore_patterns("audit", "logs"))
+    audit = subprocess.run([sys.executable, "-m", "nodes.cli", "audit", str(root / "interrupted")],
+                           capture_output=True, text=True, timeout=300)
+    (root / "interrupted" / "audit" / "stdout.txt").write_text(f"{audit.returncode}\n{audit.stdout}")
     done = subprocess.run(_cmd(out, sets, "breast_lr.toml", "--resume"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return {"run": out, "interrupted": root / "interrupted"}
@@ -505,13 +509,12 @@ def test_a_resumed_run_audits_clean_with_its_resumes_shown(resumed_copy, capsys)
     assert "Interruptions" in (resumed_copy / "audit" / "report.html").read_text()
 
 
-def test_an_interrupted_run_audits_as_interrupted_and_resumable(resumed, tmp_path, capsys) -> None:
-    run = tmp_path / "interrupted"
-    shutil.copytree(resumed["interrupted"], run)
+def test_an_interrupted_run_audits_as_interrupted_and_resumable(resumed) -> None:
+    run = resumed["interrupted"]  # audited by the fixture before the resume closed the session
     host = json.loads((run / "host" / "job.json").read_text())
     assert host["resumable"] and json.loads((run / "guest" / "job.json").read_text())["status"] == "running"
-    assert cli(["audit", str(run)]) == 0
-    out = capsys.readouterr().out
+    code, out = (run / "audit" / "stdout.txt").read_text().split("\n", 1)
+    assert code == "0", out
     assert "session INTERRUPTED" in out and "audit passed (session INTERRUPTED, resumable)" in out
     assert json.loads((run / "audit" / "audit.json").read_text())["interrupted"]
     assert "INTERRUPTED" in (run / "audit" / "report.md").read_text()
