@@ -382,10 +382,17 @@ def audit_party(files: PartyFiles, history: SessionHistory,
          ok_detail=f"{me} is registered as {reg.get('role')} ({reg.get('organisation', '')})")
     # a session the parties never ended (the chain failed too, so their aborts did): one finding, and
     # the rest is checked like an aborted session's, for what was committed
-    unfinished = info["status"] in ("opened", "active") and job.get("status") in ("failed", "running")
-    aborted = info["status"] == "aborted" or unfinished
+    interrupted = is_interrupted(files, history)
+    unfinished = info["status"] in ("opened", "active") and job.get("status") in ("failed", "running") \
+        and not interrupted
+    aborted = info["status"] == "aborted" or unfinished or interrupted
     if info["status"] == "aborted":
         _check_abort(c, files, history, me)
+    elif interrupted:
+        c.out.append(Check("session interrupted", True, role, "job.json", None, "status", detail=(
+            "INTERRUPTED, resumable: the session is still active on chain and the run stopped ("
+            + ("job.json resumable" if job.get("resumable") else "the process was killed")
+            + "); `vflchain run --resume` continues it. Only the committed rounds are checked")))
     elif unfinished:
         why = (job.get("abort") or {}).get("error") or job.get("error") or "the party was killed"
         c.fail("session closed", field="status", expected="closed or aborted", found=info["status"],
@@ -399,6 +406,12 @@ def audit_party(files: PartyFiles, history: SessionHistory,
         c.eq("run status", "complete", job.get("status"), file="job.json", field="status")
 
     # -- rounds: files -> chain ----------------------------------------------------
+    checked = _check_resumes(c, files, history, me)
+    handshakes = {x["handshake_round"]: x for x in checked if x.get("handshake_round") is not None}
+    # (after, before): rounds strictly between were cut off by a kill; and the unlisted rounds a kill of this
+    # party (not its peer: a survivor lists every mined round) may have left without a rounds.jsonl line
+    gaps: list[tuple[int, int]] = []
+    unlisted: list[tuple[int, int]] = []
     listed: list[int] = []
     prev = 0
     for line in files.rounds:
@@ -408,11 +421,25 @@ def audit_party(files: PartyFiles, history: SessionHistory,
             c.fail("round line", file="rounds.jsonl", field="round", detail=f"no round number in {line}")
             continue
         listed.append(r)
-        if r != prev + 1:
+        x = handshakes.get(r)
+        if x is not None and r > prev and _int(x.get("from_round")) < r:
+            # a resume's new handshake: the rounds since its restore point were cut off by a kill
+            gaps.append((min(prev, _int(x["from_round"])), r))
+            if x.get("killed"):
+                unlisted.append((prev, r))
+            c.out.append(Check("rounds in order", True, role, "rounds.jsonl", r, "round", detail=(
+                f"round {r} is the handshake of the run resumed from round {x['from_round']} "
+                f"({x.get('time', '?')}); rounds {prev + 1}..{r - 1} were never listed (cut off by the kill)"
+                if r > prev + 1 else f"round {r} is the handshake of the run resumed from round {x['from_round']}")))
+        elif r != prev + 1:
             c.fail("rounds in order", file="rounds.jsonl", round=r, field="round", expected=str(prev + 1),
-                   found=str(r))
+                   found=str(r), detail="a gap that no resume in job.json explains" if r > prev + 1 else "")
         prev = r
-        _check_round(c, files, history, me, chain_role, r, line)
+        cut = any(a < r < b for a, b in gaps) or r in _cut_off_rounds(checked)
+        _check_round(c, files, history, me, chain_role, r, line, pending_ok=aborted or cut)
+
+    def in_gap(r: int) -> bool:
+        return any(a < r < b for a, b in gaps)
     # -- chain -> files: nothing on chain missing from the files ------------------------
     order = [int(ev["args"]["round"]) for ev in history.submissions_by(me)]
     # an aborted session: what came after the last round in the files is what the abort interrupted
@@ -421,11 +448,19 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     recovered = {r for r in order if aborted and r not in listed and r > last_listed}  # checked without a line
     known = set(listed) | recovered
     for r in order:
-        if r not in listed and aborted and r > last_listed:
+        if r not in listed and any(a < r < b for a, b in unlisted):
+            recovered.add(r)
+            known.add(r)
+            c.out.append(Check("round in files", True, role, "rounds.jsonl", r, "round",
+                               detail=f"round {r} is on chain but not in rounds.jsonl: the party was killed "
+                                      "before recording its mined transaction (job.json: resumed after); checked "
+                                      "from its checkpoint and transcript"))
+            _check_round(c, files, history, me, chain_role, r, None, pending_ok=True)
+        elif r not in listed and aborted and r > last_listed:
             c.out.append(Check("round in files", True, role, "rounds.jsonl", r, "round",
                                detail=f"round {r} is on chain but not in rounds.jsonl: the party stopped before "
                                       "recording its mined transaction; checked from its checkpoint and transcript"))
-            _check_round(c, files, history, me, chain_role, r, None)
+            _check_round(c, files, history, me, chain_role, r, None, pending_ok=True)
         elif r not in listed:
             ev = history.submission_event(r, me)
             c.fail("round in files", file="rounds.jsonl", round=r, field="round", expected="a line for it",
@@ -436,6 +471,8 @@ def audit_party(files: PartyFiles, history: SessionHistory,
     for r in files.checkpoints:
         if aborted and r > last:
             c.out.append(_in_flight(role, f"checkpoints/round-{r:04d}.json", r))
+        elif r not in known and in_gap(r) and r not in order:
+            c.out.append(_cut_off(role, f"checkpoints/round-{r:04d}.json", r))
         elif r not in known:
             c.fail("checkpoint listed", file=f"checkpoints/round-{r:04d}.json", round=r, field="round",
                    expected="a rounds.jsonl line", found="none")
@@ -443,9 +480,24 @@ def audit_party(files: PartyFiles, history: SessionHistory,
         if aborted and r > last:
             c.out.append(_in_flight(role, "transcript.jsonl", r))
             continue
+        if in_gap(r) and r not in order:
+            c.out.append(_cut_off(role, "transcript.jsonl", r))
+            continue
+        if r == 0 and job.get("resumed"):
+            tags = sorted({str(e.get("tag")) for e in files.transcript if _int(e.get("round")) == 0})
+            c.out.append(Check("resume messages", set(tags) <= RESUME_TAGS, role, "transcript.jsonl", 0, "tag",
+                               "" if set(tags) <= RESUME_TAGS else ", ".join(sorted(RESUME_TAGS)),
+                               "" if set(tags) <= RESUME_TAGS else ", ".join(tags),
+                               "round 0 holds only the resume messages exchanged before each new handshake "
+                               "(never committed)" if set(tags) <= RESUME_TAGS else
+                               "round 0 is only for resume messages"))
+            continue
         c.fail("transcript round listed", file="transcript.jsonl", round=r, field="round",
                expected="a rounds.jsonl line", found="none", detail="messages of a round never committed")
     for r in sorted({_int(m.get("round")) for m in files.manifests} - known):
+        if in_gap(r) and r not in order:
+            c.out.append(_cut_off(role, "manifests.jsonl", r))
+            continue
         if aborted and r > last:
             c.out.append(_in_flight(role, "manifests.jsonl", r))
             continue
@@ -493,6 +545,93 @@ def audit_party(files: PartyFiles, history: SessionHistory,
 
 
 _PENDING_AT_ABORT = "not attested: the session was aborted before every participant posted this round"
+
+
+_PENDING_AT_KILL = "not attested: the run was killed before every participant posted this round"
+RESUME_TAGS = {"resume", "resume_reply"}  # round 0 of a resumed run (nodes.job: before the new handshake)
+
+
+def is_interrupted(files: PartyFiles, history: SessionHistory) -> bool:
+    """The run stopped without ending its session (a node killed, its peer lost), which is still active on
+    chain: `--resume` can continue it (job.json `resumable`, or the killed party's `running`)."""
+    return history.record["session"]["status"] == "active" and files.kind != "hfl" and (
+        bool(files.job.get("resumable")) or files.job.get("status") == "running")
+
+
+def resumes(files: PartyFiles) -> list[dict[str, Any]]:
+    """job.json's resume records, in order: time, from_round (the attested round continued from),
+    handshake_round (the new handshake's round; a resume that failed before restoring has neither) and
+    killed (this party's process had died: its job.json was still "running", not "failed")."""
+    out = []
+    for x in files.job.get("resumed") or []:
+        if isinstance(x, dict):
+            out.append({"time": x.get("time"), "from_round": x.get("from_round"),
+                        "killed": (x.get("after") or {}).get("status") == "running",
+                        "handshake_round": x.get("handshake_round", _handshake_of(files, x.get("from_round")))})
+    return out
+
+
+def _handshake_of(files: PartyFiles, from_round: Any) -> int | None:
+    """The handshake round of a resume from `from_round` when job.json does not name it (older runs): the
+    first later checkpoint whose params say resumed_from that round."""
+    if from_round is None:
+        return None
+    for r, cp in sorted(files.checkpoints.items()):
+        params = cp.get("params")
+        if r > _int(from_round) and isinstance(params, dict) and params.get("resumed_from") == from_round:
+            return r
+    return None
+
+
+def _check_resumes(c: _Checks, files: PartyFiles, history: SessionHistory, me: str) -> list[dict[str, Any]]:
+    """Each resume job.json claims must match the chain: it continued from a round this party submitted
+    and both attested, and its handshake (a round this party submitted) committed `resumed_from` that
+    round. Returns the resumes whose claims hold (only these explain gaps in rounds.jsonl)."""
+    good = []
+    mine = {int(ev["args"]["round"]) for ev in history.submissions_by(me)}
+    for k, x in enumerate(resumes(files), 1):
+        r, h = x["from_round"], x["handshake_round"]
+        label = f"resume {k}"
+        if r is None:
+            c.out.append(Check("resume", True, files.role, "job.json", None, f"resumed[{k - 1}]",
+                               detail=f"{label} ({x['time']}) stopped before it restored a round: it explains "
+                                      "no gap"))
+            continue
+        state = history.record["round_states"].get(_int(r), "none")
+        ok = _int(r) in mine and state == "attested"
+        c.out.append(Check("resume point", ok, files.role, "job.json", _int(r), f"resumed[{k - 1}].from_round",
+                           "" if ok else "a round this party submitted and both attested",
+                           "" if ok else f"round {r}: {state}" + ("" if _int(r) in mine else ", not submitted by it"),
+                           f"{label} ({x['time']}) continued from round {r}, attested on chain" if ok else
+                           "the resume claims a restore point the chain does not attest"))
+        if h is None or _int(h) not in mine:  # killed again before it was committed (a listed round is checked)
+            c.out.append(Check("resume handshake", True, files.role, "job.json", None,
+                               f"resumed[{k - 1}].handshake_round", detail=f"{label} stopped before its new "
+                               "handshake was committed: it explains no gap"))
+            continue
+        cp = files.checkpoints.get(_int(h)) or {}
+        claimed = (cp.get("params") or {}).get("resumed_from") if isinstance(cp.get("params"), dict) else None
+        hs_ok = _int(h) > _int(r) and claimed == r
+        c.out.append(Check("resume handshake", hs_ok, files.role, f"checkpoints/round-{_int(h):04d}.json", _int(h),
+                           "params.resumed_from", "" if hs_ok else str(r), "" if hs_ok else str(claimed),
+                           f"{label}: its new handshake, round {h}, committed resumed_from {r}" if hs_ok else
+                           "the handshake round of the resume does not commit to its restore point"))
+        if ok and hs_ok:
+            good.append({**x, "from_round": _int(r), "handshake_round": _int(h)})
+    return good
+
+
+def _cut_off_rounds(good: list[dict[str, Any]]) -> set[int]:
+    """Rounds after a resume's restore point and before its handshake: the kill may have cut them off before
+    every participant posted them."""
+    return {r for x in good for r in range(x["from_round"] + 1, x["handshake_round"])}
+
+
+def _cut_off(role: str, file: str, r: int) -> Check:
+    """A file's round that a kill cut off before it was committed, explained by a resume in job.json."""
+    return Check("round cut off", True, role, file, r, "round",
+                 detail=f"round {r} was under way when the run was killed: never committed, not compared "
+                        "(the run was resumed after it)")
 
 
 def _in_flight(role: str, file: str, r: int) -> Check:
@@ -607,8 +746,10 @@ def _check_prediction(c: _Checks, files: PartyFiles) -> None:
 
 
 def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str, role: str, r: int,
-                 line: dict[str, Any] | None) -> None:
-    """One committed round: its rounds.jsonl line (if any), checkpoint and transcript against the chain."""
+                 line: dict[str, Any] | None, pending_ok: bool = False) -> None:
+    """One committed round: its rounds.jsonl line (if any), checkpoint and transcript against the chain.
+
+    `pending_ok`: the run stopped (abort, kill) before every participant posted it: not attested is no finding."""
     sub = history.record["rounds"].get(r, {}).get(me)
     ev = history.submission_event(r, me)
     cp_name = f"checkpoints/round-{r:04d}.json"
@@ -649,8 +790,9 @@ def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str
         c.eq("transcript digest", sub["transcript_digest"], digest, file="transcript.jsonl", round=r,
              field="transcript_digest", ok_detail="recomputed from transcript.jsonl")
     state = history.record["round_states"].get(r, "pending")
-    if state == "pending" and history.record["session"]["status"] == "aborted":
-        c.out.append(Check("round attested", True, c.party, "", r, "state", detail=_PENDING_AT_ABORT))
+    if state == "pending" and (pending_ok or history.record["session"]["status"] == "aborted"):
+        c.out.append(Check("round attested", True, c.party, "", r, "state", detail=_PENDING_AT_ABORT
+                           if history.record["session"]["status"] == "aborted" else _PENDING_AT_KILL))
         return
     c.eq("round attested", "attested", state, round=r, field="state",
          ok_detail=f"all {len(history.record['session']['participants'])} participants posted the same digest")

@@ -384,6 +384,8 @@ class PartyNode:
         if self.resume:
             hs_params["resumed_from"] = self.restore_round
             self._restore(ctx)
+            self.job["resumed"][-1]["handshake_round"] = hs_round  # the audit explains the gap by it
+            self._save()
         ctx.commit_round(hs_round, HANDSHAKE, hs_params)
         ctx.flush_rounds()  # the first write of the session: its refusal is reported before any phase starts
         ctx.resume_base.setdefault("phases_done", [])
@@ -438,6 +440,7 @@ class PartyNode:
         self.rundir = RunDir(self.out)
         job.setdefault("resumed", []).append({"time": now_iso(), "after": {
             "status": job.get("status"), "error": job.get("error"), "abort": job.pop("abort", None)}})
+        job.pop("resumable", None)  # resumable again only if this run is interrupted too
         job.update(status="running", error=None, ended=None, version=package_version())
         self.job = job
         self._save()

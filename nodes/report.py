@@ -57,7 +57,22 @@ EXPLAIN = {
     "predictions hash": "Prediction jobs: SHA-256 of predictions.csv equals the hash committed in the "
                         "\"predict\" round.",
     "training model": "Prediction jobs: the model each party used is the one its training session closed with.",
+    "resume point": "A resume in job.json continued from a round this party submitted and both attested.",
+    "resume handshake": "The resumed run's new handshake round committed resumed_from = that round.",
+    "round cut off": "A round a kill interrupted before it was committed, followed by a resume: not compared.",
+    "session interrupted": "The session is still active on chain and the run stopped resumable: only the "
+                           "committed rounds are checked.",
 }
+
+
+def _interruptions(result: dict[str, Any]) -> list[list[str]]:
+    """One row per resume: party, when, from which attested round, the new handshake round and its block."""
+    return [[x["party"], str(x["time"] or "?"), "" if x["from_round"] is None else str(x["from_round"]),
+             "" if x["handshake_round"] is None else str(x["handshake_round"]),
+             "" if x["block"] is None else str(x["block"])] for x in result.get("resumes", [])]
+
+
+INTERRUPTION_HEAD = ["party", "resumed at", "from attested round", "new handshake round", "handshake block"]
 
 
 def _link_rows(result: dict[str, Any]) -> list[list[str]]:
@@ -133,6 +148,8 @@ def _verdict(result: dict[str, Any], fails: list[dict[str, Any]]) -> str:
     ab = result["summary"].get("aborted")
     aborted = (f" — the session was ABORTED by the {ab['role']} in block {ab['block']}: only what was "
                "committed before the abort is checked") if ab else ""
+    if result.get("interrupted"):
+        aborted += " — the session is INTERRUPTED (still active on chain, resumable): only what was committed is checked"
     if fails:
         return f"FAIL: {len(fails)} check(s) do not hold{aborted}"
     return "PASS: every check holds — the files shown are the ones committed on chain" + aborted
@@ -167,6 +184,10 @@ def render_html(result: dict[str, Any]) -> str:
         ["rounds", html.escape(", ".join(f"{v} {k}" for k, v in s["rounds_by_state"].items()))],
         ["metrics hash", _code(s["metrics_hash"])],
     ], raw=True))
+    if result.get("resumes"):
+        parts.append("<h2>Interruptions</h2><p class='muted'>Each resume of the killed run (job.json "
+                     "<code>resumed</code>), checked against the chain.</p>")
+        parts.append(_table(INTERRUPTION_HEAD, _interruptions(result)))
     parts.append("<h2>Participants</h2>")
     parts.append(_table(["role", "organisation", "account", "joined", "finalized", "last round",
                          "model commitment"],
@@ -240,6 +261,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         ["ended", f"block {s['closed_block']} {_time(result['closed_time'])}" if s["closed_block"] else "—"],
         ["rounds", ", ".join(f"{v} {k}" for k, v in s["rounds_by_state"].items())],
         ["metrics hash", f"`{s['metrics_hash']}`"]])]
+    if result.get("resumes"):
+        out += ["## Interruptions\n", _md_table(INTERRUPTION_HEAD, _interruptions(result))]
     out += ["## Participants\n", _md_table(
         ["role", "organisation", "account", "joined", "finalized", "last round"],
         [[p["role"], p["organisation"], f"`{p['address']}`", p["joined"], p["finalized"], p["last_round"]]

@@ -450,3 +450,119 @@ def test_the_same_audit_passes_on_anvil(runs, tmp_path, capsys) -> None:
         assert cli(["audit", str(out)]) == 2  # no --rpc: the run's state directory holds no chain
         (out / "host" / "checkpoints" / "round-0005.json").unlink()
         assert cli(["audit", str(out), "--rpc", node.url]) == 1
+
+
+# -- an interrupted and a resumed run -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def resumed(runs, tmp_path_factory) -> dict[str, Path]:
+    """An LR job (tests/test_resume.py's settings) whose guest is SIGKILLed once it has 4 rounds on chain
+    (kept as "interrupted" and audited then, before the chain moves on), then continued with --resume to
+    the end ("run")."""
+    from tests.test_resume import LR, _cmd, _kill_at, _sets
+
+    root = tmp_path_factory.mktemp("resumed")
+    data = root / "data"
+    assert cli(["data", "synth", "--out", str(data), "--rows", "1200", "--guest-features", "2",
+                "--host-features", "1", "--overlap", "0.9"]) == 0
+    sets = _sets(data, runs["state"], *LR)
+    out = root / "run"
+    assert _kill_at(out, _cmd(out, sets, "breast_lr.toml"), "guest", 4) != 0
+    shutil.copytree(out, root / "interrupted", ignore=shutil.ignore_patterns("audit", "logs"))
+    audit = subprocess.run([sys.executable, "-m", "nodes.cli", "audit", str(root / "interrupted")],
+                           capture_output=True, text=True, timeout=300)
+    (root / "interrupted" / "audit" / "stdout.txt").write_text(f"{audit.returncode}\n{audit.stdout}")
+    done = subprocess.run(_cmd(out, sets, "breast_lr.toml", "--resume"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {"run": out, "interrupted": root / "interrupted"}
+
+
+@pytest.fixture
+def resumed_copy(resumed, tmp_path) -> Path:
+    dst = tmp_path / "resumed"
+    shutil.copytree(resumed["run"], dst, ignore=shutil.ignore_patterns("audit", "logs"))
+    return dst
+
+
+def _resume_of(run: Path, role: str = "guest") -> dict:
+    return json.loads((run / role / "job.json").read_text())["resumed"][-1]
+
+
+def test_a_resumed_run_audits_clean_with_its_resumes_shown(resumed_copy, capsys) -> None:
+    guest = json.loads((resumed_copy / "guest" / "job.json").read_text())
+    assert guest["status"] == "complete" and guest["resumed"]
+    x = _resume_of(resumed_copy)
+    rounds = [r["round"] for r in lines(resumed_copy / "guest" / "rounds.jsonl")]
+    assert x["handshake_round"] > x["from_round"] + 1 and x["handshake_round"] in rounds  # a real gap
+    assert cli(["audit", str(resumed_copy), "-v"]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed (guest) {x['time']}: from attested round {x['from_round']}, new handshake round " \
+           f"{x['handshake_round']}" in out
+    assert "audit passed: all" in out and "FAIL" not in out
+    result = json.loads((resumed_copy / "audit" / "audit.json").read_text())
+    assert {(r["party"], r["from_round"], r["handshake_round"]) for r in result["resumes"]} >= {
+        ("guest", x["from_round"], x["handshake_round"])}
+    assert not result["interrupted"]
+    checks = {(c["check"], c["party"]) for c in result["checks"] if c["ok"]}
+    assert {("resume point", "guest"), ("resume handshake", "host"), ("resume messages", "guest")} <= checks
+    assert "Interruptions" in (resumed_copy / "audit" / "report.md").read_text()
+    assert "Interruptions" in (resumed_copy / "audit" / "report.html").read_text()
+
+
+def test_an_interrupted_run_audits_as_interrupted_and_resumable(resumed) -> None:
+    run = resumed["interrupted"]  # audited by the fixture before the resume closed the session
+    host = json.loads((run / "host" / "job.json").read_text())
+    assert host["resumable"] and json.loads((run / "guest" / "job.json").read_text())["status"] == "running"
+    code, out = (run / "audit" / "stdout.txt").read_text().split("\n", 1)
+    assert code == "0", out
+    assert "session INTERRUPTED" in out and "audit passed (session INTERRUPTED, resumable)" in out
+    assert json.loads((run / "audit" / "audit.json").read_text())["interrupted"]
+    assert "INTERRUPTED" in (run / "audit" / "report.md").read_text()
+
+
+def test_an_edited_committed_checkpoint_of_a_resumed_run_is_caught(resumed_copy) -> None:
+    h = _resume_of(resumed_copy)["handshake_round"]
+    path = resumed_copy / "host" / "checkpoints" / f"round-{h + 1:04d}.json"
+    cp = json.loads(path.read_text())
+    cp["salt"] = "0x" + "11" * 32
+    path.write_text(json.dumps(cp))
+    assert [(f.check, f.party, f.round) for f in audit(resumed_copy)] == [("checkpoint commitment", "host", h + 1)]
+
+
+def test_a_committed_round_missing_from_a_resumed_run_is_caught(resumed_copy) -> None:
+    path = resumed_copy / "guest" / "rounds.jsonl"
+    rows = lines(path)
+    h = _resume_of(resumed_copy)["handshake_round"]
+    write_lines(path, [r for r in rows if r["round"] != h + 1])
+    fails = audit(resumed_copy)
+    assert ("round in files", "guest", h + 1) in [(f.check, f.party, f.round) for f in fails]
+    assert only(fails, "rounds in order")
+
+
+def test_an_altered_transcript_line_of_a_resumed_run_is_caught(resumed_copy) -> None:
+    path = resumed_copy / "guest" / "transcript.jsonl"
+    rows = lines(path)
+    h = _resume_of(resumed_copy)["handshake_round"]
+    k = next(i for i, e in enumerate(rows) if e["round"] == h)
+    rows[k]["size"] += 1
+    write_lines(path, rows)
+    assert [(f.check, f.party, f.round) for f in audit(resumed_copy)] == [("transcript digest", "guest", h)]
+
+
+def test_a_resume_from_a_round_not_attested_is_caught(resumed_copy) -> None:
+    path = resumed_copy / "guest" / "job.json"
+    job = json.loads(path.read_text())
+    job["resumed"][-1]["from_round"] = 999
+    path.write_text(json.dumps(job))
+    fails = audit(resumed_copy)
+    assert ("resume point", "guest", 999) in [(f.check, f.party, f.round) for f in fails]
+    assert only(fails, "resume handshake") and only(fails, "rounds in order")  # the gap is no longer explained
+
+
+def test_a_gap_no_resume_explains_is_caught(resumed_copy) -> None:
+    path = resumed_copy / "host" / "job.json"
+    job = json.loads(path.read_text())
+    h = job.pop("resumed")[-1]["handshake_round"]
+    path.write_text(json.dumps(job))
+    fails = audit(resumed_copy)
+    assert ("rounds in order", "host", h) in [(f.check, f.party, f.round) for f in fails]

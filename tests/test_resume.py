@@ -119,6 +119,15 @@ def _resume_until_complete(tmp_path: Path, chain_server, synth: Path, algo: tupl
         assert job["resumed"] and all("from_round" in r for r in job["resumed"])  # really killed and resumed
         np.testing.assert_allclose(_weights(_model(out, role)), _weights(_model(ref, role)), rtol=0, atol=1e-9)
     assert total > 3
+    # the resumed run audits clean, each resume shown (from which attested round, the new handshake round)
+    audit = subprocess.run([sys.executable, "-m", "nodes.cli", "audit", str(out)], capture_output=True, text=True,
+                           timeout=300)
+    assert audit.returncode == 0, audit.stdout[-3000:]
+    for role in ("guest", "host"):
+        for x in json.loads((out / role / "job.json").read_text())["resumed"]:
+            if "handshake_round" in x:
+                assert f"resumed ({role}) {x['time']}: from attested round {x['from_round']}, new handshake " \
+                       f"round {x['handshake_round']}" in audit.stdout
 
 
 def test_lr_killed_twice_resumes_to_the_uninterrupted_model(tmp_path, chain_server, synth) -> None:

@@ -30,8 +30,10 @@ from chain.audit import (
     audit_party,
     exception_line,
     failures,
+    is_interrupted,
     load_history,
     load_party_files,
+    resumes,
     session_checks,
     summary,
     timeline,
@@ -147,7 +149,26 @@ def build_result(history: SessionHistory, checks: list[Check], source: str, scop
             "summary": s, "opened_time": history.timestamps.get(s["opened_block"]),
             "closed_time": history.timestamps.get(s["closed_block"]) if s["closed_block"] else None,
             "timeline": timeline(history), "parties": parties, "metrics": metrics, "links": links or [],
-            "checks": [c.to_dict() for c in checks], "ok": not failures(checks)}
+            "checks": [c.to_dict() for c in checks], "ok": not failures(checks),
+            "resumes": resume_rows(files, history),
+            "interrupted": any(is_interrupted(f, history) for f in files)}
+
+
+def resume_rows(files: list[PartyFiles], history: SessionHistory) -> list[dict[str, Any]]:
+    """Each party's resumes (job.json `resumed`): when, from which attested round, the new handshake's round
+    and the block it was committed in."""
+    rows = []
+    for f in files:
+        me = str(f.job.get("account") or "")
+        for x in resumes(f):
+            ev = None
+            if x["handshake_round"] is not None:
+                ev = next((e for e in history.events if e["event"] == "RoundSubmitted"
+                           and int(e["args"]["round"]) == int(x["handshake_round"])
+                           and str(e["args"]["party"]).lower() == me.lower()), None)
+            rows.append({"party": f.role, **x, "block": ev["block_number"] if ev else None,
+                         "block_time": history.timestamps.get(ev["block_number"]) if ev else None})
+    return rows
 
 
 def audit_dirs(dirs: list[str], rpc: str | None, state: str | None,
@@ -276,6 +297,14 @@ def _print(con: Any, history: SessionHistory, checks: list[Check], result: dict[
         for c in checks:
             if c.check == "abort reason" and c.ok:
                 con.print(f"abort reason: {c.detail.split(': ', 1)[-1]}".replace("[", "\\["))
+    for x in result.get("resumes", []):
+        con.print(f"resumed ({x['party']}) {x['time'] or '?'}: " + (
+            f"from attested round {x['from_round']}, new handshake round {x['handshake_round']}"
+            + (f" (block {x['block']})" if x["block"] is not None else " (not committed)")
+            if x["from_round"] is not None else "stopped before it restored a round"))
+    if result.get("interrupted"):
+        con.print("[bold yellow]session INTERRUPTED[/]: still active on chain, the run stopped and is resumable "
+                  "(`vflchain run --resume`)")
     n = s["rounds_by_state"]
     con.print(f"rounds: {n['attested']} attested, {n['disputed']} disputed, {n['pending']} pending; "
               f"session {s['status']}" + (f" in block {s['closed_block']}" if s["closed_block"] else ""))
@@ -284,6 +313,9 @@ def _print(con: Any, history: SessionHistory, checks: list[Check], result: dict[
         con.print(("[green]" if c.ok else "[red]") + c.line().replace("[", "\\[") + "[/]")
     if bad:
         con.print(f"[bold red]audit FAILED[/]: {len(bad)} of {len(checks)} checks do not hold")
+    elif result.get("interrupted"):
+        con.print(f"[bold green]audit passed[/] [bold yellow](session INTERRUPTED, resumable)[/]: all {len(checks)} "
+                  "checks hold for what was committed before the interruption")
     elif ab:
         con.print(f"[bold green]audit passed[/] [bold yellow](session ABORTED)[/]: all {len(checks)} checks hold "
                   "for what was committed before the abort")
