@@ -299,6 +299,16 @@ def _build_section(name: str, cls: type, values: dict[str, Any], base: Path | No
     return dataclasses.replace(default, **kwargs)
 
 
+def read_toml(path: Path, name: str, what: str) -> dict[str, Any]:
+    """A TOML file's table; a one-line ConfigError naming `name` when it is missing or invalid."""
+    if not path.is_file():
+        raise ConfigError(f"{name}: no such {what}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{name}: invalid TOML: {exc}") from None
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> JobConfig:
     """Read a TOML job config, apply `--set` overrides, validate, resolve paths."""
     raw: dict[str, Any] = {}
@@ -306,12 +316,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     cfg_path: Path | None = None
     if path is not None:
         cfg_path = Path(path).resolve()
-        if not cfg_path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        raw = read_toml(cfg_path, f"{path}", "config file")
         base = cfg_path.parent
     for text in overrides or []:
         (section, key), value = parse_override(text)
@@ -344,12 +349,7 @@ def _policy_from_file(mine: PolicySection, given: dict[str, Any]) -> PolicySecti
     """`[policy] file`: its keys (top level or a [policy] table), under those the config itself sets."""
     path = mine.file
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"[policy] file {path}: no such file")
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"[policy] file {path}: invalid TOML: {exc}") from None
+    data = read_toml(p, f"[policy] file {path}", "file")
     table = data.get("policy", data)
     if not isinstance(table, dict):
         raise ConfigError(f"[policy] file {path}: [policy] must be a table")
