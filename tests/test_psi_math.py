@@ -7,6 +7,7 @@ import pytest
 
 from vfl import psi
 from vfl.errors import PsiError
+from vfl.paillier._parallel import configure, split
 
 RFC_DST = b"QUUX-V01-CS02-with-curve25519_XMD:SHA-512_ELL2_RO_"
 
@@ -119,3 +120,28 @@ def test_element_arrays_round_trip_and_reject_malformed() -> None:
 def test_small_order_point_is_refused() -> None:
     with pytest.raises(PsiError, match="not a valid curve point"):
         psi.psi_reblind(psi.BlindingKey(), [bytes(32)])
+
+
+def test_batched_hash_equals_the_rfc_map_for_many_ids() -> None:
+    msgs = [psi.canonical_id(f"id-{i}") for i in range(300)]  # both Elligator 2 branches occur
+    expected = b"".join(int(q[0]).to_bytes(32, "little") for q in psi._map_pairs(msgs, psi.PSI_DST))
+    assert psi.hash_u_batch(msgs) == expected
+
+
+def test_chunks_on_worker_processes_give_the_same_points_as_one_thread(monkeypatch) -> None:
+    ids = [f"MRN-{i}" for i in range(150)]
+    key = psi.BlindingKey()
+    try:
+        configure(workers=1)
+        single = psi.psi_blind(key, psi.psi_hash_ids(ids))
+        configure(workers=2)
+        monkeypatch.setattr(psi, "CHUNK_MIN", 16)
+        monkeypatch.setattr(psi, "CHUNK_MAX", 32)
+        assert len(split(len(ids), 16, 32)) > 2
+        assert psi.psi_blind(key, psi.psi_hash_ids(ids)) == single
+        points = psi.psi_hash_ids(ids)
+        points[100] = bytes(32)  # small order, in a later chunk: its index is named
+        with pytest.raises(PsiError, match="element 100 is not a valid curve point"):
+            psi.psi_reblind(key, points)
+    finally:
+        configure(workers=0)

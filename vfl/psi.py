@@ -24,16 +24,14 @@ result is the same as blinding the RFC point with scalar clamp(k)/8 (tested).
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Iterable, Sequence
 
 import gmpy2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from vfl.errors import PsiError
+from vfl.paillier import _parallel
 
 # Curve25519 in Montgomery form: v^2 = u^3 + A u^2 + u over GF(p).
 P = gmpy2.mpz(2**255 - 19)
@@ -41,12 +39,17 @@ A = gmpy2.mpz(486662)
 Z = gmpy2.mpz(2)  # RFC 9380 non-square for curve25519
 _SQRT_M1 = gmpy2.powmod(gmpy2.mpz(2), (P - 1) // 4, P)
 _SQRT_EXP = (P + 3) // 8
+# A square root of 2*sqrt(-1): turns g^((p+3)/8) of a non-square g into sqrt(2 g) up to a factor sqrt(-1).
+_SQRT_2I = gmpy2.powmod(2 * _SQRT_M1 % P, _SQRT_EXP, P)
+if (_SQRT_2I * _SQRT_2I) % P != (2 * _SQRT_M1) % P:
+    _SQRT_2I = _SQRT_2I * _SQRT_M1 % P
+# IDs per chunk handed to one worker (psi_hash_ids, X25519): small enough for progress
+# and bounded memory, large enough that the byte transfer is noise.
+CHUNK_MIN, CHUNK_MAX = 1024, 8192
 ELEMENT_BYTES = 32
 PSI_DST = b"VFLCHAIN-PSI-V01-CS02-with-curve25519_XMD:SHA-512_ELL2_RO_"
 
 Point = tuple[int, int] | None  # affine (u, v); None is the point at infinity
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 # -- hashing IDs to the curve (RFC 9380) ---------------------------------------
@@ -162,7 +165,7 @@ def _map_pairs(msgs: Sequence[bytes], dst: bytes) -> list[Point]:
             xs.append(x)
             gs.append(g)
             odds.append(odd)
-    roots = _threaded_chunks(lambda ch: gmpy2.powmod_base_list(ch, _SQRT_EXP, P), gs)
+    roots = gmpy2.powmod_base_list(gs, _SQRT_EXP, P)
     ys = [_finish_sqrt(g, c, odd) for g, c, odd in zip(gs, roots, odds, strict=True)]
     return [point_add((xs[i], ys[i]), (xs[i + 1], ys[i + 1])) for i in range(0, len(xs), 2)]
 
@@ -179,10 +182,118 @@ def _u_bytes(p: Point) -> bytes:
     return int(p[0]).to_bytes(ELEMENT_BYTES, "little")
 
 
+def hash_u_batch(msgs: Sequence[bytes], dst: bytes = PSI_DST) -> bytes:
+    """The u-coordinates of Q0 + Q1 for many messages, concatenated (32 bytes each, little-endian).
+
+    The same points as `_map_pairs`, computed for a whole batch at once: one
+    modular inversion per batch (Montgomery's trick) instead of three per
+    message, and one exponentiation per Elligator 2 map: c = g^((p+3)/8) is a
+    square root of g up to sqrt(-1) when g is a square, and c * u * sqrt(2i) a
+    square root of g(x2) = 2 u^2 g up to sqrt(-1) when it is not, so no
+    Legendre symbol is needed.
+    """
+    if not msgs:
+        return b""
+    us: list[gmpy2.mpz] = []
+    for m in msgs:
+        ub = expand_message_xmd(m, dst, 96)
+        us.append(gmpy2.mpz(int.from_bytes(ub[:48], "big")) % P)
+        us.append(gmpy2.mpz(int.from_bytes(ub[48:], "big")) % P)
+    tvs = [(1 + Z * u * u) % P for u in us]
+    zero = [tv == 0 for tv in tvs]
+    invs = _batch_invert([tv or gmpy2.mpz(1) for tv in tvs])
+    minus_a = (-A) % P
+    xs = [minus_a if z else (-A * inv) % P for inv, z in zip(invs, zero, strict=True)]
+    gs = [(x * (x * (x + A) + 1)) % P for x in xs]
+    cs = gmpy2.powmod_base_list(gs, _SQRT_EXP, P)
+    ys: list[gmpy2.mpz] = []
+    for k, (x, g, c, u) in enumerate(zip(xs, gs, cs, us, strict=True)):
+        c2 = (c * c) % P
+        if c2 == g:
+            y, odd = c, True
+        elif c2 == (P - g) % P:
+            y, odd = (c * _SQRT_M1) % P, True
+        else:  # g is not a square: x2 = -x - A, g(x2) = 2 u^2 g
+            xs[k] = (-x - A) % P
+            g2 = (Z * u * u % P) * g % P
+            y = (c * u % P) * _SQRT_2I % P
+            if (y * y) % P != g2:
+                y = (y * _SQRT_M1) % P
+            if (y * y) % P != g2:
+                raise PsiError("internal error: Elligator 2 produced a non-square")  # pragma: no cover
+            odd = False
+        if bool(y & 1) != odd:
+            y = (P - y) % P
+        ys.append(y)
+    dxs = [(xs[i + 1] - xs[i]) % P for i in range(0, len(xs), 2)]
+    if not all(dxs):  # Q0 = +-Q1: probability ~2^-250; the affine formulas handle it
+        return b"".join(_u_bytes(point_add((xs[i], ys[i]), (xs[i + 1], ys[i + 1])))
+                        for i in range(0, len(xs), 2))
+    out = []
+    for j, inv in enumerate(_batch_invert(dxs)):
+        x0, x1, y0, y1 = xs[2 * j], xs[2 * j + 1], ys[2 * j], ys[2 * j + 1]
+        lam = (y1 - y0) * inv % P
+        out.append(int((lam * lam - A - x0 - x1) % P).to_bytes(ELEMENT_BYTES, "little"))
+    return b"".join(out)
+
+
+def _batch_invert(values: list[gmpy2.mpz]) -> list[gmpy2.mpz]:
+    """Inverses mod P of non-zero values with one inversion (Montgomery's trick)."""
+    prefix = [values[0]]
+    for v in values[1:]:
+        prefix.append(prefix[-1] * v % P)
+    inv = gmpy2.invert(prefix[-1], P)
+    out = [inv] * len(values)
+    for i in range(len(values) - 1, 0, -1):
+        out[i] = inv * prefix[i - 1] % P
+        inv = inv * values[i] % P
+    out[0] = inv
+    return out
+
+
 def psi_hash_ids(ids: Iterable[str | int], dst: bytes = PSI_DST) -> list[bytes]:
-    """Each ID's curve point (hash_to_curve without clear_cofactor), as a 32-byte u-coordinate."""
+    """Each ID's curve point (hash_to_curve without clear_cofactor), as a 32-byte u-coordinate.
+
+    Runs in chunks on every local core (the Paillier worker pool, `vfl.paillier._parallel`);
+    messages cross to the workers as raw bytes.
+    """
     msgs = [canonical_id(i) for i in ids]
-    return [_u_bytes(q) for q in _map_pairs(msgs, dst)]
+    chunks = _parallel.split(len(msgs), CHUNK_MIN, CHUNK_MAX)
+    args = []
+    for a, b in chunks:
+        part = msgs[a:b]
+        args.append((b"".join(part), np.fromiter(map(len, part), dtype=np.uint32, count=len(part)), dst))
+    return _split_elements(b"".join(_parallel.run("psi_hash", args)))
+
+
+def k_hash(blob: bytes, lengths: np.ndarray, dst: bytes) -> bytes:
+    """Worker kernel: `hash_u_batch` of messages sent as one blob and their lengths."""
+    msgs, pos = [], 0
+    for ln in lengths.tolist():
+        msgs.append(blob[pos : pos + ln])
+        pos += ln
+    return hash_u_batch(msgs, dst)
+
+
+def k_x25519(secret: bytes, blob: bytes) -> tuple[bytes, int]:
+    """Worker kernel: X25519 of one secret scalar with each 32-byte point of `blob`.
+
+    Returns the products and -1, or b"" and the index of the first invalid point.
+    """
+    sk = X25519PrivateKey.from_private_bytes(secret)
+    exchange = sk.exchange
+    load = X25519PublicKey.from_public_bytes
+    out = []
+    for i in range(0, len(blob), ELEMENT_BYTES):
+        try:
+            out.append(exchange(load(blob[i : i + ELEMENT_BYTES])))
+        except ValueError:
+            return b"", i // ELEMENT_BYTES
+    return b"".join(out), -1
+
+
+def _split_elements(data: bytes) -> list[bytes]:
+    return [data[i : i + ELEMENT_BYTES] for i in range(0, len(data), ELEMENT_BYTES)]
 
 
 # -- blinding ----------------------------------------------------------------
@@ -196,27 +307,33 @@ class BlindingKey:
 
     def scalar(self) -> int:
         """The clamped scalar X25519 multiplies by (for tests)."""
-        from cryptography.hazmat.primitives import serialization
-
-        raw = bytearray(self._sk.private_bytes(serialization.Encoding.Raw,
-                                               serialization.PrivateFormat.Raw,
-                                               serialization.NoEncryption()))
+        raw = bytearray(self._secret_bytes())
         raw[0] &= 248
         raw[31] &= 127
         raw[31] |= 64
         return int.from_bytes(raw, "little")
 
     def multiply(self, elements: Sequence[bytes]) -> list[bytes]:
-        """This key's scalar times each point (X25519); refuses invalid or small-order points."""
-        exchange = self._sk.exchange
-        load = X25519PublicKey.from_public_bytes
+        """This key's scalar times each point (X25519); refuses invalid or small-order points.
+
+        Runs in chunks on every local core. The scalar goes only to this party's own
+        worker processes (a secret kernel: never to a Ray cluster).
+        """
+        secret = self._secret_bytes()
+        chunks = _parallel.split(len(elements), CHUNK_MIN, CHUNK_MAX)
+        args = [(secret, b"".join(elements[a:b])) for a, b in chunks]
         out: list[bytes] = []
-        for i, e in enumerate(elements):
-            try:
-                out.append(exchange(load(e)))
-            except ValueError:
-                raise PsiError(f"element {i} is not a valid curve point") from None
+        for (start, _), (data, bad) in zip(chunks, _parallel.run("psi_x25519", args), strict=True):
+            if bad >= 0:
+                raise PsiError(f"element {start + bad} is not a valid curve point")
+            out.extend(_split_elements(data))
         return out
+
+    def _secret_bytes(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        return self._sk.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                      serialization.NoEncryption())
 
 
 def psi_blind(key: BlindingKey, points: Sequence[bytes]) -> list[bytes]:
@@ -285,24 +402,4 @@ def elements_from_array(arr: object, what: str = "points") -> list[bytes]:
     out = [data[i : i + ELEMENT_BYTES] for i in range(0, len(data), ELEMENT_BYTES)]
     if len(set(out)) != len(out):
         raise PsiError(f"{what}: the same element appears twice")
-    return out
-
-
-# -- helpers -------------------------------------------------------------------
-
-_pool: ThreadPoolExecutor | None = None
-
-
-def _threaded_chunks(fn: Callable[[list[T]], list[R]], items: list[T], min_chunk: int = 512) -> list[R]:
-    """Apply a GIL-releasing list function over chunks on all cores."""
-    global _pool
-    workers = max(1, int(os.environ.get("VFLCHAIN_WORKERS", 0)) or os.cpu_count() or 1)
-    if workers == 1 or len(items) < 2 * min_chunk:
-        return list(fn(items)) if items else []
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="psi")
-    size = max(min_chunk, -(-len(items) // (2 * workers)))
-    out: list[R] = []
-    for part in _pool.map(fn, [items[i : i + size] for i in range(0, len(items), size)]):
-        out.extend(part)
     return out

@@ -669,12 +669,22 @@ KERNELS: dict[str, Callable[..., Any]] = {
     "multiexp": k_multiexp,
     "group_sum": k_group_sum,
     "pack": k_pack,
+    "psi_hash": lambda blob, lengths, dst: _psi().k_hash(blob, lengths, dst),
+    "psi_x25519": lambda secret, blob: _psi().k_x25519(secret, blob),
 }
 
 # Kernels that hold secrets (the factors p, q): never sent to a remote (Ray) cluster.
-SECRET_KERNELS = frozenset({"obfuscators_crt", "encrypt_crt", "decrypt_crt", "decrypt_small"})
+# The PSI blinding scalar is as secret.
+SECRET_KERNELS = frozenset({"obfuscators_crt", "encrypt_crt", "decrypt_crt", "decrypt_small", "psi_x25519"})
 # Kernels that spend their time in GIL-releasing gmpy2 list routines: threads suffice.
 GIL_FREE_KERNELS = frozenset({"decrypt_crt", "decrypt_small", "obfuscators_uniform", "pow_common", "pack"})
+
+
+def _psi() -> Any:
+    """vfl.psi, imported on first use (it imports this package's pool)."""
+    from vfl import psi
+
+    return psi
 
 
 def run_kernel(name: str, args: tuple[Any, ...]) -> Any:
