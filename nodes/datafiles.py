@@ -41,6 +41,9 @@ def load_party_csv(path: str | Path, role: Role, require_labels: bool = True) ->
             raise DataError(f"{p}, line {reader.line_num}: {exc}") from None
 
 
+WRITE_BLOCK = 20_000  # rows formatted at once
+
+
 def write_party_csv(data: PartyData, path: str | Path) -> Path:
     """Write a party's table: id, [y,] features; floats with 17 significant digits."""
     p = Path(path)
@@ -49,12 +52,17 @@ def write_party_csv(data: PartyData, path: str | Path) -> Path:
     tmp = p.with_suffix(p.suffix + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         fh.write(",".join(header) + "\n")
-        body = np.char.mod("%.17g", data.X) if data.X.size else np.empty((data.n_rows, 0), dtype=str)
-        for i in range(data.n_rows):
-            cells = [str(data.ids[i])]
-            if data.y is not None:
-                cells.append(str(int(data.y[i])))
-            cells.extend(body[i].tolist())
-            fh.write(",".join(cells) + "\n")
+        # Formatted in blocks of rows: the text of a million-row table is never all in memory.
+        for start in range(0, data.n_rows, WRITE_BLOCK):
+            stop = min(start + WRITE_BLOCK, data.n_rows)
+            block = data.X[start:stop]
+            body = np.char.mod("%.17g", block).tolist() if block.size else [[]] * (stop - start)
+            ids = data.ids[start:stop].tolist()
+            ys = data.y[start:stop].tolist() if data.y is not None else None
+            lines = []
+            for k, row in enumerate(body):
+                cells = [str(ids[k])] + ([str(int(ys[k]))] if ys is not None else []) + row
+                lines.append(",".join(cells))
+            fh.write("\n".join(lines) + "\n")
     tmp.replace(p)
     return p
