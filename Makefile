@@ -8,7 +8,7 @@ PY_STAMP := $(VENV)/.vflchain-installed
 NPM_STAMP := node_modules/.vflchain-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test bench bench-quick lint clean
+.PHONY: setup demo test bench bench-scale bench-quick lint clean
 
 setup: $(PY_STAMP) $(NPM_STAMP)
 
@@ -36,6 +36,9 @@ test: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+bench-scale: setup  # PSI, binning and an LR epoch at 100k and 1M rows (most of an hour)
+	$(PY) -m benchmarks --scale
 
 bench-quick: setup  # smaller sizes, a few minutes: a smoke run of every benchmark
 	$(PY) -m benchmarks --quick

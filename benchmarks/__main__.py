@@ -26,10 +26,15 @@ def _fmt(v: float | None, unit: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    ap.add_argument("--scale", action="store_true",
+                    help="only the scale section: PSI, binning and an LR epoch at 100k and 1M rows "
+                         "(VFLCHAIN_SCALE_ROWS, VFLCHAIN_SCALE_STEPS choose); most of an hour")
     ap.add_argument("--only", action="append", default=[], help="run only these modules (e.g. paillier)")
     ap.add_argument("--json", default="bench-results/bench.json", help="where to save the rows")
     args = ap.parse_args(argv)
-    bench = Bench(quick=args.quick)
+    bench = Bench(quick=args.quick, scale=args.scale)
+    if args.scale:
+        args.only = ["scale"]
     names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
     con = console()
     load0 = os.getloadavg()[0]

@@ -25,6 +25,7 @@ class Row:
 @dataclass
 class Bench:
     quick: bool = False
+    scale: bool = False  # the --scale section (benchmarks/bench_scale.py)
     rows: list[Row] = field(default_factory=list)
 
     def add(self, section: str, item: str, ours: float | None, reference: float | None = None,
