@@ -138,7 +138,11 @@ def test_chunks_on_worker_processes_give_the_same_points_as_one_thread(monkeypat
         monkeypatch.setattr(psi, "CHUNK_MIN", 16)
         monkeypatch.setattr(psi, "CHUNK_MAX", 32)
         assert len(split(len(ids), 16, 32)) > 2
-        assert psi.psi_blind(key, psi.psi_hash_ids(ids)) == single
+        monkeypatch.setattr(psi, "PROGRESS_EVERY", 64)
+        seen: list[tuple[int, int]] = []
+        hashed = psi.psi_hash_ids(ids, progress=lambda done, total: seen.append((done, total)))
+        assert psi.psi_blind(key, hashed) == single
+        assert len(seen) >= 2 and seen[-1] == (150, 150) and seen == sorted(seen)  # a long step reports
         points = psi.psi_hash_ids(ids)
         points[100] = bytes(32)  # small order, in a later chunk: its index is named
         with pytest.raises(PsiError, match="element 100 is not a valid curve point"):

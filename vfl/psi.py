@@ -24,7 +24,7 @@ result is the same as blinding the RFC point with scalar clamp(k)/8 (tested).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import gmpy2
 import numpy as np
@@ -46,6 +46,9 @@ if (_SQRT_2I * _SQRT_2I) % P != (2 * _SQRT_M1) % P:
 # IDs per chunk handed to one worker (psi_hash_ids, X25519): small enough for progress
 # and bounded memory, large enough that the byte transfer is noise.
 CHUNK_MIN, CHUNK_MAX = 1024, 8192
+PROGRESS_EVERY = 100_000  # IDs between progress reports of a long step
+
+Progress = Callable[[int, int], None]  # (done, total)
 ELEMENT_BYTES = 32
 PSI_DST = b"VFLCHAIN-PSI-V01-CS02-with-curve25519_XMD:SHA-512_ELL2_RO_"
 
@@ -251,11 +254,13 @@ def _batch_invert(values: list[gmpy2.mpz]) -> list[gmpy2.mpz]:
     return out
 
 
-def psi_hash_ids(ids: Iterable[str | int], dst: bytes = PSI_DST) -> list[bytes]:
+def psi_hash_ids(ids: Iterable[str | int], dst: bytes = PSI_DST,
+                 progress: Progress | None = None) -> list[bytes]:
     """Each ID's curve point (hash_to_curve without clear_cofactor), as a 32-byte u-coordinate.
 
     Runs in chunks on every local core (the Paillier worker pool, `vfl.paillier._parallel`);
-    messages cross to the workers as raw bytes.
+    messages cross to the workers as raw bytes. `progress(done, total)` is called
+    every `PROGRESS_EVERY` IDs or so.
     """
     msgs = [canonical_id(i) for i in ids]
     chunks = _parallel.split(len(msgs), CHUNK_MIN, CHUNK_MAX)
@@ -263,7 +268,7 @@ def psi_hash_ids(ids: Iterable[str | int], dst: bytes = PSI_DST) -> list[bytes]:
     for a, b in chunks:
         part = msgs[a:b]
         args.append((b"".join(part), np.fromiter(map(len, part), dtype=np.uint32, count=len(part)), dst))
-    return _split_elements(b"".join(_parallel.run("psi_hash", args)))
+    return _split_elements(b"".join(_run_reporting("psi_hash", args, chunks, progress)))
 
 
 def k_hash(blob: bytes, lengths: np.ndarray, dst: bytes) -> bytes:
@@ -292,6 +297,25 @@ def k_x25519(secret: bytes, blob: bytes) -> tuple[bytes, int]:
     return b"".join(out), -1
 
 
+def _run_reporting(kernel: str, args: list[tuple], chunks: list[tuple[int, int]],
+                   progress: Progress | None) -> list:
+    """`_parallel.run` over the chunks, in groups of about PROGRESS_EVERY IDs when
+    someone watches (each group ends with a report; the pool drains in between)."""
+    if progress is None or not chunks:
+        return _parallel.run(kernel, args)
+    total = chunks[-1][1]
+    out: list = []
+    i = 0
+    while i < len(args):
+        j = i + 1
+        while j < len(args) and chunks[j][1] - chunks[i][0] <= PROGRESS_EVERY:
+            j += 1
+        out.extend(_parallel.run(kernel, args[i:j]))
+        progress(chunks[j - 1][1], total)
+        i = j
+    return out
+
+
 def _split_elements(data: bytes) -> list[bytes]:
     return [data[i : i + ELEMENT_BYTES] for i in range(0, len(data), ELEMENT_BYTES)]
 
@@ -313,7 +337,7 @@ class BlindingKey:
         raw[31] |= 64
         return int.from_bytes(raw, "little")
 
-    def multiply(self, elements: Sequence[bytes]) -> list[bytes]:
+    def multiply(self, elements: Sequence[bytes], progress: Progress | None = None) -> list[bytes]:
         """This key's scalar times each point (X25519); refuses invalid or small-order points.
 
         Runs in chunks on every local core. The scalar goes only to this party's own
@@ -323,7 +347,8 @@ class BlindingKey:
         chunks = _parallel.split(len(elements), CHUNK_MIN, CHUNK_MAX)
         args = [(secret, b"".join(elements[a:b])) for a, b in chunks]
         out: list[bytes] = []
-        for (start, _), (data, bad) in zip(chunks, _parallel.run("psi_x25519", args), strict=True):
+        results = _run_reporting("psi_x25519", args, chunks, progress)
+        for (start, _), (data, bad) in zip(chunks, results, strict=True):
             if bad >= 0:
                 raise PsiError(f"element {start + bad} is not a valid curve point")
             out.extend(_split_elements(data))
@@ -336,14 +361,15 @@ class BlindingKey:
                                       serialization.NoEncryption())
 
 
-def psi_blind(key: BlindingKey, points: Sequence[bytes]) -> list[bytes]:
+def psi_blind(key: BlindingKey, points: Sequence[bytes], progress: Progress | None = None) -> list[bytes]:
     """Blind own hashed IDs: k * H(id)."""
-    return key.multiply(points)
+    return key.multiply(points, progress)
 
 
-def psi_reblind(key: BlindingKey, peer_blinded: Sequence[bytes]) -> list[bytes]:
+def psi_reblind(key: BlindingKey, peer_blinded: Sequence[bytes],
+                progress: Progress | None = None) -> list[bytes]:
     """Re-blind the peer's blinded IDs, keeping their order: k * (k' * H(id))."""
-    return key.multiply(peer_blinded)
+    return key.multiply(peer_blinded, progress)
 
 
 def psi_match(own_double: Sequence[bytes], peer_double: Iterable[bytes]) -> np.ndarray:

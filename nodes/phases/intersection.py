@@ -31,6 +31,14 @@ def _shuffle() -> np.random.Generator:
     return np.random.default_rng(secrets.randbits(128))
 
 
+def _reporter(ctx: PartyContext, step: str) -> psi.Progress:
+    """Progress of a long step as phase_step events, every ~100k IDs (none for shorter lists)."""
+    def report(done: int, total: int) -> None:
+        if total > psi.PROGRESS_EVERY:
+            ctx.event("phase_step", phase=PHASE, step=step, done=f"{done:,}/{total:,}")
+    return report
+
+
 def _run(ctx: PartyContext) -> dict[str, Any]:
     if ctx.data is None:
         raise PsiError(f"{ctx.role} has no data to intersect")
@@ -39,14 +47,15 @@ def _run(ctx: PartyContext) -> dict[str, Any]:
     ids = ctx.data.ids.tolist()
     ctx.event("phase_step", phase=PHASE, step="psi_hash_ids", rows=len(ids))
     key = psi.BlindingKey()
-    blinded = psi.psi_blind(key, psi.psi_hash_ids(ids))
+    blinded = psi.psi_blind(key, psi.psi_hash_ids(ids, progress=_reporter(ctx, "psi_hash_ids")),
+                            progress=_reporter(ctx, "psi_blind"))
     perm = _shuffle().permutation(len(blinded))
     ch.send("psi_blind", {"points": psi.elements_to_array([blinded[i] for i in perm])}, round=rnd)
 
     peer_blinded = psi.elements_from_array(ch.recv("psi_blind", round=rnd)["points"],
                                            f"{ctx.peer}'s blinded IDs")
     ctx.event("phase_step", phase=PHASE, step="psi_reblind", rows=len(peer_blinded))
-    peer_double = psi.psi_reblind(key, peer_blinded)
+    peer_double = psi.psi_reblind(key, peer_blinded, progress=_reporter(ctx, "psi_reblind"))
     ch.send("psi_reblind", {"points": psi.elements_to_array(peer_double)}, round=rnd)
 
     back = psi.elements_from_array(ch.recv("psi_reblind", round=rnd)["points"],
