@@ -149,3 +149,9 @@ def test_chunks_on_worker_processes_give_the_same_points_as_one_thread(monkeypat
             psi.psi_reblind(key, points)
     finally:
         configure(workers=0)
+
+
+def test_ids_and_the_blinding_scalar_never_go_to_a_ray_cluster() -> None:
+    from vfl.paillier import _kernels
+
+    assert {"psi_hash", "psi_x25519"} <= _kernels.SECRET_KERNELS

@@ -674,8 +674,9 @@ KERNELS: dict[str, Callable[..., Any]] = {
 }
 
 # Kernels that hold secrets (the factors p, q): never sent to a remote (Ray) cluster.
-# The PSI blinding scalar is as secret.
-SECRET_KERNELS = frozenset({"obfuscators_crt", "encrypt_crt", "decrypt_crt", "decrypt_small", "psi_x25519"})
+# So are the PSI blinding scalar and the raw IDs hashed to the curve.
+SECRET_KERNELS = frozenset({"obfuscators_crt", "encrypt_crt", "decrypt_crt", "decrypt_small",
+                            "psi_hash", "psi_x25519"})
 # Kernels that spend their time in GIL-releasing gmpy2 list routines: threads suffice.
 GIL_FREE_KERNELS = frozenset({"decrypt_crt", "decrypt_small", "obfuscators_uniform", "pow_common", "pack"})
 
