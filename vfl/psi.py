@@ -198,8 +198,7 @@ def hash_u_batch(msgs: Sequence[bytes], dst: bytes = PSI_DST) -> bytes:
     if not msgs:
         return b""
     us: list[gmpy2.mpz] = []
-    for m in msgs:
-        ub = expand_message_xmd(m, dst, 96)
+    for ub in _expand_96(msgs, dst):
         us.append(gmpy2.mpz(int.from_bytes(ub[:48], "big")) % P)
         us.append(gmpy2.mpz(int.from_bytes(ub[48:], "big")) % P)
     tvs = [(1 + Z * u * u) % P for u in us]
@@ -238,6 +237,28 @@ def hash_u_batch(msgs: Sequence[bytes], dst: bytes = PSI_DST) -> bytes:
         lam = (y1 - y0) * inv % P
         out.append(int((lam * lam - A - x0 - x1) % P).to_bytes(ELEMENT_BYTES, "little"))
     return b"".join(out)
+
+
+def _expand_96(msgs: Sequence[bytes], dst: bytes) -> list[bytes]:
+    """expand_message_xmd(msg, dst, 96) for many messages (the same bytes; shared
+    hash prefixes computed once)."""
+    if len(dst) > 255:
+        raise PsiError("hash-to-curve domain separation tag longer than 255 bytes")
+    dst_prime = dst + bytes([len(dst)])
+    tail0 = (96).to_bytes(2, "big") + b"\x00" + dst_prime
+    zero_pad = hashlib.sha512(bytes(128))
+    sha512 = hashlib.sha512
+    out = []
+    for m in msgs:
+        h = zero_pad.copy()
+        h.update(m)
+        h.update(tail0)
+        b0 = h.digest()
+        b1 = sha512(b0 + b"\x01" + dst_prime).digest()
+        mixed = (int.from_bytes(b0, "big") ^ int.from_bytes(b1, "big")).to_bytes(64, "big")
+        b2 = sha512(mixed + b"\x02" + dst_prime).digest()
+        out.append(b1 + b2[:32])
+    return out
 
 
 def _batch_invert(values: list[gmpy2.mpz]) -> list[gmpy2.mpz]:
