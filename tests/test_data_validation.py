@@ -152,3 +152,20 @@ def test_a_guest_file_without_labels_is_accepted_only_when_labels_are_not_requir
 def test_a_missing_data_path_names_the_config_key():
     with pytest.raises(DataError, match=r"no data file: set \[host\] data in the config"):
         load_party_csv("", "host")
+
+
+def test_a_table_written_in_blocks_reads_back_exactly(tmp_path, monkeypatch) -> None:
+    from nodes import datafiles
+    from vfl.datasets import synth_split
+
+    guest, host = synth_split(50, 3, 4, seed=1)
+    one = datafiles.write_party_csv(guest, tmp_path / "one.csv").read_text()
+    monkeypatch.setattr(datafiles, "WRITE_BLOCK", 7)
+    blocks = datafiles.write_party_csv(guest, tmp_path / "blocks.csv")
+    assert blocks.read_text() == one
+    back = datafiles.load_party_csv(blocks, "guest")
+    assert back.ids.tolist() == guest.ids.tolist()
+    np.testing.assert_array_equal(back.X, guest.X)
+    np.testing.assert_array_equal(back.y, guest.y)
+    host_back = datafiles.load_party_csv(datafiles.write_party_csv(host, tmp_path / "h.csv"), "host")
+    np.testing.assert_array_equal(host_back.X, host.X)
