@@ -34,6 +34,9 @@ from benchmarks.harness import Bench, cpu_seconds
 STEPS = ("psi", "binning", "lr")
 GUEST_COLS, HOST_COLS, KEY_BITS = 10, 40, 2048
 MEMORY_LIMIT_GB = 6.0
+# LR mini-batches at scale (docs/performance.md#memory): every message and step holds one
+# batch's ciphertexts, and each batch is a progress step; the same at every size.
+LR_BATCH = 65_536
 
 
 def _rss_bytes() -> int:
@@ -76,7 +79,7 @@ class PeakMemory:
 
 
 def _progress(t0: float, event: dict[str, Any]) -> None:
-    if event.get("event") in ("phase_step", "round"):
+    if event.get("event") in ("phase_step", "round", "batch"):
         detail = {k: v for k, v in event.items() if k not in ("event", "role")}
         print(f"  [{time.perf_counter() - t0:7.1f} s] {event['event']} {detail}", file=sys.stderr, flush=True)
 
@@ -106,7 +109,8 @@ def _measure(step: str, rows: int) -> dict[str, float]:
     else:
         from nodes.phases import lr as phase
 
-        cfg = load_config(None, ["lr.epochs=1", "lr.tol=0.0", f"paillier.key_bits={KEY_BITS}"])
+        cfg = load_config(None, ["lr.epochs=1", "lr.tol=0.0", f"lr.batch_size={LR_BATCH}",
+                                 f"paillier.key_bits={KEY_BITS}"])
         fns = (phase.run_guest, phase.run_host)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         g, h = make_contexts(Path(tmp), guest, host, cfg, bits=KEY_BITS)
@@ -152,7 +156,7 @@ def run(bench: Bench) -> None:
             r = got[rows] = _in_subprocess(step, rows)
             gb = r["peak"] / 2**30
             what = {"psi": "PSI (whole phase, gRPC loopback)", "binning": "binning (WoE/IV, 10 bins)",
-                    "lr": "LR, a 1-epoch run (setup, epoch, scoring)"}[step]
+                    "lr": f"LR, a 1-epoch run (batches of {LR_BATCH:,}; setup, epoch, scoring)"}[step]
             bench.add("scale", f"{what}, {rows:,} rows, {GUEST_COLS}+{HOST_COLS} columns", r["wall"],
                       note=f"CPU {r['cpu']:.0f} s; peak memory, both parties together {gb:.2f} GB "
                            f"(limit per party {MEMORY_LIMIT_GB:.0f} GB); load {load0:.1f}")
