@@ -47,7 +47,7 @@ def run(bench: Bench) -> None:
     n = 256 if bench.quick else 2048
     peer = PublicKey.from_phe(paillier.generate_paillier_keypair(n_length=2048)[0])  # not ours: public path
     configure(backend="local", workers=2)
-    _work(peer, 64)  # worker processes started, the key's tables built
+    _work(peer, 512)  # worker processes started, the key's tables built in each
     local = _work(peer, n)
     rows: dict[int, tuple[float, float]] = {}
     cluster = LocalRayCluster(cpus_per_node=1)
@@ -56,11 +56,11 @@ def run(bench: Bench) -> None:
         cluster.driver_env()
         configure(backend="ray", workers=4, address=cluster.address)  # the same chunks for 1 and 2 nodes
         _parallel._ray_module()
-        _work(peer, 64)  # Ray starts its worker processes
+        _work(peer, 512)  # Ray starts its worker processes, each builds the key's tables
         rows[1] = _work(peer, n)
         cluster.add_node()
         cluster.wait_for_nodes(2)
-        _work(peer, 64)
+        _work(peer, 512)
         rows[2] = _work(peer, n)
     finally:
         configure(backend="local", workers=0)
