@@ -206,3 +206,29 @@ def test_the_estimator_scores_its_training_rows_as_the_training_job_did(tmp_path
         else:
             assert np.isnan(proba[i]).all()
     assert est.get_params()["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_a_horizontal_job_run_from_python_gives_the_models_of_the_same_job_under_vflchain_run(tmp_path) -> None:
+    from vfl.hfl.shards import breast_horizontal
+
+    shards = breast_horizontal(2, skew=0.3, seed=1)
+    for k, shard in enumerate(shards, 1):
+        write_party_csv(shard, tmp_path / "data" / f"client{k}.csv")
+    config = tmp_path / "hfl.toml"  # DP off: its noise comes from `secrets`, so only a noise-free job repeats
+    config.write_text('[job]\nalgorithm = "hfl-lr"\nseed = 5\n[hfl]\nclients = 2\nrounds = 2\nbatch_size = 64\n'
+                      'dp = "off"\n[paillier]\nkey_bits = 1024\ninsecure_test_keys = true\n[federation]\n'
+                      'data = ["data/client1.csv", "data/client2.csv"]\nclients = ["127.0.0.1:0", "127.0.0.1:0"]\n'
+                      'coordinator = ["127.0.0.1:0", "127.0.0.1:0"]\n')
+    cmd = [sys.executable, "-m", "nodes.cli", "run", "--config", str(config), "--out", str(tmp_path / "cli"),
+           "--set", f"chain.state={tmp_path / 'state'}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "NO_COLOR": "1"})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    result = vflchain.run_job(config, {"client1": shards[0], "client2": {"X": shards[1].X, "y": shards[1].y,
+                                                                         "ids": shards[1].ids,
+                                                                         "features": shards[1].features}})
+    assert list(result.parties) == ["coordinator", "client1", "client2"]
+    for role in ("client1", "client2"):
+        _assert_same_numbers(_model(tmp_path / "cli", role), result.models[role], role)
+    cli_metrics = json.loads((tmp_path / "cli" / "coordinator" / "metrics.json").read_text())
+    _assert_same_numbers(cli_metrics, result.metrics, "metrics")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from chain.accounts import DEV_INDEX, dev_account
@@ -65,6 +66,7 @@ class OfflineLink:
 
     def __init__(self, ledger: OfflineLedger, account: Any) -> None:
         self.ledger, self.account = ledger, account
+        self.client = SimpleNamespace(account=account)  # where a horizontal node finds the key it signs with
 
     @property
     def address(self) -> str:
