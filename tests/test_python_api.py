@@ -99,8 +99,8 @@ def test_a_job_run_from_python_gives_the_models_of_the_same_job_under_vflchain_r
 
 @pytest.mark.slow
 def test_a_job_on_the_embedded_chain_in_process_is_anchored_and_passes_the_audit(tmp_path) -> None:
-    g, h = _small(120)
-    result = vflchain.run_job({"job": {"algorithm": "lr"}, "lr": {"epochs": 2}}, {"guest": g, "host": h},
+    g, h = _small(100)
+    result = vflchain.run_job({"job": {"algorithm": "lr"}, "lr": {"epochs": 1}}, {"guest": g, "host": h},
                               chain="embedded", overrides=TEST_KEYS, out=tmp_path / "run")
     assert result.chain == "embedded"
     guest, host = result.parties["guest"], result.parties["host"]
