@@ -232,3 +232,58 @@ def test_a_horizontal_job_run_from_python_gives_the_models_of_the_same_job_under
         _assert_same_numbers(_model(tmp_path / "cli", role), result.models[role], role)
     cli_metrics = json.loads((tmp_path / "cli" / "coordinator" / "metrics.json").read_text())
     _assert_same_numbers(cli_metrics, result.metrics, "metrics")
+
+
+class _Frame:
+    """The part of a pandas DataFrame the API reads (pandas is not a dependency): columns, column access,
+    index, to_numpy."""
+
+    def __init__(self, columns: dict, index: list) -> None:
+        self._cols, self.index = {k: np.asarray(v) for k, v in columns.items()}, index
+        self.columns = list(columns)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._cols[name]
+
+    def to_numpy(self) -> np.ndarray:
+        return np.column_stack(list(self._cols.values()))
+
+
+def test_a_dataframe_gives_its_id_column_or_else_its_index_and_its_label_column(tmp_path) -> None:
+    g, h = _small(60)
+    guest = _Frame({"y": g.y, **{f: g.X[:, j] for j, f in enumerate(g.features)}}, index=g.ids.tolist())
+    host = _Frame({"id": h.ids, **{f: h.X[:, j] for j, f in enumerate(h.features)}}, index=list(range(60)))
+    result = vflchain.run_job({"job": {"algorithm": "psi"}}, {"guest": guest, "host": host}, overrides=TEST_KEYS,
+                              out=tmp_path)
+    common = set(g.ids.tolist()) & set(h.ids.tolist())
+    assert result.parties["guest"].intersection["intersection_size"] == len(common) > 0
+    from nodes.datafiles import load_party_csv
+
+    written = load_party_csv(tmp_path / "data" / "guest.csv", "guest")
+    assert written.features == g.features and np.array_equal(written.X, g.X) and np.array_equal(written.y, g.y)
+    with pytest.raises(DataError, match="host data: a 'y' column; labels belong to the guest only"):
+        vflchain.run_job(None, {"guest": guest, "host": _Frame({"y": g.y}, index=[])}, out=tmp_path / "x")
+
+
+def test_a_party_that_fails_fails_the_job_with_the_error_that_started_it_in_one_line(tmp_path) -> None:
+    g, h = _small(80)
+    with pytest.raises(vflchain.JobFailed) as err:  # ~20 common rows, 20 host columns: the guest refuses to train
+        vflchain.run_job(None, {"guest": g, "host": h}, overrides=TEST_KEYS, out=tmp_path)
+    message = str(err.value)
+    assert message.startswith("guest: batch_size 0 is too small for privacy") and "\n" not in message
+    assert set(err.value.errors) == {"guest", "host"}
+    assert json.loads((tmp_path / "guest" / "job.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_the_mixture_estimator_assigns_its_training_rows_to_the_clusters_the_training_job_found(tmp_path) -> None:
+    g, h = _small(100)
+    est = vflchain.VerticalGaussianMixture(n_components=2, max_iter=3, key_bits=1024, insecure_test_keys=True)
+    parties = {"guest": g, "host": h}
+    labels = est.fit(parties).labels_
+    partner = np.isin(g.ids, h.ids)
+    assert labels.shape == (g.n_rows,) and set(labels[partner]) == {0, 1} and (labels[~partner] == -1).all()
+    assert est.weights_.shape == (2,) and set(est.models_) == {"guest", "host"}
+    assert np.array_equal(est.predict(parties), labels)
+    proba = est.predict_proba(parties)
+    assert np.allclose(proba[partner].sum(axis=1), 1.0) and np.isnan(proba[~partner]).all()

@@ -485,15 +485,28 @@ def _run_parties(cfg: JobConfig, parties: list[str], horizontal: bool, job_chain
     threads = [threading.Thread(target=run, args=(p,), name=f"vflchain-{p}", daemon=True) for p in parties]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(timeout)
+    try:
+        for t in threads:
+            t.join(timeout)
+    except BaseException:  # Ctrl-C in a notebook: stop the parties (each aborts its session), then re-raise
+        _stop(nodes, "interrupted", threads)
+        raise
     late = [p for p, t in zip(parties, threads, strict=True) if t.is_alive()]
     if late:
-        for p in late:  # closing a party's links makes its peers' waits fail at once
-            transport = getattr(nodes[p], "transport", None)
-            if transport is not None:
-                transport.close(f"the job did not finish within {timeout:g} s")
+        _stop({p: nodes[p] for p in late}, f"the job did not finish within {timeout:g} s", threads)
         raise JobFailed(f"{late[0]}: the job did not finish within {timeout:g} s",
                         {p: "timed out" for p in late}, workdir)
     return results
+
+
+def _stop(nodes: dict[str, Any], reason: str, threads: list[threading.Thread]) -> None:
+    """Close the parties' links (their peers' waits fail at once, naming `reason`) and give them 10 s to
+    record the failure."""
+    for node in nodes.values():
+        transport = getattr(node, "transport", None)
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.close(reason)
+    for t in threads:
+        t.join(10)
 
