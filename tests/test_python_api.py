@@ -25,20 +25,24 @@ TEST_KEYS = ["paillier.key_bits=1024", "paillier.insecure_test_keys=true"]
 # label_noise: the guest's protective noise comes from `secrets`, so only a job without it can be compared run to run
 # (and without it the host may have only a few columns for the rows: vfl.lr.privacy.check_label_bits)
 LR_SETS = [*TEST_KEYS, "lr.epochs=3", "lr.label_noise=0.0", "lr.batch_size=400"]
-GMM_SETS = [*TEST_KEYS, "gmm.max_iter=4"]
+GMM_SETS = [*TEST_KEYS, "gmm.max_iter=3", "gmm.kmeans_max_iter=3"]
 
 
 def _small(rows: int = 160, host_columns: int = 20) -> tuple[PartyData, PartyData]:
     """The breast split's first rows (and host columns): quick jobs with both classes and some rows the
     other party lacks."""
     g, h = breast_split(overlap=0.9)
-    return g.take(range(rows)), h.take(range(rows)).select(h.features[:host_columns])
+    g = g.take(range(rows))
+    known = set(g.ids.tolist())
+    shared = [i for i, rid in enumerate(h.ids.tolist()) if rid in known]
+    own = [i for i, rid in enumerate(h.ids.tolist()) if rid not in known][:rows // 20]
+    return g, h.take(shared + own).select(h.features[:host_columns])
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("data")
-    g, h = _small(400, 2)
+    g, h = _small(250, 2)
     write_party_csv(g, d / "guest.csv")
     write_party_csv(h, d / "host.csv")
     return d
@@ -86,7 +90,7 @@ def test_a_job_run_from_python_gives_the_models_of_the_same_job_under_vflchain_r
         tmp_path, data_dir, example, sets) -> None:
     config = REPO / "examples" / example
     _cli_run(config, tmp_path / "cli", data_dir, tmp_path / "state", sets)
-    g, h = _small(400, 2)  # in memory this time: the API writes them as the parties' CSV files itself
+    g, h = _small(250, 2)  # in memory this time: the API writes them as the parties' CSV files itself
     result = vflchain.run_job(config, {"guest": g, "host": h}, overrides=sets, out=tmp_path / "api")
     assert result.chain == "none" and result.session_id.startswith("0x")
     for role in ("guest", "host"):
@@ -267,10 +271,10 @@ def test_a_dataframe_gives_its_id_column_or_else_its_index_and_its_label_column(
 
 def test_a_party_that_fails_fails_the_job_with_the_error_that_started_it_in_one_line(tmp_path) -> None:
     g, h = _small(80)
-    with pytest.raises(vflchain.JobFailed) as err:  # ~20 common rows, 20 host columns: the guest refuses to train
-        vflchain.run_job(None, {"guest": g, "host": h}, overrides=TEST_KEYS, out=tmp_path)
+    with pytest.raises(vflchain.JobFailed) as err:  # batches of 10 rows, 20 host columns: the guest refuses to train
+        vflchain.run_job({"lr": {"batch_size": 10}}, {"guest": g, "host": h}, overrides=TEST_KEYS, out=tmp_path)
     message = str(err.value)
-    assert message.startswith("guest: batch_size 0 is too small for privacy") and "\n" not in message
+    assert message.startswith("guest: batch_size 10 is too small for privacy") and "\n" not in message
     assert set(err.value.errors) == {"guest", "host"}
     assert json.loads((tmp_path / "guest" / "job.json").read_text())["status"] == "failed"
 

@@ -44,11 +44,12 @@ class JobFailed(NodeError):
     """The job did not complete. The message is one line: `<party>: <the error that started it>`.
 
     `errors` holds every party's own error line; `out` the work directory (its run
-    directories say more)."""
+    directories say more; None when it was a temporary one, removed)."""
 
     def __init__(self, message: str, errors: dict[str, str], out: Path | None) -> None:
         super().__init__(message)
-        self.errors, self.out = errors, out
+        self.errors: dict[str, str] = errors
+        self.out: Path | None = out
 
 
 @dataclass
@@ -390,9 +391,11 @@ def run_job(config: ConfigInput = None, data: Mapping[str, PartyInput] | None = 
     try:
         with contextlib.nullcontext() if verbose else silenced():
             result = _run(config, data, labels, chain, workdir, overrides, timeout, events, model)
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None:
             tmp.cleanup()
+            if isinstance(exc, JobFailed):
+                exc.out = None  # the temporary run directories are gone: pass out= to keep a failed job's
         raise
     result._tmp = tmp
     return result
