@@ -139,7 +139,10 @@ def test_a_job_on_a_state_directory_is_audited_later_from_that_state(tmp_path) -
 
 def test_a_job_without_a_chain_commits_every_round_but_cannot_be_audited(tmp_path) -> None:
     g, h = _small(80)
-    result = vflchain.run_job({"job": {"algorithm": "psi"}}, {"guest": g, "host": h}, overrides=TEST_KEYS)
+    seen: list[dict] = []
+    result = vflchain.run_job({"job": {"algorithm": "psi"}}, {"guest": g, "host": h}, overrides=TEST_KEYS,
+                              events=seen.append)
+    assert {(e["role"], e["event"]) for e in seen} >= {("guest", "complete"), ("host", "complete")}
     guest = result.parties["guest"]
     assert [r["phase"] for r in guest.rounds] == ["handshake", "intersection", "close"]
     assert all(r["tx_hash"] == "" and r["commitment"].startswith("0x") for r in guest.rounds)
