@@ -137,6 +137,30 @@ def lift_rows(split: dict[str, Any]) -> list[list[str]]:
              _num(r.get("cumulative_lift"), ".3f")] for r in split.get("lift_gain") or [] if isinstance(r, dict)]
 
 
+def pr_svg(split: dict[str, Any], size: int = 220) -> str:
+    """The split's precision-recall curve (metrics.json `pr_curve`) as an inline SVG step line, axes 0..1."""
+    curve = split.get("pr_curve") or {}
+    rs, ps = curve.get("recall") or [], curve.get("precision") or []
+    pts: list[str] = []
+    for i, (r, q) in enumerate(zip(rs, ps, strict=False)):
+        if not isinstance(r, int | float) or not isinstance(q, int | float):
+            return ""
+        if i:  # a step: on (recall[i-1], recall[i]] the precision is precision[i] (as average precision counts it)
+            pts.append(f"{30 + rs[i - 1] * size:.1f},{10 + (1 - q) * size:.1f}")
+        pts.append(f"{30 + r * size:.1f},{10 + (1 - q) * size:.1f}")
+    if len(pts) < 2:
+        return ""
+    w, h = size + 40, size + 40
+    return (f"<svg width='{w}' height='{h}' role='img' "
+            f"aria-label='precision-recall curve'><rect x='30' y='10' width='{size}' height='{size}' fill='none' "
+            f"stroke='#999'/><polyline fill='none' stroke='#1f77b4' stroke-width='1.5' points='{' '.join(pts)}'/>"
+            f"<text x='{30 + size / 2}' y='{h - 8}' font-size='11' text-anchor='middle'>recall</text>"
+            f"<text x='12' y='{10 + size / 2}' font-size='11' text-anchor='middle' "
+            f"transform='rotate(-90 12 {10 + size / 2})'>precision</text>"
+            f"<text x='26' y='16' font-size='9' text-anchor='end'>1</text>"
+            f"<text x='26' y='{10 + size}' font-size='9' text-anchor='end'>0</text></svg>")
+
+
 def round_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per round: phase, loss, each party's transaction, state."""
     by_round: dict[int, dict[str, Any]] = {}
@@ -243,6 +267,7 @@ def render_html(result: dict[str, Any]) -> str:
                          f", confusion matrix at score &ge; {html.escape(str(th))}</h3>")
             parts.append(_table(["", "predicted 0", "predicted 1"], confusion_rows(split)))
             parts.append(_table(LIFT_HEAD, lift_rows(split)))
+            parts.append(pr_svg(split))
     if result.get("communication"):
         parts.append(f"<h2>Communication</h2><p class='muted'>{html.escape(COMMUNICATION_NOTE)}</p>")
         for role, comm in result["communication"].items():

@@ -94,6 +94,7 @@ def test_untouched_run_passes_on_the_persisted_embedded_chain(runs, capsys) -> N
     assert result["ok"] and all(c["ok"] for c in result["checks"])
     # evaluation and communication cost: in the report, and each party's communication.json equals the audit's
     assert "Evaluation (guest, metrics.json)" in page and "predicted 1" in page and "cumulative lift" in page
+    assert "<svg" in page and "precision-recall curve" in page
     assert "<h2>Communication</h2>" in page and "## Communication: host" in md
     comm = result["communication"]
     assert comm["guest"]["totals"]["sent_bytes"] == comm["host"]["totals"]["received_bytes"] > 0
