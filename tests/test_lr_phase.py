@@ -355,7 +355,7 @@ def test_guest_never_receives_host_features_weights_or_partial_scores_during_tra
 def test_transcript_files_hold_hashes_and_sizes_not_content(breast_run):
     for side in ("guest", "host"):
         entries = [json.loads(x) for x in (breast_run["tmp"] / side / "transcript.jsonl").read_text().splitlines()]
-        assert entries and all(set(e) == {"round", "phase", "tag", "direction", "sender", "size", "sha256"}
+        assert entries and all(set(e) == {"round", "phase", "tag", "direction", "sender", "size", "sha256", "time"}
                                for e in entries)
 
 
