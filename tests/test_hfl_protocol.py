@@ -202,6 +202,8 @@ def test_adam_and_validation_weights_train_to_the_plaintext_simulation_and_weigh
             assert isinstance(payload["weight"], EncryptedArray) and payload["weight"].public_key == key.public_key
             weights += 1
     assert weights == 3 * 2
+    aggregates = json.loads((out / "coordinator" / "aggregates.json").read_text())["rounds"]
+    assert len(aggregates) == 2 and all(len(r["weight_total_sha256"]) == 64 for r in aggregates)
 
 
 def test_every_party_writes_its_communication_and_what_one_sent_the_other_received(tmp_path, chain_env) -> None:

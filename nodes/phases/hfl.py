@@ -445,6 +445,8 @@ def train_coordinator(ctx: HflContext) -> list[dict[str, Any]]:
         digest = hashlib.sha256(agg.to_bytes()).hexdigest()
         aggregates.append({"round": rnd, "global_round": t, "n": dict(zip(star.clients, counts, strict=True)),
                            "n_total": n_total, "aggregate_sha256": digest})
+        if "weight_total" in reply:  # validation weights: the sum of the encrypted weights is committed too
+            aggregates[-1]["weight_total_sha256"] = hashlib.sha256(reply["weight_total"].to_bytes()).hexdigest()
         ctx.end_round(rnd, TRAIN, {"aggregate_sha256": digest, "n_total": n_total},
                       loss=history[-1]["loss"])
         ctx.event("phase_step", phase="hfl", step=f"round {t}/{opts.rounds}",
