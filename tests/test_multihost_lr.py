@@ -1,0 +1,114 @@
+"""Vertical LR with a guest and 1..3 hosts: the protocol's steps with real Paillier (1024-bit keys)
+give the plaintext reference's weights on the joined data, label noise replayed per host."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nodes.testing import party_keys
+from vfl.datasets import breast_split_hosts
+from vfl.lr import LrOptions, fit_reference
+from vfl.lr.multihost import (
+    centered,
+    draw_pair_masks,
+    fit_in_process,
+    guest_batch_loss,
+    guest_host_gradient_residues,
+    guest_loss_part_masked,
+    host_cross_gradient_masked,
+    host_pair_loss_encrypted,
+    host_partial_scores_masked,
+    host_unmask_gradient,
+    loss_part_integer,
+    loss_precision,
+)
+from vfl.lr.protocol import decrypt_masked, host_gradient_masked
+from vfl.lr.reference import fit_reference_hosts
+
+ROWS = 120
+OPTS = LrOptions(epochs=3, learning_rate=0.15, validation=0.2, label_noise=1.0, seed=7, tol=0.0)
+
+
+@pytest.fixture(scope="module")
+def host_keys():
+    """Three more 1024-bit key pairs, one per host (the guest uses keys_1024's first)."""
+    return [party_keys(1024)[1] for _ in range(3)]
+
+
+def _data(n_hosts: int):
+    guest, hosts = breast_split_hosts(n_hosts)
+    rows = np.random.default_rng(0).permutation(guest.n_rows)[:ROWS]
+    return guest.X[rows], [h.X[rows] for h in hosts], guest.y[rows]
+
+
+@pytest.mark.parametrize("n_hosts", [1, 2, 3])
+def test_weights_equal_the_reference_on_the_joined_data(n_hosts, keys_1024, host_keys):
+    X_g, X_hs, y = _data(n_hosts)
+    fit = fit_in_process(X_g, X_hs, y, OPTS, keys_1024[0], host_keys[:n_hosts])
+    ref = fit_reference_hosts(X_g, X_hs, y, OPTS, host_noise=fit.host_noise)
+    assert fit.epochs_run == ref.epochs_run == 3
+    np.testing.assert_allclose(fit.guest.weights, ref.guest.weights, atol=1e-6, rtol=0)
+    assert fit.guest.intercept == pytest.approx(ref.guest.intercept, abs=1e-6)
+    for got, want in zip(fit.hosts, ref.hosts, strict=True):
+        np.testing.assert_allclose(got.weights, want.weights, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(fit.losses, ref.losses, atol=1e-8, rtol=0)
+    np.testing.assert_allclose(fit.validation_losses, ref.validation_losses, atol=1e-8, rtol=0)
+    assert all(len(nz) == 3 and np.any(nz[0] != 0) for nz in fit.host_noise)  # noise on every host's gradient
+    # without replaying the noise the reference would differ: the replay is what makes them equal
+    plain = fit_reference_hosts(X_g, X_hs, y, OPTS)
+    assert np.max(np.abs(plain.hosts[0].weights - fit.hosts[0].weights)) > 1e-4
+
+
+def test_with_one_host_the_reference_is_the_two_party_reference():
+    X_g, X_hs, y = _data(1)
+    noise = [np.random.default_rng(e).normal(size=20) for e in range(3)]
+    a = fit_reference(X_g, X_hs[0], y, OPTS, host_noise=noise)
+    b = fit_reference_hosts(X_g, X_hs, y, OPTS, host_noise=[noise])
+    np.testing.assert_array_equal(a.guest.weights, b.guest.weights)
+    np.testing.assert_array_equal(a.host.weights, b.hosts[0].weights)
+    assert a.losses == b.losses and a.validation_losses == b.validation_losses
+
+
+def test_a_cross_term_is_masked_for_the_host_that_decrypts_it_and_exact_for_its_owner(keys_1024, host_keys):
+    """Host 1's gradient from its own part (guest key) and its cross term on host 2's scores (host 2's key)."""
+    (gpk, gsk), _ = keys_1024
+    (pk2, sk2) = host_keys[1]
+    rng = np.random.default_rng(3)
+    X1, u_g, u2 = rng.normal(size=(40, 4)), rng.normal(size=40), rng.normal(size=40)
+    y_pm = np.where(rng.random(40) < 0.5, -1.0, 1.0)
+    w1 = rng.normal(size=4)
+    u1 = X1 @ w1
+    from vfl.lr.protocol import guest_residual_offsets_encrypted
+
+    own = host_gradient_masked(guest_residual_offsets_encrypted(gpk, u_g, y_pm), u1, X1, packed=True)
+    cross = host_cross_gradient_masked(pk2.encrypt(u2), X1)
+    seen_by_host2 = decrypt_masked(sk2, cross.enc)
+    truth = 0.25 * X1.T @ u2
+    assert all(abs(v) > 2**150 for v in centered(seen_by_host2, pk2))  # masked: far beyond the value's size
+    residues = guest_host_gradient_residues(decrypt_masked(gsk, own.enc), [centered(seen_by_host2, pk2)],
+                                            None, gpk)
+    d = 0.25 * u_g - 0.5 * y_pm + 0.25 * u1 + 0.25 * u2
+    np.testing.assert_allclose(host_unmask_gradient(residues, own, [cross]), X1.T @ d, atol=1e-4)
+    assert np.max(np.abs(truth)) > 0.1
+
+
+def test_loss_parts_are_each_masked_and_add_up_to_the_batch_loss(keys_1024, host_keys):
+    (gpk, _), _ = keys_1024
+    rng = np.random.default_rng(5)
+    m = 30
+    u_g, y_pm = rng.normal(size=m), np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    Xs = [rng.normal(size=(m, 2)) for _ in range(3)]
+    ws = [rng.normal(size=2) for _ in range(3)]
+    us = [X @ w for X, w in zip(Xs, ws, strict=True)]
+    masks = [draw_pair_masks(k, 3, m) for k in range(3)]
+    scores = [host_partial_scores_masked(host_keys[k][0], Xs[k], ws[k], 0.0, masks[k]) for k in range(3)]
+    pairs = {k: [host_pair_loss_encrypted(scores[k].scores, us[j], masks[j][k]) for j in range(k)] for k in range(3)}
+    parts = []
+    for k in range(3):
+        masked = guest_loss_part_masked(scores[k].scores, u_g, y_pm, scores[k].loss_share, pairs[k], 0.0, k == 0)
+        parts.append(loss_part_integer(decrypt_masked(host_keys[k][1], masked.enc), masked))
+    assert all(abs(p) > 2**120 for p in parts)  # the guest learns no host's part on its own
+    u = u_g + sum(us)
+    expect = float(np.sum(np.log(2) - 0.5 * y_pm * u + 0.125 * u * u))
+    assert guest_batch_loss(parts, loss_precision()) == pytest.approx(expect, abs=1e-8)
