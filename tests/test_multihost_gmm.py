@@ -10,24 +10,33 @@ from sklearn.mixture import GaussianMixture
 
 from vfl.datasets import split_columns, standardize
 from vfl.gmm import (
+    FEATURE_BOUND,
     GaussianBlock,
     block_parameters,
+    block_squared_distances,
+    centralized_kmeans,
+    cluster_counts,
     component_sizes,
+    guest_assign_clusters,
     guest_combine_host_log_densities,
     guest_combine_log_densities,
     guest_decrypt_masked_statistics,
     guest_encrypt_responsibilities,
     guest_random_responsibilities,
+    guest_random_rows,
     host_encrypted_statistics,
     host_mask_statistics,
+    host_relative_distances,
     host_relative_log_densities,
     host_unmask_statistics,
+    kmeans_centers,
+    one_hot,
     split_statistics,
     statistic_features,
 )
 from vfl.gmm.model import mixture_weights
 
-K, SEED, TOL, REG = 3, 5, 1e-3, 1e-6
+K, SEED, TOL, REG = 3, 7, 1e-3, 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +109,44 @@ def test_diag_em_over_n_host_blocks_equals_sklearn_and_is_its_fixed_point(wine, 
         nxt.fit(X)
     np.testing.assert_allclose(nxt.means_, means, atol=5e-2)
     assert abs(nxt.lower_bound_ - lower_bound) < TOL
+
+
+def _host_means_statistics(X: np.ndarray, resp: np.ndarray, keys) -> np.ndarray:
+    """One host's encrypted "means" statistics gamma^T X with the guest (all K components sent)."""
+    (gpk, gsk), _ = keys
+    enc = guest_encrypt_responsibilities(gpk, resp)
+    enc_stats = host_encrypted_statistics(enc, X, feature_bound=FEATURE_BOUND)
+    masked, mask = host_mask_statistics(enc_stats)
+    return host_unmask_statistics(guest_decrypt_masked_statistics(gsk, masked), mask, enc_stats.precision,
+                                  gpk, X, resp.shape[1])
+
+
+def test_federated_kmeans_over_three_host_blocks_equals_centralized_kmeans(wine, keys_1024):
+    guest_X = wine[:, :4]
+    hosts_X = [wine[:, 4:][:, cols] for cols in split_columns(9, 3)]
+    rs = np.random.RandomState(SEED)
+    rows = guest_random_rows(wine.shape[0], K, rs)
+    resp = np.zeros((wine.shape[0], K))
+    resp[rows, np.arange(K)] = 1.0
+    counts = np.ones(K)
+    g_c = kmeans_centers(counts, resp.T @ guest_X, None)
+    h_c = [kmeans_centers(counts, _host_means_statistics(X, resp, keys_1024), None) for X in hosts_X]
+    labels, previous, it = None, None, 0
+    for it in range(1, 31):  # noqa: B007
+        dist = [block_squared_distances(guest_X, g_c)] + [
+            host_relative_distances(block_squared_distances(X, c)) for X, c in zip(hosts_X, h_c, strict=True)]
+        labels = guest_assign_clusters(dist)
+        if previous is not None and np.array_equal(labels, previous):
+            break
+        counts = cluster_counts(labels, K)
+        resp = one_hot(labels, K)
+        g_c = kmeans_centers(counts, resp.T @ guest_X, g_c)
+        h_c = [kmeans_centers(counts, _host_means_statistics(X, resp, keys_1024), c)
+               for X, c in zip(hosts_X, h_c, strict=True)]
+        previous = labels
+    want, want_it = centralized_kmeans([guest_X, *hosts_X], K, np.random.RandomState(SEED), 30)
+    np.testing.assert_array_equal(labels, want)
+    assert it == want_it
 
 
 def test_one_host_combination_is_the_two_party_combination(wine):

@@ -60,6 +60,19 @@ def test_weights_equal_the_reference_on_the_joined_data(n_hosts, keys_1024, host
     assert np.max(np.abs(plain.hosts[0].weights - fit.hosts[0].weights)) > 1e-4
 
 
+def test_mini_batches_l1_and_early_stopping_with_two_hosts_equal_the_reference(keys_1024, host_keys):
+    X_g, X_hs, y = _data(2)
+    opts = LrOptions(epochs=3, batch_size=40, learning_rate=0.1, penalty="l1", alpha=0.02, validation=0.2,
+                     early_stopping=1, label_noise=2.0, seed=3, tol=0.0)
+    fit = fit_in_process(X_g, X_hs, y, opts, keys_1024[0], host_keys[:2])
+    ref = fit_reference_hosts(X_g, X_hs, y, opts, host_noise=fit.host_noise)
+    assert len(fit.host_noise[0]) == fit.epochs_run * 2  # two batches per epoch, noise on each
+    assert fit.epochs_run == ref.epochs_run and fit.stop_reason == ref.stop_reason
+    np.testing.assert_allclose(fit.guest.weights, ref.guest.weights, atol=1e-6, rtol=0)
+    for got, want in zip(fit.hosts, ref.hosts, strict=True):
+        np.testing.assert_allclose(got.weights, want.weights, atol=1e-6, rtol=0)
+
+
 def test_with_one_host_the_reference_is_the_two_party_reference():
     X_g, X_hs, y = _data(1)
     noise = [np.random.default_rng(e).normal(size=20) for e in range(3)]
