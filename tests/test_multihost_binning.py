@@ -16,6 +16,7 @@ from vfl.binning import (
     plaintext_binning,
 )
 from vfl.datasets import breast_split_hosts
+from vfl.errors import DataError
 from vfl.selection import (
     SelectionRule,
     hosts_without_features,
@@ -39,7 +40,8 @@ def _federated_tables(guest, hosts, keys):
         packed = host_pack_bin_sums(host_encrypted_bin_sums(enc_y, own.index, own.width), n)
         counts = guest_decrypt_event_counts(gsk, packed, n)  # the guest sees only this host's counts
         names = public_names(f"host{k}", host.features, anonymous=False)
-        for f, t in zip(own.features, guest_woe_iv_from_counts(counts, own.bin_sizes, own.n_bins, n), strict=True):
+        tables_k = guest_woe_iv_from_counts(counts, own.bin_sizes, own.n_bins, n, host=f"host{k}")
+        for f, t in zip(own.features, tables_k, strict=True):
             tables[names[f]] = t
     return tables
 
@@ -77,6 +79,11 @@ def test_each_host_is_told_only_its_own_kept_and_dropped_columns(keys_1024):
         assert [f"host{k}.{c}" for c in mine] == [n for n in per_host[f"host{k}"] if n in told[f"host{k}"][0]]
     assert hosts_without_features(select_by_iv({n: t.iv for n, t in tables.items()}, SelectionRule(top_k=1)),
                                   per_host) != []
+
+
+def test_inconsistent_counts_name_the_host_they_came_from():
+    with pytest.raises(DataError, match="host2 feature 0: bin sizes and event counts are inconsistent"):
+        guest_woe_iv_from_counts(np.array([[3, 1]]), np.array([[2, 2]]), np.array([2]), 4, host="host2")
 
 
 def test_two_host_names_never_clash_and_anonymous_names_are_per_host():

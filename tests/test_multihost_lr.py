@@ -23,8 +23,9 @@ from vfl.lr.multihost import (
     loss_part_integer,
     loss_precision,
 )
-from vfl.lr.protocol import decrypt_masked, host_gradient_masked
+from vfl.lr.protocol import check_packed_gradient, decrypt_masked, host_gradient_masked
 from vfl.lr.reference import fit_reference_hosts
+from vfl.paillier import DEFAULT_PRECISION_BITS
 
 ROWS = 120
 OPTS = LrOptions(epochs=3, learning_rate=0.15, validation=0.2, label_noise=1.0, seed=7, tol=0.0)
@@ -96,6 +97,7 @@ def test_a_cross_term_is_masked_for_the_host_that_decrypts_it_and_exact_for_its_
 
     own = host_gradient_masked(guest_residual_offsets_encrypted(gpk, u_g, y_pm), u1, X1, packed=True)
     cross = host_cross_gradient_masked(pk2.encrypt(u2), X1)
+    check_packed_gradient(cross.enc, 4, pk2, 40, DEFAULT_PRECISION_BITS)  # host 2 checks the agreed layout first
     seen_by_host2 = decrypt_masked(sk2, cross.enc)
     truth = 0.25 * X1.T @ u2
     assert all(abs(v) > 2**150 for v in centered(seen_by_host2, pk2))  # masked: far beyond the value's size
