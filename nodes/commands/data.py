@@ -13,8 +13,8 @@ from vfl.datasets import breast_split, breast_split_hosts, synth_split, synth_sp
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="directory for guest.csv and host.csv (host1.csv..hostN.csv with --hosts N)")
     p.add_argument("--overlap", type=float, default=1.0,
-                   help="fraction of rows both parties hold (default 1.0); below 1 each side "
-                        "also holds IDs the other lacks, rows shuffled")
+                   help="fraction of rows every party holds (default 1.0); below 1 each party "
+                        "also holds IDs the others lack, rows shuffled")
     p.add_argument("--shuffle", action="store_true", help="shuffle each party's rows independently")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--hosts", type=int, default=1, metavar="N",
@@ -23,13 +23,15 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="write example and synthetic two-party datasets",
-                       description="Write example and synthetic two-party datasets.")
+    p = sub.add_parser("data", help="write example and synthetic vertical (guest + 1..N hosts) datasets",
+                       description="Write example and synthetic vertical datasets: a guest and one host, "
+                                   "or N hosts with --hosts N.")
     dsub = p.add_subparsers(dest="dataset", metavar="DATASET")
     dsub.required = True
     b = dsub.add_parser("breast", help="FATE-style two-party split of the breast cancer data",
                         description="scikit-learn's breast cancer data in FATE's two-party layout: "
-                        "guest = y + 10 features, host = 20 features, standardized.")
+                        "guest = y + 10 features, host = 20 features, standardized; with --hosts N "
+                        "the 20 host features split between host1..hostN in order.")
     _common(b)
     b.add_argument("--horizontal", type=int, default=0, metavar="N",
                    help="instead: split by rows into N clients' files client1.csv..clientN.csv (id, y, all "
