@@ -35,8 +35,9 @@ def _runner(n_hosts: int, keys: list) -> Callable[[int], float]:
 
 def run(bench: Bench) -> None:
     from nodes.testing import party_keys
+    from vfl.paillier import generate_keypair
 
-    keys = [party_keys(KEY_BITS)[0] for _ in range(3)]  # key generation is not part of an epoch
+    keys = [*party_keys(KEY_BITS), generate_keypair(KEY_BITS)]  # guest, host1, host2: distinct keys
     extra = 0 if bench.quick else 3
     per_epoch = {}
     for n_hosts in (1, 2):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nodes.testing import party_keys
 from vfl.datasets import breast_split_hosts
+from vfl.errors import PaillierError
 from vfl.lr import LrOptions, fit_reference
 from vfl.lr.multihost import (
     centered,
@@ -25,16 +25,18 @@ from vfl.lr.multihost import (
 )
 from vfl.lr.protocol import check_packed_gradient, decrypt_masked, host_gradient_masked
 from vfl.lr.reference import fit_reference_hosts
-from vfl.paillier import DEFAULT_PRECISION_BITS
+from vfl.paillier import DEFAULT_PRECISION_BITS, generate_keypair
 
 ROWS = 120
 OPTS = LrOptions(epochs=3, learning_rate=0.15, validation=0.2, label_noise=1.0, seed=7, tol=0.0)
 
 
 @pytest.fixture(scope="module")
-def host_keys():
-    """Three more 1024-bit key pairs, one per host (the guest uses keys_1024's first)."""
-    return [party_keys(1024)[1] for _ in range(3)]
+def host_keys(keys_1024):
+    """Three distinct 1024-bit key pairs, one per host, none the guest's (keys_1024's first)."""
+    keys = [keys_1024[1], generate_keypair(1024), generate_keypair(1024)]
+    assert len({pk.n for pk, _ in keys} | {keys_1024[0][0].n}) == 4
+    return keys
 
 
 def _data(n_hosts: int):
@@ -99,6 +101,8 @@ def test_a_cross_term_is_masked_for_the_host_that_decrypts_it_and_exact_for_its_
     cross = host_cross_gradient_masked(pk2.encrypt(u2), X1)
     check_packed_gradient(cross.enc, 4, pk2, 40, DEFAULT_PRECISION_BITS)  # host 2 checks the agreed layout first
     seen_by_host2 = decrypt_masked(sk2, cross.enc)
+    with pytest.raises(PaillierError):
+        decrypt_masked(gsk, cross.enc)  # under host 2's key: neither the guest nor host 1 can open it
     truth = 0.25 * X1.T @ u2
     assert all(abs(v) > 2**150 for v in centered(seen_by_host2, pk2))  # masked: far beyond the value's size
     residues = guest_host_gradient_residues(decrypt_masked(gsk, own.enc), [centered(seen_by_host2, pk2)],
