@@ -11,17 +11,24 @@ from vfl.errors import PaillierError
 from vfl.lr import LrOptions, fit_reference
 from vfl.lr.multihost import (
     centered,
+    check_gradient_share,
     draw_pair_masks,
     fit_in_process,
     guest_batch_loss,
+    guest_gradient_from_shares,
+    guest_gradient_share_masked,
     guest_host_gradient_residues,
+    guest_host_residuals_encrypted,
     guest_loss_part_masked,
+    host_add_gradient_share,
     host_cross_gradient_masked,
+    host_gradient_share_masks,
     host_pair_loss_encrypted,
     host_partial_scores_masked,
     host_unmask_gradient,
     loss_part_integer,
     loss_precision,
+    next_host,
 )
 from vfl.lr.protocol import check_packed_gradient, decrypt_masked, host_gradient_masked
 from vfl.lr.reference import fit_reference_hosts
@@ -131,3 +138,27 @@ def test_loss_parts_are_each_masked_and_add_up_to_the_batch_loss(keys_1024, host
     u = u_g + sum(us)
     expect = float(np.sum(np.log(2) - 0.5 * y_pm * u + 0.125 * u * u))
     assert guest_batch_loss(parts, loss_precision()) == pytest.approx(expect, abs=1e-8)
+
+
+def test_the_guest_learns_only_the_sum_of_its_gradient_parts(keys_1024, host_keys):
+    """Each host's part of the guest's gradient carries the previous host's share mask: masked alone,
+    exact in the sum."""
+    (gpk, _), _ = keys_1024
+    rng = np.random.default_rng(9)
+    m, n_hosts = 30, 3
+    X_g, u_g = rng.normal(size=(m, 3)), rng.normal(size=m)
+    y_pm = np.where(rng.random(m) < 0.5, -1.0, 1.0)
+    us = [rng.normal(size=m) for _ in range(n_hosts)]
+    shares = [host_gradient_share_masks(host_keys[next_host(k, n_hosts)][0], 3, m) for k in range(n_hosts)]
+    parts, residues, alone = [], [], []
+    for k in range(n_hosts):
+        pk, sk = host_keys[k]
+        enc_d = guest_host_residuals_encrypted(pk.encrypt(us[k]), u_g, y_pm, k == 0)
+        part = guest_gradient_share_masked(enc_d, X_g, shares[(k - 1) % n_hosts][0])
+        res = host_add_gradient_share(decrypt_masked(sk, check_gradient_share(part.enc, 3, pk, m)), shares[k][1], pk)
+        alone.append(guest_gradient_from_shares([res], [part]))  # what one part alone tells the guest
+        parts.append(part)
+        residues.append(res)
+    d = 0.25 * u_g - 0.5 * y_pm + 0.25 * sum(us)
+    np.testing.assert_allclose(guest_gradient_from_shares(residues, parts), X_g.T @ d, atol=1e-4)
+    assert all(np.min(np.abs(a)) > 2.0 ** 60 for a in alone)  # every part alone is masked

@@ -5,9 +5,12 @@ c = 1/4 u_g - 1/2 y' (the guest's) needs every host's scores. No party holds ano
 and no ciphertext under the guest's key that carries a host's data ever reaches the guest,
 so the sum is never formed in one place; each term goes where it is needed:
 
-- the guest's gradient X_g^T d = sum_k X_g^T (1/4 u_k [+ c for k = 1]): one two-party
-  product per host on Enc_k(u_k), masked, decrypted by host k (`guest_host_residuals_encrypted`,
-  then the two-party `guest_gradient_masked`);
+- the guest's gradient X_g^T d = sum_k X_g^T (1/4 u_k [+ c for k = 1]): one product per host
+  on Enc_k(u_k) (`guest_host_residuals_encrypted`). So that the guest learns only the sum, host k
+  sends Enc_{k+1}(-sigma_k) (`host_gradient_share_masks`, cyclically), which the guest adds into
+  host k+1's product before masking it (`guest_gradient_share_masked`); host k adds sigma_k to its
+  decryption (`host_add_gradient_share`), and the sigma cancel in the exact integer sum
+  (`guest_gradient_from_shares`);
 - host i's gradient X_i^T d = X_i^T (c + 1/4 u_i) (the two-party `host_gradient_masked` on the
   guest's Enc_g(c)) + 1/4 sum_{j != i} X_i^T u_j: host i computes each cross term on host j's
   Enc_j(u_j) (relayed by the guest), masked with statistically hiding slot masks that are exact
@@ -76,7 +79,14 @@ from vfl.lr.schedule import (
 from vfl.lr.setup import PreparedParty, prepare_party
 from vfl.lr.taylor import LOG2, signed_labels
 from vfl.paillier import DEFAULT_PRECISION_BITS, EncryptedArray, PrivateKey, PublicKey
-from vfl.paillier.packing import STAT_BITS, public_int_bound
+from vfl.paillier.packing import (
+    MASK_HEADROOM_BITS,
+    STAT_BITS,
+    check_packed_layout,
+    public_int_bound,
+    slot_bits_for,
+    slots_for,
+)
 
 # A public bound on |any loss part| (real units, per row) that the pair masks must hide:
 # |c.u_k|, |1/8 u_k^2|, |1/4 u_j.u_k| <= SCORE_BOUND^2 per row, the penalty a few more bits.
@@ -171,6 +181,51 @@ def host_unmask_gradient(residues: Sequence[int], own: Masked, cross: Sequence[M
     return unmask_values(corrected, own)
 
 
+def next_host(host: int, n_hosts: int) -> int:
+    """The host (0-based) under whose key host `host` sends its gradient share mask: the next, cyclically."""
+    return (host + 1) % n_hosts
+
+
+def gradient_share_bits(rows: int, precision: int = DEFAULT_PRECISION_BITS) -> int:
+    """Width of a gradient share mask sigma: the public bound of a gradient entry plus STAT_BITS."""
+    return gradient_product_bound(rows, precision).bit_length() + STAT_BITS
+
+
+def host_gradient_share_masks(pk_next: PublicKey, columns: int, rows: int,
+                              precision: int = DEFAULT_PRECISION_BITS) -> tuple[EncryptedArray, np.ndarray]:
+    """Step 1 (host k, N >= 2): fresh masks sigma_k (one per guest column, OS CSPRNG) and
+    Enc_{k+1}(-sigma_k) at the guest gradient's precision, for the guest to add into host k+1's part."""
+    bits = gradient_share_bits(rows, precision)
+    sigma = np.empty(columns, dtype=object)
+    sigma[:] = [secrets.randbits(bits) for _ in range(columns)]
+    enc = pk_next.encrypt(np.zeros(columns), precision=gradient_precision(precision))
+    return enc.add_residues(-sigma), sigma
+
+
+def host_add_gradient_share(residues: Sequence[int], sigma: np.ndarray, key: PublicKey) -> list[int]:
+    """Step 4 (host k, N >= 2): its decryption of the guest's gradient part plus its own sigma_k, mod n_k."""
+    if len(residues) != len(sigma):
+        raise PaillierError(f"{len(residues)} decrypted values for {len(sigma)} share masks")
+    return [(int(r) + int(m)) % key.n for r, m in zip(residues, sigma.tolist(), strict=True)]
+
+
+def gradient_share_layout(key: PublicKey, rows: int, precision: int = DEFAULT_PRECISION_BITS) -> tuple[int, int]:
+    """(slot bits, declared bound after masking) of a guest gradient part carrying a share mask:
+    public values only, like `vfl.lr.protocol.gradient_layout` with room for -sigma."""
+    bound = gradient_product_bound(rows, precision) + (1 << gradient_share_bits(rows, precision))
+    slot_bits = slot_bits_for(bound, MASK_HEADROOM_BITS)
+    slots_for(key, slot_bits)
+    return slot_bits, bound + (1 << (bound.bit_length() + STAT_BITS))
+
+
+def check_gradient_share(enc: object, columns: int, key: PublicKey, rows: int,
+                         precision: int = DEFAULT_PRECISION_BITS) -> EncryptedArray:
+    """Host k's check of the guest's gradient part before decrypting it: the agreed packed layout."""
+    slot_bits, bound = gradient_share_layout(key, rows, precision)
+    return check_packed_layout(enc, key, (columns,), slot_bits, gradient_precision(precision), bound,
+                               what="a masked gradient part")
+
+
 # -- guest steps ------------------------------------------------------------------
 
 
@@ -183,6 +238,39 @@ def guest_host_residuals_encrypted(enc_u_k: EncryptedArray, u_g: np.ndarray, y_p
     if enc_u_k.shape != np.shape(u_g):
         raise PaillierError(f"a host sent {enc_u_k.shape[0]} partial scores for a batch of {np.shape(u_g)[0]}")
     return enc_u_k.mul(np.float64(0.25), precision=2)
+
+
+def guest_gradient_share_masked(enc_d_k: EncryptedArray, X_g: np.ndarray, share: EncryptedArray,
+                                precision: int = DEFAULT_PRECISION_BITS) -> Masked:
+    """Step 3 (guest, N >= 2), per host k: Enc_k(X_g^T d_k - sigma_{k-1} + r), d_k its residual part,
+    sigma_{k-1} the previous host's share mask (received under host k's key). Packed in the public
+    `gradient_share_layout`, every slot masked statistically, re-randomized; needs the guest's
+    columns within COLUMN_BOUND (standardized)."""
+    if not columns_fit(X_g):
+        raise PaillierError(f"with several hosts the guest's columns must stay within {COLUMN_BOUND:.0f} "
+                            "in magnitude (set [lr] standardize)")
+    enc = enc_d_k.rmatmul(X_g.T, precision=min(precision, MATRIX_PRECISION_BITS))
+    if share.public_key != enc.public_key or share.shape != enc.shape or share.precision != enc.precision:
+        raise PaillierError("a gradient share mask is not under this host's key at the gradient's shape and precision")
+    bound = gradient_product_bound(X_g.shape[0], precision) + (1 << gradient_share_bits(X_g.shape[0], precision))
+    return mask_packed_for_owner(enc + share, bound)
+
+
+def guest_gradient_from_shares(residues: Sequence[Sequence[int]], parts: Sequence[Masked]) -> np.ndarray:
+    """Step 5 (guest, N >= 2): its gradient sum X_g^T d from every host's decrypted part (own masks
+    removed; exact signed integers whose share masks cancel), decoded once."""
+    total: np.ndarray | None = None
+    precision = parts[0].precision
+    for res, part in zip(residues, parts, strict=True):
+        n = part.enc.public_key.n
+        mask = np.asarray(part.mask, dtype=object).ravel().tolist()
+        if len(res) != len(mask) or part.precision != precision:
+            raise PaillierError(f"{len(res)} residues for a gradient part of {len(mask)} values")
+        vals = [(int(a) - int(b)) % n for a, b in zip(res, mask, strict=True)]
+        ints = np.asarray([v - n if v > n // 2 else v for v in vals], dtype=object)
+        total = ints if total is None else total + ints
+    assert total is not None
+    return np.asarray([np.ldexp(float(int(v)), -precision) for v in total.tolist()], dtype=np.float64)
 
 
 def guest_loss_part_masked(enc_u_k: EncryptedArray, u_g: np.ndarray, y_pm: np.ndarray,
@@ -353,11 +441,22 @@ def fit_in_process(X_g: np.ndarray, X_hosts: Sequence[np.ndarray], y: np.ndarray
             cross = [{j: host_cross_gradient_masked(scores[j].scores, h.party.X[idx], precision)
                       for j in range(n_hosts) if j != i} for i, h in enumerate(hosts)]
             # guest: its gradient, one masked product per host, each decrypted by that host
-            grad_g = np.zeros(Xg.shape[1])
-            for k, h in enumerate(hosts):
-                gm = guest_gradient_masked(guest_host_residuals_encrypted(scores[k].scores, u_g, y_pm[idx], k == 0),
+            if n_hosts == 1:
+                gm = guest_gradient_masked(guest_residuals_encrypted(scores[0].scores, u_g, y_pm[idx]),
                                            Xg, precision, guest_fits)
-                grad_g += unmask_values(decrypt_masked(h.sk, gm.enc), gm)
+                grad_g = unmask_values(decrypt_masked(hosts[0].sk, gm.enc), gm)
+            else:  # every host's share mask, under the next host's key, cancels in the guest's sum
+                shares = [host_gradient_share_masks(hosts[next_host(k, n_hosts)].pk, Xg.shape[1], m, precision)
+                          for k in range(n_hosts)]
+                parts, residues = [], []
+                for k, h in enumerate(hosts):
+                    part = guest_gradient_share_masked(
+                        guest_host_residuals_encrypted(scores[k].scores, u_g, y_pm[idx], k == 0), Xg,
+                        shares[(k - 1) % n_hosts][0], precision)
+                    checked = check_gradient_share(part.enc, Xg.shape[1], h.pk, m, precision)  # host k checks
+                    residues.append(host_add_gradient_share(decrypt_masked(h.sk, checked), shares[k][1], h.pk))
+                    parts.append(part)
+                grad_g = guest_gradient_from_shares(residues, parts)
             loss = _loss(guest, w_g, hosts, idx, y_pm[idx], opts, precision, True, scores, pairs) / m
             monitor.check_batch(loss, epoch, b)
             for i, h in enumerate(hosts):
@@ -397,8 +496,11 @@ def fit_in_process(X_g: np.ndarray, X_hosts: Sequence[np.ndarray], y: np.ndarray
 
 
 __all__ = [
-    "MultiHostFit", "SCORE_BOUND", "centered", "draw_pair_masks", "fit_in_process", "guest_batch_loss",
-    "guest_host_gradient_residues", "guest_host_residuals_encrypted", "guest_loss_part_masked",
-    "host_cross_gradient_masked", "host_pair_loss_encrypted", "host_partial_scores_masked",
-    "host_unmask_gradient", "loss_part_integer", "loss_precision", "pair_mask_bits", "pair_partners",
+    "MultiHostFit", "SCORE_BOUND", "centered", "check_gradient_share", "draw_pair_masks", "fit_in_process",
+    "gradient_share_bits", "gradient_share_layout", "guest_batch_loss", "guest_gradient_from_shares",
+    "guest_gradient_share_masked", "guest_host_gradient_residues", "guest_host_residuals_encrypted",
+    "guest_loss_part_masked", "host_add_gradient_share", "host_cross_gradient_masked",
+    "host_gradient_share_masks", "host_pair_loss_encrypted", "host_partial_scores_masked",
+    "host_unmask_gradient", "loss_part_integer", "loss_precision", "next_host", "pair_mask_bits",
+    "pair_partners",
 ]
