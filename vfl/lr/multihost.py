@@ -29,7 +29,8 @@ so the sum is never formed in one place; each term goes where it is needed:
 With one host every function here reduces to the two-party step (the driver
 `fit_in_process` then calls exactly the two-party functions). Row packing
 (`vfl.lr.rowpack`) is for two-party jobs only: with N >= 2 hosts every batch takes the
-ordinary path, and the cross terms need host columns within COLUMN_BOUND (standardized).
+ordinary path, and the exact-integer masks need every party's columns within COLUMN_BOUND
+(standardized columns are).
 """
 
 from __future__ import annotations
