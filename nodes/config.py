@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from nodes.errors import ConfigError
+from vfl.errors import VflError
+from vfl.hfl.options import HflOptions
+
+MAX_CLIENTS = 31  # horizontal clients at most: the audit contract takes at most 32 participants
 
 
 @dataclass
@@ -375,8 +379,6 @@ def _validate(cfg: JobConfig) -> None:
         raise ConfigError(f"[job] algorithm must be \"lr\", \"gmm\", \"psi\" or \"hfl-lr\", "
                           f"got {cfg.job.algorithm!r}")
     if cfg.job.algorithm == "hfl-lr":
-        from nodes.hfl_config import validate_hfl
-
         validate_hfl(cfg)
     if cfg.paillier.key_bits < 1024:
         raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
@@ -421,3 +423,21 @@ def _validate_gmm(cfg: JobConfig) -> None:
     for name in ("tol", "reg_covar"):
         if not getattr(g, name) >= 0:
             raise ConfigError(f"[gmm] {name} must be >= 0, got {getattr(g, name)}")
+
+
+def validate_hfl(cfg: JobConfig) -> None:
+    """One-line ConfigError for a horizontal config that cannot run."""
+    n = cfg.hfl.clients
+    if not 2 <= n <= MAX_CLIENTS:
+        raise ConfigError(f"[hfl] clients must be in 2..{MAX_CLIENTS}, got {n}")
+    try:
+        HflOptions(**{k: v for k, v in dataclasses.asdict(cfg.hfl).items() if k != "clients"}).validate()
+    except VflError as exc:
+        raise ConfigError(str(exc)) from None
+    fed = cfg.federation
+    for key in ("data", "clients", "coordinator"):
+        value = getattr(fed, key)
+        if value and len(value) != n:
+            raise ConfigError(f"[federation] {key} lists {len(value)} entries, [hfl] clients is {n}")
+    if cfg.paillier.key_bits < 1024:
+        raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
