@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodes import algorithms
 from nodes.errors import ConfigError
 from vfl.errors import VflError
 from vfl.hfl.options import HflOptions
@@ -373,11 +374,17 @@ def _validate_policy(cfg: JobConfig) -> None:
         raise ConfigError(f"[policy] predictions_per_day must be >= 0, got {pol.predictions_per_day}")
 
 
+def _one_of(values: list[str]) -> str:
+    """'"a", "b" or "c"' for a message."""
+    quoted = [f'"{v}"' for v in values]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
 def _validate(cfg: JobConfig) -> None:
     _validate_policy(cfg)
-    if cfg.job.algorithm not in ("lr", "gmm", "psi", "hfl-lr"):
-        raise ConfigError(f"[job] algorithm must be \"lr\", \"gmm\", \"psi\" or \"hfl-lr\", "
-                          f"got {cfg.job.algorithm!r}")
+    known = algorithms.names()
+    if cfg.job.algorithm not in known:
+        raise ConfigError(f"[job] algorithm must be {_one_of(known)}, got {cfg.job.algorithm!r}")
     if cfg.job.algorithm == "hfl-lr":
         validate_hfl(cfg)
     if cfg.paillier.key_bits < 1024:

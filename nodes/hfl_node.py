@@ -17,6 +17,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from chain.commitment import Binding, new_salt
+from nodes.algorithms import get
 from nodes.config import JobConfig
 from nodes.datafiles import load_party_csv
 from nodes.errors import ConfigError, NodeError
@@ -111,7 +112,7 @@ class HflNode(PartyNode):
     def __init__(self, cfg: JobConfig, role: str, out: str | Path, *, force: bool = False,
                  events: Events | None = None, transport_factory: HflTransportFactory = grpc_links,
                  chain_factory: HflChainFactory = chain_link) -> None:
-        if cfg.job.algorithm != "hfl-lr":
+        if get(cfg.job.algorithm).topology != "horizontal":
             raise ConfigError(f"[job] algorithm {cfg.job.algorithm!r} is not a horizontal job")
         if role not in roles(cfg):
             raise ConfigError(f"unknown role {role!r} for a horizontal job with {cfg.hfl.clients} clients "

@@ -9,7 +9,7 @@ Both parties run `PartyNode.run()` in their own process; the guest drives.
                         host checks it on chain and joins -> guest joined (tx)
                         both commit round 1 (session now active)
     round 2  intersection (nodes.phases.intersection)
-    ...      the phases of nodes.phases.PIPELINES[algorithm] that exist
+    ...      the phases of the algorithm's registry entry (nodes.algorithms) that exist
     last     close: both exchange their final model commitment (+ the guest's metrics
              hash), commit the round, finalize on chain and wait until the session is closed.
 
@@ -55,12 +55,12 @@ from chain.commitment import (
     parse_salt,
 )
 from chain.errors import ChainError
+from nodes import algorithms
 from nodes.config import JobConfig
 from nodes.context import PartyContext
-from nodes.datafiles import load_party_csv, needs_labels
+from nodes.datafiles import load_party_csv
 from nodes.errors import ConfigError, NodeError
 from nodes.identity import IdentityError, check_identity, new_challenge, statement
-from nodes.phases import PIPELINES, encrypts_own
 from nodes.policy import PolicyRefusal, PredictionQuota, check_job, state_dir
 from nodes.rundir import RunDir
 from nodes.transcript import Transcript
@@ -195,9 +195,10 @@ def chain_link(cfg: JobConfig, role: str) -> ChainLinkLike:
 
 def _import_phases(algorithm: str, role: str) -> None:
     """Import the pipeline's phase modules (and, at the guest, their plots), ahead of their first use."""
-    names = [f"nodes.phases.{name}" for name in PIPELINES[algorithm]]
+    phases = algorithms.get(algorithm).phases
+    names = [f"nodes.phases.{name}" for name in phases]
     if role == "guest":  # the guest draws the pictures (nodes.plots.<phase>, where there is one)
-        names += [f"nodes.plots.{name}" for name in PIPELINES[algorithm]]
+        names += [f"nodes.plots.{name}" for name in phases]
     for name in names:
         try:
             importlib.import_module(name)
@@ -224,8 +225,7 @@ class PartyNode:
             cfg.job.algorithm = self.model.algorithm
         self.mode = "train" if self.model is None else "predict"
         self.algorithm = cfg.job.algorithm if self.model is None else f"{cfg.job.algorithm}-predict"
-        if self.algorithm not in PIPELINES:
-            raise ConfigError(f"[job] algorithm {cfg.job.algorithm!r} has no pipeline")
+        self.spec = algorithms.get(self.algorithm)  # ConfigError if it has no pipeline
         self.cfg, self.role = cfg, role
         self.peer = "host" if role == "guest" else "guest"
         self.out = Path(out)
@@ -305,7 +305,7 @@ class PartyNode:
         cfg, role = self.cfg, self.role
         transcript = Transcript(self.rundir.file("transcript.jsonl"))
         # the data first: a missing or invalid file fails here, before the chain, keys and peer
-        data = load_party_csv(cfg.party(role).data, role, require_labels=needs_labels(self.algorithm))
+        data = load_party_csv(cfg.party(role).data, role, require_labels=self.spec.needs_labels)
         if self.model is not None:
             from nodes.phases.predict import check_columns
 
@@ -325,7 +325,7 @@ class PartyNode:
         # start the Paillier workers and build the key's fixed-base tables while the chain,
         # handshake and PSI run (saves their ~1 s at the first encryption), if this party
         # encrypts under its own key at all (a GMM host never does: its CPU is for the guest)
-        warm = pk.warm_up if encrypts_own(self.algorithm, role) else start_workers
+        warm = pk.warm_up if self.spec.role_encrypts_own(role) else start_workers
         threading.Thread(target=warm, name="paillier-warm-up", daemon=True).start()
         self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
         job_id = (cfg.job.id or new_job_id(self.algorithm)) if role == "guest" else None
@@ -396,7 +396,7 @@ class PartyNode:
         # session's first transactions are latency-bound and would wait for the interpreter lock)
         threading.Thread(target=_import_phases, args=(self.algorithm, role), name="import-phases",
                          daemon=True).start()
-        for name in PIPELINES[self.algorithm]:
+        for name in self.spec.phases:
             if name in ctx.resume_base["phases_done"]:  # restored from a checkpoint (resume)
                 continue
             try:

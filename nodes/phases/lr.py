@@ -52,7 +52,7 @@ from nodes.context import PartyContext
 from nodes.errors import ConfigError
 from nodes.transport.base import Payload, PhaseChannel, TransportError
 from nodes.ui import console, progress, table
-from vfl.binning import Preprocessing
+from vfl.binning import Preprocessing, preprocessing_from_json
 from vfl.data import PartyData
 from vfl.errors import DataError, PaillierError, TrainingError, VflError
 from vfl.lr.model import LrPartModel
@@ -794,6 +794,34 @@ def _write_guest_outputs(ctx: PartyContext, data: PartyData, y: np.ndarray, prob
     rows.append(["epochs", t["epochs"], ""])
     rows.append(["final loss", monitor.losses[-1], monitor.validation_losses[-1] if monitor.validation_losses else ""])
     console().print(table("lr: guest summary", ["metric", "train", "validate"], rows))
+
+
+# -- predict steps (nodes.algorithms) -----------------------------------------------
+
+
+def load_predict_model(doc: dict[str, Any], f: Path, role: str) -> tuple[LrPartModel, Preprocessing | None]:
+    """This party's LR model and its saved preprocessing from model.json (`doc`, read from `f`)."""
+    preprocess = None
+    model = LrPartModel.from_json(doc, str(f))
+    if model.role != role:
+        raise DataError(f"{f}: a {model.role} model, but this party is the {role}")
+    if doc.get("preprocess"):
+        preprocess = preprocessing_from_json(doc["preprocess"])
+        if preprocess.columns != model.features:
+            raise DataError(f"{f}: the preprocessing's columns {preprocess.columns} differ from the "
+                            f"model's features {model.features}")
+    return model, preprocess
+
+
+def predict_step_guest(ctx: PartyContext, pm: Any) -> int:
+    """Phase `predict` at the guest (a nodes.phases.predict.PartyModel); the rows scored."""
+    return len(predict_guest(ctx, pm.model, pm.preprocess))
+
+
+def predict_step_host(ctx: PartyContext, pm: Any) -> int:
+    """Phase `predict` at the host; the rows scored."""
+    predict_host(ctx, pm.model, pm.preprocess)
+    return _party_data(ctx, "host").n_rows
 
 
 __all__ = ["LrResult", "load_model", "options_from_config", "predict_guest",
