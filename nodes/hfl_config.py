@@ -8,9 +8,7 @@ coordinator signs with dev key 1 and client k with dev key 1 + k.
 
 from __future__ import annotations
 
-import dataclasses
-
-from nodes.config import JobConfig
+from nodes.config import JobConfig, options_of
 from nodes.errors import ConfigError
 from vfl.hfl.options import HflOptions
 
@@ -19,8 +17,7 @@ COORDINATOR = "coordinator"
 
 def options(cfg: JobConfig) -> HflOptions:
     """The training options of `[hfl]`."""
-    fields = {f.name for f in dataclasses.fields(HflOptions)}
-    return HflOptions(**{k: v for k, v in dataclasses.asdict(cfg.hfl).items() if k in fields})
+    return options_of(cfg, HflOptions)  # type: ignore[no-any-return]
 
 
 def client_roles(cfg: JobConfig) -> list[str]:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from nodes.config import JobConfig
+from nodes.config import JobConfig, options_of
 from nodes.context import PartyContext
 from nodes.errors import NodeError
 from nodes.transport.base import Payload, PhaseChannel
@@ -105,11 +105,7 @@ class PeerAborted(GmmProtocolError):
 
 def options_from_config(config: JobConfig) -> GmmOptions:
     """The [gmm] section (and [job] seed) as validated GmmOptions."""
-    g = config.gmm
-    return GmmOptions(k=g.k, covariance=g.covariance, reg_covar=g.reg_covar, tol=g.tol,  # type: ignore[arg-type]
-                      max_iter=g.max_iter, n_init=g.n_init, init=g.init,  # type: ignore[arg-type]
-                      kmeans_max_iter=g.kmeans_max_iter, k_range=tuple(g.k_range),
-                      seed=config.job.seed).validate()
+    return options_of(config, GmmOptions).validate()  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from nodes.config import JobConfig
+from nodes.config import JobConfig, options_of
 from nodes.context import PartyContext
 from nodes.errors import ConfigError
 from nodes.transport.base import Payload, PhaseChannel, TransportError
@@ -124,15 +124,10 @@ class LrResult(TypedDict, total=False):
 
 def options_from_config(config: JobConfig) -> LrOptions:
     """The [lr] section (and [job] seed) as training options; bad values are config errors."""
-    s = config.lr
     try:
-        return LrOptions(epochs=s.epochs, batch_size=s.batch_size, learning_rate=s.learning_rate,
-                         decay=s.decay, alpha=s.alpha, penalty=s.penalty, tol=s.tol,  # type: ignore[arg-type]
-                         validation=s.validation, early_stopping=s.early_stopping, seed=config.job.seed,
-                         fit_intercept=s.fit_intercept, standardize=s.standardize,
-                         label_noise=float(s.label_noise)).check()
+        return options_of(config, LrOptions).check()  # type: ignore[no-any-return]
     except TrainingError as exc:
-        raise ConfigError(f"[lr] {exc}") from None
+        raise ConfigError(str(exc)) from None
 
 
 # -- messaging ------------------------------------------------------------------
