@@ -56,3 +56,13 @@ def test_the_config_accepts_exactly_the_registered_algorithms() -> None:
 def test_a_name_is_registered_once() -> None:
     with pytest.raises(ValueError, match="already registered"):
         algorithms.register(algorithms.get("lr"))
+
+
+def test_every_section_an_algorithm_names_is_a_config_section_with_an_options_table() -> None:
+    from nodes.config import ALGORITHM_SECTIONS, JobConfig
+
+    sections = {f for f in JobConfig.__dataclass_fields__}
+    for name in algorithms.names():
+        for section in algorithms.get(name).sections:
+            assert section in sections, (name, section)
+            assert section in ALGORITHM_SECTIONS or section == "federation", (name, section)  # local addresses

@@ -45,6 +45,7 @@ import numpy as np
 from nodes.config import JobConfig, options_of
 from nodes.context import PartyContext
 from nodes.errors import NodeError
+from nodes.session import PeerAborted, raise_if_aborted
 from nodes.transport.base import Payload, PhaseChannel
 from nodes.ui import console, progress, table
 from vfl.data import PartyData
@@ -97,10 +98,6 @@ COMPUTE_TIMEOUT = 24 * 3600.0
 
 class GmmProtocolError(NodeError):
     """The peer sent something the FL-EM-GMM protocol does not allow."""
-
-
-class PeerAborted(GmmProtocolError):
-    """The peer stopped the fit and said why."""
 
 
 def options_from_config(config: JobConfig) -> GmmOptions:
@@ -170,8 +167,7 @@ class _Link:
 
     def recv(self, tag: str, round_no: int) -> Payload:
         msg = self.ch.recv(tag, round=round_no, timeout=COMPUTE_TIMEOUT)
-        if "abort" in msg:
-            raise PeerAborted(f"the {self.ctx.peer} stopped the fit: {msg['abort']}")
+        raise_if_aborted(msg, self.ctx.peer, "stopped the fit")
         return msg
 
     def abort(self, reason: str) -> None:

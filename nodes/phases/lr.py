@@ -50,6 +50,7 @@ import numpy as np
 from nodes.config import JobConfig, options_of
 from nodes.context import PartyContext
 from nodes.errors import ConfigError
+from nodes.session import ABORT, raise_if_aborted
 from nodes.transport.base import Payload, PhaseChannel, TransportError
 from nodes.ui import console, progress, table
 from vfl.binning import Preprocessing, preprocessing_from_json
@@ -212,8 +213,8 @@ def _residues(payload: Payload, name: str, tag: str, size: int) -> list[int]:
 def _check_status(payload: Payload, tag: str) -> None:
     """The guest's control messages carry status "ok" or "error" with the reason."""
     status = _field(payload, "status", str, tag)
-    if status != "ok":
-        raise TrainingError(f"the guest stopped training: {payload.get('error', 'no reason given')}")
+    if status != "ok":  # the guest's abort, in LR's control-message form
+        raise_if_aborted({ABORT: payload.get("error", "no reason given")}, "guest", "stopped training")
 
 
 def _where(epoch: int, batch: int | None = None) -> str:
@@ -254,8 +255,8 @@ def run_guest(ctx: PartyContext) -> LrResult:
                         "validation_ids": [str(v) for v in data.ids[val].tolist()],
                         "row_packing": guest_fits}, "before training started")
     ready = link.recv("ready", "before training started")
-    if _field(ready, "status", str, "ready") != "ok":
-        raise TrainingError(f"the host refused to train: {ready.get('error', 'no reason given')}")
+    if _field(ready, "status", str, "ready") != "ok":  # the host's abort, in LR's control-message form
+        raise_if_aborted({ABORT: ready.get("error", "no reason given")}, "host", "refused to train")
     host_fits = _field(ready, "row_packing", bool, "ready")
     n_batches = len(epoch_batches(len(train), opts.batch_size, opts.seed, 0))
     noise = _label_noise(ready, guest, train, opts, opts.epochs * n_batches)

@@ -39,16 +39,13 @@ from nodes import algorithms
 from nodes.context import PartyContext
 from nodes.errors import NodeError
 from nodes.rundir import atomic_write
+from nodes.session import Session
 from nodes.ui import console, table
 from vfl.binning import Preprocessing
 from vfl.data import PartyData
 from vfl.errors import DataError
 
 PHASE = "predict"
-
-
-class PredictAborted(NodeError):
-    """The peer refused to score with the models at hand, and said why."""
 
 
 @dataclass
@@ -178,27 +175,26 @@ def _setup(ctx: PartyContext) -> PartyModel:
     if ctx.data is None:
         raise DataError(f"predict: the {ctx.role} has no rows to score")
     check_columns(pm, ctx.data)
-    ch = ctx.channel(PHASE)
-    r = ctx.next_round()
+    session = Session(ctx)
+    (peer,) = session.peers
     mine = {"algorithm": pm.algorithm, "training_job": pm.training_job, "n_rows": ctx.data.n_rows}
-    if ctx.role == "guest":
-        ch.send("models", mine, round=r)
-        theirs = ch.recv("models", round=r)
-        if "abort" in theirs:
-            raise PredictAborted(f"the host refused to score: {theirs['abort']}")
-        problem = _models_problem(mine, theirs, "guest", "host")
-        if problem:
-            raise DataError(problem)  # closing the link tells the host
-    else:
-        theirs = ch.recv("models", round=r)
-        problem = _models_problem(mine, theirs, "host", "guest")
-        ch.send("models", {"abort": problem} if problem else mine, round=r)
-        if problem:
-            raise DataError(problem)
-    atomic_write(ctx.rundir.file("model.json"), pm.raw)
-    ctx.commit_round(r, PHASE, {"step": "models", "algorithm": pm.algorithm, "training_job": pm.training_job,
-                                "model_commitment": pm.commitment, "rows": ctx.data.n_rows,
-                                "model_opening": pm.opening.to_json() if pm.opening is not None else None})
+    with session.round(PHASE, "refused to score") as r:
+        if ctx.role == "guest":
+            r.send(peer, "models", mine)
+            problem = _models_problem(mine, r.recv(peer, "models"), "guest", peer)
+            if problem:
+                raise DataError(problem)  # closing the link tells the host
+        else:
+            theirs = r.recv(peer, "models")
+            r.peer_waits(peer, "models")  # a problem is sent as the reply the guest waits for
+            problem = _models_problem(mine, theirs, "host", peer)
+            if problem:
+                raise DataError(problem)
+            r.send(peer, "models", mine)
+        atomic_write(ctx.rundir.file("model.json"), pm.raw)
+        r.commit({"step": "models", "algorithm": pm.algorithm, "training_job": pm.training_job,
+                  "model_commitment": pm.commitment, "rows": ctx.data.n_rows,
+                  "model_opening": pm.opening.to_json() if pm.opening is not None else None})
     ctx.event("phase_step", phase=PHASE, step="models", training_job=pm.training_job or "?")
     return pm
 
