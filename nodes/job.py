@@ -37,7 +37,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from eth_utils import keccak
@@ -56,6 +56,7 @@ from chain.commitment import (
 )
 from chain.errors import ChainError
 from nodes import algorithms
+from nodes.chainlink import ChainLinkLike
 from nodes.config import JobConfig
 from nodes.context import PartyContext
 from nodes.datafiles import load_party_csv
@@ -74,29 +75,6 @@ HANDSHAKE = "handshake"
 BASE_KEYS = frozenset({"phases_done", "intersection", "intersection_round", "binning", "aligned_ids"})
 CLOSE = "close"
 Events = Callable[[dict[str, Any]], None]
-
-
-class ChainLinkLike(Protocol):
-    """What the runner needs from the chain (nodes.chainlink.ChainLink)."""
-
-    chain_id: int
-    url: str
-
-    @property
-    def address(self) -> str: ...
-    @property
-    def contract(self) -> str: ...
-    def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,
-                     others: list[str]) -> str: ...
-    def join_session(self, session_id: bytes) -> str: ...
-    def sign_text(self, text: str) -> str: ...
-    def participant(self, address: str) -> dict[str, Any] | None: ...
-    def anchor(self, session_id: bytes) -> Any: ...
-    def finalize(self, session_id: bytes, model_commitment: bytes, metrics_hash: bytes = b"") -> str: ...
-    def abort_session(self, session_id: bytes, reason_hash: bytes) -> str | None: ...
-    def session(self, session_id: bytes) -> dict[str, Any]: ...
-    def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.05) -> dict[str, Any]: ...
-    def round_state(self, session_id: bytes, round_no: int) -> str: ...
 
 
 TransportFactory = Callable[[JobConfig, str, "str | None", Transcript], Channel]
@@ -213,8 +191,8 @@ class PartyNode:
                  events: Events | None = None, transport_factory: TransportFactory = grpc_transport,
                  chain_factory: ChainFactory = chain_link, model: str | Path | None = None,
                  serve: bool = False, resume: bool = False) -> None:
-        if role not in ("guest", "host"):
-            raise ConfigError(f"unknown role {role!r}")
+        self.spec = algorithms.get(cfg.job.algorithm)  # ConfigError if it has no pipeline
+        self._check_role(cfg, role)
         # model: score new rows with this party's saved model (a "<algorithm>-predict" job,
         # nodes.phases.predict) instead of training; read now so a bad model fails at once
         self.model: Any = None
@@ -225,9 +203,9 @@ class PartyNode:
             cfg.job.algorithm = self.model.algorithm
         self.mode = "train" if self.model is None else "predict"
         self.algorithm = cfg.job.algorithm if self.model is None else f"{cfg.job.algorithm}-predict"
-        self.spec = algorithms.get(self.algorithm)  # ConfigError if it has no pipeline
+        self.spec = algorithms.get(self.algorithm)
         self.cfg, self.role = cfg, role
-        self.peer = "host" if role == "guest" else "guest"
+        self.peer = self._peer_name(role)
         self.out = Path(out)
         self.force = force
         self.events = events
@@ -252,6 +230,23 @@ class PartyNode:
         self.restored: dict[str, Any] = {}  # the restored phase's own state (kept at the new handshake round)
         if resume and (model is not None or force):
             raise ConfigError("--resume continues a training job; it goes with neither --model nor --force")
+
+    def _connect_chain(self) -> None:
+        """This party's chain link (`chain_factory`), recorded in job.json."""
+        self.emit("status", text="connecting to the chain")
+        self.chain = self.chain_factory(self.cfg, self.role)
+        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address,
+                        config=self.cfg.to_dict())  # with the chain announced to it (--chain-info)
+        self._save()
+
+    def _check_role(self, cfg: JobConfig, role: str) -> None:
+        """ConfigError unless `role` is one of the job's roles (a vertical job: guest, host)."""
+        if role not in self.spec.roles():
+            raise ConfigError(f"unknown role {role!r}")
+
+    def _peer_name(self, role: str) -> str:
+        """Who this party talks to, as messages name it: the other party of a two-party job."""
+        return "host" if role == "guest" else "guest"
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -311,11 +306,7 @@ class PartyNode:
 
             check_columns(self.model, data)
         self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
-        self.emit("status", text="connecting to the chain")
-        self.chain = self.chain_factory(cfg, role)
-        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address,
-                        config=self.cfg.to_dict())  # with the chain announced to it (--chain-info)
-        self._save()
+        self._connect_chain()
         if self.resume:  # an aborted (or closed) session cannot go on: say so before anything else
             self._resume_session()
         # Paillier work on every core of this machine (or the [compute] Ray cluster)
@@ -840,12 +831,18 @@ class PartyNode:
         ctx.commit_round(rnd, CLOSE, mine)
         ctx.flush_rounds()
         self._count_round()
+        self._finalize(model_commitment, metrics_hash, {"peer_model_commitment": theirs.get("model_commitment")})
+
+    def _finalize(self, model_commitment: bytes, metrics_hash: bytes, extra: dict[str, Any] | None = None) -> None:
+        """Finalize the session on chain with this party's final commitments (the opener's metrics hash too),
+        wait until it is closed, close the links; then job.json says "complete"."""
+        assert self.chain is not None and self.session_id is not None and self.transport is not None
         self.emit("status", text="finalizing the session on chain")
         tx = self.chain.finalize(self.session_id, model_commitment, metrics_hash)
         self.job["transactions"]["finalize"] = tx
-        self.job["model_commitment"] = mine["model_commitment"]
-        self.job["metrics_hash"] = mine["metrics_hash"]
-        self.job["peer_model_commitment"] = theirs.get("model_commitment")
+        self.job["model_commitment"] = "0x" + model_commitment.hex()
+        self.job["metrics_hash"] = "0x" + metrics_hash.hex() if metrics_hash else None
+        self.job.update(extra or {})
         self._save()
         self.chain.wait_status(self.session_id, "closed", timeout=self.cfg.transport.timeout)
         self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
