@@ -11,6 +11,8 @@ from vfl.options import Interval, OneOf, check_options, option
 
 MECHANISMS = ("off", "laplace", "gaussian")
 ALGORITHMS = ("fedavg", "fedprox")
+ADAPTIVE = ("off", "adagrad", "adam")  # each client's own step sizes (vfl.hfl.local.AdaptiveStep)
+WEIGHTINGS = ("samples", "validation")  # the aggregation's weights (vfl.hfl.aggregate.aggregation_weight)
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class HflOptions:
     delta: float = option(1e-5, help="the delta at which the accountant reports epsilon (with DP: in (0, 1))")
     fit_intercept: bool = option(True, help="an intercept column")
     validation: float = option(0.2, Interval(0, 1, open_high=True), "fraction of each client's rows held out for evaluation")
+    adaptive: str = option("off", OneOf(ADAPTIVE), "each client's adaptive learning rate (docs/horizontal.md)")
+    weighting: str = option("samples", OneOf(WEIGHTINGS), "aggregation weights: n_i, or n_i x the local model's held-out accuracy")
 
     def validate(self) -> None:
         """Raise VflError naming the first bad option (the table's constraints, then those of DP)."""
@@ -41,6 +45,8 @@ class HflOptions:
                 raise VflError(f"[hfl] epsilon must be a positive number, got {self.epsilon}")
             if not 0 < self.delta < 1:
                 raise VflError(f"[hfl] delta must be in (0, 1) with differential privacy, got {self.delta}")
+        if self.weighting == "validation" and self.validation == 0:
+            raise VflError("[hfl] weighting = \"validation\" needs held-out rows: set validation > 0")
 
     @property
     def noisy_passes(self) -> int:
