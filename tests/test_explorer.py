@@ -66,6 +66,7 @@ def world(tmp_path_factory):
                              timeout=300)
         assert res.returncode == 0, res.stdout + res.stderr
     assert cli(["chain", "register", XSS_ACCOUNT, "--role", "host", "--org", XSS, "--state", str(state)]) == 0
+    assert cli(["chain", "revoke", XSS_ACCOUNT, "--state", str(state)]) == 0
     proc = subprocess.Popen([sys.executable, "-m", "nodes.cli", "explorer", "--state", str(state), "--runs", str(runs),
                              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -238,6 +239,10 @@ def test_a_participant_named_like_a_script_renders_as_text(world, page) -> None:
     page.goto(world["url"] + "/organizations")
     names = page.locator("#participants td.org").all_inner_texts()
     assert XSS in names and "Guest hospital" in names
+    xss_row = page.locator("#participants tbody tr", has_text="alert(1)")
+    assert "revoked" in xss_row.inner_text()  # its registration and its revocation, each with block and tx
+    events = page.locator("#registry-history tbody tr").all_inner_texts()
+    assert sum("ParticipantRevoked" in x for x in events) == 1 and sum("ParticipantRegistered" in x for x in events) == 3
     assert page.evaluate("document.querySelectorAll('main script').length") == 0
     shot(page, "organizations")
 
@@ -252,7 +257,14 @@ def test_a_running_jobs_rounds_appear_live_without_a_reload(world, page, tmp_pat
     job = subprocess.Popen(job_command(out, world["data"], world["state"], "lr.epochs=3"),
                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        page.wait_for_selector("#feed tr.new[data-event='RoundAttested']", timeout=120_000)
+        first = page.wait_for_selector("#feed tr.new[data-event='RoundAttested']", timeout=120_000)
+        sid = first.get_attribute("data-session")
+        follow = page.context.new_page()  # the session's own page follows its rounds too
+        errors: list[str] = []
+        follow.on("pageerror", lambda exc: errors.append(str(exc)))
+        follow.goto(f"{world['url']}/session/{sid}")
+        follow.evaluate("window.__noReload = 'still here'")
+        shown_at_open = follow.locator("#rounds tbody tr").count()
         info = running_server(world["state"])
         lags = []
         for _ in range(3):  # the chain's head as its own server reports it, shown on the page within 2 s
@@ -274,7 +286,11 @@ def test_a_running_jobs_rounds_appear_live_without_a_reload(world, page, tmp_pat
     finally:
         if job.poll() is None:
             job.kill()
-    sid = session_of(out)
+    assert sid == session_of(out)
+    wait_until(follow, "[...document.querySelectorAll('#rounds tbody tr')].filter("
+                       "r => r.dataset.state === 'attested').length === 8", 5)
+    assert shown_at_open < 8 and follow.evaluate("window.__noReload") == "still here" and not errors
+    follow.close()
     row = page.locator(f"#live-sessions tr[data-session='{sid}']")
     row.wait_for(timeout=5000)
     wait_until(page, f"document.querySelector(\"#live-sessions tr[data-session='{sid}']\").innerText"
@@ -358,6 +374,21 @@ def test_the_explorer_holds_no_key_and_sends_no_transaction(world) -> None:
     for p in src:
         text = p.read_text()
         assert "sign_transaction" not in text and "private_key" not in text and "_transact" not in text, p
+
+
+def test_the_explorers_event_decoder_gives_what_the_audit_client_reads(world) -> None:
+    from chain.backends import close, connect_state
+    from chain.client import AuditClient
+    from nodes.explorer.source import ChainSource, EventIndex
+
+    index = EventIndex(ChainSource(world["state"]), min_interval=0)
+    index.refresh(force=True)
+    assert not index.error
+    w3 = connect_state(world["state"])
+    reference = AuditClient(w3, index.contract).events(from_block=0)
+    close(w3)
+    index.source.close()
+    assert len(reference) > 40 and index.events == reference
 
 
 def test_the_api_lists_sessions_as_json(world) -> None:

@@ -128,7 +128,8 @@ class Explorer:
             item = {"block": ev["block_number"], "time": stamps.get(ev["block_number"]), "tx": ev["tx_hash"]}
             detail = {"ParticipantRegistered": f"registered as {a.get('role')} for {a.get('organisation')}",
                       "ParticipantRevoked": "revoked: it can write nothing more",
-                      "AdminTransferred": f"admin from {a.get('previousAdmin')}",
+                      "AdminTransferred": f"admin from {a.get('previousAdmin')}" if int(str(a.get("previousAdmin")), 16)
+                      else "admin since the contract was deployed",
                       "AdminProposed": f"proposed as admin by {a.get('admin')}"}.get(ev["event"], "")
             history.append({**item, "event": ev["event"], "account": account, "detail": detail})
             if ev["event"] == "ParticipantRegistered":
@@ -204,7 +205,8 @@ class Explorer:
             all_rows = ix.rows()
             active = [r for r in all_rows if r["status"] in ("opened", "active")]
             active += [r for r in all_rows if r not in active][:5]
-            return {"head": ix.last_block, "items": items, "active": active, "error": ix.error}
+            return {"head": ix.last_block, "items": items, "active": active, "error": ix.error,
+                    "mode": self.status()["mode"]}
 
 
 def runs_roles(record: Any) -> dict[str, str]:

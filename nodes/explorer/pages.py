@@ -67,7 +67,8 @@ def layout(title: str, body: str, status: dict[str, Any], active: str = "", char
         f"{scripts}<script src=\"/static/app.js\" defer></script></head><body>"
         f"<header><span class=\"brand\">vflchain explorer</span><nav>{nav}</nav>"
         f"<span class=\"chain muted\">chain {e(status.get('chain_id'))} · contract {short(status.get('contract'))}"
-        f" · block <span id=\"head\">{e(status.get('head'))}</span> · {e(status.get('mode'))}</span></header>"
+        f" · block <span id=\"head\">{e(status.get('head'))}</span> · <span id=\"mode\">{e(status.get('mode'))}</span>"
+        "</span></header>"
         f"<main>{err}{body}</main>"
         "<footer class=\"muted\">Read-only: this page holds no key and sends no transaction.</footer>"
         "</body></html>")

@@ -101,7 +101,9 @@
       var pick = document.getElementById("woe-feature");
       var show = function () {
         var f = bins[Number(pick.value) || 0];
-        woe.data.labels = f.bins.map(function (b) { return b.interval || String(b.bin); });
+        woe.data.labels = f.bins.map(function (b) {  // interval ends to 3 significant digits
+          return String(b.interval || b.bin).replace(/-?\d+\.\d+(e-?\d+)?/g, function (x) { return String(Number(Number(x).toPrecision(3))); });
+        });
         woe.data.datasets[0].data = f.bins.map(function (b) { return b.woe; });
         woe.data.datasets[0].label = "WoE of " + f.feature;
         woe.update();
@@ -156,6 +158,8 @@
         if (d.head > after) after = d.head;
         var head = document.getElementById("head");
         if (head) head.textContent = String(after);
+        var mode = document.getElementById("mode");
+        if (mode && d.mode) mode.textContent = d.mode;
         state.textContent = d.error ? "chain: " + d.error : "up to block " + after;
       }).catch(function () { state.textContent = "explorer not answering; retrying"; })
         .finally(function () { setTimeout(tick, POLL_MS); });
