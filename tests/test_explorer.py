@@ -55,6 +55,29 @@ def session_of(run: Path) -> str:
     return json.loads((run / "guest" / "job.json").read_text())["session_id"]
 
 
+ABORT_REASON = "the operator stopped it"
+
+
+def open_and_abort(state: Path, contract: str) -> str:
+    """A session the dev guest opens and aborts (as a killed job's operator would): its id."""
+    from eth_utils import keccak
+
+    from chain.accounts import DEV_INDEX, dev_account
+    from chain.backends import close, open_chain
+    from chain.client import AuditClient, session_label
+
+    w3 = open_chain("", state, write=True)
+    try:
+        guest = AuditClient(w3, contract, dev_account(DEV_INDEX["guest"]))
+        label = session_label("explorer-test-aborted")
+        guest.open_session(label, "gmm", keccak(text="config"), [dev_account(DEV_INDEX["host"]).address])
+        sid = guest.session_id(label)
+        guest.abort_session(sid, keccak(text=ABORT_REASON))
+    finally:
+        close(w3)
+    return "0x" + sid.hex()
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Two finished jobs on one embedded chain, the XSS participant, and the explorer serving them."""
@@ -67,6 +90,7 @@ def world(tmp_path_factory):
         assert res.returncode == 0, res.stdout + res.stderr
     assert cli(["chain", "register", XSS_ACCOUNT, "--role", "host", "--org", XSS, "--state", str(state)]) == 0
     assert cli(["chain", "revoke", XSS_ACCOUNT, "--state", str(state)]) == 0
+    aborted = open_and_abort(state, json.loads((runs / "lr" / "guest" / "job.json").read_text())["contract"])
     proc = subprocess.Popen([sys.executable, "-m", "nodes.cli", "explorer", "--state", str(state), "--runs", str(runs),
                              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -75,6 +99,7 @@ def world(tmp_path_factory):
     assert match, line + (proc.stdout.read() if proc.poll() is not None else "")
     threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain: a full pipe would block it
     yield {"url": match.group(0).rstrip("/"), "root": root, "data": data, "state": state, "runs": runs,
+           "aborted": aborted,
            "lr": session_of(runs / "lr"), "psi": session_of(runs / "psi"), "proc": proc}
     proc.terminate()
     try:
@@ -301,6 +326,21 @@ def test_a_running_jobs_rounds_appear_live_without_a_reload(world, page, tmp_pat
     assert int(page.locator("#head").inner_text()) > start
 
 
+def test_an_aborted_session_shows_who_aborted_it_and_the_reason_hash(world, page) -> None:
+    from eth_utils import keccak
+
+    page.goto(world["url"] + "/sessions?status=aborted")
+    rows = page.locator("#sessions tbody tr")
+    assert rows.count() == 1 and rows.first.get_attribute("data-session") == world["aborted"]
+    rows.first.locator("a").click()
+    abort = page.locator("#abort")
+    abort.wait_for()
+    text = abort.inner_text()
+    assert "Aborted by the guest" in text and "0x" + keccak(text=ABORT_REASON).hex()[:8] in text
+    assert page.locator("#rounds tbody tr").count() == 0 and "aborted" in page.locator(".lead").inner_text()
+    shot(page, "session-aborted")
+
+
 # -- over plain HTTP ------------------------------------------------------------------------------
 
 def test_every_response_carries_a_strict_content_security_policy(world) -> None:
@@ -389,6 +429,22 @@ def test_the_explorers_event_decoder_gives_what_the_audit_client_reads(world) ->
     close(w3)
     index.source.close()
     assert len(reference) > 40 and index.events == reference
+
+
+def test_the_explorer_reads_a_json_rpc_node_given_its_contract(world) -> None:
+    from chain.embedded import start_server
+    from nodes.explorer.app import make
+
+    contract = json.loads((world["runs"] / "lr" / "guest" / "job.json").read_text())["contract"]
+    handle = start_server(world["state"])
+    try:
+        explorer = make(rpc=handle.url, contract=contract, min_interval=0)
+        explorer.index.refresh(force=True)
+        assert not explorer.index.error and explorer.index.source.mode() == "rpc"
+        rows = {r["session_id"]: r for r in explorer.index.rows()}
+        assert rows[world["lr"]]["attested"] == 7 and rows[world["aborted"]]["status"] == "aborted"
+    finally:
+        handle.stop()
 
 
 def test_the_api_lists_sessions_as_json(world) -> None:

@@ -126,12 +126,7 @@ class Explorer:
             a = ev["args"]
             account = a.get("account") or a.get("newAdmin") or a.get("proposedAdmin") or ""
             item = {"block": ev["block_number"], "time": stamps.get(ev["block_number"]), "tx": ev["tx_hash"]}
-            detail = {"ParticipantRegistered": f"registered as {a.get('role')} for {a.get('organisation')}",
-                      "ParticipantRevoked": "revoked: it can write nothing more",
-                      "AdminTransferred": f"admin from {a.get('previousAdmin')}" if int(str(a.get("previousAdmin")), 16)
-                      else "admin since the contract was deployed",
-                      "AdminProposed": f"proposed as admin by {a.get('admin')}"}.get(ev["event"], "")
-            history.append({**item, "event": ev["event"], "account": account, "detail": detail})
+            history.append({**item, "event": ev["event"], "account": account, "detail": _registry_detail(ev)})
             if ev["event"] == "ParticipantRegistered":
                 by_account.setdefault(account, {})["registered"] = item
             elif ev["event"] == "ParticipantRevoked":
@@ -207,6 +202,21 @@ class Explorer:
             active += [r for r in all_rows if r not in active][:5]
             return {"head": ix.last_block, "items": items, "active": active, "error": ix.error,
                     "mode": self.status()["mode"]}
+
+
+def _registry_detail(ev: Any) -> str:
+    """What a registry event says, in a few words."""
+    a, name = ev["args"], ev["event"]
+    if name == "ParticipantRegistered":
+        return f"registered as {a.get('role')} for {a.get('organisation')}"
+    if name == "ParticipantRevoked":
+        return "revoked: it can write nothing more"
+    if name == "AdminTransferred":
+        deployed = str(a.get("previousAdmin", "")).lower() == "0x" + "00" * 20
+        return "admin since the contract was deployed" if deployed else f"admin from {a.get('previousAdmin')}"
+    if name == "AdminProposed":
+        return f"proposed as admin by {a.get('admin')}"
+    return ""
 
 
 def runs_roles(record: Any) -> dict[str, str]:
@@ -364,8 +374,12 @@ def build_app(explorer: Explorer) -> Starlette:
               Route("/favicon.ico", lambda request: Response(status_code=204))]
     middleware = [Middleware(SecurityHeaders),
                   Middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])]
-    app = Starlette(routes=routes, middleware=middleware)
-    return app
+
+    async def failed(request: Request, exc: Exception) -> Response:
+        """An unexpected failure: one line on the page (escaped), not a stack trace."""
+        return _html(pages.message_page("Something went wrong", f"{type(exc).__name__}: {exc}", ex.status()), 500)
+
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={Exception: failed})
 
 
 def _verify_files(ex: Explorer, files: list[tuple[str, bytes]], limit_mb: int) -> Response:
