@@ -235,6 +235,18 @@ def test_a_tampered_run_turns_the_verdict_red_and_names_the_failed_check(world, 
     shot(page, "verify-tampered")
 
 
+def test_a_run_directory_chosen_as_a_folder_verifies(world, page, tmp_path) -> None:
+    run = tmp_path / "psi"
+    shutil.copytree(world["runs"] / "psi", run, ignore=shutil.ignore_patterns("logs", "audit", "plots"))
+    page.goto(world["url"] + "/verify")
+    page.set_input_files("#files", str(run))  # the folder input: the browser sends each file's relative path
+    page.click("#verify-form button[type=submit]")
+    verdict = page.locator("#verdict")
+    verdict.wait_for()
+    assert "PASS" in verdict.inner_text() and "pass" in (verdict.get_attribute("class") or "")
+    assert page.locator("#verify-form ~ h2 a").inner_text().startswith(world["psi"][:10])
+
+
 def test_the_verify_page_explains_bad_uploads(world, page, tmp_path) -> None:
     page.goto(world["url"] + "/verify")
     page.set_input_files("#zip", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
@@ -382,6 +394,12 @@ def test_an_upload_over_the_limit_is_refused_before_it_is_read(world) -> None:
     status, _, body = get(world["url"] + "/verify", data=b"x" * 10, headers={
         "content-type": f"multipart/form-data; boundary={boundary}", "content-length": str(64 * 1024 * 1024)})
     assert status == 413 and "the limit is 32 MB" in body
+
+
+def test_an_upload_from_another_site_is_refused(world) -> None:
+    status, _, body = get(world["url"] + "/verify", data=b"", headers={
+        "origin": "http://evil.example", "content-type": "multipart/form-data; boundary=x"})
+    assert status == 403 and "not from http://evil.example" in body
 
 
 def test_a_zip_that_climbs_out_of_the_upload_is_refused(world) -> None:

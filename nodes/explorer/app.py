@@ -43,7 +43,7 @@ FEED_LIMIT = 100
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
-           (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY"),
+           (b"referrer-policy", b"same-origin"), (b"x-frame-options", b"DENY"),
            (b"cross-origin-opener-policy", b"same-origin"), (b"cross-origin-resource-policy", b"same-origin"),
            (b"permissions-policy", b"camera=(), microphone=(), geolocation=()")]
 
@@ -225,14 +225,16 @@ def runs_roles(record: Any) -> dict[str, str]:
     return session_roles(record)
 
 
-def _mtime(p: Path) -> float:
-    best = 0.0
-    for name in ("job.json", "rounds.jsonl", "model.json", "metrics.json"):
+def _mtime(p: Path) -> tuple[float, int]:
+    """When a party directory last changed, and how many files it has (a cached audit is redone then)."""
+    best, count = 0.0, 0
+    for f in p.rglob("*"):
         try:
-            best = max(best, (p / name).stat().st_mtime)
+            if f.is_file():
+                best, count = max(best, f.stat().st_mtime), count + 1
         except OSError:
-            pass
-    return best
+            continue
+    return best, count
 
 
 def _abort_text(abort: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
@@ -343,6 +345,9 @@ def build_app(explorer: Explorer) -> Starlette:
         def refuse(msg: str, code: int = 400) -> Response:
             return _html(pages.verify_page(ex.status(), limit_mb, error=msg), code)
 
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"http://{request.headers.get('host', '')}":  # "null" included
+            return refuse(f"uploads come from this explorer's own page, not from {origin}", 403)
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > ex.max_upload:
             return refuse(f"upload of {int(length)} bytes refused: the limit is {limit_mb} MB", 413)
