@@ -27,7 +27,14 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chain.audit import AuditUnavailable, abort_info, load_party_files, timeline
+from chain.audit import (
+    AuditUnavailable,
+    abort_info,
+    load_party_files,
+    session_roles,
+    summary,
+    timeline,
+)
 from chain.errors import ChainError
 from nodes.commands.audit import party_dirs
 from nodes.explorer import pages, runs, uploads
@@ -142,7 +149,7 @@ class Explorer:
         """Everything the session page shows."""
         self.index.refresh()
         history = self.index.history(sid)
-        s = self.index.summary(sid)
+        s = summary(history)
         s["opened_time"] = history.timestamps.get(s["opened_block"])
         s["closed_time"] = history.timestamps.get(s["closed_block"]) if s["closed_block"] else None
         paths = self.runs.of(sid)
@@ -187,7 +194,7 @@ class Explorer:
                 sid = str(ev["args"]["sessionId"])
                 if sid not in roles:
                     try:
-                        roles[sid] = runs_roles(ix.record(sid))
+                        roles[sid] = session_roles(ix.record(sid))
                     except ExplorerError:
                         roles[sid] = {}
             stamps = ix.stamps(ev["block_number"] for ev in new)
@@ -217,12 +224,6 @@ def _registry_detail(ev: Any) -> str:
     if name == "AdminProposed":
         return f"proposed as admin by {a.get('admin')}"
     return ""
-
-
-def runs_roles(record: Any) -> dict[str, str]:
-    from chain.audit import session_roles
-
-    return session_roles(record)
 
 
 def _mtime(p: Path) -> tuple[float, int]:
@@ -305,10 +306,9 @@ def build_app(explorer: Explorer) -> Starlette:
                                         d["verdict_error"], d["charts"], ex.status()))
 
     def live(request: Request) -> Response:
-        head = max(ex.index.last_block, 0)
         d = ex.live(-1)
         feed = list(reversed(d["items"]))[:50]
-        return _html(pages.live_page(feed, d["active"], d["head"] if d["head"] >= 0 else head, ex.status()))
+        return _html(pages.live_page(feed, d["active"], d["head"], ex.status()))
 
     def api_live(request: Request) -> Response:
         try:
@@ -330,7 +330,7 @@ def build_app(explorer: Explorer) -> Starlette:
         try:
             ex.index.refresh()
             h = ex.index.history(sid.lower())
-            s = ex.index.summary(sid.lower())
+            s = summary(h)
         except ExplorerError as exc:
             return JSONResponse({"error": str(exc)}, 404)
         return JSONResponse({"summary": s, "rounds": round_rows(h, {}), "head": ex.index.last_block})

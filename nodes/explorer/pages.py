@@ -39,6 +39,18 @@ def short(h: Any, n: int = 8) -> str:
     return f'<code title="{e(text)}">{e(shown)}</code>'
 
 
+def commitment(h: Any, n: int = 32) -> str:
+    """A commitment or hash; the zero value (not posted yet) as "none"."""
+    text = "" if h is None else str(h)
+    if not text.strip("0x"):
+        return '<span class="muted">none</span>'
+    return short(text, n)
+
+
+def yes(flag: Any) -> str:
+    return "yes" if flag else '<span class="muted">no</span>'
+
+
 def badge(state: str) -> str:
     cls = {"attested": "ok", "closed": "ok", "pass": "ok", "disputed": "bad", "aborted": "bad",
            "expired": "bad", "invalid": "bad", "fail": "bad", "revoked": "bad"}.get(state, "wait")
@@ -260,7 +272,7 @@ def session_page(s: dict[str, Any], rounds: list[dict[str, Any]], events: list[d
             f'<tr><th>opened</th><td>block {e(s["opened_block"])} {e(when(s.get("opened_time")))}</td></tr>'
             f'<tr><th>ended</th><td>{"block " + e(s["closed_block"]) + " " + e(when(s.get("closed_time"))) + " tx " + short(s["closed_tx"]) if s["closed_block"] else "not yet"}</td></tr>'
             f'<tr><th>config commitment</th><td>{short(s["config_commitment"], 32)}</td></tr>'
-            f'<tr><th>metrics hash</th><td>{short(s["metrics_hash"], 32)}</td></tr></tbody></table>']
+            f'<tr><th>metrics hash</th><td>{commitment(s["metrics_hash"])}</td></tr></tbody></table>']
     if abort:
         reason = abort.get("text")
         body.append(f'<div class="verdict fail" id="abort">Aborted by the {e(abort["role"])} '
@@ -275,8 +287,8 @@ def session_page(s: dict[str, Any], rounds: list[dict[str, Any]], events: list[d
                 "</thead><tbody>")
     for p in people:
         body.append(f'<tr><td>{party(p["organisation"], p["role"], p["address"])}</td><td>{short(p["address"], 20)}</td>'
-                    f'<td>{e(p["joined"])}</td><td>{e(p["finalized"])}</td><td>{e(p["last_round"])}</td>'
-                    f'<td>{short(p["model_commitment"], 32)}</td></tr>')
+                    f'<td>{yes(p["joined"])}</td><td>{yes(p["finalized"])}</td><td>{e(p["last_round"])}</td>'
+                    f'<td>{commitment(p["model_commitment"])}</td></tr>')
     body.append("</tbody></table>")
     body.append("<h2>Rounds</h2>" + round_table(rounds, people))
     if verdict is not None:

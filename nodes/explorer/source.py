@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chain.audit import SessionHistory, exception_line, summary
+from chain.audit import SessionHistory, exception_line, session_roles
 from chain.client import LOG_CHUNK_BLOCKS, AuditClient
 from chain.errors import ChainError
 from chain.history import HistoryError, SessionRecord, replay_registry, replay_session
@@ -392,7 +392,7 @@ class EventIndex:
             blocks = [info["opened_block"]] + ([end["block_number"]] if end else [])
             stamps = self.stamps(blocks)
             states = list(rec["round_states"].values())
-            roles = _roles(rec)
+            roles = session_roles(rec)
             return {"session_id": sid, "algorithm": info["algorithm"], "status": info["status"],
                     "parties": [{"address": a, "role": roles.get(a, "?"),
                                  "organisation": orgs.get(a, {}).get("organisation", "")}
@@ -415,11 +415,3 @@ class EventIndex:
             self.stamps(blocks)
             return [self.row(sid, orgs) for sid in reversed(list(self.sessions))]
 
-    def summary(self, sid: str) -> dict[str, Any]:
-        return summary(self.history(sid))
-
-
-def _roles(rec: SessionRecord) -> dict[str, str]:
-    from chain.audit import session_roles
-
-    return session_roles(rec)
