@@ -10,8 +10,9 @@ closes the chain, which writes its snapshot.
 
 Measured against that state, through a real uvicorn server on 127.0.0.1 and an HTTP GET:
 - the explorer's first read of every event (once, at start);
-- the Sessions page and a 50-round session's page, each first load and then steady (the
-  events cached, one empty incremental read per refresh); the issue asks < 1 s for both;
+- a 50-round session's page and the Sessions page, each first load (the session page first,
+  right after the start) and then steady (the events cached, one empty incremental read per
+  refresh); the issue asks < 1 s for both;
 - one more session mined, then the Sessions page again: the refresh reads only the new
   blocks (reference: a new explorer reading everything from block 0).
 """
@@ -193,9 +194,9 @@ def run(bench: Bench) -> None:
             assert status == 200 and body.count('data-state="attested"') == n_rounds, "session page"
             return body
 
-        sessions_first, _ = timed(sessions_page)
+        session_first, _ = timed(session_page)  # cold: nothing replayed yet
+        sessions_first, _ = timed(sessions_page)  # every other session replayed now
         sessions_steady, _ = timed(sessions_page, repeat=3)
-        session_first, _ = timed(session_page)
         session_steady, _ = timed(session_page, repeat=3)
         reads = explorer.index.reads
 
@@ -218,9 +219,11 @@ def run(bench: Bench) -> None:
               note="reused from build/bench-cache/ (built once)" if reused else
               "signed raw transactions, 20 per block; kept in build/bench-cache/ for the next run")
     bench.add(SECTION, "first read of every event (once, at start)", first_read)
-    bench.add(SECTION, "Sessions page, first load", sessions_first, note="issue: < 1 s; includes block times")
+    bench.add(SECTION, "Sessions page, first load", sessions_first,
+              note="issue: < 1 s; replays every session, block times")
     bench.add(SECTION, "Sessions page, steady", sessions_steady, note=f"events cached; {reads} log reads so far")
-    bench.add(SECTION, f"session page ({n_rounds} rounds), first load", session_first, note="issue: < 1 s")
+    bench.add(SECTION, f"session page ({n_rounds} rounds), first load", session_first,
+              note="issue: < 1 s; the first page after start")
     bench.add(SECTION, f"session page ({n_rounds} rounds), steady", session_steady)
     bench.add(SECTION, f"Sessions page after a job's session ({2 * n_rounds + 4} blocks, incremental read)",
               after_new, full_reread, note="while its chain server runs; reference: a new explorer reading "
