@@ -94,9 +94,15 @@ def world(tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "-m", "nodes.cli", "explorer", "--state", str(state), "--runs", str(runs),
                              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"http://127\.0\.0\.1:\d+/", line)
-    assert match, line + (proc.stdout.read() if proc.poll() is not None else "")
+    said = ""
+    match = None
+    while match is None:  # warnings (a stale snapshot, say) may come first
+        line = proc.stdout.readline()
+        said += line
+        match = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        if not line:
+            proc.kill()
+            pytest.fail(f"vflchain explorer did not start: {said}")
     threading.Thread(target=proc.stdout.read, daemon=True).start()  # drain: a full pipe would block it
     yield {"url": match.group(0).rstrip("/"), "root": root, "data": data, "state": state, "runs": runs,
            "aborted": aborted,
