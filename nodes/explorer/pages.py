@@ -354,7 +354,8 @@ def feed_item(ev: dict[str, Any], time: int | None, who: str) -> dict[str, Any]:
 def verify_page(status: dict[str, Any], limit_mb: int, verdict: dict[str, Any] | None = None,
                 error: str = "") -> str:
     form = ('<form id="verify-form" method="post" action="/verify" enctype="multipart/form-data">'
-            '<div id="drop" class="drop">Drop a run directory\'s files or a zip here, or choose them:'
+            '<div id="drop" class="drop">Drop a zip of a run directory here, or choose the run directory\'s '
+            'folder (a party\'s, or a vflchain run --out directory) or a zip:'
             '<label>folder <input type="file" name="files" id="files" multiple webkitdirectory></label>'
             '<label>files or a zip <input type="file" name="files" id="zip" multiple></label></div>'
             f'<p class="muted">At most {e(limit_mb)} MB. Files are unpacked in a temporary directory, audited '
