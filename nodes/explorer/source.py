@@ -169,6 +169,8 @@ class ChainSource:
             assert self._client is not None
             return self._client
         assert self.state is not None
+        if self._key[:1] == ("server",) and self._client is not None:
+            return self._client  # keep to the job's server until a read fails (`invalidate`)
         info = running_server(self.state)
         if info is not None:
             key = ("server", info["url"])
