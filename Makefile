@@ -42,7 +42,7 @@ bench-quick: setup  # smaller sizes, a few minutes: a smoke run of every benchma
 	$(PY) -m benchmarks --quick
 
 lint: setup
-	$(VENV)/bin/ruff check vfl chain nodes tests benchmarks
+	$(VENV)/bin/ruff check vfl chain nodes vflchain tests benchmarks
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache build *.egg-info

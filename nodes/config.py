@@ -143,6 +143,8 @@ class HflSection:
     delta: float = 1e-5  # the delta of the (epsilon, delta) guarantee (Gaussian and Laplace)
     fit_intercept: bool = True
     validation: float = 0.2  # fraction of each client's rows held out for evaluation
+    adaptive: str = "off"  # "off" | "adagrad" | "adam": each client's adaptive learning rate (docs/horizontal.md)
+    weighting: str = "samples"  # "samples" | "validation": aggregation weights (docs/horizontal.md)
 
 
 @dataclass

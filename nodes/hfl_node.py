@@ -17,6 +17,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from chain.commitment import Binding, new_salt
+from nodes.communication import write_communication
 from nodes.config import JobConfig
 from nodes.datafiles import load_party_csv
 from nodes.errors import ConfigError, NodeError
@@ -245,6 +246,7 @@ class HflNode(PartyNode):
         self.chain.wait_status(view.session_id, "closed", timeout=cfg.transport.timeout)
         self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
         self.transport.close()
+        write_communication(self.rundir, role)  # communication.json: bytes, messages, seconds from the transcript
         self.job.update(status="complete", ended=now_iso())
         self._save()
         self.emit("complete", job_id=self.job["job_id"])  # job.json is final: a launcher need not wait for the exit

@@ -55,6 +55,7 @@ from chain.commitment import (
     parse_salt,
 )
 from chain.errors import ChainError
+from nodes.communication import write_communication
 from nodes.config import JobConfig
 from nodes.context import PartyContext
 from nodes.datafiles import load_party_csv, needs_labels
@@ -850,6 +851,7 @@ class PartyNode:
         self.chain.wait_status(self.session_id, "closed", timeout=self.cfg.transport.timeout)
         self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
         self.transport.close()
+        write_communication(rd, self.role)  # communication.json: bytes, messages, seconds from the transcript
         plots = sys.modules.get("nodes.plots")  # not loaded: no picture was asked for (the host draws none)
         if plots is not None:
             plots.wait()  # the pictures drew in the background (nodes.plots.later); done before "complete"

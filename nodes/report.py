@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nodes.communication import PHASE_HEAD, ROUND_HEAD, phase_rows
+from nodes.communication import round_rows as comm_round_rows
 from nodes.rundir import atomic_write
 
 CSS = """
@@ -103,6 +105,60 @@ def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         elif isinstance(v, int | float) and not isinstance(v, bool):
             rows.append((k, f"{v:.6g}"))
     return rows
+
+
+EVALUATION_NOTE = ("Confusion matrix at the threshold the predictions use (class 1 when the score is at least "
+                   "0.5; rows actual, columns predicted). Lift and gain: rows ranked by descending score, cut "
+                   "into ten deciles; gain is the share of all positives found up to the decile, lift the "
+                   "decile's response rate over the overall rate.")
+LIFT_HEAD = ["decile", "rows", "positives", "scores", "gain", "lift", "cumulative lift"]
+COMMUNICATION_NOTE = ("Recomputed from each party's transcript.jsonl (the messages whose digests are on chain): "
+                      "bytes of the encoded messages, without TLS and gRPC framing. A phase's seconds run from "
+                      "the previous phase's last message to its own last message.")
+
+
+def _num(v: Any, fmt: str = ".4f") -> str:
+    return "" if v is None else format(v, fmt) if isinstance(v, float) else str(v)
+
+
+def evaluation_splits(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The metrics.json splits (train, validate, predict) that carry a confusion matrix."""
+    return [(k, v) for k, v in metrics.items() if isinstance(v, dict) and isinstance(v.get("confusion_matrix"), dict)]
+
+
+def confusion_rows(split: dict[str, Any]) -> list[list[str]]:
+    c = split["confusion_matrix"]
+    return [["actual 0", str(c.get("tn")), str(c.get("fp"))], ["actual 1", str(c.get("fn")), str(c.get("tp"))]]
+
+
+def lift_rows(split: dict[str, Any]) -> list[list[str]]:
+    return [[str(r.get("decile")), str(r.get("rows")), str(r.get("positives")),
+             f"{_num(r.get('score_min'))}–{_num(r.get('score_max'))}", _num(r.get("gain")), _num(r.get("lift"), ".3f"),
+             _num(r.get("cumulative_lift"), ".3f")] for r in split.get("lift_gain") or [] if isinstance(r, dict)]
+
+
+def pr_svg(split: dict[str, Any], size: int = 220) -> str:
+    """The split's precision-recall curve (metrics.json `pr_curve`) as an inline SVG step line, axes 0..1."""
+    curve = split.get("pr_curve") or {}
+    rs, ps = curve.get("recall") or [], curve.get("precision") or []
+    pts: list[str] = []
+    for i, (r, q) in enumerate(zip(rs, ps, strict=False)):
+        if not isinstance(r, int | float) or not isinstance(q, int | float):
+            return ""
+        if i:  # a step: on (recall[i-1], recall[i]] the precision is precision[i] (as average precision counts it)
+            pts.append(f"{30 + rs[i - 1] * size:.1f},{10 + (1 - q) * size:.1f}")
+        pts.append(f"{30 + r * size:.1f},{10 + (1 - q) * size:.1f}")
+    if len(pts) < 2:
+        return ""
+    w, h = size + 40, size + 40
+    return (f"<svg width='{w}' height='{h}' role='img' "
+            f"aria-label='precision-recall curve'><rect x='30' y='10' width='{size}' height='{size}' fill='none' "
+            f"stroke='#999'/><polyline fill='none' stroke='#1f77b4' stroke-width='1.5' points='{' '.join(pts)}'/>"
+            f"<text x='{30 + size / 2}' y='{h - 8}' font-size='11' text-anchor='middle'>recall</text>"
+            f"<text x='12' y='{10 + size / 2}' font-size='11' text-anchor='middle' "
+            f"transform='rotate(-90 12 {10 + size / 2})'>precision</text>"
+            f"<text x='26' y='16' font-size='9' text-anchor='end'>1</text>"
+            f"<text x='26' y='{10 + size}' font-size='9' text-anchor='end'>0</text></svg>")
 
 
 def round_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -202,6 +258,23 @@ def render_html(result: dict[str, Any]) -> str:
     if metrics:
         parts.append("<h2>Metrics (guest, metrics.json)</h2>")
         parts.append(_table(["metric", "value"], [list(r) for r in _metric_rows(metrics)]))
+    splits = evaluation_splits(metrics)
+    if splits:
+        parts.append(f"<h2>Evaluation (guest, metrics.json)</h2><p class='muted'>{html.escape(EVALUATION_NOTE)}</p>")
+        for name, split in splits:
+            th = split["confusion_matrix"].get("threshold")
+            parts.append(f"<h3>{html.escape(name)}: average precision {html.escape(_num(split.get('average_precision')))}"
+                         f", confusion matrix at score &ge; {html.escape(str(th))}</h3>")
+            parts.append(_table(["", "predicted 0", "predicted 1"], confusion_rows(split)))
+            parts.append(_table(LIFT_HEAD, lift_rows(split)))
+            parts.append(pr_svg(split))
+    if result.get("communication"):
+        parts.append(f"<h2>Communication</h2><p class='muted'>{html.escape(COMMUNICATION_NOTE)}</p>")
+        for role, comm in result["communication"].items():
+            parts.append(f"<h3>{html.escape(role)}</h3>")
+            parts.append(_table(PHASE_HEAD, phase_rows(comm)))
+            parts.append("<details><summary>per round</summary>" + _table(ROUND_HEAD, comm_round_rows(comm))
+                         + "</details>")
     parts.append("<h2>Rounds</h2><p class='muted'>Every round each party commits to its own parameters "
                  "and to the digest of the round's messages; a round is attested when both digests agree.</p>")
     roles = sorted({k for r in round_rows(result) for k in r["tx"]})
@@ -272,6 +345,13 @@ def render_markdown(result: dict[str, Any]) -> str:
                                                   _link_rows(result))]
     if result.get("metrics"):
         out += ["## Metrics (guest)\n", _md_table(["metric", "value"], [list(r) for r in _metric_rows(result["metrics"])])]
+    for name, split in evaluation_splits(result.get("metrics") or {}):
+        out += [f"## Evaluation: {name}\n", f"{EVALUATION_NOTE} Average precision "
+                f"{_num(split.get('average_precision'))}.\n",
+                _md_table(["", "predicted 0", "predicted 1"], confusion_rows(split)), _md_table(LIFT_HEAD, lift_rows(split))]
+    for role, comm in (result.get("communication") or {}).items():
+        out += [f"## Communication: {role}\n", f"{COMMUNICATION_NOTE}\n", _md_table(PHASE_HEAD, phase_rows(comm)),
+                _md_table(ROUND_HEAD, comm_round_rows(comm))]
     rows = round_rows(result)
     roles = sorted({k for r in rows for k in r["tx"]})
     out += ["## Rounds\n", _md_table(

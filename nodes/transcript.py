@@ -1,7 +1,8 @@
 """The message transcript: what was sent and received, by hash, never by content.
 
 Each entry is one JSON line in `transcript.jsonl`:
-    {"round", "phase", "tag", "direction": "sent"|"received", "sender", "size", "sha256"}
+    {"round", "phase", "tag", "direction": "sent"|"received", "sender", "size", "sha256", "time"}
+(`time`: Unix seconds when it was sent or received, to the millisecond; not part of any digest).
 The per-round digest posted on chain is `chain.transcript.round_digest` (SHA-256
 over the round's entries in a canonical, direction-free form), so the guest, the
 host and an auditor compute the same digest from their own records.
@@ -12,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
 
 from chain.transcript import canonical_line, round_digest
 
@@ -32,6 +34,7 @@ class TranscriptEntry(TypedDict):
     sender: str
     size: int
     sha256: str
+    time: NotRequired[float]  # absent in transcripts written before it was recorded
 
 
 class Transcript:
@@ -54,6 +57,7 @@ class Transcript:
             "sender": sender,
             "size": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
+            "time": round(time.time(), 3),
         }
         with self._lock:
             self.entries.append(entry)

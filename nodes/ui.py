@@ -50,3 +50,15 @@ def progress(description: str, total: float | None):
     with bar:
         task = bar.add_task(description, total=total)
         yield lambda advance=1: bar.update(task, advance=advance)
+
+
+@contextmanager
+def silenced():
+    """Drop what the phases print (their tables) while inside: the Python API's jobs return it instead."""
+    global _console
+    before = _console
+    _console = Console(quiet=True)
+    try:
+        yield
+    finally:
+        _console = before

@@ -92,6 +92,15 @@ def test_untouched_run_passes_on_the_persisted_embedded_chain(runs, capsys) -> N
     assert {"checkpoint commitment", "transcript digest", "model commitment", "metrics hash",
             "config recomputed", "round attested", "participants", "same session"} <= names
     assert result["ok"] and all(c["ok"] for c in result["checks"])
+    # evaluation and communication cost: in the report, and each party's communication.json equals the audit's
+    assert "Evaluation (guest, metrics.json)" in page and "predicted 1" in page and "cumulative lift" in page
+    assert "<svg" in page and "precision-recall curve" in page
+    assert "<h2>Communication</h2>" in page and "## Communication: host" in md
+    comm = result["communication"]
+    assert comm["guest"]["totals"]["sent_bytes"] == comm["host"]["totals"]["received_bytes"] > 0
+    for role in ("guest", "host"):
+        doc = json.loads((runs["lr"] / role / "communication.json").read_text())
+        assert doc["totals"] == comm[role]["totals"] and doc["role"] == role
 
 
 def test_a_single_party_directory_is_audited_alone(runs) -> None:

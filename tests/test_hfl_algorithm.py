@@ -209,3 +209,89 @@ def test_a_sealed_key_share_opens_only_for_its_recipient_and_context(keys_1024) 
         keyshare.open_sealed(mine, sealed, b"job|client3|fp")
     with pytest.raises(PaillierError):
         keyshare.open_sealed(mine, sealed[:-1] + bytes([sealed[-1] ^ 1]), b"job|client2|fp")
+
+
+# -- per-client adaptive learning rate and validation-weighted aggregation ---------------------------
+
+
+def _sgd_reference(w0, X, y, opts, rng, kind):
+    """AdaGrad/Adam written out from their textbook formulas (DP off), the batches drawn as local.batches does."""
+    w, G, m, v, t = np.array(w0, float), np.zeros(len(w0)), np.zeros(len(w0)), np.zeros(len(w0)), 0
+    for _ in range(opts.local_epochs):
+        perm = rng.permutation(len(y))
+        for i in range(0, len(y), opts.batch_size):
+            idx = perm[i:i + opts.batch_size]
+            p = 1 / (1 + np.exp(-(X[idx] @ w)))
+            grads = (p - y[idx])[:, None] * X[idx]
+            norms = np.linalg.norm(grads, axis=1)
+            grads = grads * np.minimum(1.0, opts.clip / np.maximum(norms, 1e-300))[:, None]
+            g = grads.sum(axis=0) / len(idx) + opts.alpha * w
+            t += 1
+            if kind == "adagrad":
+                G += g ** 2
+                w = w - opts.learning_rate * g / (np.sqrt(G) + 1e-8)
+            else:
+                m = 0.9 * m + 0.1 * g
+                v = 0.999 * v + 0.001 * g ** 2
+                w = w - opts.learning_rate * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    return w
+
+
+@pytest.mark.parametrize("kind", ["adagrad", "adam"])
+def test_adaptive_local_steps_equal_the_textbook_formulas_and_keep_their_state_across_rounds(shards, kind) -> None:
+    from vfl.hfl.local import AdaptiveStep
+
+    X, y = with_intercept(shards[0][0], True), shards[0][1].astype(float)
+    opts = HflOptions(batch_size=32, local_epochs=2, learning_rate=0.05, alpha=0.01, clip=2.0, adaptive=kind)
+    step = AdaptiveStep(kind)
+    w1 = local_update(np.zeros(X.shape[1]), X, y, opts, np.random.default_rng(4), adaptive=step)
+    ref = _sgd_reference(np.zeros(X.shape[1]), X, y, dataclasses.replace(opts, local_epochs=2),
+                         np.random.default_rng(4), kind)
+    assert np.abs(w1 - ref).max() < 1e-9
+    assert step.t == 2 * math.ceil(len(y) / 32)
+    # the state carries over: a second round from the same start moves differently than a fresh client's would
+    w2 = local_update(np.zeros(X.shape[1]), X, y, opts, np.random.default_rng(4), adaptive=step)
+    assert np.abs(w2 - w1).max() > 1e-6
+    plain = local_update(np.zeros(X.shape[1]), X, y, dataclasses.replace(opts, adaptive="off"), np.random.default_rng(4))
+    assert np.abs(plain - w1).max() > 1e-4  # and it is not plain SGD
+
+
+def test_validation_weighted_round_is_the_mean_of_local_models_weighted_by_rows_times_smoothed_accuracy(shards):
+    from vfl.hfl.simulate import ClientState, initial_model
+
+    opts = HflOptions(rounds=1, batch_size=32, weighting="validation")
+    clients = [ClientState.make(X, y, opts, 9, i + 1) for i, (X, y) in enumerate(shards)]
+    w0 = initial_model(shards[0][0].shape[1], opts)
+    locals_, weights = [], []
+    for c in clients:
+        w = c.train(w0, opts)
+        correct = int(((1 / (1 + np.exp(-(c.X_val @ w))) >= 0.5) == (c.y_val == 1)).sum())
+        locals_.append(w)
+        weights.append(c.n * (correct + 1) / (len(c.y_val) + 2))
+    expected = sum(a * w for a, w in zip(weights, locals_, strict=True)) / sum(weights)
+    got = run_federation(shards, opts, seed=9).models[-1]
+    assert np.abs(got - expected).max() < 1e-12
+    by_samples = run_federation(shards, dataclasses.replace(opts, weighting="samples"), seed=9).models[-1]
+    assert np.abs(got - by_samples).max() > 1e-6  # the weights differ from the row counts
+
+
+@pytest.mark.parametrize(("adaptive", "weighting"), [("adam", "validation"), ("adagrad", "samples"),
+                                                     ("off", "validation")])
+def test_adaptive_and_validation_weighting_over_ciphertexts_equal_the_plaintext_simulation(
+        shards, keys_1024, adaptive, weighting) -> None:
+    opts = HflOptions(rounds=3, batch_size=32, learning_rate=0.05, adaptive=adaptive, weighting=weighting)
+    plain = run_federation(shards, opts, seed=11)
+    enc = run_federation(shards, opts, seed=11, keys=keys_1024[0])
+    assert max(np.abs(a - b).max() for a, b in zip(plain.models, enc.models, strict=True)) < 1e-6
+    assert np.abs(plain.models[-1]).max() > 0.1
+
+
+def test_defaults_keep_plain_sgd_and_sample_weights_and_bad_values_are_refused() -> None:
+    opts = HflOptions()
+    assert (opts.adaptive, opts.weighting) == ("off", "samples")
+    with pytest.raises(VflError, match="adaptive must be"):
+        HflOptions(adaptive="rmsprop").validate()
+    with pytest.raises(VflError, match="weighting must be"):
+        HflOptions(weighting="loss").validate()
+    with pytest.raises(VflError, match="needs held-out rows"):
+        HflOptions(weighting="validation", validation=0).validate()

@@ -177,3 +177,53 @@ def test_client1_refuses_to_seal_the_key_to_an_exchange_key_the_coordinator_subs
     assert job["status"] == "failed"
     sid = bytes.fromhex(job["session_id"][2:])
     assert _link(chain_env, "coordinator").session(sid)["status"] == "aborted"  # by whoever failed first
+
+
+def test_adam_and_validation_weights_train_to_the_plaintext_simulation_and_weights_stay_encrypted(
+        tmp_path, chain_env) -> None:
+    cfg, shards = _config(tmp_path, adaptive="adam", weighting="validation", learning_rate=0.05)
+    nodes: dict[str, HflNode] = {}
+    res, received = run_federation_nodes(tmp_path, chain_env, cfg, nodes)
+    assert all(isinstance(r, dict) and r["status"] == "complete" for r in res.values()), res
+    out = tmp_path / "out"
+    opts = HflOptions(rounds=2, batch_size=64, adaptive="adam", weighting="validation", learning_rate=0.05)
+    ref = run_federation(shards, opts, seed=5)
+    model = json.loads((out / "client3" / "model.json").read_text())
+    assert np.abs(np.array(model["weights"] + [model["intercept"]]) - ref.models[-1]).max() < 1e-6
+    plain_sgd = run_federation(shards, HflOptions(rounds=2, batch_size=64, learning_rate=0.05), seed=5)
+    assert np.abs(ref.models[-1] - plain_sgd.models[-1]).max() > 1e-3  # the options changed the training
+    metrics = json.loads((out / "coordinator" / "metrics.json").read_text())
+    assert (metrics["adaptive"], metrics["weighting"]) == ("adam", "validation")
+    key = nodes["client1"].ctx.private_key
+    weights = 0
+    for _, data in received:  # the coordinator gets each client's weight only as a ciphertext
+        addr, _, payload = decode_message(data, keyring(key.public_key))
+        if addr.tag == "update":
+            assert isinstance(payload["weight"], EncryptedArray) and payload["weight"].public_key == key.public_key
+            weights += 1
+    assert weights == 3 * 2
+    aggregates = json.loads((out / "coordinator" / "aggregates.json").read_text())["rounds"]
+    assert len(aggregates) == 2 and all(len(r["weight_total_sha256"]) == 64 for r in aggregates)
+
+
+def test_every_party_writes_its_communication_and_what_one_sent_the_other_received(tmp_path, chain_env) -> None:
+    from nodes.communication import summarize
+
+    cfg, _ = _config(tmp_path, rounds=1)
+    res, _ = run_federation_nodes(tmp_path, chain_env, cfg, {})
+    assert all(isinstance(r, dict) and r["status"] == "complete" for r in res.values()), res
+    out = tmp_path / "out"
+    comm = {role: json.loads((out / role / "communication.json").read_text()) for role in ["coordinator", *CLIENTS]}
+    assert json.loads((out / "coordinator" / "metrics.json").read_text())["communication"] == "communication.json"
+    for role, doc in comm.items():
+        entries = Transcript.load(out / role / "transcript.jsonl")
+        assert doc == {"role": role, **summarize(entries)}
+        assert doc["totals"]["sent_bytes"] == sum(e["size"] for e in entries if e["direction"] == "sent")
+        assert sum(p["sent_bytes"] for p in doc["phases"].values()) == doc["totals"]["sent_bytes"]
+        assert list(doc["phases"]) == ["handshake", "keys", "train", "close"]
+    for phase in ("handshake", "keys", "train", "close"):  # the star: the coordinator's traffic is the clients'
+        coord = comm["coordinator"]["phases"][phase]
+        assert coord["received_bytes"] == sum(comm[c]["phases"][phase]["sent_bytes"] for c in CLIENTS)
+        assert coord["sent_messages"] == sum(comm[c]["phases"][phase]["received_messages"] for c in CLIENTS)
+    assert {p: v["received_messages"] for p, v in comm["coordinator"]["peers"].items()} == {
+        c: comm[c]["totals"]["sent_messages"] for c in CLIENTS}

@@ -236,10 +236,54 @@ def test_metrics_json_plots_and_rounds_are_written(breast_run):
     m = json.loads((gdir / "metrics.json").read_text())
     for split in ("train", "validate"):
         assert set(m[split]) >= {"auc", "ks", "accuracy", "precision", "recall", "f1"}
-    for name in ("lr_loss.png", "lr_roc.png", "lr_ks.png"):
+    for name in ("lr_loss.png", "lr_roc.png", "lr_ks.png", "lr_pr.png", "lr_lift_gain.png", "lr_confusion.png"):
         assert (gdir / "plots" / name).stat().st_size > 1000
     for f in ("predictions.csv", "metrics.json"):
         assert not (hdir / f).exists()
+    assert m["communication"] == "communication.json"
+
+
+def test_metrics_json_adds_the_confusion_matrix_pr_curve_and_lift_gain_of_scikit_learn(breast_run):
+    from sklearn.metrics import average_precision_score, confusion_matrix
+
+    m = json.loads((breast_run["tmp"] / "guest" / "metrics.json").read_text())
+    rows = list(csv.DictReader((breast_run["tmp"] / "guest" / "predictions.csv").open()))
+    for split in ("train", "validate"):
+        y = np.array([int(r["label"]) for r in rows if r["type"] == split])
+        p = np.array([float(r["predict_score"]) for r in rows if r["type"] == split])
+        cm = m[split]["confusion_matrix"]
+        assert cm["threshold"] == 0.5 and cm["matrix"] == confusion_matrix(y, p >= 0.5).tolist()
+        assert cm["tp"] + cm["fn"] == m[split]["positives"]
+        assert m[split]["average_precision"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+        assert [r["decile"] for r in m[split]["lift_gain"]] == list(range(1, 11))
+        assert m[split]["lift_gain"][-1]["gain"] == pytest.approx(1.0)
+        assert m[split]["pr_curve"]["recall"][-1] == 1.0
+
+
+def test_communication_per_phase_and_round_adds_up_the_transcript_and_both_sides_agree(breast_run):
+    from nodes.communication import summarize
+    from nodes.transcript import Transcript
+
+    entries = {side: Transcript.load(breast_run["tmp"] / side / "transcript.jsonl") for side in ("guest", "host")}
+    comm = {side: summarize(e) for side, e in entries.items()}
+    for side, doc in comm.items():
+        for way in ("sent", "received"):
+            assert sum(ph[f"{way}_bytes"] for ph in doc["phases"].values()) == doc["totals"][f"{way}_bytes"] == \
+                sum(e["size"] for e in entries[side] if e["direction"] == way)
+            assert sum(r[f"{way}_bytes"] for r in doc["rounds"]) == doc["totals"][f"{way}_bytes"]
+        assert doc["totals"]["seconds"] is not None and doc["totals"]["seconds"] >= 0
+        assert sum(ph["seconds"] for ph in doc["phases"].values()) == pytest.approx(doc["totals"]["seconds"], abs=0.01)
+    g, h = comm["guest"], comm["host"]
+    assert g["totals"]["sent_bytes"] > 10_000 and h["totals"]["sent_bytes"] > 10_000
+    for phase_name in g["phases"]:
+        for a, b in ((g, h), (h, g)):
+            assert a["phases"][phase_name]["sent_bytes"] == b["phases"][phase_name]["received_bytes"]
+            assert a["phases"][phase_name]["sent_messages"] == b["phases"][phase_name]["received_messages"]
+    for gr, hr in zip(g["rounds"], h["rounds"], strict=True):
+        assert gr["round"] == hr["round"] and gr["sent_bytes"] == hr["received_bytes"]
+        assert gr["received_bytes"] == hr["sent_bytes"]
+    assert g["peers"] == {"host": {"received_bytes": g["totals"]["received_bytes"],
+                                   "received_messages": g["totals"]["received_messages"]}}
 
 
 def test_every_round_is_committed_by_both_parties_with_the_same_transcript_digest(breast_run):
@@ -311,7 +355,7 @@ def test_guest_never_receives_host_features_weights_or_partial_scores_during_tra
 def test_transcript_files_hold_hashes_and_sizes_not_content(breast_run):
     for side in ("guest", "host"):
         entries = [json.loads(x) for x in (breast_run["tmp"] / side / "transcript.jsonl").read_text().splitlines()]
-        assert entries and all(set(e) == {"round", "phase", "tag", "direction", "sender", "size", "sha256"}
+        assert entries and all(set(e) == {"round", "phase", "tag", "direction", "sender", "size", "sha256", "time"}
                                for e in entries)
 
 

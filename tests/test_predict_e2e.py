@@ -111,6 +111,9 @@ def test_lr_predict_scores_as_training_did_and_is_a_closed_session(tmp_path, cha
     metrics = json.loads((out / "guest" / "metrics.json").read_text())["predict"]
     assert set(metrics) >= {"auc", "ks", "accuracy", "precision", "recall", "f1"} and metrics["auc"] > 0.9
     assert (out / "guest" / "plots" / "lr_predict_roc.png").exists()
+    assert metrics["confusion_matrix"]["tp"] + metrics["confusion_matrix"]["fn"] == metrics["positives"]
+    assert (out / "guest" / "plots" / "lr_predict_lift_gain.png").exists()
+    assert all((out / role / "communication.json").exists() for role in ("guest", "host"))
     assert not (out / "host" / "predictions.csv").exists() and not (out / "host" / "metrics.json").exists()
 
     for role in ("guest", "host"):

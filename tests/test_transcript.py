@@ -31,7 +31,7 @@ def test_transcript_records_sizes_and_hashes_not_content(tmp_path):
     g, h = memory_pair(gt, Transcript())
     g.send(Address("j", "p", 1, "secret"), {"labels": "1,0,1,1"})
     line = json.loads((tmp_path / "g.jsonl").read_text())
-    assert set(line) == {"round", "phase", "tag", "direction", "sender", "size", "sha256"}
+    assert set(line) == {"round", "phase", "tag", "direction", "sender", "size", "sha256", "time"}
     assert "1,0,1,1" not in (tmp_path / "g.jsonl").read_text()
 
 

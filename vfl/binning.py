@@ -368,25 +368,26 @@ def guest_decrypt_event_counts(private_key: PrivateKey, packed: PackedCounts, ma
 
 
 def guest_woe_iv_from_counts(event_counts: np.ndarray, bin_sizes: np.ndarray,
-                             n_bins: np.ndarray, n_rows: int) -> list[WoeTable]:
+                             n_bins: np.ndarray, n_rows: int, host: str = "host") -> list[WoeTable]:
     """Step 3b (guest): WoE/IV of every host feature from its event counts and bin sizes.
 
     Checks that the host's numbers are consistent (each feature's bins hold all rows, no
-    bin has more events than rows) before using them.
+    bin has more events than rows) before using them. `host` names the host in errors
+    (e.g. "host2" with several hosts; each host's counts are checked on their own).
     """
     ev = np.asarray(event_counts, dtype=np.int64)
     sizes = np.asarray(bin_sizes, dtype=np.int64)
     nb = np.asarray(n_bins, dtype=np.int64)
     if ev.shape != sizes.shape or ev.ndim != 2 or nb.shape != (ev.shape[0],):
-        raise DataError(f"host bin counts of shapes {ev.shape}, {sizes.shape}, {nb.shape} do not agree")
+        raise DataError(f"{host} bin counts of shapes {ev.shape}, {sizes.shape}, {nb.shape} do not agree")
     tables = []
     for j in range(ev.shape[0]):
         m = int(nb[j])
         if not 1 <= m <= ev.shape[1] or np.any(sizes[j, m:] != 0):
-            raise DataError(f"host feature {j}: bin count {m} does not match its bin sizes")
+            raise DataError(f"{host} feature {j}: bin count {m} does not match its bin sizes")
         e, s = ev[j, :m], sizes[j, :m]
         if int(s.sum()) != n_rows or np.any(e < 0) or np.any(e > s):
-            raise DataError(f"host feature {j}: bin sizes and event counts are inconsistent with {n_rows} rows")
+            raise DataError(f"{host} feature {j}: bin sizes and event counts are inconsistent with {n_rows} rows")
         tables.append(woe_iv(e, s - e))
     return tables
 

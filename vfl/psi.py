@@ -15,6 +15,14 @@ Steps, named as in the protocol:
     psi_align      the intersection's rows in the order both parties use
     psi_check      a digest of the aligned doubly blinded values, to compare
 
+With N hosts (docs/protocols/psi.md, "N hosts") the guest runs the two-party steps
+with each host, then:
+    psi_intersect_hosts  the guest's rows that every host also holds
+    psi_keep_elements    per host, the pair's doubly blinded values of those rows (a sorted set)
+    psi_keep_rows        the host's rows among them (only rows it already matched)
+and every pair aligns (`psi_align`) and checks (`psi_check`) the final rows.
+`intersect_in_process` runs all of it in one process (tests, the Python API).
+
 Cofactor: `hash_to_curve` multiplies by the cofactor 8 (`clear_cofactor`). The
 fast path `psi_hash_ids` stops before that step; X25519 clamps every scalar to a
 multiple of 8, so its first multiplication clears the cofactor anyway and the
@@ -27,6 +35,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 import gmpy2
@@ -261,6 +270,106 @@ def psi_check(aligned_double: Iterable[bytes]) -> str:
     for e in aligned_double:
         h.update(e)
     return h.hexdigest()
+
+
+# -- N hosts -------------------------------------------------------------------
+
+def psi_intersect_hosts(matches: Sequence[np.ndarray | Sequence[int]]) -> np.ndarray:
+    """Guest: own rows (ascending) that every host holds, from the `psi_match` rows of each pair."""
+    if not matches:
+        raise PsiError("an intersection over hosts needs at least one host")
+    common = set(int(r) for r in matches[0])
+    for rows in matches[1:]:
+        common &= set(int(r) for r in rows)
+    return np.asarray(sorted(common), dtype=np.int64)
+
+
+def psi_keep_elements(own_double: Sequence[bytes], rows: Sequence[int] | np.ndarray) -> list[bytes]:
+    """Guest -> one host: that pair's doubly blinded values of the rows every party holds, sorted.
+
+    The host already holds each of these values (the pair's intersection), so it learns which
+    of its matched rows remain, nothing else; sorted, they carry no row order of the guest.
+    """
+    return sorted(own_double[int(r)] for r in rows)
+
+
+def psi_keep_rows(own_double: Sequence[bytes], matched: Sequence[int] | np.ndarray,
+                  keep: Sequence[bytes]) -> np.ndarray:
+    """Host: its rows (ascending) whose doubly blinded value the guest kept.
+
+    Refuses a kept value that is not one of the host's matched rows (the guest may only
+    shrink the pair's intersection) or that appears twice.
+    """
+    pos = {own_double[int(r)]: int(r) for r in matched}
+    rows: list[int] = []
+    for i, e in enumerate(keep):
+        if e not in pos:
+            raise PsiError(f"kept element {i} is not in this pair's intersection")
+        rows.append(pos[e])
+    if len(set(rows)) != len(rows):
+        raise PsiError("the same kept element appears twice")
+    return np.asarray(sorted(rows), dtype=np.int64)
+
+
+@dataclass
+class PartyIntersection:
+    """One party's result: its aligned rows and the sizes it learned."""
+
+    rows: np.ndarray  # own row positions of the intersection, in the common (ID) order
+    own_size: int
+    peer_sizes: dict[str, int]  # the set size of each peer it ran a pair with
+    pair_sizes: dict[str, int]  # the size of each pair's intersection it learned
+    digests: dict[str, str]  # psi_check of each pair over the aligned rows
+
+    @property
+    def intersection_size(self) -> int:
+        return int(len(self.rows))
+
+
+def intersect_in_process(guest_ids: Sequence[str | int],
+                         host_ids: Sequence[Sequence[str | int]]) -> tuple[PartyIntersection, list[PartyIntersection]]:
+    """The N-host intersection run in one process, every step as in the protocol (fresh scalars).
+
+    Returns the guest's result and each host's (hosts named host1..hostN). With one host
+    it is the two-party protocol. An empty intersection is an error, as in a job.
+    """
+    names = [f"host{k}" for k in range(1, len(host_ids) + 1)]
+    g_key = BlindingKey()
+    g_points = psi_hash_ids(list(guest_ids))
+    g_blinded = psi_blind(g_key, g_points)
+    g_double: dict[str, list[bytes]] = {}
+    h_double: list[list[bytes]] = []
+    h_matched: list[np.ndarray] = []
+    g_matched: list[np.ndarray] = []
+    for ids in host_ids:
+        h_key = BlindingKey()
+        h_blinded = psi_blind(h_key, psi_hash_ids(list(ids)))
+        # each side re-blinds the other's list (the shuffles of the phase do not change the sets)
+        g_own_double = psi_reblind(h_key, g_blinded)
+        h_own_double = psi_reblind(g_key, h_blinded)
+        g_matched.append(psi_match(g_own_double, h_own_double))
+        h_matched.append(psi_match(h_own_double, g_own_double))
+        g_double[names[len(h_double)]] = g_own_double
+        h_double.append(h_own_double)
+    common = psi_intersect_hosts(g_matched)
+    if len(common) == 0:
+        raise PsiError(f"empty intersection: the guest ({len(guest_ids)} IDs) and {len(host_ids)} hosts "
+                       "share no ID; nothing to train on")
+    g_rows = psi_align(list(guest_ids), common)
+    guest = PartyIntersection(g_rows, len(guest_ids), {n: len(ids) for n, ids in zip(names, host_ids, strict=True)},
+                              {n: len(m) for n, m in zip(names, g_matched, strict=True)},
+                              {n: psi_check(g_double[n][r] for r in g_rows) for n in names})
+    hosts = []
+    for k, ids in enumerate(host_ids):
+        rows = (h_matched[k] if len(host_ids) == 1
+                else psi_keep_rows(h_double[k], h_matched[k], psi_keep_elements(g_double[names[k]], common)))
+        aligned = psi_align(list(ids), rows)
+        digest = psi_check(h_double[k][r] for r in aligned)
+        if digest != guest.digests[names[k]]:
+            raise PsiError(f"intersection check failed: the guest and {names[k]} did not align the same rows")
+        hosts.append(PartyIntersection(aligned, len(ids), {"guest": len(guest_ids)},
+                                       {"guest": int(len(h_matched[k]))}, {"guest": digest}))
+    return guest, hosts
 
 
 # -- element arrays on the wire ----------------------------------------------

@@ -3,6 +3,10 @@
 The guest decides (it alone knows every feature's IV, the host's included); each party then
 keeps its own columns among the selected ones. Features with a single bin (a constant column,
 or one value filling every quantile) carry no information (IV 0) and are always dropped.
+
+With several hosts the guest knows host k's columns as "host<k>.<column>" (`public_name`);
+`selection_for_hosts` splits one decision into what each host is told, and
+`hosts_without_features` names the hosts the decision would leave with no column.
 """
 
 from __future__ import annotations
@@ -110,4 +114,39 @@ def own_columns(selected: Sequence[str], public_names: Mapping[str, str]) -> lis
     return [own for own, public in public_names.items() if public in chosen]
 
 
-__all__ = ["Decision", "Selection", "SelectionRule", "own_columns", "select_by_iv"]
+def public_name(party: str, column: str, position: int, anonymous: bool) -> str:
+    """The name the guest knows a host column by: "<party>.<column>", or "<party>.f<position>" when anonymous.
+
+    `party` is "host" in a two-party job (today's "host.x3") and "host1".."hostN" with N hosts.
+    """
+    return f"{party}.f{position}" if anonymous else f"{party}.{column}"
+
+
+def public_names(party: str, features: Sequence[str], anonymous: bool) -> dict[str, str]:
+    """Own column -> its public name, for every column of one host."""
+    return {f: public_name(party, f, j, anonymous) for j, f in enumerate(features)}
+
+
+def selection_for_hosts(selection: Selection, host_features: Mapping[str, Sequence[str]]
+                        ) -> dict[str, tuple[list[str], list[str]]]:
+    """Per host, (kept, dropped) public names of its own columns, in the decision's order.
+
+    Each host is told only about its own columns, never another host's names or IVs.
+    """
+    kept, dropped = set(selection.kept), set(selection.dropped)
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for host, names in host_features.items():
+        mine = set(names)
+        out[host] = ([d.feature for d in selection.decisions if d.feature in mine and d.feature in kept],
+                     [d.feature for d in selection.decisions if d.feature in mine and d.feature in dropped])
+    return out
+
+
+def hosts_without_features(selection: Selection, host_features: Mapping[str, Sequence[str]]) -> list[str]:
+    """The hosts none of whose columns the decision keeps (a vertical model needs each to keep one)."""
+    kept = set(selection.kept)
+    return [host for host, names in host_features.items() if not kept.intersection(names)]
+
+
+__all__ = ["Decision", "Selection", "SelectionRule", "hosts_without_features", "own_columns", "public_name",
+           "public_names", "select_by_iv", "selection_for_hosts"]

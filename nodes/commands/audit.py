@@ -130,6 +130,7 @@ def build_result(history: SessionHistory, checks: list[Check], source: str, scop
                  files: list[PartyFiles], links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The audit as one JSON-ready dict (what the report renders and audit.json holds)."""
     from nodes.cli import package_version
+    from nodes.communication import summarize
 
     s = summary(history)
     parties: dict[str, Any] = {}
@@ -151,6 +152,7 @@ def build_result(history: SessionHistory, checks: list[Check], source: str, scop
             "timeline": timeline(history), "parties": parties, "metrics": metrics, "links": links or [],
             "checks": [c.to_dict() for c in checks], "ok": not failures(checks),
             "resumes": resume_rows(files, history),
+            "communication": {f.role: summarize(f.transcript) for f in files},
             "interrupted": any(is_interrupted(f, history) for f in files)}
 
 

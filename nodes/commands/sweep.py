@@ -34,7 +34,8 @@ from nodes.errors import ConfigError
 from nodes.ui import console
 
 GRID_KEYS = {"rounds": int, "learning_rate": float, "batch_size": int, "local_epochs": int, "epsilon": float,
-             "aggregation": str, "mu": float, "clip": float, "dp": str, "delta": float, "alpha": float}
+             "aggregation": str, "mu": float, "clip": float, "dp": str, "delta": float, "alpha": float,
+             "adaptive": str, "weighting": str}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

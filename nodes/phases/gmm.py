@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from nodes.communication import COMMUNICATION_FILE
 from nodes.config import JobConfig
 from nodes.context import PartyContext
 from nodes.errors import NodeError
@@ -790,6 +791,7 @@ def metrics_json(result: GuestGmmResult, data: PartyData) -> dict[str, Any]:
         "n_init": result.options.n_init, "best_init": result.best_init, "init": result.options.init,
         "bic": result.bic, "bic_by_k": {str(k): v for k, v in sorted(result.bic_by_k.items())},
         "weights": result.model.weights.tolist(), "cluster_sizes": sizes.tolist(),
+        "communication": COMMUNICATION_FILE,  # bytes, messages and seconds per phase/round (nodes.communication)
     }
     if data.y is not None:
         values, tab = contingency(data.y, result.labels, result.k)

@@ -12,10 +12,11 @@ A star: every message goes between the coordinator and one client.
                                               each client's X25519 key, signed by client1's chain account)
                         coord -> client k>=2  key_share (public key, its sealed share, signature)
                         client -> coord       key_ok (fingerprint of the key it now holds)
-    round 2+t train     client -> coord       update (Enc(n_i w_i), n_i, counts of the current global
-                                              model on its held-out rows)
-                        coord -> each client  aggregate (sum of the ciphertexts, sum n_i)
-                                              each client decrypts: w = sum(n_i w_i) / sum(n_i)
+    round 2+t train     client -> coord       update (Enc(a_i w_i), n_i, counts of the current global
+                                              model on its held-out rows; with validation weighting
+                                              also Enc(a_i)); a_i = n_i or n_i x its held-out score
+                        coord -> each client  aggregate (sum of the ciphertexts, sum n_i [, sum Enc(a_i)])
+                                              each client decrypts: w = sum(a_i w_i) / sum(a_i)
     last     close      client -> coord       done (model agreement HMAC, final held-out counts)
                         coord -> each client  done (metrics hash)
 
@@ -52,6 +53,7 @@ from chain.commitment import (
 )
 from chain.errors import ChainError
 from chain.transcript import MANIFEST_TAG, manifest_digest, manifest_lines
+from nodes.communication import COMMUNICATION_FILE
 from nodes.config import JobConfig
 from nodes.context import checkpoint_round, record_round
 from nodes.errors import NodeError
@@ -63,7 +65,13 @@ from nodes.transport.star import StarTransport
 from vfl.data import PartyData
 from vfl.errors import VflError
 from vfl.hfl import keyshare
-from vfl.hfl.aggregate import decrypt_aggregate, encrypt_update, sum_ciphertexts
+from vfl.hfl.aggregate import (
+    decrypt_aggregate,
+    decrypt_weighted,
+    encrypt_update,
+    encrypt_weight,
+    sum_ciphertexts,
+)
 from vfl.hfl.local import evaluate
 from vfl.hfl.options import HflOptions
 from vfl.hfl.randomness import SEEDED_LABEL
@@ -408,7 +416,7 @@ def train_coordinator(ctx: HflContext) -> list[dict[str, Any]]:
     aggregates: list[dict[str, Any]] = []
     for t in range(1, opts.rounds + 1):
         rnd = ctx.next_round()
-        updates, counts, evals = [], [], {}
+        updates, counts, evals, weights = [], [], {}, []
         for client in star.clients:
             m = ctx.recv(TRAIN, "update", rnd, frm=client, timeout=ctx.cfg.transport.timeout + 3600)
             enc, n = m.get("update"), m.get("n")
@@ -418,17 +426,27 @@ def train_coordinator(ctx: HflContext) -> list[dict[str, Any]]:
                 width = enc.size
             if enc.size != width or not isinstance(n, int) or n < 1:
                 raise NodeError(f"{client}'s update has {enc.size} values and n={n!r}")
+            if opts.weighting == "validation":
+                a = m.get("weight")
+                if not isinstance(a, EncryptedArray) or a.public_key != pk or a.shape != (1,):
+                    raise NodeError(f"{client}'s update has no encrypted aggregation weight under the clients' key")
+                weights.append(a)
             updates.append(enc)
             counts.append(n)
             evals[client] = m.get("eval") or {}
         agg = sum_ciphertexts(updates)
         n_total = int(sum(counts))
+        reply: dict[str, Any] = {"aggregate": agg, "n_total": n_total}
+        if weights:
+            reply["weight_total"] = sum_ciphertexts(weights)  # the coordinator never sees a weight
         for client in star.clients:
-            ctx.send(TRAIN, "aggregate", {"aggregate": agg, "n_total": n_total}, rnd, to=client)
+            ctx.send(TRAIN, "aggregate", reply, rnd, to=client)
         history.append(_pooled(t - 1, evals))
         digest = hashlib.sha256(agg.to_bytes()).hexdigest()
         aggregates.append({"round": rnd, "global_round": t, "n": dict(zip(star.clients, counts, strict=True)),
                            "n_total": n_total, "aggregate_sha256": digest})
+        if "weight_total" in reply:  # validation weights: the sum of the encrypted weights is committed too
+            aggregates[-1]["weight_total_sha256"] = hashlib.sha256(reply["weight_total"].to_bytes()).hexdigest()
         ctx.end_round(rnd, TRAIN, {"aggregate_sha256": digest, "n_total": n_total},
                       loss=history[-1]["loss"])
         ctx.event("phase_step", phase="hfl", step=f"round {t}/{opts.rounds}",
@@ -462,14 +480,22 @@ def train_client(ctx: HflContext) -> tuple[ClientState, np.ndarray]:
         rnd = ctx.next_round()
         before = evaluate(w, state.X_val, state.y_val)
         local = state.train(w, opts)
-        ctx.send(TRAIN, "update", {"update": encrypt_update(pk, local, state.n, precision), "n": state.n,
-                                   "eval": before}, rnd)
+        a = state.weight(local, opts)  # n_i, or n_i x its local model's held-out score (never sent in the clear)
+        update: dict[str, Any] = {"update": encrypt_update(pk, local, a, precision), "n": state.n, "eval": before}
+        if opts.weighting == "validation":
+            update["weight"] = encrypt_weight(pk, a, precision)
+        ctx.send(TRAIN, "update", update, rnd)
         m = ctx.recv(TRAIN, "aggregate", rnd, timeout=ctx.cfg.transport.timeout + 3600)
-        agg, n_total = m.get("aggregate"), m.get("n_total")
+        agg, n_total, a_total = m.get("aggregate"), m.get("n_total"), m.get("weight_total")
         if not isinstance(agg, EncryptedArray) or agg.public_key != pk or agg.shape != local.shape \
                 or not isinstance(n_total, int) or n_total < state.n:
             raise NodeError("the coordinator's aggregate is malformed")
-        w = decrypt_aggregate(sk, agg, n_total)
+        if opts.weighting == "validation":
+            if not isinstance(a_total, EncryptedArray) or a_total.public_key != pk or a_total.shape != (1,):
+                raise NodeError("the coordinator's aggregate has no encrypted sum of the weights")
+            w = decrypt_weighted(sk, agg, a_total)
+        else:
+            w = decrypt_aggregate(sk, agg, n_total)
         record = state.accountant.record(rnd) | {"global_round": t}
         ctx.rundir.append_jsonl("privacy.jsonl", record)
         ctx.end_round(rnd, TRAIN, {"global_model": w, "n": state.n,
@@ -496,12 +522,13 @@ def close_coordinator(ctx: HflContext, history: list[dict[str, Any]]) -> tuple[b
     opts = ctx.opts
     metrics = {
         "algorithm": "hfl-lr", "clients": len(star.clients), "rounds": opts.rounds,
-        "aggregation": opts.aggregation, "dp": opts.dp,
+        "aggregation": opts.aggregation, "dp": opts.dp, "adaptive": opts.adaptive, "weighting": opts.weighting,
         "epsilon": opts.epsilon if opts.dp != "off" else None,
         "delta": opts.delta if opts.dp == "gaussian" else None,
         "validation": {"accuracy": final["accuracy"], "log_loss": final["loss"], "n": final["n"]},
         "per_client": {c: {"n": e.get("n"), "accuracy": (e.get("correct", 0) / e["n"]) if e.get("n") else None}
                        for c, e in evals.items()},
+        "communication": COMMUNICATION_FILE,  # every party's own, written at the job's end (nodes.communication)
     }
     ctx.rundir.write_json("metrics.json", metrics)
     write_history(ctx.rundir, history)

@@ -47,6 +47,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from nodes.communication import COMMUNICATION_FILE
 from nodes.config import JobConfig
 from nodes.context import PartyContext
 from nodes.errors import ConfigError
@@ -104,7 +105,7 @@ from vfl.lr.schedule import (
 )
 from vfl.lr.setup import PreparedParty, prepare_party
 from vfl.lr.taylor import signed_labels
-from vfl.metrics import BinaryMetrics, binary_metrics
+from vfl.metrics import binary_metrics, evaluation
 from vfl.paillier import EncryptedArray, PackedEncryptedArray, PublicKey
 
 PHASE = "lr"
@@ -629,14 +630,15 @@ def predict_guest(ctx: PartyContext, model: LrPartModel, preprocess: Preprocessi
     ctx.rundir.write_text("predictions.csv", text)
     rows: list[list[Any]] = [["rows scored", data.n_rows], ["predicted 1", int(np.sum(proba >= 0.5))]]
     if labels is not None and len(np.unique(labels)) == 2:
-        from nodes.plots.lr import plot_ks, plot_roc
+        from nodes.plots.lr import plot_evaluation, plot_ks, plot_roc
 
-        metrics = _jsonable_metrics(binary_metrics(labels, proba))
+        metrics = split_metrics(labels, proba)
         pm = ctx.state.get("predict_model")
         ctx.rundir.write_json("metrics.json", {"algorithm": "lr", "predict": metrics,
                                                "training_job": getattr(pm, "training_job", None)})
         plot_roc(ctx.rundir.plot_path("lr_predict_roc.png"), {"predict": (labels, proba)})
         plot_ks(ctx.rundir.plot_path("lr_predict_ks.png"), {"predict": (labels, proba)})
+        plot_evaluation(ctx.rundir, "lr_predict_", {"predict": (labels, proba)})
         rows += [[k, metrics[k]] for k in ("auc", "ks", "accuracy", "precision", "recall", "f1")]
     elif labels is not None:
         rows.append(["metrics", "not computed: the labels have one class"])
@@ -745,14 +747,25 @@ def _restore_monitor(m: TrainingMonitor, state: dict[str, Any]) -> None:
     m.best_epoch, m.bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
 
 
-def _jsonable_metrics(m: BinaryMetrics) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}
+def _jsonable(x: Any) -> Any:
+    """A metrics value with every non-finite float as null (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def split_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """One split's metrics.json entry: AUC, KS, accuracy.. (`binary_metrics`), then average precision,
+    the confusion matrix at 0.5, decile lift/gain and the precision-recall curve (`vfl.metrics.evaluation`)."""
+    return _jsonable({**binary_metrics(y, proba), **evaluation(y, proba)})
 
 
 def _evaluate(y: np.ndarray, proba: np.ndarray, train: np.ndarray, val: np.ndarray) -> dict[str, Any]:
-    out: dict[str, Any] = {"train": _jsonable_metrics(binary_metrics(y[train], proba[train]))}
+    out: dict[str, Any] = {"train": split_metrics(y[train], proba[train])}
     if len(val):
-        out["validate"] = _jsonable_metrics(binary_metrics(y[val], proba[val]))
+        out["validate"] = split_metrics(y[val], proba[val])
     return out
 
 
@@ -785,6 +798,8 @@ def _write_guest_outputs(ctx: PartyContext, data: PartyData, y: np.ndarray, prob
                 list(monitor.validation_losses))
     plots.later("lr", "plot_roc", ctx.rundir.plot_path("lr_roc.png"), splits)
     plots.later("lr", "plot_ks", ctx.rundir.plot_path("lr_ks.png"), splits)
+    plots.later("lr", "plot_evaluation", ctx.rundir, "lr_", splits)
+    metrics_doc.setdefault("communication", COMMUNICATION_FILE)  # written at the job's end (nodes.communication)
     ctx.rundir.write_json("metrics.json", metrics_doc)
     ctx.rundir.write_json("model.json", model_doc)
     rows = []

@@ -5,8 +5,8 @@ party's block density), diagonal or full within a party. The steps, by the
 names the protocol phase (nodes.phases.gmm) uses:
 
 - E-step: `GaussianBlock.log_density` at each party, `host_relative_log_densities`
-  at the host (no row's level leaves it), `guest_combine_log_densities` at the guest
-  (responsibilities stay with it);
+  at each host (no row's level leaves it), `guest_combine_log_densities` at the guest
+  (responsibilities stay with it; `guest_combine_host_log_densities` with N hosts);
 - M-step: `guest_encrypt_responsibilities`, `host_encrypted_statistics`,
   `host_mask_statistics`, `guest_decrypt_masked_statistics`,
   `host_unmask_statistics`, then `block_parameters` at each party;
@@ -21,6 +21,7 @@ from vfl.gmm.checks import check_block, check_rows_for_k
 from vfl.gmm.estep import (
     GRID_BITS,
     EStep,
+    guest_combine_host_log_densities,
     guest_combine_log_densities,
     host_relative_distances,
     host_relative_log_densities,
@@ -72,7 +73,7 @@ __all__ = [
     "adjusted_rand_index", "best_permutation_accuracy", "bic", "block_parameter_count",
     "block_parameters", "block_squared_distances", "centralized_block_em", "centralized_kmeans",
     "check_block", "check_masked_statistics", "check_rows_for_k", "cluster_counts", "component_sizes", "contingency", "features_fit",
-    "guest_assign_clusters", "guest_combine_log_densities", "guest_decrypt_masked_statistics",
+    "guest_assign_clusters", "guest_combine_host_log_densities", "guest_combine_log_densities", "guest_decrypt_masked_statistics",
     "guest_encrypt_responsibilities", "guest_random_from_data_responsibilities",
     "guest_random_responsibilities", "guest_random_rows", "host_encrypted_statistics",
     "host_mask_statistics", "host_relative_distances", "host_relative_log_densities",

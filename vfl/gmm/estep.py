@@ -11,6 +11,10 @@ component of each row (`host_relative_log_densities`): a per-row shift leaves th
 responsibilities unchanged (softmax over k), and the guest learns no row's level
 log p_h(x_i | k), only log p_h(x_i | k) - log p_h(x_i | k'). The host adds the sum
 of the removed levels (one number) so that the log-likelihood stays exact.
+
+With several hosts each host sends its own (relative log-densities, level total) and
+the guest adds them all (`guest_combine_host_log_densities`): a host's message is the
+same as in a two-party job, and it never sees another host's.
 """
 
 from __future__ import annotations
@@ -116,3 +120,20 @@ def guest_combine_log_densities(block_log_densities: Sequence[np.ndarray], weigh
     with np.errstate(under="ignore"):
         log_resp = weighted - log_prob_norm[:, None]
     return EStep(log_prob_norm, log_resp, float(host_level_total))
+
+
+def guest_combine_host_log_densities(own_log_density: np.ndarray,
+                                     host_messages: Sequence[tuple[np.ndarray, float]],
+                                     weights: np.ndarray) -> EStep:
+    """The guest's E-step over N host blocks: its own (N, K) log-densities plus every host's
+    `host_relative_log_densities` message (relative values, level total), in host order.
+
+    With one host it is exactly `guest_combine_log_densities([own, relative], weights, level_total)`.
+    """
+    if not host_messages:
+        raise TrainingError("an E-step over hosts needs at least one host's log-densities")
+    blocks = [own_log_density] + [np.asarray(rel, dtype=np.float64) for rel, _ in host_messages]
+    level_total = 0.0
+    for _, level in host_messages:
+        level_total += float(level)
+    return guest_combine_log_densities(blocks, weights, level_total)

@@ -9,6 +9,8 @@ from vfl.errors import VflError
 
 MECHANISMS = ("off", "laplace", "gaussian")
 ALGORITHMS = ("fedavg", "fedprox")
+ADAPTIVE = ("off", "adagrad", "adam")  # each client's own step sizes (vfl.hfl.local.AdaptiveStep)
+WEIGHTINGS = ("samples", "validation")  # the aggregation's weights (vfl.hfl.aggregate.aggregation_weight)
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class HflOptions:
     delta: float = 1e-5  # the delta at which the accountant reports epsilon (both mechanisms)
     fit_intercept: bool = True
     validation: float = 0.2  # fraction of each client's rows held out for evaluation
+    adaptive: str = "off"  # "off" (plain SGD steps) | "adagrad" | "adam": per-client adaptive learning rate
+    weighting: str = "samples"  # "samples": n_i | "validation": n_i x the local model's held-out accuracy
 
     def validate(self) -> None:
         """Raise VflError naming the first bad option."""
@@ -52,6 +56,12 @@ class HflOptions:
                 raise VflError(f"[hfl] delta must be in (0, 1) with differential privacy, got {self.delta}")
         if not 0 <= self.validation < 1:
             raise VflError(f"[hfl] validation must be in [0, 1), got {self.validation}")
+        if self.adaptive not in ADAPTIVE:
+            raise VflError(f"[hfl] adaptive must be \"off\", \"adagrad\" or \"adam\", got {self.adaptive!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise VflError(f"[hfl] weighting must be \"samples\" or \"validation\", got {self.weighting!r}")
+        if self.weighting == "validation" and self.validation == 0:
+            raise VflError("[hfl] weighting = \"validation\" needs held-out rows: set validation > 0")
 
     @property
     def noisy_passes(self) -> int:

@@ -20,9 +20,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vfl.hfl.aggregate import decrypt_aggregate, encrypt_update, fedavg, sum_ciphertexts
+from vfl.hfl.aggregate import (
+    aggregation_weight,
+    decrypt_aggregate,
+    decrypt_weighted,
+    encrypt_update,
+    encrypt_weight,
+    fedavg,
+    sum_ciphertexts,
+)
 from vfl.hfl.dp import DpAccountant
-from vfl.hfl.local import evaluate, local_update, with_intercept
+from vfl.hfl.local import AdaptiveStep, evaluate, local_update, validation_score, with_intercept
 from vfl.hfl.options import HflOptions
 from vfl.hfl.randomness import DpRandom, secret_stream, seeded_stream
 from vfl.paillier import PrivateKey, PublicKey
@@ -54,6 +62,7 @@ class ClientState:
     rng: np.random.Generator  # batches without DP (from the seed)
     dp_random: DpRandom  # Poisson samples and noise with DP (secret unless reproducible)
     accountant: DpAccountant
+    adaptive: AdaptiveStep = field(default_factory=AdaptiveStep)  # its own AdaGrad/Adam state, over all rounds
 
     @classmethod
     def make(cls, X: np.ndarray, y: np.ndarray, opts: HflOptions, seed: int, index: int,
@@ -65,7 +74,8 @@ class ClientState:
         Xi = with_intercept(np.asarray(X, dtype=np.float64), opts.fit_intercept)
         yf = np.asarray(y, dtype=np.float64)
         dp_random = seeded_stream(seed, index) if reproducible else secret_stream()
-        return cls(Xi[tr], yf[tr], Xi[va], yf[va], train_rng, dp_random, DpAccountant(opts, len(tr)))
+        return cls(Xi[tr], yf[tr], Xi[va], yf[va], train_rng, dp_random, DpAccountant(opts, len(tr)),
+                   AdaptiveStep(opts.adaptive))
 
     @property
     def private(self) -> bool:
@@ -77,9 +87,14 @@ class ClientState:
         return len(self.y)
 
     def train(self, w_global: np.ndarray, opts: HflOptions) -> np.ndarray:
-        w = local_update(w_global, self.X, self.y, opts, self.rng, self.dp_random)
+        w = local_update(w_global, self.X, self.y, opts, self.rng, self.dp_random, self.adaptive)
         self.accountant.spend(opts.local_epochs)
         return w
+
+    def weight(self, w_local: np.ndarray, opts: HflOptions) -> float:
+        """Its aggregation weight a_i for this round's local model (`[hfl] weighting`)."""
+        score = validation_score(w_local, self.X_val, self.y_val) if opts.weighting == "validation" else 1.0
+        return aggregation_weight(self.n, score, opts.weighting)
 
 
 @dataclass
@@ -118,13 +133,16 @@ def run_federation(shards: Sequence[tuple[np.ndarray, np.ndarray]], opts: HflOpt
     hist.record(w, clients)
     for _ in range(opts.rounds):
         locals_ = [c.train(w, opts) for c in clients]
-        counts = [c.n for c in clients]
+        weights = [c.weight(wi, opts) for c, wi in zip(clients, locals_, strict=True)]
         if keys is None:
-            w = fedavg(locals_, counts)
+            w = fedavg(locals_, weights)
         else:
             pk, sk = keys
-            agg = sum_ciphertexts([encrypt_update(pk, wi, n, precision) for wi, n in zip(locals_, counts, strict=True)])
-            w = decrypt_aggregate(sk, agg, sum(counts))
+            agg = sum_ciphertexts([encrypt_update(pk, wi, a, precision) for wi, a in zip(locals_, weights, strict=True)])
+            if opts.weighting == "samples":
+                w = decrypt_aggregate(sk, agg, sum(c.n for c in clients))
+            else:
+                w = decrypt_weighted(sk, agg, sum_ciphertexts([encrypt_weight(pk, a, precision) for a in weights]))
         hist.record(w, clients)
     return hist
 
