@@ -32,6 +32,7 @@ demo: setup
 	$(VENV)/bin/vflchain demo
 
 test: setup
+	@command -v chromium >/dev/null || echo "make test: no chromium found: the explorer's browser tests will be SKIPPED (apt-get install chromium)"
 	$(PY) -m pytest
 
 bench: setup

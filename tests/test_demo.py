@@ -22,3 +22,4 @@ def test_demo_runs_the_gmm_job_and_audits_it(tmp_path, capsys) -> None:
     assert result["ok"] and result["summary"]["algorithm"] == "gmm" and result["summary"]["status"] == "closed"
     assert result["metrics"]["algorithm"] == "gmm" and (out / "gmm" / "audit" / "report.md").exists()
     assert not (out / "lr").exists()
+    assert text.rstrip().splitlines()[-1] == f"vflchain explorer --state {tmp_path / 'chain'} --runs {out.resolve()}"

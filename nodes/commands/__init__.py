@@ -12,7 +12,7 @@ from types import ModuleType
 
 # command -> its module under nodes.commands, in the order of `vflchain --help`
 MODULES = {"run": "run", "node": "node", "audit": "audit", "chain": "chain_cmd", "predict": "predict",
-           "data": "data", "demo": "demo", "sweep": "sweep"}
+           "data": "data", "demo": "demo", "sweep": "sweep", "explorer": "explorer"}
 
 
 def load(commands: list[str] | None = None) -> list[ModuleType]:

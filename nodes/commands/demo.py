@@ -9,6 +9,7 @@
    chain process has stopped (`vflchain audit`), writing each provenance report.
 4. Prints a summary table: per job its session, rounds attested, headline metrics,
    the audit's verdict and where the report is.
+5. Ends with the one command that opens `vflchain explorer` on the demo's chain and runs.
 
 Layout of `--out DIR` (default runs/demo): `lr/` and `gmm/`, each with `guest/`,
 `host/`, `logs/` and `audit/` (report.html, report.md, audit.json).
@@ -71,6 +72,15 @@ def audit_run(run: Path) -> dict[str, Any]:
     return {"summary": result["summary"], "checks": len(checks), "failed": failures(checks), "paths": paths}
 
 
+def explorer_command(run: Path, out: Path) -> str:
+    """The one command that opens `vflchain explorer` on the chain `run` used, with the demo's run directories."""
+    import shlex
+
+    job = json.loads((run / "guest" / "job.json").read_text(encoding="utf-8"))
+    state = ((job.get("config") or {}).get("chain") or {}).get("state") or ".vflchain/chain"
+    return f"vflchain explorer --state {shlex.quote(str(state))} --runs {shlex.quote(str(out.resolve()))}"
+
+
 def handle(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -119,6 +129,8 @@ def handle(args: argparse.Namespace) -> int:
     for line in reports:
         con.print(line)
     con.print(f"Open a report in a browser, or audit again: [bold]vflchain audit {runs[0][1]}[/]")
+    con.print("Explore every session on the demo's chain (then open the URL it prints):")
+    con.print(explorer_command(runs[0][1], out), soft_wrap=True, highlight=False, markup=False)
     if bad:
         raise NodeError(f"the audit found {bad} mismatch(es); see the reports above")
     return 0
