@@ -41,10 +41,10 @@ LR_BATCH = 65_536
 
 def _rss_bytes() -> int:
     """Resident memory of this process and all its descendants (Linux /proc)."""
-    from benchmarks.harness import _descendants
+    from nodes.raycluster import descendants
 
     total = 0
-    for pid in [os.getpid(), *_descendants(os.getpid())]:
+    for pid in [os.getpid(), *descendants(os.getpid())]:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

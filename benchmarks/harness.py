@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodes.raycluster import descendants
+
 
 @dataclass
 class Row:
@@ -57,25 +59,10 @@ def cpu_seconds() -> float:
     t = os.times()
     total = t.user + t.system + t.children_user + t.children_system
     tick = os.sysconf("SC_CLK_TCK")
-    for pid in _descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # ended meanwhile (then counted in children_* once reaped)
             continue
         total += (int(fields[11]) + int(fields[12])) / tick
     return total
-
-
-def _descendants(pid: int) -> list[int]:
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                kids = [int(k) for k in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            out.extend(kids)
-            todo.extend(kids)
-    return out

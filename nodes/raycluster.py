@@ -36,7 +36,8 @@ def _ray_executable() -> str:
     return found
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc: children of each of its threads), recursively."""
     out: list[int] = []
     todo = [pid]
     while todo:
@@ -211,7 +212,7 @@ class LocalRayCluster:
         """SIGTERM each `ray start --block` process (it stops its node), then SIGKILL whatever
         it had started that is still running; only PIDs this object started or saw under them."""
         for proc in reversed(self._procs):
-            self._seen[proc.pid].update(_descendants(proc.pid), _session(proc.pid))
+            self._seen[proc.pid].update(descendants(proc.pid), _session(proc.pid))
         for proc in reversed(self._procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -11,8 +11,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vfl._lazy import lazy_getattr
 
 # name -> submodule: imported on first use (PEP 562), so that reading one small module (e.g. the
 # options table, which the config parser needs) does not import the whole package
@@ -27,12 +26,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 __all__ = ["LrOptions", "LrPartModel", "ReferenceFit", "Scaling", "fit_reference", "predict_proba", "sigmoid"]

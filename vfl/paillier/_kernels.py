@@ -682,10 +682,10 @@ GIL_FREE_KERNELS = frozenset({"decrypt_crt", "decrypt_small", "obfuscators_unifo
 
 
 def _psi() -> Any:
-    """vfl.psi, imported on first use (it imports this package's pool)."""
-    from vfl import psi
+    """vfl.psi_curve (the PSI's kernels), imported on first use: most jobs' workers never need it."""
+    from vfl import psi_curve
 
-    return psi
+    return psi_curve
 
 
 def run_kernel(name: str, args: tuple[Any, ...]) -> Any:
