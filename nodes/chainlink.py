@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from chain.errors import ChainError, ContractRevert
 from nodes.config import JobConfig
@@ -24,6 +24,30 @@ from nodes.errors import NodeError
 FINAL_STATES = ("closed", "aborted", "expired")
 CHAIN_WAIT = 180.0  # s a node started with --chain-info waits for its launcher's chain (which allows 120 s)
 L = TypeVar("L")
+
+
+class ChainLinkLike(Protocol):
+    """The one view of the audit contract a party works with (`ChainLink`; test doubles implement it too):
+    its account and contract, sessions by id, rounds. `SessionLink` binds it to one job's session."""
+
+    chain_id: int
+    url: str
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def contract(self) -> str: ...
+    def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,
+                     others: list[str]) -> str: ...
+    def join_session(self, session_id: bytes) -> str: ...
+    def sign_text(self, text: str) -> str: ...
+    def participant(self, address: str) -> dict[str, Any] | None: ...
+    def anchor(self, session_id: bytes) -> Any: ...
+    def finalize(self, session_id: bytes, model_commitment: bytes, metrics_hash: bytes = b"") -> str: ...
+    def abort_session(self, session_id: bytes, reason_hash: bytes) -> str | None: ...
+    def session(self, session_id: bytes) -> dict[str, Any]: ...
+    def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.05) -> dict[str, Any]: ...
+    def round_state(self, session_id: bytes, round_no: int) -> str: ...
 
 
 class ChainLink:
@@ -136,6 +160,107 @@ class ChainLink:
             time.sleep(poll)
 
 
+def sign_with(link: Any, message: bytes) -> str:
+    """Sign with the party's chain account (EIP-191 personal message); hex signature."""
+    from eth_account.messages import encode_defunct
+
+    return "0x" + bytes(link.client.account.sign_message(encode_defunct(primitive=message)).signature).hex()
+
+
+def recover_signer(message: bytes, signature: str) -> str:
+    """The account that signed `message` (EIP-191), or a placeholder that matches no account."""
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    try:
+        return str(Account.recover_message(encode_defunct(primitive=message), signature=signature))
+    except Exception:  # noqa: BLE001 - any malformed signature is "signed by nobody"
+        return "(an invalid signature)"
+
+
+class SessionLink:
+    """A `ChainLinkLike` bound to one job's session: what a protocol needs on chain, without session ids.
+
+    The session id derives from the opener's account and the job id (`bind`): the opener knows it at
+    once, the others once the opener's hello names it. `on_bound(session_id)` is called then, and
+    `on_participating(session_id)` once this party opened or joined the session (from then on a
+    failure must abort it). `config_commitment` is set by the opener before it opens the session.
+    """
+
+    def __init__(self, link: ChainLinkLike, job_id: str, algorithm: str,
+                 on_bound: Callable[[bytes], None] | None = None,
+                 on_participating: Callable[[bytes], None] | None = None, wait_timeout: float = 120.0) -> None:
+        self.link = link
+        self.wait_timeout = wait_timeout  # s to wait for the session to become active
+        self.job_id = job_id
+        self.algorithm = algorithm
+        self.on_bound = on_bound
+        self.on_participating = on_participating
+        self.session_id = b""  # b"" until bound
+        self.config_commitment = b""
+        self._anchor: Any = None
+
+    @property
+    def address(self) -> str:
+        return self.link.address
+
+    @property
+    def chain_id(self) -> int:
+        return self.link.chain_id
+
+    @property
+    def contract(self) -> str:
+        return self.link.contract
+
+    def bind(self, opener: str) -> bytes:
+        """The opener's account -> this job's session id (kept in `session_id`)."""
+        from chain.sessions import session_id, session_label
+
+        self.session_id = session_id(self.link.chain_id, self.link.contract, opener, session_label(self.job_id))
+        if self.on_bound is not None:
+            self.on_bound(self.session_id)
+        return self.session_id
+
+    def _sid(self) -> bytes:
+        if not self.session_id:
+            raise NodeError("no session yet: the opener's account is not known")
+        return self.session_id
+
+    def sign(self, message: bytes) -> str:
+        return sign_with(self.link, message)
+
+    def recover(self, message: bytes, signature: str) -> str:
+        return recover_signer(message, signature)
+
+    def open_session(self, accounts: list[str]) -> str:
+        """Open this job's session with the other participants' accounts; returns the tx hash."""
+        from chain.sessions import session_label
+
+        tx = self.link.open_session(session_label(self.job_id), self.algorithm, self.config_commitment, accounts)
+        if self.on_participating is not None:
+            self.on_participating(self._sid())
+        return str(tx)
+
+    def join_session(self) -> str:
+        sid = self._sid()
+        if self.on_participating is not None:
+            self.on_participating(sid)
+        return str(self.link.join_session(sid))
+
+    def session(self) -> dict[str, Any]:
+        return self.link.session(self._sid())
+
+    def wait_active(self) -> None:
+        self.link.wait_status(self._sid(), "active", timeout=self.wait_timeout)
+
+    def submit_round(self, round_no: int, commitment: bytes, transcript_digest: bytes) -> str:
+        self._anchor = self._anchor or self.link.anchor(self._sid())
+        return str(self._anchor.submit_round(round_no, commitment, transcript_digest))
+
+    def finalize(self, model_commitment: bytes, metrics_hash: bytes = b"") -> str:
+        return str(self.link.finalize(self._sid(), model_commitment, metrics_hash))
+
+
 def wait_chain_info(path: Path, timeout: float = CHAIN_WAIT, poll: float = 0.02) -> dict[str, str]:
     """The chain a launcher announces in `path` once it is ready: {"url", "contract"}.
 
@@ -180,4 +305,5 @@ def when_announced(path: Path, timeout: float, connect: Callable[[JobConfig, str
     return factory
 
 
-__all__ = ["ChainError", "ChainLink", "wait_chain_info", "when_announced"]
+__all__ = ["ChainError", "ChainLink", "ChainLinkLike", "SessionLink", "recover_signer", "sign_with", "wait_chain_info",
+           "when_announced"]

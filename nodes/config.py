@@ -14,9 +14,17 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from nodes import algorithms
 from nodes.errors import ConfigError
+from vfl.errors import VflError
+from vfl.gmm.options import GmmOptions
+from vfl.hfl.options import HflOptions
+from vfl.lr.options import LrOptions
+from vfl.options import Interval, OneOf, check_values, option, options_table
+
+MAX_CLIENTS = 31  # horizontal clients at most: the audit contract takes at most 32 participants
 
 
 @dataclass
@@ -79,72 +87,68 @@ class ComputeSection:
 
 @dataclass
 class BinningSection:
-    method: str = "quantile"  # "quantile" | "bucket" (equal width); FATE 1.x conventions
-    bins: int = 10  # at most; repeated split points are merged
-    anonymous: bool = False  # host: show the guest "host.f0".. instead of "host.<column>"
+    """Feature binning of an LR job (FATE 1.x conventions)."""
+
+    SECTION: ClassVar[str] = "binning"
+
+    method: str = option("quantile", OneOf(("quantile", "bucket")), "\"bucket\": equal width")
+    bins: int = option(10, Interval(2), "at most; repeated split points are merged")
+    anonymous: bool = option(False, help="host: show the guest \"host.f0\".. instead of \"host.<column>\"")
 
 
 @dataclass
 class SelectionSection:
-    iv_threshold: float = 0.02  # keep features with IV >= this
-    top_k: int = 0  # then keep at most the k best by IV; 0: no limit
-    woe_transform: bool = False  # guest: standardized WoE of its columns; host: one 0/1 column per bin
+    """Feature selection by information value, before LR."""
+
+    SECTION: ClassVar[str] = "selection"
+
+    iv_threshold: float = option(0.02, Interval(0), "keep features with IV >= this")
+    top_k: int = option(0, Interval(0), "then keep at most the k best by IV; 0: no limit")
+    woe_transform: bool = option(False, help="guest: standardized WoE of its columns; host: one 0/1 column per bin")
 
 
-@dataclass
-class LrSection:
-    """Vertical logistic regression (vfl.lr.options.LrOptions documents each key)."""
-
-    epochs: int = 20
-    batch_size: int = 0  # 0: full batch
-    learning_rate: float = 0.15
-    decay: float = 0.0  # learning rate of epoch e: learning_rate / (1 + decay * e)
-    alpha: float = 0.01  # regularization strength
-    penalty: str = "l2"  # "l2" | "l1" (proximal) | "none"
-    tol: float = 1e-4  # stop when the epoch loss changes by less
-    validation: float = 0.2  # fraction of rows held out by the guest (by ID); 0: none
-    early_stopping: int = 0  # epochs without a lower validation loss; 0: off
-    round_every: int = 1  # commit a round every N epochs
-    warm_start: str = ""  # a run directory (or model.json) to start from
-    fit_intercept: bool = True  # intercept at the guest
-    standardize: bool = True  # each party standardizes its own columns (training rows' mean/std)
-    label_noise: float = 1.0  # guest's noise on the host's gradient (x label sensitivity); 0: none (vfl.lr.privacy)
-    step_timeout: float = 3600.0  # seconds to wait for the peer's next protocol message
+def _config_type(typ: Any) -> Any:
+    """The TOML-facing type of an option: a Literal is a str, a tuple a list."""
+    origin = typing.get_origin(typ)
+    if origin is typing.Literal:
+        return type(typing.get_args(typ)[0])
+    if origin is tuple:
+        return list[typing.get_args(typ)[0]]  # type: ignore[misc]
+    return typ
 
 
-@dataclass
-class GmmSection:
-    k: int = 2
-    covariance: str = "diag"  # "diag" | "full"
-    reg_covar: float = 1e-6
-    tol: float = 1e-3
-    max_iter: int = 100
-    n_init: int = 1  # initialisations; the best lower bound is kept
-    init: str = "kmeans"  # "kmeans" (federated k-means) | "random" | "random_from_data"
-    kmeans_max_iter: int = 30  # Lloyd iterations of the "kmeans" initialisation
-    k_range: list[int] = field(default_factory=list)  # if set: fit each K, keep the lowest BIC
+def section_class(name: str, options: type, extra: list[tuple[str, Any, Any]] | None = None) -> type:
+    """The config section of an options dataclass (vfl.options): its `config` rows, then `extra`
+    runtime keys (name, type, `option(...)`), each row's constraint and help kept."""
+    fields: list[tuple[str, Any, Any]] = []
+    for row in options_table(options):
+        if not row.config:
+            continue
+        meta = {"constraint": row.constraint, "help": row.help, "config": True}
+        if isinstance(row.default, tuple):
+            default = list(row.default)
+            f = field(default_factory=lambda d=default: list(d), metadata=meta)  # type: ignore[misc]
+        else:
+            f = field(default=row.default, metadata=meta)
+        fields.append((row.name, _config_type(row.type), f))
+    fields += extra or []
+    cls = dataclasses.make_dataclass(f"{name.capitalize()}Section", fields, namespace={"SECTION": name, "OPTIONS": options})
+    cls.__doc__ = f"The [{name}] section: {options.__module__}.{options.__name__}'s table plus runtime keys."
+    return cls
 
 
-@dataclass
-class HflSection:
-    """Horizontal logistic regression, `algorithm = "hfl-lr"` (vfl.hfl.options.HflOptions documents each key)."""
-
-    clients: int = 3
-    rounds: int = 30
-    learning_rate: float = 0.1
-    batch_size: int = 32  # 0: each client's whole training set; with DP the expected size of a Poisson sample
-    local_epochs: int = 1
-    aggregation: str = "fedavg"  # "fedavg" | "fedprox"
-    mu: float = 0.01  # FedProx proximal strength
-    alpha: float = 0.0  # L2 regularization
-    clip: float = 1.0  # per-example gradient norm bound (L2; L1 with Laplace noise)
-    dp: str = "off"  # "off" | "laplace" | "gaussian"
-    epsilon: float = 1.0  # each client's total budget
-    delta: float = 1e-5  # the delta of the (epsilon, delta) guarantee (Gaussian and Laplace)
-    fit_intercept: bool = True
-    validation: float = 0.2  # fraction of each client's rows held out for evaluation
-    adaptive: str = "off"  # "off" | "adagrad" | "adam": each client's adaptive learning rate (docs/horizontal.md)
-    weighting: str = "samples"  # "samples" | "validation": aggregation weights (docs/horizontal.md)
+LrSection = section_class("lr", LrOptions, [
+    ("round_every", int, option(1, Interval(1), "commit a round every N epochs")),
+    ("warm_start", str, option("", help="a run directory (or model.json) to start from (local)")),
+    ("step_timeout", float, option(3600.0, Interval(0, open_low=True),
+                                   "seconds to wait for the peer's next protocol message")),
+])
+GmmSection = section_class("gmm", GmmOptions)
+HflSection = section_class("hfl", HflOptions, [
+    ("clients", int, option(3, Interval(2, MAX_CLIENTS), "clients of the horizontal job")),
+])
+ALGORITHM_SECTIONS: dict[str, type] = {c.SECTION: c for c in (BinningSection, SelectionSection, LrSection,  # type: ignore[attr-defined]
+                                                              GmmSection, HflSection)}
 
 
 @dataclass
@@ -184,9 +188,9 @@ class JobConfig:
     compute: ComputeSection = field(default_factory=ComputeSection)
     binning: BinningSection = field(default_factory=BinningSection)
     selection: SelectionSection = field(default_factory=SelectionSection)
-    lr: LrSection = field(default_factory=LrSection)
-    gmm: GmmSection = field(default_factory=GmmSection)
-    hfl: HflSection = field(default_factory=HflSection)
+    lr: Any = field(default_factory=LrSection)  # LrSection (built from vfl.lr.options.LrOptions)
+    gmm: Any = field(default_factory=GmmSection)  # GmmSection (vfl.gmm.options.GmmOptions)
+    hfl: Any = field(default_factory=HflSection)  # HflSection (vfl.hfl.options.HflOptions)
     federation: FederationSection = field(default_factory=FederationSection)
     policy: PolicySection = field(default_factory=PolicySection)
     path: Path | None = None  # the config file, if any
@@ -371,37 +375,25 @@ def _validate_policy(cfg: JobConfig) -> None:
         raise ConfigError(f"[policy] predictions_per_day must be >= 0, got {pol.predictions_per_day}")
 
 
+def _one_of(values: list[str]) -> str:
+    """'"a", "b" or "c"' for a message."""
+    quoted = [f'"{v}"' for v in values]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
 def _validate(cfg: JobConfig) -> None:
     _validate_policy(cfg)
-    if cfg.job.algorithm not in ("lr", "gmm", "psi", "hfl-lr"):
-        raise ConfigError(f"[job] algorithm must be \"lr\", \"gmm\", \"psi\" or \"hfl-lr\", "
-                          f"got {cfg.job.algorithm!r}")
+    known = algorithms.names()
+    if cfg.job.algorithm not in known:
+        raise ConfigError(f"[job] algorithm must be {_one_of(known)}, got {cfg.job.algorithm!r}")
     if cfg.job.algorithm == "hfl-lr":
-        from nodes.hfl_config import validate_hfl
-
         validate_hfl(cfg)
     if cfg.paillier.key_bits < 1024:
         raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
     if cfg.paillier.key_bits < 2048 and not cfg.paillier.insecure_test_keys:
         raise ConfigError(f"[paillier] key_bits = {cfg.paillier.key_bits} is insecure: use >= 2048 "
                           "(or set [paillier] insecure_test_keys = true, for tests only)")
-    if cfg.gmm.covariance not in ("diag", "full"):
-        raise ConfigError(f"[gmm] covariance must be \"diag\" or \"full\", got {cfg.gmm.covariance!r}")
-    _validate_gmm(cfg)
-    if cfg.binning.bins < 2:
-        raise ConfigError(f"[binning] bins must be >= 2, got {cfg.binning.bins}")
-    if cfg.binning.method not in ("quantile", "bucket"):
-        raise ConfigError(f"[binning] method must be \"quantile\" or \"bucket\", got {cfg.binning.method!r}")
-    if not cfg.selection.iv_threshold >= 0:
-        raise ConfigError(f"[selection] iv_threshold must be >= 0, got {cfg.selection.iv_threshold}")
-    if cfg.selection.top_k < 0:
-        raise ConfigError(f"[selection] top_k must be >= 0, got {cfg.selection.top_k}")
-    if cfg.lr.penalty not in ("l2", "l1", "none"):
-        raise ConfigError(f"[lr] penalty must be \"l2\", \"l1\" or \"none\", got {cfg.lr.penalty!r}")
-    if cfg.lr.round_every < 1:
-        raise ConfigError(f"[lr] round_every must be >= 1, got {cfg.lr.round_every}")
-    if cfg.lr.step_timeout <= 0:
-        raise ConfigError(f"[lr] step_timeout must be > 0, got {cfg.lr.step_timeout}")
+    _validate_sections(cfg)
     if not cfg.chain.retry_seconds >= 0:
         raise ConfigError(f"[chain] retry_seconds must be >= 0, got {cfg.chain.retry_seconds}")
     if not 0 < cfg.chain.session_timeout < 2**64:
@@ -410,16 +402,61 @@ def _validate(cfg: JobConfig) -> None:
         raise ConfigError(f"[compute] backend must be \"local\" or \"ray\", got {cfg.compute.backend!r}")
 
 
-def _validate_gmm(cfg: JobConfig) -> None:
-    """The [gmm] ranges (vfl.gmm.GmmOptions.validate repeats them when a fit starts)."""
-    g = cfg.gmm
-    if g.init not in ("kmeans", "random", "random_from_data"):
-        raise ConfigError(f"[gmm] init must be \"kmeans\", \"random\" or \"random_from_data\", got {g.init!r}")
-    for name in ("k", "max_iter", "n_init", "kmeans_max_iter"):
-        if getattr(g, name) < 1:
-            raise ConfigError(f"[gmm] {name} must be >= 1, got {getattr(g, name)}")
-    if any(k < 1 for k in g.k_range) or len(set(g.k_range)) != len(g.k_range):
-        raise ConfigError(f"[gmm] k_range must list distinct values >= 1, got {g.k_range}")
-    for name in ("tol", "reg_covar"):
-        if not getattr(g, name) >= 0:
-            raise ConfigError(f"[gmm] {name} must be >= 0, got {getattr(g, name)}")
+def options_of(cfg: JobConfig, options: type) -> Any:
+    """An algorithm's options object (vfl.options) from its config section and [job] seed; not checked."""
+    section = getattr(cfg, options.SECTION)  # type: ignore[attr-defined]
+    values: dict[str, Any] = {}
+    for row in options_table(options):
+        if row.name == "seed" and not row.config:
+            values["seed"] = cfg.job.seed
+        elif row.config:
+            value = getattr(section, row.name)
+            values[row.name] = tuple(value) if isinstance(row.default, tuple) else value
+    return options(**values)
+
+
+def _validate_sections(cfg: JobConfig) -> None:
+    """Every algorithm section against its options table, then the options' own combined checks
+    (e.g. [lr] early_stopping needs a validation split); one ConfigError naming section and key."""
+    for name, cls in ALGORITHM_SECTIONS.items():
+        try:
+            check_values(name, options_table(cls), getattr(cfg, name))
+            options = getattr(cls, "OPTIONS", None)
+            if options is not None:
+                options_of(cfg, options).validate()
+        except VflError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def validate_hfl(cfg: JobConfig) -> None:
+    """One-line ConfigError for a horizontal config whose [federation] does not fit [hfl]."""
+    n = cfg.hfl.clients  # [hfl] itself is checked with the other algorithm sections
+    fed = cfg.federation
+    for key in ("data", "clients", "coordinator"):
+        value = getattr(fed, key)
+        if value and len(value) != n:
+            raise ConfigError(f"[federation] {key} lists {len(value)} entries, [hfl] clients is {n}")
+    if cfg.paillier.key_bits < 1024:
+        raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
+
+
+REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+REFERENCE_BEGIN, REFERENCE_END = "<!-- options tables: begin (generated) -->", "<!-- options tables: end -->"
+
+
+def options_reference() -> str:
+    """The algorithm sections' keys as Markdown tables (docs/configuration.md), from their options tables."""
+    from vfl.options import markdown_table
+
+    return "\n".join(markdown_table(name, options_table(cls)) for name, cls in ALGORITHM_SECTIONS.items())
+
+
+def update_reference(path: Path = REFERENCE) -> bool:
+    """Rewrite the generated block of docs/configuration.md; whether it changed."""
+    text = path.read_text(encoding="utf-8")
+    head, _, rest = text.partition(REFERENCE_BEGIN)
+    _, _, tail = rest.partition(REFERENCE_END)
+    new = f"{head}{REFERENCE_BEGIN}\n\n{options_reference()}\n{REFERENCE_END}{tail}"
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text

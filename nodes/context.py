@@ -152,9 +152,8 @@ class PartyContext:
             f.result()
 
     def _post_round(self, round_no: int, phase: str, com: bytes, digest: str, loss: float | None) -> None:
-        tx = self.anchor.submit_round(round_no, com, bytes.fromhex(digest[2:]))
-        line = record_round(self.rundir, round_no, phase, loss if self.role == "guest" else None, com, digest, tx)
-        self.event("round", round=round_no, phase=phase, loss=line["loss"], tx_hash=tx)
+        post_round(self.anchor, self.rundir, round_no, phase, com, digest, loss if self.role == "guest" else None,
+                   self.event)
 
 
 def checkpoint_round(rundir: RunDir, binding: SessionBinding, round_no: int, phase: str,
@@ -169,6 +168,16 @@ def checkpoint_round(rundir: RunDir, binding: SessionBinding, round_no: int, pha
         doc["resume"] = jsonable(resume)
     rundir.write_json(f"checkpoints/round-{round_no:04d}.json", doc)
     return com
+
+
+def post_round(anchor: ChainAnchor, rundir: RunDir, round_no: int, phase: str, com: bytes, digest: str,
+               loss: float | None, event: Callable[..., None]) -> dict[str, Any]:
+    """Post a checkpointed round on chain (its commitment and transcript digest), then record it in
+    rounds.jsonl and report it; returns the rounds.jsonl line. Every job's rounds end here."""
+    tx = anchor.submit_round(round_no, com, bytes.fromhex(digest[2:]))
+    line = record_round(rundir, round_no, phase, loss, com, digest, tx)
+    event("round", round=round_no, phase=phase, loss=line["loss"], tx_hash=tx)
+    return line
 
 
 def record_round(rundir: RunDir, round_no: int, phase: str, loss: float | None, com: bytes, digest: str,

@@ -11,11 +11,6 @@ from vfl.data import ID_COLUMN, LABEL_COLUMN, PartyData, Role, parse_party_table
 from vfl.errors import DataError
 
 
-def needs_labels(algorithm: str) -> bool:
-    """Only training LR needs the guest's labels (GMM uses them for ARI when present)."""
-    return algorithm == "lr"
-
-
 def load_party_csv(path: str | Path, role: Role, require_labels: bool = True) -> PartyData:
     """Load and validate one party's CSV; errors name the file, line and column.
 

@@ -8,21 +8,16 @@ coordinator signs with dev key 1 and client k with dev key 1 + k.
 
 from __future__ import annotations
 
-import dataclasses
-
-from nodes.config import JobConfig
+from nodes.config import JobConfig, options_of
 from nodes.errors import ConfigError
-from vfl.errors import VflError
 from vfl.hfl.options import HflOptions
 
 COORDINATOR = "coordinator"
-MAX_CLIENTS = 31  # the audit contract takes at most 32 participants
 
 
 def options(cfg: JobConfig) -> HflOptions:
     """The training options of `[hfl]`."""
-    fields = {f.name for f in dataclasses.fields(HflOptions)}
-    return HflOptions(**{k: v for k, v in dataclasses.asdict(cfg.hfl).items() if k in fields})
+    return options_of(cfg, HflOptions)  # type: ignore[no-any-return]
 
 
 def client_roles(cfg: JobConfig) -> list[str]:
@@ -46,24 +41,6 @@ def dev_index(role: str) -> int:
 def chain_role(role: str) -> str:
     """The contract role a party registers with."""
     return "guest" if role == COORDINATOR else "host"
-
-
-def validate_hfl(cfg: JobConfig) -> None:
-    """One-line ConfigError for a horizontal config that cannot run."""
-    n = cfg.hfl.clients
-    if not 2 <= n <= MAX_CLIENTS:
-        raise ConfigError(f"[hfl] clients must be in 2..{MAX_CLIENTS}, got {n}")
-    try:
-        options(cfg).validate()
-    except VflError as exc:
-        raise ConfigError(str(exc)) from None
-    fed = cfg.federation
-    for key in ("data", "clients", "coordinator"):
-        value = getattr(fed, key)
-        if value and len(value) != n:
-            raise ConfigError(f"[federation] {key} lists {len(value)} entries, [hfl] clients is {n}")
-    if cfg.paillier.key_bits < 1024:
-        raise ConfigError(f"[paillier] key_bits must be >= 1024, got {cfg.paillier.key_bits}")
 
 
 def require(cfg: JobConfig, key: str) -> list[str]:

@@ -1,7 +1,7 @@
 """A horizontal job (`algorithm = "hfl-lr"`) from one party's side: the coordinator or client k.
 
 Same run-directory contract, failure handling and chain link as the vertical
-`PartyNode` (it reuses its `run()`/`_fail()`): `job.json` is "complete" only
+`PartyNode` (it is one: its `__init__`, `run()`, `_fail()` and `_finalize()`, with its own roles and `_run`): `job.json` is "complete" only
 after the session is closed on chain; any failure closes the links naming the
 error, aborts the session and marks `job.json` "failed". The protocol itself is
 nodes.phases.hfl. Each role has its own run directory (`<out>/coordinator`,
@@ -13,27 +13,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
-
 from chain.commitment import Binding, new_salt
-from nodes.communication import write_communication
+from nodes.algorithms import get
+from nodes.chainlink import ChainLinkLike, SessionLink
 from nodes.config import JobConfig
 from nodes.datafiles import load_party_csv
 from nodes.errors import ConfigError, NodeError
 from nodes.hfl_config import COORDINATOR, client_roles, dev_index, require, roles
 from nodes.job import (
-    ChainLinkLike,
     Events,
     PartyNode,
     config_commitment,
     new_job_id,
-    now_iso,
-    session_id_of,
-    session_label_of,
 )
 from nodes.phases import hfl
-from nodes.rundir import RunDir
 from nodes.transcript import Transcript
 from nodes.transport.base import Channel
 from nodes.transport.star import StarTransport
@@ -94,97 +87,39 @@ def chain_link(cfg: JobConfig, role: str) -> ChainLinkLike:
                      cfg.chain.session_timeout)
 
 
-def sign_with(link: Any, message: bytes) -> str:
-    """Sign with the party's chain account (EIP-191 personal message); hex signature."""
-    return "0x" + bytes(link.client.account.sign_message(encode_defunct(primitive=message)).signature).hex()
-
-
-def recover_signer(message: bytes, signature: str) -> str:
-    try:
-        return str(Account.recover_message(encode_defunct(primitive=message), signature=signature))
-    except Exception:  # noqa: BLE001 - any malformed signature is "signed by nobody"
-        return "(an invalid signature)"
-
-
 class HflNode(PartyNode):
     """Runs the coordinator's or one client's side of a horizontal job."""
 
     def __init__(self, cfg: JobConfig, role: str, out: str | Path, *, force: bool = False,
                  events: Events | None = None, transport_factory: HflTransportFactory = grpc_links,
                  chain_factory: HflChainFactory = chain_link) -> None:
-        if cfg.job.algorithm != "hfl-lr":
+        if get(cfg.job.algorithm).topology != "horizontal":
             raise ConfigError(f"[job] algorithm {cfg.job.algorithm!r} is not a horizontal job")
+        # no prediction mode, no serving one guest after another, no --resume (docs/horizontal.md)
+        super().__init__(cfg, role, out, force=force, events=events, transport_factory=transport_factory,
+                         chain_factory=chain_factory)
+
+    def _check_role(self, cfg: JobConfig, role: str) -> None:
         if role not in roles(cfg):
             raise ConfigError(f"unknown role {role!r} for a horizontal job with {cfg.hfl.clients} clients "
                               f"(coordinator, client1..client{cfg.hfl.clients})")
-        self.cfg, self.role, self.peer = cfg, role, "clients" if role == COORDINATOR else COORDINATOR
-        self.model: Any = None  # PartyNode's prediction mode: not for horizontal jobs
-        self.mode = "train"
-        self.serve = False  # nor serving one guest after another, nor --resume (docs/horizontal.md)
-        self.resume, self.restore_round, self.resume_session, self.restored = False, 0, None, {}
-        self.algorithm = cfg.job.algorithm
-        self.out = Path(out)
-        self.force = force
-        self.events = events
-        self.transport_factory = transport_factory
-        self.chain_factory = chain_factory
-        self.transport: Any = None
-        self.chain: Any = None
-        self.session_id: bytes | None = None
-        self.ctx: Any = None
-        self.job: dict[str, Any] = {}
-        self.rundir: RunDir | None = None
 
-    def _view(self, link: Any, job_id: str) -> hfl.ChainView:
-        """The protocol's chain view. The session id derives from the coordinator's account: the
-        coordinator knows it at once, a client once the coordinator's hello names it (`bind`)."""
-        timeout = self.cfg.transport.timeout
-        anchor: Any = None
+    def _peer_name(self, role: str) -> str:
+        return "clients" if role == COORDINATOR else COORDINATOR
 
-        def sid() -> bytes:
-            if not view.session_id:
-                raise NodeError("no session yet: the coordinator's account is not known")
-            return view.session_id
+    def _session_known(self, session_id: bytes) -> None:
+        """The session id is known (the coordinator's at once, a client's from the hello)."""
+        self.job["session_id"] = "0x" + session_id.hex()
 
-        def bind(coordinator: str) -> bytes:
-            view.session_id = session_id_of(job_id, link.chain_id, link.contract, coordinator)
-            self.job["session_id"] = "0x" + view.session_id.hex()
-            return view.session_id
-
-        def submit(rnd: int, com: bytes, digest: bytes) -> str:
-            nonlocal anchor
-            anchor = anchor or link.anchor(sid())
-            return str(anchor.submit_round(rnd, com, digest))
-
-        def open_session(accounts: list[str]) -> str:
-            tx = link.open_session(session_label_of(job_id), self.cfg.job.algorithm,
-                                   bytes.fromhex(self.job["config_commitment"][2:]), accounts)
-            self.session_id = sid()
-            return str(tx)
-
-        def join() -> str:
-            self.session_id = sid()
-            return str(link.join_session(sid()))
-
-        view = hfl.ChainView(
-            address=link.address, chain_id=link.chain_id, contract=link.contract,
-            sign=lambda m: sign_with(link, m), recover=recover_signer, open_session=open_session,
-            join_session=join, session=lambda: link.session(sid()),
-            wait_active=lambda: link.wait_status(sid(), "active", timeout=timeout),
-            submit_round=submit, finalize=lambda mc, mh: str(link.finalize(sid(), mc, mh)), bind=bind)
-        if self.role == COORDINATOR:
-            bind(link.address)
-        return view
+    def _participating(self, session_id: bytes) -> None:
+        """This party opened or joined the session: from now on a failure aborts it."""
+        self.session_id = session_id
 
     def _run(self) -> None:
         cfg, role = self.cfg, self.role
         assert self.rundir is not None
         transcript = Transcript(self.rundir.file("transcript.jsonl"))
-        self.emit("status", text="connecting to the chain")
-        self.chain = self.chain_factory(cfg, role)
-        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address,
-                        config=self.cfg.to_dict())  # with the chain announced to it (--chain-info)
-        self._save()
+        self._connect_chain()
         data = None
         if role != COORDINATOR:
             path = require(cfg, "data")[int(role.removeprefix("client")) - 1]
@@ -202,7 +137,10 @@ class HflNode(PartyNode):
                 raise ConfigError(f"the coordinator started job {job_id}, this client is configured for {cfg.job.id}")
         assert job_id is not None
         self.job.update(job_id=job_id)
-        view = self._view(self.chain, job_id)  # the coordinator's session id; a client's after the hello
+        view = SessionLink(self.chain, job_id, cfg.job.algorithm, on_bound=self._session_known,
+                           on_participating=self._participating, wait_timeout=cfg.transport.timeout)
+        if role == COORDINATOR:
+            view.bind(self.chain.address)  # the coordinator's session id; a client's after the hello
         self._save()
         ctx = hfl.HflContext(role, job_id, cfg, self.transport, transcript, self.rundir, view,
                              data=data, events=self.events, job=self.job)
@@ -211,8 +149,8 @@ class HflNode(PartyNode):
             salt = new_salt()
             binding = Binding.config(self.chain.chain_id, self.chain.contract, view.session_id, self.chain.address,
                                      COORDINATOR)
-            self.job.update(config_commitment="0x" + config_commitment(cfg, binding, salt).hex(),
-                            config_salt="0x" + salt.hex())
+            view.config_commitment = config_commitment(cfg, binding, salt)
+            self.job.update(config_commitment="0x" + view.config_commitment.hex(), config_salt="0x" + salt.hex())
             self._save()
             self.job["client_accounts"] = hfl.handshake_coordinator(ctx)
             self._count_round()
@@ -237,19 +175,7 @@ class HflNode(PartyNode):
             self._phase_done("hfl")
             model_commitment, metrics_hash = hfl.close_client(ctx, state, w), b""
         self._count_round()
-        self.emit("status", text="finalizing the session on chain")
-        tx = ctx.chain.finalize(model_commitment, metrics_hash)
-        self.job["transactions"]["finalize"] = tx
-        self.job["model_commitment"] = "0x" + model_commitment.hex()
-        self.job["metrics_hash"] = "0x" + metrics_hash.hex() if metrics_hash else None
-        self._save()
-        self.chain.wait_status(view.session_id, "closed", timeout=cfg.transport.timeout)
-        self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
-        self.transport.close()
-        write_communication(self.rundir, role)  # communication.json: bytes, messages, seconds from the transcript
-        self.job.update(status="complete", ended=now_iso())
-        self._save()
-        self.emit("complete", job_id=self.job["job_id"])  # job.json is final: a launcher need not wait for the exit
+        self._finalize(model_commitment, metrics_hash)
 
     def _phase_done(self, name: str) -> None:
         self.job["phases_run"].append(name)

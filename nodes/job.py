@@ -9,7 +9,7 @@ Both parties run `PartyNode.run()` in their own process; the guest drives.
                         host checks it on chain and joins -> guest joined (tx)
                         both commit round 1 (session now active)
     round 2  intersection (nodes.phases.intersection)
-    ...      the phases of nodes.phases.PIPELINES[algorithm] that exist
+    ...      the phases of the algorithm's registry entry (nodes.algorithms) that exist
     last     close: both exchange their final model commitment (+ the guest's metrics
              hash), commit the round, finalize on chain and wait until the session is closed.
 
@@ -37,7 +37,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from eth_utils import keccak
@@ -55,13 +55,14 @@ from chain.commitment import (
     parse_salt,
 )
 from chain.errors import ChainError
+from nodes import algorithms
+from nodes.chainlink import ChainLinkLike
 from nodes.communication import write_communication
 from nodes.config import JobConfig
 from nodes.context import PartyContext
-from nodes.datafiles import load_party_csv, needs_labels
+from nodes.datafiles import load_party_csv
 from nodes.errors import ConfigError, NodeError
 from nodes.identity import IdentityError, check_identity, new_challenge, statement
-from nodes.phases import PIPELINES, encrypts_own
 from nodes.policy import PolicyRefusal, PredictionQuota, check_job, state_dir
 from nodes.rundir import RunDir
 from nodes.transcript import Transcript
@@ -75,29 +76,6 @@ HANDSHAKE = "handshake"
 BASE_KEYS = frozenset({"phases_done", "intersection", "intersection_round", "binning", "aligned_ids"})
 CLOSE = "close"
 Events = Callable[[dict[str, Any]], None]
-
-
-class ChainLinkLike(Protocol):
-    """What the runner needs from the chain (nodes.chainlink.ChainLink)."""
-
-    chain_id: int
-    url: str
-
-    @property
-    def address(self) -> str: ...
-    @property
-    def contract(self) -> str: ...
-    def open_session(self, label: bytes, algorithm: str, config_commitment: bytes,
-                     others: list[str]) -> str: ...
-    def join_session(self, session_id: bytes) -> str: ...
-    def sign_text(self, text: str) -> str: ...
-    def participant(self, address: str) -> dict[str, Any] | None: ...
-    def anchor(self, session_id: bytes) -> Any: ...
-    def finalize(self, session_id: bytes, model_commitment: bytes, metrics_hash: bytes = b"") -> str: ...
-    def abort_session(self, session_id: bytes, reason_hash: bytes) -> str | None: ...
-    def session(self, session_id: bytes) -> dict[str, Any]: ...
-    def wait_status(self, session_id: bytes, wanted: str, timeout: float, poll: float = 0.05) -> dict[str, Any]: ...
-    def round_state(self, session_id: bytes, round_no: int) -> str: ...
 
 
 TransportFactory = Callable[[JobConfig, str, "str | None", Transcript], Channel]
@@ -196,9 +174,10 @@ def chain_link(cfg: JobConfig, role: str) -> ChainLinkLike:
 
 def _import_phases(algorithm: str, role: str) -> None:
     """Import the pipeline's phase modules (and, at the guest, their plots), ahead of their first use."""
-    names = [f"nodes.phases.{name}" for name in PIPELINES[algorithm]]
+    phases = algorithms.get(algorithm).phases
+    names = [f"nodes.phases.{name}" for name in phases]
     if role == "guest":  # the guest draws the pictures (nodes.plots.<phase>, where there is one)
-        names += [f"nodes.plots.{name}" for name in PIPELINES[algorithm]]
+        names += [f"nodes.plots.{name}" for name in phases]
     for name in names:
         try:
             importlib.import_module(name)
@@ -213,8 +192,8 @@ class PartyNode:
                  events: Events | None = None, transport_factory: TransportFactory = grpc_transport,
                  chain_factory: ChainFactory = chain_link, model: str | Path | None = None,
                  serve: bool = False, resume: bool = False) -> None:
-        if role not in ("guest", "host"):
-            raise ConfigError(f"unknown role {role!r}")
+        self.spec = algorithms.get(cfg.job.algorithm)  # ConfigError if it has no pipeline
+        self._check_role(cfg, role)
         # model: score new rows with this party's saved model (a "<algorithm>-predict" job,
         # nodes.phases.predict) instead of training; read now so a bad model fails at once
         self.model: Any = None
@@ -225,10 +204,9 @@ class PartyNode:
             cfg.job.algorithm = self.model.algorithm
         self.mode = "train" if self.model is None else "predict"
         self.algorithm = cfg.job.algorithm if self.model is None else f"{cfg.job.algorithm}-predict"
-        if self.algorithm not in PIPELINES:
-            raise ConfigError(f"[job] algorithm {cfg.job.algorithm!r} has no pipeline")
+        self.spec = algorithms.get(self.algorithm)
         self.cfg, self.role = cfg, role
-        self.peer = "host" if role == "guest" else "guest"
+        self.peer = self._peer_name(role)
         self.out = Path(out)
         self.force = force
         self.events = events
@@ -253,6 +231,23 @@ class PartyNode:
         self.restored: dict[str, Any] = {}  # the restored phase's own state (kept at the new handshake round)
         if resume and (model is not None or force):
             raise ConfigError("--resume continues a training job; it goes with neither --model nor --force")
+
+    def _connect_chain(self) -> None:
+        """This party's chain link (`chain_factory`), recorded in job.json."""
+        self.emit("status", text="connecting to the chain")
+        self.chain = self.chain_factory(self.cfg, self.role)
+        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address,
+                        config=self.cfg.to_dict())  # with the chain announced to it (--chain-info)
+        self._save()
+
+    def _check_role(self, cfg: JobConfig, role: str) -> None:
+        """ConfigError unless `role` is one of the job's roles (a vertical job: guest, host)."""
+        if role not in self.spec.roles():
+            raise ConfigError(f"unknown role {role!r}")
+
+    def _peer_name(self, role: str) -> str:
+        """Who this party talks to, as messages name it: the other party of a two-party job."""
+        return "host" if role == "guest" else "guest"
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -306,17 +301,13 @@ class PartyNode:
         cfg, role = self.cfg, self.role
         transcript = Transcript(self.rundir.file("transcript.jsonl"))
         # the data first: a missing or invalid file fails here, before the chain, keys and peer
-        data = load_party_csv(cfg.party(role).data, role, require_labels=needs_labels(self.algorithm))
+        data = load_party_csv(cfg.party(role).data, role, require_labels=self.spec.needs_labels)
         if self.model is not None:
             from nodes.phases.predict import check_columns
 
             check_columns(self.model, data)
         self.emit("status", text=f"loaded {data.n_rows} rows, {len(data.features)} features")
-        self.emit("status", text="connecting to the chain")
-        self.chain = self.chain_factory(cfg, role)
-        self.job.update(chain_id=self.chain.chain_id, contract=self.chain.contract, account=self.chain.address,
-                        config=self.cfg.to_dict())  # with the chain announced to it (--chain-info)
-        self._save()
+        self._connect_chain()
         if self.resume:  # an aborted (or closed) session cannot go on: say so before anything else
             self._resume_session()
         # Paillier work on every core of this machine (or the [compute] Ray cluster)
@@ -326,7 +317,7 @@ class PartyNode:
         # start the Paillier workers and build the key's fixed-base tables while the chain,
         # handshake and PSI run (saves their ~1 s at the first encryption), if this party
         # encrypts under its own key at all (a GMM host never does: its CPU is for the guest)
-        warm = pk.warm_up if encrypts_own(self.algorithm, role) else start_workers
+        warm = pk.warm_up if self.spec.role_encrypts_own(role) else start_workers
         threading.Thread(target=warm, name="paillier-warm-up", daemon=True).start()
         self.job["paillier"] = {"key_bits": cfg.paillier.key_bits, "fingerprint": pk.fingerprint.hex()}
         job_id = (cfg.job.id or new_job_id(self.algorithm)) if role == "guest" else None
@@ -397,7 +388,7 @@ class PartyNode:
         # session's first transactions are latency-bound and would wait for the interpreter lock)
         threading.Thread(target=_import_phases, args=(self.algorithm, role), name="import-phases",
                          daemon=True).start()
-        for name in PIPELINES[self.algorithm]:
+        for name in self.spec.phases:
             if name in ctx.resume_base["phases_done"]:  # restored from a checkpoint (resume)
                 continue
             try:
@@ -841,17 +832,23 @@ class PartyNode:
         ctx.commit_round(rnd, CLOSE, mine)
         ctx.flush_rounds()
         self._count_round()
+        self._finalize(model_commitment, metrics_hash, {"peer_model_commitment": theirs.get("model_commitment")})
+
+    def _finalize(self, model_commitment: bytes, metrics_hash: bytes, extra: dict[str, Any] | None = None) -> None:
+        """Finalize the session on chain with this party's final commitments (the opener's metrics hash too),
+        wait until it is closed, close the links; then job.json says "complete"."""
+        assert self.chain is not None and self.session_id is not None and self.transport is not None
         self.emit("status", text="finalizing the session on chain")
         tx = self.chain.finalize(self.session_id, model_commitment, metrics_hash)
         self.job["transactions"]["finalize"] = tx
-        self.job["model_commitment"] = mine["model_commitment"]
-        self.job["metrics_hash"] = mine["metrics_hash"]
-        self.job["peer_model_commitment"] = theirs.get("model_commitment")
+        self.job["model_commitment"] = "0x" + model_commitment.hex()
+        self.job["metrics_hash"] = "0x" + metrics_hash.hex() if metrics_hash else None
+        self.job.update(extra or {})
         self._save()
         self.chain.wait_status(self.session_id, "closed", timeout=self.cfg.transport.timeout)
         self.emit("session", action="closed", session_id=self.job["session_id"], tx_hash=tx)
         self.transport.close()
-        write_communication(rd, self.role)  # communication.json: bytes, messages, seconds from the transcript
+        write_communication(self.rundir, self.role)  # communication.json: bytes, messages, seconds from the transcript
         plots = sys.modules.get("nodes.plots")  # not loaded: no picture was asked for (the host draws none)
         if plots is not None:
             plots.wait()  # the pictures drew in the background (nodes.plots.later); done before "complete"

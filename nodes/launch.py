@@ -240,11 +240,12 @@ class Launcher:
 
     def _check_data(self) -> None:
         """Both parties' data files load (fail before the chain and the nodes start, with one line)."""
-        from nodes.datafiles import load_party_csv, needs_labels
+        from nodes.algorithms import get
+        from nodes.datafiles import load_party_csv
 
-        algorithm = self.cfg.job.algorithm + ("-predict" if self.predicting else "")
+        spec = get(self.cfg.job.algorithm + ("-predict" if self.predicting else ""))
         for role in ("guest", "host"):
-            load_party_csv(self.cfg.party(role).data, role, require_labels=needs_labels(algorithm))  # type: ignore[arg-type]
+            load_party_csv(self.cfg.party(role).data, role, require_labels=spec.needs_labels)  # type: ignore[arg-type]
 
     def _partner_sets(self, role: str) -> list[str]:
         """Both parties run from this one config: unless its [policy] lists partners, each node's

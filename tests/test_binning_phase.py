@@ -17,6 +17,7 @@ import pytest
 from nodes.config import JobConfig
 from nodes.context import PartyContext
 from nodes.phases import binning as phase
+from nodes.session import PeerAborted
 from nodes.testing import make_contexts, run_pair
 from nodes.transport.base import Address
 from nodes.transport.codec import decode_message, encode_message, keyring
@@ -312,7 +313,7 @@ def test_single_class_labels_stop_both_parties_with_a_clear_message(tmp_path, br
     guest = dataclasses.replace(guest, y=np.ones_like(guest.y))
     gres, hres = run_both(*contexts(tmp_path, guest, host, config()))
     assert isinstance(gres, DataError) and "all labels are 1; need both classes 0 and 1" in str(gres)
-    assert isinstance(hres, phase.BinningAborted) and "all labels are 1" in str(hres)
+    assert isinstance(hres, PeerAborted) and "all labels are 1" in str(hres)
     assert not (tmp_path / "guest" / "binning.csv").exists()
 
 
@@ -320,14 +321,14 @@ def test_more_bins_than_rows_is_refused_naming_the_setting(tmp_path):
     guest, host = synth_split(12, 2, 2, seed=1)
     gres, hres = run_both(*contexts(tmp_path, guest, host, config(binning={"bins": 20})))
     assert isinstance(gres, DataError) and "[binning] bins = 20 is more than the 12 rows" in str(gres)
-    assert isinstance(hres, phase.BinningAborted)
+    assert isinstance(hres, PeerAborted)
 
 
 def test_a_selection_that_leaves_the_host_nothing_is_refused_on_both_sides(tmp_path, breast):
     guest, host = breast
     gres, hres = run_both(*contexts(tmp_path, guest, host, config(selection={"top_k": 2})))
     assert isinstance(gres, DataError) and "kept none of the host's features" in str(gres)
-    assert isinstance(hres, phase.BinningAborted) and "[selection]" in str(hres)
+    assert isinstance(hres, PeerAborted) and "[selection]" in str(hres)
 
 
 def test_guest_refuses_host_counts_that_do_not_add_up_and_tells_the_host(tmp_path, monkeypatch):
@@ -342,4 +343,4 @@ def test_guest_refuses_host_counts_that_do_not_add_up_and_tells_the_host(tmp_pat
     guest, host = synth_split(60, 2, 2, seed=3)
     gres, hres = run_both(*contexts(tmp_path, guest, host, config(binning={"bins": 4})))
     assert isinstance(gres, DataError) and "inconsistent with 60 rows" in str(gres)
-    assert isinstance(hres, phase.BinningAborted) and "inconsistent with 60 rows" in str(hres)
+    assert isinstance(hres, PeerAborted) and "inconsistent with 60 rows" in str(hres)

@@ -190,7 +190,7 @@ def test_bad_input_checks_name_the_problem():
         check_block(X, ["x0", "x1"], "host")
     with pytest.raises(GmmOptionsError, match="init must be"):
         GmmOptions(init="bogus").validate()  # type: ignore[arg-type]
-    with pytest.raises(GmmOptionsError, match="k must be a positive integer"):
+    with pytest.raises(GmmOptionsError, match=r"k_range must list distinct values >= 1, got \[0, 2\]"):
         GmmOptions(k_range=(0, 2)).validate()
 
 

@@ -16,6 +16,7 @@ from sklearn.mixture import GaussianMixture
 from nodes.config import JobConfig
 from nodes.context import PartyContext
 from nodes.phases import gmm
+from nodes.session import PeerAborted
 from nodes.testing import make_contexts, run_pair
 from nodes.transport.base import Address, Payload
 from vfl.data import PartyData
@@ -349,7 +350,7 @@ def test_predict_refuses_rows_missing_a_model_column(wine_kmeans, tmp_path):
     gmodel = gmm.load_model(wine_kmeans.gctx.rundir.path)
     short = host.select(host.features[:-1])
     gctx, hctx = make_contexts(tmp_path, guest, short, JobConfig())
-    with pytest.raises((DataError, gmm.PeerAborted), match="host data has no column 'h6' that its model needs"):
+    with pytest.raises((DataError, PeerAborted), match="host data has no column 'h6' that its model needs"):
         run_pair(lambda c: gmm.run_predict_guest(c, gmodel), lambda c: gmm.run_predict_host(c, hmodel), gctx, hctx)
 
 
@@ -377,7 +378,7 @@ def test_constant_host_feature_is_refused_before_em(tmp_path, breast):
     bad = PartyData("host", host.ids, host.features, X)
     gerr, herr = run_failing(tmp_path, guest, bad, config())
     assert isinstance(herr, DataError) and "host feature 'x3' is constant (every row is 2.5)" in str(herr)
-    assert isinstance(gerr, gmm.PeerAborted) and "host feature 'x3' is constant" in str(gerr)
+    assert isinstance(gerr, PeerAborted) and "host feature 'x3' is constant" in str(gerr)
     _nothing_written(tmp_path)
 
 
@@ -396,7 +397,7 @@ def test_collapsing_component_stops_the_fit_without_writing_results(tmp_path):
     gerr, herr = run_failing(tmp_path, guest, host, config(k=2, reg_covar=0.0, init="kmeans"))
     assert isinstance(herr, TrainingError)
     assert "component" in str(herr) and "collapsing covariance" in str(herr) and "'x0'" in str(herr)
-    assert isinstance(gerr, gmm.PeerAborted) and "collapsing covariance" in str(gerr)
+    assert isinstance(gerr, PeerAborted) and "collapsing covariance" in str(gerr)
     _nothing_written(tmp_path)
     for cp in (tmp_path / "host" / "checkpoints").glob("*.json"):
         assert "NaN" not in cp.read_text() and "Infinity" not in cp.read_text()
@@ -405,7 +406,7 @@ def test_collapsing_component_stops_the_fit_without_writing_results(tmp_path):
 def test_host_with_different_settings_refuses(tmp_path, breast):
     gerr, herr = run_failing(tmp_path, *breast, config(k=2), host_cfg=config(k=3))
     assert "settings differ" in str(herr) and "k: guest 2, host 3" in str(herr)
-    assert isinstance(gerr, gmm.PeerAborted) and "settings differ" in str(gerr)
+    assert isinstance(gerr, PeerAborted) and "settings differ" in str(gerr)
 
 
 def test_a_guest_without_labels_fits_and_writes_no_label_metrics(tmp_path):

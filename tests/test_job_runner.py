@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chain.commitment import Binding
+from nodes import algorithms
 from nodes.config import JobConfig, load_config
 from nodes.datafiles import write_party_csv
 from nodes.errors import ConfigError, NodeError
@@ -199,9 +201,7 @@ def test_a_chain_write_refused_because_the_peer_just_aborted_names_the_peer_fail
 
 
 def test_phases_not_written_yet_are_skipped_and_reported(tmp_path, chain_env, monkeypatch) -> None:
-    from nodes import phases
-
-    monkeypatch.setitem(phases.PIPELINES, "psi", ["intersection", "no_such_phase"])
+    monkeypatch.setitem(algorithms.REGISTRY, "psi", replace(algorithms.get("psi"), phases=("intersection", "no_such_phase")))
     res = run_both(tmp_path, chain_env, load_config(_config(tmp_path)))
     assert res["guest"]["status"] == "complete"
     assert res["guest"]["phases_run"] == ["intersection"]
@@ -223,8 +223,6 @@ def test_ciphertexts_under_either_partys_key_cross_in_a_job(tmp_path, chain_env,
 
     import numpy as np
 
-    from nodes import phases
-
     echo = types.ModuleType("nodes.phases.echo_check")
 
     def run_guest(ctx):
@@ -245,7 +243,7 @@ def test_ciphertexts_under_either_partys_key_cross_in_a_job(tmp_path, chain_env,
 
     echo.run_guest, echo.run_host = run_guest, run_host
     monkeypatch.setitem(sys.modules, "nodes.phases.echo_check", echo)
-    monkeypatch.setitem(phases.PIPELINES, "psi", ["intersection", "echo_check"])
+    monkeypatch.setitem(algorithms.REGISTRY, "psi", replace(algorithms.get("psi"), phases=("intersection", "echo_check")))
     res = run_both(tmp_path, chain_env, load_config(_config(tmp_path)))
     assert res["guest"]["status"] == "complete", res
     assert res["guest"]["phases_run"] == ["intersection", "echo_check"] and res["guest"]["rounds"] == 4
@@ -267,10 +265,9 @@ def test_a_host_started_for_training_refuses_a_guest_that_asks_for_predictions(t
 
 
 def test_only_parties_that_encrypt_under_their_own_key_build_encryption_tables():
-    from nodes.phases import OWN_KEY_ENCRYPTION, PIPELINES, encrypts_own
+    def encrypts_own(algorithm: str, role: str) -> bool:
+        return algorithms.get(algorithm).role_encrypts_own(role)
 
-    # every phase says who encrypts under its own key (a new phase must decide)
-    assert {p for phases in PIPELINES.values() for p in phases} <= set(OWN_KEY_ENCRYPTION)
-    assert encrypts_own("lr", "guest") and encrypts_own("lr", "host")
+    assert encrypts_own("lr", "guest") and encrypts_own("lr", "host") and encrypts_own("lr", "host2")
     assert encrypts_own("gmm", "guest") and not encrypts_own("gmm", "host")
     assert not encrypts_own("psi", "guest") and not encrypts_own("lr-predict", "host")

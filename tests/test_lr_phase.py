@@ -22,6 +22,7 @@ from nodes.config import JobConfig, load_config
 from nodes.context import PartyContext
 from nodes.phases import binning as binning_phase
 from nodes.phases import lr as phase
+from nodes.session import PeerAborted
 from nodes.testing import make_contexts, run_pair
 from nodes.transport.base import Address, Payload, TransportError
 from vfl.binning import BinIndicators, WoeStandardizer, plaintext_binning
@@ -393,7 +394,8 @@ def test_labels_of_one_class_stop_both_parties_with_a_clear_message(tmp_path):
     gctx, hctx = make_contexts(tmp_path, g, h, _config())
     gerr, herr = _run_both(phase.run_guest, phase.run_host, gctx, hctx)
     assert isinstance(gerr, DataError) and "all labels are 1; need both classes" in str(gerr)
-    assert isinstance(herr, TrainingError) and "guest stopped training" in str(herr) and "all labels are 1" in str(herr)
+    assert isinstance(herr, PeerAborted) and herr.peer == "guest" and "all labels are 1" in herr.reason
+    assert str(herr).startswith("the guest stopped training: ")
     assert not (tmp_path / "guest" / "model.json").exists() and not (tmp_path / "host" / "model.json").exists()
 
 
@@ -403,7 +405,7 @@ def test_an_unstable_learning_rate_is_refused_before_training_with_a_limit_to_us
     gerr, herr = _run_both(phase.run_guest, phase.run_host, gctx, hctx)
     assert isinstance(herr, TrainingError)
     assert "learning_rate 1 is unstable for the host's columns" in str(herr) and "use learning_rate <" in str(herr)
-    assert isinstance(gerr, TrainingError) and "host refused to train" in str(gerr)
+    assert isinstance(gerr, PeerAborted) and str(gerr).startswith("the host refused to train: ")
     assert "use learning_rate <" in str(gerr)
 
 
@@ -419,7 +421,7 @@ def test_divergence_during_training_stops_both_parties_with_what_to_change(tmp_p
     gerr, herr = _run_both(phase.run_guest, phase.run_host, gctx, hctx)
     assert isinstance(gerr, TrainingError) and "training diverged at epoch" in str(gerr)
     assert "learning_rate 6 is too large" in str(gerr) and "use learning_rate < 2.37" in str(gerr)
-    assert isinstance(herr, TrainingError) and "training diverged" in str(herr)
+    assert isinstance(herr, PeerAborted) and "training diverged" in str(herr)
     assert not (tmp_path / "guest" / "model.json").exists()
 
 
@@ -452,7 +454,7 @@ def test_guest_and_host_with_different_settings_refuse_to_train(tmp_path):
     hctx.config = _config("lr.learning_rate=0.2")
     gerr, herr = _run_both(phase.run_guest, phase.run_host, gctx, hctx)
     assert isinstance(herr, TrainingError) and "learning_rate: 0.1 vs 0.2" in str(herr)
-    assert isinstance(gerr, TrainingError) and "host refused to train" in str(gerr)
+    assert isinstance(gerr, PeerAborted) and "host refused to train" in str(gerr)
 
 
 def test_batches_too_small_for_privacy_are_refused(tmp_path):
@@ -460,7 +462,7 @@ def test_batches_too_small_for_privacy_are_refused(tmp_path):
     gctx, hctx = make_contexts(tmp_path, g, h, _config("lr.batch_size=3"))
     gerr, herr = _run_both(phase.run_guest, phase.run_host, gctx, hctx)
     assert isinstance(gerr, TrainingError) and "too small for privacy" in str(gerr)
-    assert isinstance(herr, TrainingError)
+    assert isinstance(herr, PeerAborted) and "too small for privacy" in herr.reason
 
 
 def test_bad_lr_settings_are_config_errors():

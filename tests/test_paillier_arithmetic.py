@@ -292,7 +292,7 @@ def test_phe_decrypts_ours_and_we_decrypt_phe(pair):
     phe_pk = pk.to_phe()
     theirs = [phe_pk.encrypt(float(v), precision=2.0**-40) for v in x]
     exps = min(c.exponent for c in theirs)
-    back = EncryptedArray.from_phe([c.decrease_exponent_to(exps) for c in theirs])
+    back = EncryptedArray.from_phe([c.decrease_exponent_to(exps) for c in theirs], pk)
     np.testing.assert_allclose(sk.decrypt(back), x, atol=1e-11)
     assert PrivateKey.from_phe(phe_sk).public_key == pk
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vfl.errors import WireFormatError
-from vfl.paillier import EncryptedArray, encrypt_packed, generate_keypair
+from vfl.paillier import EncryptedArray, encrypt_packed, generate_keypair, load_ciphertexts
 from vfl.paillier.wire import element_width
 
 
@@ -108,21 +108,23 @@ def test_packed_arrays_round_trip_and_reject_tampering(keys):
     vals = np.random.default_rng(0).random((5, 7))
     packed = encrypt_packed(pk, vals, precision=20, headroom_bits=10)
     data = packed.to_bytes()
-    back = EncryptedArray.from_bytes(data, pk)
+    back = load_ciphertexts(data, pk)
     assert type(back) is type(packed) and back.shape == (5, 7)
+    with pytest.raises(WireFormatError, match="packed ciphertext array where a plain one"):
+        EncryptedArray.from_bytes(data, pk)
     assert (back.slot_bits, back.bound, back.precision) == (packed.slot_bits, packed.bound, 20)
     np.testing.assert_array_equal(sk.decrypt(back), sk.decrypt(packed))
     with pytest.raises(WireFormatError, match="foreign key"):
-        EncryptedArray.from_bytes(data, other)
+        load_ciphertexts(data, other)
     with pytest.raises(WireFormatError, match="truncated"):
-        EncryptedArray.from_bytes(data[:-5], pk)
+        load_ciphertexts(data[:-5], pk)
     with pytest.raises(WireFormatError, match="trailing"):
-        EncryptedArray.from_bytes(data + b"\0", pk)
+        load_ciphertexts(data + b"\0", pk)
     forged = bytearray(data)
     forged[14:16] = struct.pack(">H", 2000)  # slots wider than the key
     with pytest.raises(WireFormatError, match="do not fit"):
-        EncryptedArray.from_bytes(bytes(forged), pk)
+        load_ciphertexts(bytes(forged), pk)
     forged = bytearray(data)
     forged[14:16] = struct.pack(">H", 8)  # a bound that the slots cannot hold
     with pytest.raises(WireFormatError):
-        EncryptedArray.from_bytes(bytes(forged), pk)
+        load_ciphertexts(bytes(forged), pk)

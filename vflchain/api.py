@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodes import algorithms
 from nodes.config import PATH_KEYS, JobConfig, load_config
 from nodes.errors import ConfigError, NodeError
 from nodes.job import one_line
@@ -37,7 +38,7 @@ from vflchain.inputs import PartyInput, party_table, write_table
 
 ConfigInput = JobConfig | str | Path | Mapping[str, Mapping[str, Any]] | None
 Events = Callable[[dict[str, Any]], None]
-HORIZONTAL = ("hfl-lr",)
+HORIZONTAL = tuple(a for a in algorithms.names() if algorithms.get(a).topology == "horizontal")
 
 
 class JobFailed(NodeError):
@@ -409,9 +410,9 @@ def _run(config: ConfigInput, data: Mapping[str, PartyInput] | None, labels: Any
     if model is not None and horizontal:
         raise ConfigError("prediction jobs (model=) are vertical only")
     parties = parties_of(cfg)
-    from nodes.datafiles import needs_labels
+    from nodes.algorithms import get
 
-    _place_data(cfg, parties, data, labels, workdir, needs_labels(cfg.job.algorithm) and model is None)
+    _place_data(cfg, parties, data, labels, workdir, get(cfg.job.algorithm).needs_labels and model is None)
     job_chain = open_chain_for(chain, {p: _dev_index(p) for p in parties}, workdir)
     cfg.chain.url, cfg.chain.contract = "", job_chain.contract
     cfg.chain.state = job_chain.state
@@ -445,10 +446,8 @@ def _import_pipeline(algorithm: str | None) -> None:
     background (nodes.job), and a node must not find a module another thread is still importing."""
     import importlib
 
-    from nodes.phases import PIPELINES
-
     importlib.import_module("nodes.plots")
-    names = PIPELINES.get(algorithm, ()) if algorithm else ("intersection", "predict")
+    names = algorithms.get(algorithm).phases if algorithm else ("intersection", "predict")
     for name in names:
         for module in (f"nodes.phases.{name}", f"nodes.plots.{name}"):
             try:

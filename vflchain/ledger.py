@@ -59,7 +59,7 @@ class OfflineLedger:
 
 
 class OfflineLink:
-    """One party's link to an `OfflineLedger` (what nodes.job.ChainLinkLike asks for)."""
+    """One party's link to an `OfflineLedger` (what nodes.chainlink.ChainLinkLike asks for)."""
 
     chain_id = CHAIN_ID
     url = "none (no chain: nothing anchored)"

@@ -106,10 +106,11 @@ def _chain_factory(args: argparse.Namespace, connect: Any) -> Any:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from nodes.algorithms import get
     from nodes.job import PartyNode, chain_link
 
     cfg = load_config(args.config, args.set)
-    if cfg.job.algorithm == "hfl-lr":
+    if get(cfg.job.algorithm).topology == "horizontal":
         return _handle_hfl(args, cfg)
     if args.role not in ("guest", "host"):
         raise ConfigError(f"--role must be guest or host, got {args.role!r}")

@@ -24,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from nodes.algorithms import get
     from nodes.config import load_config
     from nodes.launch import Launcher
 
-    if load_config(args.config, args.set).job.algorithm == "hfl-lr":
+    if get(load_config(args.config, args.set).job.algorithm).topology == "horizontal":
         from nodes.hfl_launch import HflLauncher
 
         return HflLauncher(args.config, args.out, args.set, force=args.force).run()

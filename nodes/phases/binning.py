@@ -40,6 +40,7 @@ import numpy as np
 
 from nodes.context import PartyContext
 from nodes.errors import NodeError
+from nodes.session import raise_if_aborted
 from nodes.transport.base import PhaseChannel
 from nodes.ui import console, progress, table
 from vfl.binning import (
@@ -74,10 +75,6 @@ HOST_FEATURES_ALLOWANCE = 100
 CSV_COLUMNS = ["feature", "bin", "interval", "event_count", "event_ratio", "non_event_count",
                "non_event_ratio", "woe", "iv_bin", "iv_total"]
 TOP_PLOTTED = 6
-
-
-class BinningAborted(NodeError):
-    """The peer stopped the binning phase with an error message."""
 
 
 # -- messages -------------------------------------------------------------------------------
@@ -367,8 +364,7 @@ def _abort_on_error(ch: PhaseChannel, tag: str, round_no: int) -> Iterator[None]
 
 
 def _raise_if_aborted(msg: dict[str, Any], peer: str) -> None:
-    if "abort" in msg:
-        raise BinningAborted(f"the {peer} stopped binning: {msg['abort']}")
+    raise_if_aborted(msg, peer, "stopped binning")
 
 
 def _apply_selection(ctx: PartyContext, kept: list[str], own: dict[str, FeatureBinning],

@@ -43,9 +43,10 @@ from typing import Any
 import numpy as np
 
 from nodes.communication import COMMUNICATION_FILE
-from nodes.config import JobConfig
+from nodes.config import JobConfig, options_of
 from nodes.context import PartyContext
 from nodes.errors import NodeError
+from nodes.session import PeerAborted, raise_if_aborted
 from nodes.transport.base import Payload, PhaseChannel
 from nodes.ui import console, progress, table
 from vfl.data import PartyData
@@ -100,17 +101,9 @@ class GmmProtocolError(NodeError):
     """The peer sent something the FL-EM-GMM protocol does not allow."""
 
 
-class PeerAborted(GmmProtocolError):
-    """The peer stopped the fit and said why."""
-
-
 def options_from_config(config: JobConfig) -> GmmOptions:
     """The [gmm] section (and [job] seed) as validated GmmOptions."""
-    g = config.gmm
-    return GmmOptions(k=g.k, covariance=g.covariance, reg_covar=g.reg_covar, tol=g.tol,  # type: ignore[arg-type]
-                      max_iter=g.max_iter, n_init=g.n_init, init=g.init,  # type: ignore[arg-type]
-                      kmeans_max_iter=g.kmeans_max_iter, k_range=tuple(g.k_range),
-                      seed=config.job.seed).validate()
+    return options_of(config, GmmOptions).validate()  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------
@@ -175,8 +168,7 @@ class _Link:
 
     def recv(self, tag: str, round_no: int) -> Payload:
         msg = self.ch.recv(tag, round=round_no, timeout=COMPUTE_TIMEOUT)
-        if "abort" in msg:
-            raise PeerAborted(f"the {self.ctx.peer} stopped the fit: {msg['abort']}")
+        raise_if_aborted(msg, self.ctx.peer, "stopped the fit")
         return msg
 
     def abort(self, reason: str) -> None:
@@ -840,3 +832,56 @@ def summary_table(result: GuestGmmResult, data: PartyData) -> Any:
         rows.append(row)
     cols = ["cluster", "weight", "rows"] + (["rows by label"] if labelled else [])
     return table(title, cols, rows)
+
+
+# -- predict steps (nodes.algorithms) -----------------------------------------------
+
+
+def load_predict_model(doc: dict[str, Any], f: Path, role: str) -> tuple[PartyMixture, None]:
+    """This party's mixture block from model.json (`doc`, read from `f`); GMM has no preprocessing."""
+    return PartyMixture.from_json(doc, str(f)), None
+
+
+def predict_step_guest(ctx: PartyContext, pm: Any) -> int:
+    """Phase `predict` at the guest (a nodes.phases.predict.PartyModel); the rows scored."""
+    resp, labels = run_predict_guest(ctx, pm.model)
+    _gmm_outputs(ctx, pm, resp, labels)
+    return len(labels)
+
+
+def predict_step_host(ctx: PartyContext, pm: Any) -> int:
+    """Phase `predict` at the host; the rows scored."""
+    run_predict_host(ctx, pm.model)
+    return _own_data(ctx).n_rows
+
+
+def _gmm_outputs(ctx: PartyContext, pm: Any, resp: np.ndarray, labels: np.ndarray) -> None:
+    """metrics.json and the 2-D cluster plot of a GMM prediction job."""
+    from nodes.plots.gmm import plot_clusters_2d
+    from vfl.gmm import adjusted_rand_index, best_permutation_accuracy, contingency
+
+    data = ctx.data
+    assert data is not None
+    k = pm.model.k
+    ll = ctx.state.get("gmm_predict_log_likelihood")
+    sizes = np.bincount(labels, minlength=k)
+    metrics: dict[str, Any] = {"algorithm": "gmm", "k": k, "rows": data.n_rows,
+                               "log_likelihood": ll, "cluster_sizes": sizes.tolist(),
+                               "training_job": pm.training_job}
+    rows = [["rows", data.n_rows], ["clusters (rows each)", ", ".join(map(str, sizes.tolist()))],
+            ["mean log-likelihood", f"{ll:.6g}" if isinstance(ll, float) else "-"]]
+    if data.y is not None:
+        values, tab = contingency(data.y, labels, k)
+        metrics["adjusted_rand_index"] = adjusted_rand_index(data.y, labels)
+        metrics["best_permutation_accuracy"], _ = best_permutation_accuracy(data.y, labels, k)
+        metrics["clusters_by_label"] = {str(c): {str(int(v)): int(tab[c, j]) for j, v in enumerate(values)}
+                                        for c in range(k)}
+        rows += [["ARI", f"{metrics['adjusted_rand_index']:.4f}"],
+                 ["best-permutation accuracy", f"{metrics['best_permutation_accuracy']:.4f}"]]
+    if not (np.all(np.isfinite(resp)) and isinstance(ll, float) and np.isfinite(ll)):
+        raise VflError("predict: non-finite responsibilities or log-likelihood; no metrics written")
+    ctx.rundir.write_json("metrics.json", metrics)
+    if data.X.shape[0] >= 2 and data.X.shape[1] >= 1:
+        X = data.select(list(pm.model.features)).X
+        plot_clusters_2d(X, labels, data.y, ctx.rundir.plot_path("gmm_predict_clusters.png"))
+    console().print(table(f"predict: FL-EM-GMM, K={k}", ["item", "value"], rows))

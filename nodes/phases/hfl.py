@@ -53,9 +53,10 @@ from chain.commitment import (
 )
 from chain.errors import ChainError
 from chain.transcript import MANIFEST_TAG, manifest_digest, manifest_lines
+from nodes.chainlink import SessionLink
 from nodes.communication import COMMUNICATION_FILE
 from nodes.config import JobConfig
-from nodes.context import checkpoint_round, record_round
+from nodes.context import checkpoint_round, post_round
 from nodes.errors import NodeError
 from nodes.hfl_config import COORDINATOR, client_index, options
 from nodes.rundir import RunDir
@@ -80,27 +81,6 @@ from vfl.paillier import EncryptedArray, PrivateKey, PublicKey, generate_keypair
 
 HANDSHAKE, KEYS, TRAIN, CLOSE = "handshake", "keys", "train", "close"
 MANIFEST = MANIFEST_TAG
-Signer = Callable[[bytes], str]  # message -> hex signature by the party's chain account
-Recover = Callable[[bytes, str], str]  # (message, signature) -> the signer's address
-
-
-@dataclass
-class ChainView:
-    """What the protocol needs from the chain link (nodes.hfl_node wires the real one)."""
-
-    address: str
-    chain_id: int
-    contract: str
-    sign: Signer
-    recover: Recover
-    open_session: Callable[[list[str]], str]  # client accounts -> tx hash
-    join_session: Callable[[], str]
-    session: Callable[[], dict[str, Any]]
-    wait_active: Callable[[], None]
-    submit_round: Callable[[int, bytes, bytes], str]
-    finalize: Callable[[bytes, bytes], str]
-    bind: Callable[[str], bytes]  # the opener's account -> this job's session id (sets session_id)
-    session_id: bytes = b""  # derived from the coordinator's account and the job id; b"" until bound
 
 
 @dataclass
@@ -113,7 +93,7 @@ class HflContext:
     transport: Channel | StarTransport
     transcript: Transcript
     rundir: RunDir
-    chain: ChainView
+    chain: SessionLink  # this party's chain link bound to the job's session
     data: PartyData | None = None
     events: Callable[[dict[str, Any]], None] | None = None
     public_key: PublicKey | None = None
@@ -171,9 +151,7 @@ class HflContext:
         digest = manifest_digest(lines)
         self.rundir.append_jsonl("manifests.jsonl", {"round": rnd, "phase": phase, "lines": sorted(lines)})
         com = checkpoint_round(self.rundir, self.binding, rnd, phase, params)
-        tx = self.chain.submit_round(rnd, com, bytes.fromhex(digest[2:]))
-        record_round(self.rundir, rnd, phase, loss, com, digest, tx)
-        self.event("round", round=rnd, phase=phase, loss=loss, tx_hash=tx)
+        post_round(self.chain, self.rundir, rnd, phase, com, digest, loss, self.event)
 
     @property
     def binding(self) -> SessionBinding:

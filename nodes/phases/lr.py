@@ -48,12 +48,13 @@ from typing import Any, TypedDict
 import numpy as np
 
 from nodes.communication import COMMUNICATION_FILE
-from nodes.config import JobConfig
+from nodes.config import JobConfig, options_of
 from nodes.context import PartyContext
 from nodes.errors import ConfigError
+from nodes.session import ABORT, raise_if_aborted
 from nodes.transport.base import Payload, PhaseChannel, TransportError
 from nodes.ui import console, progress, table
-from vfl.binning import Preprocessing
+from vfl.binning import Preprocessing, preprocessing_from_json
 from vfl.data import PartyData
 from vfl.errors import DataError, PaillierError, TrainingError, VflError
 from vfl.lr.model import LrPartModel
@@ -125,15 +126,10 @@ class LrResult(TypedDict, total=False):
 
 def options_from_config(config: JobConfig) -> LrOptions:
     """The [lr] section (and [job] seed) as training options; bad values are config errors."""
-    s = config.lr
     try:
-        return LrOptions(epochs=s.epochs, batch_size=s.batch_size, learning_rate=s.learning_rate,
-                         decay=s.decay, alpha=s.alpha, penalty=s.penalty, tol=s.tol,  # type: ignore[arg-type]
-                         validation=s.validation, early_stopping=s.early_stopping, seed=config.job.seed,
-                         fit_intercept=s.fit_intercept, standardize=s.standardize,
-                         label_noise=float(s.label_noise)).check()
+        return options_of(config, LrOptions).check()  # type: ignore[no-any-return]
     except TrainingError as exc:
-        raise ConfigError(f"[lr] {exc}") from None
+        raise ConfigError(str(exc)) from None
 
 
 # -- messaging ------------------------------------------------------------------
@@ -218,8 +214,8 @@ def _residues(payload: Payload, name: str, tag: str, size: int) -> list[int]:
 def _check_status(payload: Payload, tag: str) -> None:
     """The guest's control messages carry status "ok" or "error" with the reason."""
     status = _field(payload, "status", str, tag)
-    if status != "ok":
-        raise TrainingError(f"the guest stopped training: {payload.get('error', 'no reason given')}")
+    if status != "ok":  # the guest's abort, in LR's control-message form
+        raise_if_aborted({ABORT: payload.get("error", "no reason given")}, "guest", "stopped training")
 
 
 def _where(epoch: int, batch: int | None = None) -> str:
@@ -260,8 +256,8 @@ def run_guest(ctx: PartyContext) -> LrResult:
                         "validation_ids": [str(v) for v in data.ids[val].tolist()],
                         "row_packing": guest_fits}, "before training started")
     ready = link.recv("ready", "before training started")
-    if _field(ready, "status", str, "ready") != "ok":
-        raise TrainingError(f"the host refused to train: {ready.get('error', 'no reason given')}")
+    if _field(ready, "status", str, "ready") != "ok":  # the host's abort, in LR's control-message form
+        raise_if_aborted({ABORT: ready.get("error", "no reason given")}, "host", "refused to train")
     host_fits = _field(ready, "row_packing", bool, "ready")
     n_batches = len(epoch_batches(len(train), opts.batch_size, opts.seed, 0))
     noise = _label_noise(ready, guest, train, opts, opts.epochs * n_batches)
@@ -809,6 +805,34 @@ def _write_guest_outputs(ctx: PartyContext, data: PartyData, y: np.ndarray, prob
     rows.append(["epochs", t["epochs"], ""])
     rows.append(["final loss", monitor.losses[-1], monitor.validation_losses[-1] if monitor.validation_losses else ""])
     console().print(table("lr: guest summary", ["metric", "train", "validate"], rows))
+
+
+# -- predict steps (nodes.algorithms) -----------------------------------------------
+
+
+def load_predict_model(doc: dict[str, Any], f: Path, role: str) -> tuple[LrPartModel, Preprocessing | None]:
+    """This party's LR model and its saved preprocessing from model.json (`doc`, read from `f`)."""
+    preprocess = None
+    model = LrPartModel.from_json(doc, str(f))
+    if model.role != role:
+        raise DataError(f"{f}: a {model.role} model, but this party is the {role}")
+    if doc.get("preprocess"):
+        preprocess = preprocessing_from_json(doc["preprocess"])
+        if preprocess.columns != model.features:
+            raise DataError(f"{f}: the preprocessing's columns {preprocess.columns} differ from the "
+                            f"model's features {model.features}")
+    return model, preprocess
+
+
+def predict_step_guest(ctx: PartyContext, pm: Any) -> int:
+    """Phase `predict` at the guest (a nodes.phases.predict.PartyModel); the rows scored."""
+    return len(predict_guest(ctx, pm.model, pm.preprocess))
+
+
+def predict_step_host(ctx: PartyContext, pm: Any) -> int:
+    """Phase `predict` at the host; the rows scored."""
+    predict_host(ctx, pm.model, pm.preprocess)
+    return _party_data(ctx, "host").n_rows
 
 
 __all__ = ["LrResult", "load_model", "options_from_config", "predict_guest",

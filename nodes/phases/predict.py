@@ -33,24 +33,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from chain.commitment import TAG_MODEL, Opening
 from chain.errors import ChainError
+from nodes import algorithms
 from nodes.context import PartyContext
 from nodes.errors import NodeError
 from nodes.rundir import atomic_write
+from nodes.session import Session
 from nodes.ui import console, table
-from vfl.binning import Preprocessing, preprocessing_from_json
+from vfl.binning import Preprocessing
 from vfl.data import PartyData
-from vfl.errors import DataError, VflError
+from vfl.errors import DataError
 
 PHASE = "predict"
-ALGORITHMS = ("lr", "gmm")
-
-
-class PredictAborted(NodeError):
-    """The peer refused to score with the models at hand, and said why."""
 
 
 @dataclass
@@ -132,31 +127,20 @@ def _training_job(model_file: Path, doc: dict[str, Any]) -> tuple[str | None, Op
 
 def load_party_model(path: str | Path, role: str) -> PartyModel:
     """This party's model.json from a file, its run directory or the trained job's directory."""
-    from vfl.gmm.model import PartyMixture
-    from vfl.lr.model import LrPartModel
-
     f = _model_file(path, role)
     try:
         raw = f.read_bytes()
         doc = json.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{f}: cannot read the model ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("algorithm") not in ALGORITHMS:
-        raise DataError(f"{f}: not a model file (algorithm must be one of {', '.join(ALGORITHMS)})")
+    known = algorithms.predictable()
+    if not isinstance(doc, dict) or doc.get("algorithm") not in known:
+        raise DataError(f"{f}: not a model file (algorithm must be one of {', '.join(known)})")
     if doc.get("role", role) != role:
         raise DataError(f"{f}: a {doc['role']} model, but this party is the {role}")
-    preprocess = None
-    if doc["algorithm"] == "lr":
-        model: Any = LrPartModel.from_json(doc, str(f))
-        if model.role != role:
-            raise DataError(f"{f}: a {model.role} model, but this party is the {role}")
-        if doc.get("preprocess"):
-            preprocess = preprocessing_from_json(doc["preprocess"])
-            if preprocess.columns != model.features:
-                raise DataError(f"{f}: the preprocessing's columns {preprocess.columns} differ from the "
-                                f"model's features {model.features}")
-    else:
-        model = PartyMixture.from_json(doc, str(f))
+    steps = algorithms.get(doc["algorithm"]).predict
+    assert steps is not None
+    model, preprocess = algorithms.resolve(steps.load)(doc, f, role)
     training_job, opening = _training_job(f, doc)
     return PartyModel(doc["algorithm"], role, f, raw, training_job, model, preprocess, opening)
 
@@ -191,91 +175,49 @@ def _setup(ctx: PartyContext) -> PartyModel:
     if ctx.data is None:
         raise DataError(f"predict: the {ctx.role} has no rows to score")
     check_columns(pm, ctx.data)
-    ch = ctx.channel(PHASE)
-    r = ctx.next_round()
+    session = Session(ctx)
+    (peer,) = session.peers
     mine = {"algorithm": pm.algorithm, "training_job": pm.training_job, "n_rows": ctx.data.n_rows}
-    if ctx.role == "guest":
-        ch.send("models", mine, round=r)
-        theirs = ch.recv("models", round=r)
-        if "abort" in theirs:
-            raise PredictAborted(f"the host refused to score: {theirs['abort']}")
-        problem = _models_problem(mine, theirs, "guest", "host")
-        if problem:
-            raise DataError(problem)  # closing the link tells the host
-    else:
-        theirs = ch.recv("models", round=r)
-        problem = _models_problem(mine, theirs, "host", "guest")
-        ch.send("models", {"abort": problem} if problem else mine, round=r)
-        if problem:
-            raise DataError(problem)
-    atomic_write(ctx.rundir.file("model.json"), pm.raw)
-    ctx.commit_round(r, PHASE, {"step": "models", "algorithm": pm.algorithm, "training_job": pm.training_job,
-                                "model_commitment": pm.commitment, "rows": ctx.data.n_rows,
-                                "model_opening": pm.opening.to_json() if pm.opening is not None else None})
+    with session.round(PHASE, "refused to score") as r:
+        if ctx.role == "guest":
+            r.send(peer, "models", mine)
+            problem = _models_problem(mine, r.recv(peer, "models"), "guest", peer)
+            if problem:
+                raise DataError(problem)  # closing the link tells the host
+        else:
+            theirs = r.recv(peer, "models")
+            r.peer_waits(peer, "models")  # a problem is sent as the reply the guest waits for
+            problem = _models_problem(mine, theirs, "host", peer)
+            if problem:
+                raise DataError(problem)
+            r.send(peer, "models", mine)
+        atomic_write(ctx.rundir.file("model.json"), pm.raw)
+        r.commit({"step": "models", "algorithm": pm.algorithm, "training_job": pm.training_job,
+                  "model_commitment": pm.commitment, "rows": ctx.data.n_rows,
+                  "model_opening": pm.opening.to_json() if pm.opening is not None else None})
     ctx.event("phase_step", phase=PHASE, step="models", training_job=pm.training_job or "?")
     return pm
+
+
+def _steps(pm: PartyModel) -> algorithms.PredictSteps:
+    steps = algorithms.get(pm.algorithm).predict
+    if steps is None:
+        raise DataError(f"{pm.path}: a {pm.algorithm} model cannot score new rows")
+    return steps
 
 
 def run_guest(ctx: PartyContext) -> dict[str, Any]:
     """Score the aligned rows: predictions.csv, metrics.json (see the module docstring), plots."""
     pm = _setup(ctx)
-    if pm.algorithm == "lr":
-        from nodes.phases.lr import predict_guest
-
-        proba = predict_guest(ctx, pm.model, pm.preprocess)
-        return {"rows": len(proba)}
-    from nodes.phases.gmm import run_predict_guest
-
-    resp, labels = run_predict_guest(ctx, pm.model)
-    _gmm_outputs(ctx, pm, resp, labels)
-    return {"rows": len(labels)}
+    return {"rows": algorithms.resolve(_steps(pm).guest)(ctx, pm)}
 
 
 def run_host(ctx: PartyContext) -> dict[str, Any]:
     """The host's side: its partial scores (LR) or its block's log-densities (GMM) of the aligned rows."""
     pm = _setup(ctx)
-    if pm.algorithm == "lr":
-        from nodes.phases.lr import predict_host
-
-        predict_host(ctx, pm.model, pm.preprocess)
-    else:
-        from nodes.phases.gmm import run_predict_host
-
-        run_predict_host(ctx, pm.model)
+    algorithms.resolve(_steps(pm).host)(ctx, pm)
     assert ctx.data is not None
     console().print(table("predict: host", ["item", "value"],
                           [["rows scored", ctx.data.n_rows], ["own model columns", len(pm.features)],
                            ["model", str(pm.path)]]))
     return {"rows": ctx.data.n_rows}
-
-
-def _gmm_outputs(ctx: PartyContext, pm: PartyModel, resp: np.ndarray, labels: np.ndarray) -> None:
-    """metrics.json and the 2-D cluster plot of a GMM prediction job."""
-    from nodes.plots.gmm import plot_clusters_2d
-    from vfl.gmm import adjusted_rand_index, best_permutation_accuracy, contingency
-
-    data = ctx.data
-    assert data is not None
-    k = pm.model.k
-    ll = ctx.state.get("gmm_predict_log_likelihood")
-    sizes = np.bincount(labels, minlength=k)
-    metrics: dict[str, Any] = {"algorithm": "gmm", "k": k, "rows": data.n_rows,
-                               "log_likelihood": ll, "cluster_sizes": sizes.tolist(),
-                               "training_job": pm.training_job}
-    rows = [["rows", data.n_rows], ["clusters (rows each)", ", ".join(map(str, sizes.tolist()))],
-            ["mean log-likelihood", f"{ll:.6g}" if isinstance(ll, float) else "-"]]
-    if data.y is not None:
-        values, tab = contingency(data.y, labels, k)
-        metrics["adjusted_rand_index"] = adjusted_rand_index(data.y, labels)
-        metrics["best_permutation_accuracy"], _ = best_permutation_accuracy(data.y, labels, k)
-        metrics["clusters_by_label"] = {str(c): {str(int(v)): int(tab[c, j]) for j, v in enumerate(values)}
-                                        for c in range(k)}
-        rows += [["ARI", f"{metrics['adjusted_rand_index']:.4f}"],
-                 ["best-permutation accuracy", f"{metrics['best_permutation_accuracy']:.4f}"]]
-    if not (np.all(np.isfinite(resp)) and isinstance(ll, float) and np.isfinite(ll)):
-        raise VflError("predict: non-finite responsibilities or log-likelihood; no metrics written")
-    ctx.rundir.write_json("metrics.json", metrics)
-    if data.X.shape[0] >= 2 and data.X.shape[1] >= 1:
-        X = data.select(list(pm.model.features)).X
-        plot_clusters_2d(X, labels, data.y, ctx.rundir.plot_path("gmm_predict_clusters.png"))
-    console().print(table(f"predict: FL-EM-GMM, K={k}", ["item", "value"], rows))

@@ -23,7 +23,7 @@ import numpy as np
 
 from nodes.transport.base import Address, Payload, TransportError
 from vfl.errors import WireFormatError
-from vfl.paillier import EncryptedArray, PublicKey
+from vfl.paillier import EncryptedArray, PublicKey, load_ciphertexts
 
 MAGIC = b"VFM1"
 MAX_HEADER = 16 << 20
@@ -125,7 +125,7 @@ def decode_message(data: bytes, keys: Keyring) -> tuple[Address, str, Payload]:
                 key = keys.get(f["key"])
                 if key is None:
                     raise TransportError(f"field {name!r} is encrypted under an unknown key {f['key']}")
-                payload[name] = EncryptedArray.from_bytes(bytes(blob), key)
+                payload[name] = load_ciphertexts(bytes(blob), key)
             else:
                 raise TransportError(f"malformed message: field {name!r} of unknown kind {kind!r}")
         except WireFormatError as exc:

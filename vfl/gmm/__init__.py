@@ -5,8 +5,8 @@ party's block density), diagonal or full within a party. The steps, by the
 names the protocol phase (nodes.phases.gmm) uses:
 
 - E-step: `GaussianBlock.log_density` at each party, `host_relative_log_densities`
-  at each host (no row's level leaves it), `guest_combine_log_densities` at the guest
-  (responsibilities stay with it; `guest_combine_host_log_densities` with N hosts);
+  at the host (no row's level leaves it), `guest_combine_log_densities` at the guest
+  (responsibilities stay with it);
 - M-step: `guest_encrypt_responsibilities`, `host_encrypted_statistics`,
   `host_mask_statistics`, `guest_decrypt_masked_statistics`,
   `host_unmask_statistics`, then `block_parameters` at each party;
@@ -17,54 +17,73 @@ names the protocol phase (nodes.phases.gmm) uses:
 - model selection: `bic`; the plaintext reference: `centralized_block_em`.
 """
 
-from vfl.gmm.checks import check_block, check_rows_for_k
-from vfl.gmm.estep import (
-    GRID_BITS,
-    EStep,
-    guest_combine_host_log_densities,
-    guest_combine_log_densities,
-    host_relative_distances,
-    host_relative_log_densities,
-)
-from vfl.gmm.init import (
-    block_squared_distances,
-    cluster_counts,
-    guest_assign_clusters,
-    guest_random_from_data_responsibilities,
-    guest_random_responsibilities,
-    guest_random_rows,
-    kmeans_centers,
-    one_hot,
-)
-from vfl.gmm.metrics import adjusted_rand_index, best_permutation_accuracy, contingency
-from vfl.gmm.model import (
-    DegenerateComponentError,
-    GaussianBlock,
-    bic,
-    block_parameter_count,
-    block_parameters,
-    component_sizes,
-    split_statistics,
-    statistic_features,
-)
-from vfl.gmm.mstep import (
-    FEATURE_BOUND,
-    FEATURE_PRECISION,
-    RESPONSIBILITY_PRECISION,
-    check_masked_statistics,
-    features_fit,
-    guest_decrypt_masked_statistics,
-    guest_encrypt_responsibilities,
-    host_encrypted_statistics,
-    host_mask_statistics,
-    host_unmask_statistics,
-    pack_residues,
-    rows_sum_to_one,
-    statistic_feature_bound,
-    unpack_residues,
-)
-from vfl.gmm.options import COVARIANCES, INITS, GmmOptions, GmmOptionsError
-from vfl.gmm.reference import MixtureFit, ModelSelection, centralized_block_em, centralized_kmeans
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> submodule: imported on first use (PEP 562), so that reading one small module (e.g. the
+# options table, which the config parser needs) does not import the whole package
+_EXPORTS = {
+    "check_block": "vfl.gmm.checks",
+    "check_rows_for_k": "vfl.gmm.checks",
+    "GRID_BITS": "vfl.gmm.estep",
+    "EStep": "vfl.gmm.estep",
+    "guest_combine_host_log_densities": "vfl.gmm.estep",
+    "guest_combine_log_densities": "vfl.gmm.estep",
+    "host_relative_distances": "vfl.gmm.estep",
+    "host_relative_log_densities": "vfl.gmm.estep",
+    "block_squared_distances": "vfl.gmm.init",
+    "cluster_counts": "vfl.gmm.init",
+    "guest_assign_clusters": "vfl.gmm.init",
+    "guest_random_from_data_responsibilities": "vfl.gmm.init",
+    "guest_random_responsibilities": "vfl.gmm.init",
+    "guest_random_rows": "vfl.gmm.init",
+    "kmeans_centers": "vfl.gmm.init",
+    "one_hot": "vfl.gmm.init",
+    "adjusted_rand_index": "vfl.gmm.metrics",
+    "best_permutation_accuracy": "vfl.gmm.metrics",
+    "contingency": "vfl.gmm.metrics",
+    "DegenerateComponentError": "vfl.gmm.model",
+    "GaussianBlock": "vfl.gmm.model",
+    "bic": "vfl.gmm.model",
+    "block_parameter_count": "vfl.gmm.model",
+    "block_parameters": "vfl.gmm.model",
+    "component_sizes": "vfl.gmm.model",
+    "split_statistics": "vfl.gmm.model",
+    "statistic_features": "vfl.gmm.model",
+    "FEATURE_BOUND": "vfl.gmm.mstep",
+    "FEATURE_PRECISION": "vfl.gmm.mstep",
+    "RESPONSIBILITY_PRECISION": "vfl.gmm.mstep",
+    "check_masked_statistics": "vfl.gmm.mstep",
+    "features_fit": "vfl.gmm.mstep",
+    "guest_decrypt_masked_statistics": "vfl.gmm.mstep",
+    "guest_encrypt_responsibilities": "vfl.gmm.mstep",
+    "host_encrypted_statistics": "vfl.gmm.mstep",
+    "host_mask_statistics": "vfl.gmm.mstep",
+    "host_unmask_statistics": "vfl.gmm.mstep",
+    "pack_residues": "vfl.gmm.mstep",
+    "rows_sum_to_one": "vfl.gmm.mstep",
+    "statistic_feature_bound": "vfl.gmm.mstep",
+    "unpack_residues": "vfl.gmm.mstep",
+    "COVARIANCES": "vfl.gmm.options",
+    "INITS": "vfl.gmm.options",
+    "GmmOptions": "vfl.gmm.options",
+    "GmmOptionsError": "vfl.gmm.options",
+    "MixtureFit": "vfl.gmm.reference",
+    "ModelSelection": "vfl.gmm.reference",
+    "centralized_block_em": "vfl.gmm.reference",
+    "centralized_kmeans": "vfl.gmm.reference",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COVARIANCES", "FEATURE_BOUND", "FEATURE_PRECISION", "GRID_BITS", "INITS", "RESPONSIBILITY_PRECISION",

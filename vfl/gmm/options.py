@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, Literal
 
 from vfl.errors import VflError
+from vfl.options import DistinctEach, Interval, OneOf, check_options, option
 
 Covariance = Literal["diag", "full"]
 Init = Literal["kmeans", "random", "random_from_data"]
@@ -28,16 +29,18 @@ class GmmOptions:
     scikit-learn's order, so a fit is reproducible from the seed.
     """
 
-    k: int = 2
-    covariance: Covariance = "diag"
-    reg_covar: float = 1e-6
-    tol: float = 1e-3
-    max_iter: int = 100
-    n_init: int = 1
-    init: Init = "kmeans"
-    kmeans_max_iter: int = 30
-    k_range: tuple[int, ...] = field(default_factory=tuple)
-    seed: int = 42
+    SECTION: ClassVar[str] = "gmm"
+
+    k: int = option(2, Interval(1), "mixture components")
+    covariance: Covariance = option("diag", OneOf(COVARIANCES), "covariance within a party's block")
+    reg_covar: float = option(1e-6, Interval(0), "added to the covariance diagonal")
+    tol: float = option(1e-3, Interval(0), "stop when the lower bound changes by less")
+    max_iter: int = option(100, Interval(1), "EM iterations (at most)")
+    n_init: int = option(1, Interval(1), "initialisations; the best lower bound is kept")
+    init: Init = option("kmeans", OneOf(INITS), "\"kmeans\": federated k-means; scikit-learn's \"random\", \"random_from_data\"")
+    kmeans_max_iter: int = option(30, Interval(1), "Lloyd iterations of the \"kmeans\" initialisation")
+    k_range: tuple[int, ...] = option((), DistinctEach(Interval(1)), "if set: fit each K, keep the lowest BIC")
+    seed: int = option(42, help="initialisation seed ([job] seed)", config=False)
 
     @property
     def candidates(self) -> tuple[int, ...]:
@@ -45,26 +48,8 @@ class GmmOptions:
         return tuple(self.k_range) if self.k_range else (self.k,)
 
     def validate(self) -> GmmOptions:
-        """Refuse settings EM cannot run with; returns self."""
-        for k in self.candidates:
-            if not isinstance(k, int) or k < 1:
-                raise GmmOptionsError(f"[gmm] k must be a positive integer, got {k!r}")
-        if len(set(self.candidates)) != len(self.candidates):
-            raise GmmOptionsError(f"[gmm] k_range lists a value twice: {list(self.candidates)}")
-        if self.covariance not in COVARIANCES:
-            raise GmmOptionsError(f"[gmm] covariance must be \"diag\" or \"full\", got {self.covariance!r}")
-        if self.init not in INITS:
-            raise GmmOptionsError(f"[gmm] init must be one of {', '.join(INITS)}; got {self.init!r}")
-        if not self.reg_covar >= 0:
-            raise GmmOptionsError(f"[gmm] reg_covar must be >= 0, got {self.reg_covar!r}")
-        if not self.tol >= 0:
-            raise GmmOptionsError(f"[gmm] tol must be >= 0, got {self.tol!r}")
-        if self.max_iter < 1:
-            raise GmmOptionsError(f"[gmm] max_iter must be >= 1, got {self.max_iter}")
-        if self.n_init < 1:
-            raise GmmOptionsError(f"[gmm] n_init must be >= 1, got {self.n_init}")
-        if self.kmeans_max_iter < 1:
-            raise GmmOptionsError(f"[gmm] kmeans_max_iter must be >= 1, got {self.kmeans_max_iter}")
+        """Refuse settings EM cannot run with (the table's constraints); returns self."""
+        check_options(self, GmmOptionsError)
         return self
 
     def to_json(self) -> dict[str, Any]:

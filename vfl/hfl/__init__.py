@@ -12,10 +12,32 @@
 - `vfl.hfl.keyshare`: sealing the clients' Paillier private key to each client's X25519 key.
 """
 
-from vfl.hfl.aggregate import decrypt_aggregate, encrypt_update, fedavg, sum_ciphertexts
-from vfl.hfl.dp import DpAccountant, noise_scale
-from vfl.hfl.local import local_update
-from vfl.hfl.options import HflOptions
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> submodule: imported on first use (PEP 562), so that reading one small module (e.g. the
+# options table, which the config parser needs) does not import the whole package
+_EXPORTS = {
+    "decrypt_aggregate": "vfl.hfl.aggregate",
+    "encrypt_update": "vfl.hfl.aggregate",
+    "fedavg": "vfl.hfl.aggregate",
+    "sum_ciphertexts": "vfl.hfl.aggregate",
+    "DpAccountant": "vfl.hfl.dp",
+    "noise_scale": "vfl.hfl.dp",
+    "local_update": "vfl.hfl.local",
+    "HflOptions": "vfl.hfl.options",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["DpAccountant", "HflOptions", "decrypt_aggregate", "encrypt_update", "fedavg", "local_update",
            "noise_scale", "sum_ciphertexts"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from vfl.errors import VflError
+from vfl.options import Interval, OneOf, check_options, option
 
 MECHANISMS = ("off", "laplace", "gaussian")
 ALGORITHMS = ("fedavg", "fedprox")
@@ -15,38 +17,27 @@ WEIGHTINGS = ("samples", "validation")  # the aggregation's weights (vfl.hfl.agg
 
 @dataclass(frozen=True)
 class HflOptions:
-    rounds: int = 30  # global rounds
-    learning_rate: float = 0.1
-    batch_size: int = 32  # 0: the client's whole training set; with DP the expected size of a Poisson sample
-    local_epochs: int = 1  # passes over the local training rows per round
-    aggregation: str = "fedavg"  # "fedavg" | "fedprox"
-    mu: float = 0.01  # FedProx proximal strength (ignored by FedAvg)
-    alpha: float = 0.0  # L2 regularization
-    clip: float = 1.0  # per-example gradient norm bound (L2; L1 for Laplace); 0: no clipping (DP off only)
-    dp: str = "off"  # "off" | "laplace" | "gaussian"
-    epsilon: float = 1.0  # total budget per client over the whole training
-    delta: float = 1e-5  # the delta at which the accountant reports epsilon (both mechanisms)
-    fit_intercept: bool = True
-    validation: float = 0.2  # fraction of each client's rows held out for evaluation
-    adaptive: str = "off"  # "off" (plain SGD steps) | "adagrad" | "adam": per-client adaptive learning rate
-    weighting: str = "samples"  # "samples": n_i | "validation": n_i x the local model's held-out accuracy
+    SECTION: ClassVar[str] = "hfl"
+
+    rounds: int = option(30, Interval(1), "global rounds")
+    learning_rate: float = option(0.1, Interval(0, open_low=True), "local SGD step size")
+    batch_size: int = option(32, Interval(0), "0: the client's whole training set; with DP the expected size of a Poisson sample")
+    local_epochs: int = option(1, Interval(1), "passes over the local training rows per round")
+    aggregation: str = option("fedavg", OneOf(ALGORITHMS), "\"fedprox\" adds a proximal term of strength mu")
+    mu: float = option(0.01, Interval(0), "FedProx proximal strength (ignored by FedAvg)")
+    alpha: float = option(0.0, Interval(0), "L2 regularization")
+    clip: float = option(1.0, Interval(0), "per-example gradient norm bound (L2; L1 for Laplace); 0: no clipping (DP off only)")
+    dp: str = option("off", OneOf(MECHANISMS), "differential privacy mechanism")
+    epsilon: float = option(1.0, help="total budget per client over the whole training (with DP: > 0, finite)")
+    delta: float = option(1e-5, help="the delta at which the accountant reports epsilon (with DP: in (0, 1))")
+    fit_intercept: bool = option(True, help="an intercept column")
+    validation: float = option(0.2, Interval(0, 1, open_high=True), "fraction of each client's rows held out for evaluation")
+    adaptive: str = option("off", OneOf(ADAPTIVE), "each client's adaptive learning rate (docs/horizontal.md)")
+    weighting: str = option("samples", OneOf(WEIGHTINGS), "aggregation weights: n_i, or n_i x the local model's held-out accuracy")
 
     def validate(self) -> None:
-        """Raise VflError naming the first bad option."""
-        if self.rounds < 1:
-            raise VflError(f"[hfl] rounds must be >= 1, got {self.rounds}")
-        if self.local_epochs < 1:
-            raise VflError(f"[hfl] local_epochs must be >= 1, got {self.local_epochs}")
-        if self.batch_size < 0:
-            raise VflError(f"[hfl] batch_size must be >= 0, got {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise VflError(f"[hfl] learning_rate must be > 0, got {self.learning_rate}")
-        if self.aggregation not in ALGORITHMS:
-            raise VflError(f"[hfl] aggregation must be \"fedavg\" or \"fedprox\", got {self.aggregation!r}")
-        if self.dp not in MECHANISMS:
-            raise VflError(f"[hfl] dp must be \"off\", \"laplace\" or \"gaussian\", got {self.dp!r}")
-        if not (self.mu >= 0 and self.alpha >= 0 and self.clip >= 0):
-            raise VflError("[hfl] mu, alpha and clip must be >= 0")
+        """Raise VflError naming the first bad option (the table's constraints, then those of DP)."""
+        check_options(self, VflError)
         if self.dp != "off":
             if not self.clip > 0:
                 raise VflError("[hfl] differential privacy needs clip > 0 (it bounds each row's influence)")
@@ -54,12 +45,6 @@ class HflOptions:
                 raise VflError(f"[hfl] epsilon must be a positive number, got {self.epsilon}")
             if not 0 < self.delta < 1:
                 raise VflError(f"[hfl] delta must be in (0, 1) with differential privacy, got {self.delta}")
-        if not 0 <= self.validation < 1:
-            raise VflError(f"[hfl] validation must be in [0, 1), got {self.validation}")
-        if self.adaptive not in ADAPTIVE:
-            raise VflError(f"[hfl] adaptive must be \"off\", \"adagrad\" or \"adam\", got {self.adaptive!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise VflError(f"[hfl] weighting must be \"samples\" or \"validation\", got {self.weighting!r}")
         if self.weighting == "validation" and self.validation == 0:
             raise VflError("[hfl] weighting = \"validation\" needs held-out rows: set validation > 0")
 

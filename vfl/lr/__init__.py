@@ -9,8 +9,30 @@
 - `vfl.lr.model`: one party's saved model and scoring with it.
 """
 
-from vfl.lr.model import LrPartModel, Scaling, predict_proba, sigmoid
-from vfl.lr.options import LrOptions
-from vfl.lr.reference import ReferenceFit, fit_reference
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> submodule: imported on first use (PEP 562), so that reading one small module (e.g. the
+# options table, which the config parser needs) does not import the whole package
+_EXPORTS = {
+    "LrPartModel": "vfl.lr.model",
+    "Scaling": "vfl.lr.model",
+    "predict_proba": "vfl.lr.model",
+    "sigmoid": "vfl.lr.model",
+    "LrOptions": "vfl.lr.options",
+    "ReferenceFit": "vfl.lr.reference",
+    "fit_reference": "vfl.lr.reference",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["LrOptions", "LrPartModel", "ReferenceFit", "Scaling", "fit_reference", "predict_proba", "sigmoid"]

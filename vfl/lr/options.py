@@ -6,11 +6,11 @@ the host refuses to train under different settings).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from vfl.errors import TrainingError
+from vfl.options import Interval, OneOf, check_options, option
 
 Penalty = Literal["l2", "l1", "none"]
 
@@ -34,45 +34,33 @@ class LrOptions:
       validation loss stop training, and the best epoch's weights are kept.
     """
 
-    epochs: int = 20
-    batch_size: int = 0
-    learning_rate: float = 0.15
-    decay: float = 0.0
-    alpha: float = 0.01
-    penalty: Penalty = "l2"
-    tol: float = 1e-4
-    validation: float = 0.2
-    early_stopping: int = 0
-    seed: int = 42
-    fit_intercept: bool = True
-    standardize: bool = True
-    label_noise: float = 1.0
+    SECTION: ClassVar[str] = "lr"
+
+    epochs: int = option(20, Interval(1), "passes over the training rows (at most)")
+    batch_size: int = option(0, Interval(0), "rows per batch; 0: full batch")
+    learning_rate: float = option(0.15, Interval(0, open_low=True), "step size of epoch 0")
+    decay: float = option(0.0, Interval(0), "learning rate of epoch e: learning_rate / (1 + decay * e)")
+    alpha: float = option(0.01, Interval(0), "regularization strength")
+    penalty: Penalty = option("l2", OneOf(("l2", "l1", "none")), "\"l1\": proximal soft-thresholding step")
+    tol: float = option(1e-4, Interval(0), "stop when the epoch loss changes by less")
+    validation: float = option(0.2, Interval(0, 1, open_high=True), "fraction of rows the guest holds out (by ID); 0: none")
+    early_stopping: int = option(0, Interval(0), "epochs without a lower validation loss; 0: off")
+    seed: int = option(42, help="shuffling seed ([job] seed)", config=False)
+    fit_intercept: bool = option(True, help="intercept at the guest")
+    standardize: bool = option(True, help="each party standardizes its own columns (training rows' mean/std)")
+    label_noise: float = option(1.0, Interval(0, finite=True),
+                                "guest's noise on the host's gradient (x label sensitivity); 0: none (vfl.lr.privacy)")
 
     def check(self) -> LrOptions:
-        """Refuse settings that cannot train; returns self."""
-        if self.epochs < 1:
-            raise TrainingError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 0:
-            raise TrainingError(f"batch_size must be >= 0 (0: full batch), got {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise TrainingError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.decay < 0:
-            raise TrainingError(f"decay must be >= 0, got {self.decay}")
-        if self.alpha < 0:
-            raise TrainingError(f"alpha must be >= 0, got {self.alpha}")
-        if self.penalty not in ("l2", "l1", "none"):
-            raise TrainingError(f"penalty must be \"l2\", \"l1\" or \"none\", got {self.penalty!r}")
-        if self.tol < 0:
-            raise TrainingError(f"tol must be >= 0, got {self.tol}")
-        if not 0.0 <= self.validation < 1.0:
-            raise TrainingError(f"validation must be a fraction in [0, 1), got {self.validation}")
-        if self.early_stopping < 0:
-            raise TrainingError(f"early_stopping must be >= 0, got {self.early_stopping}")
-        if not (self.label_noise >= 0 and math.isfinite(self.label_noise)):
-            raise TrainingError(f"label_noise must be >= 0 (0: no noise), got {self.label_noise}")
+        """Refuse settings that cannot train (the table's constraints, then combinations); returns self."""
+        check_options(self, TrainingError)
         if self.early_stopping and self.validation == 0:
-            raise TrainingError("early_stopping needs a validation split (validation > 0)")
+            raise TrainingError("[lr] early_stopping needs a validation split (validation > 0)")
         return self
+
+    def validate(self) -> LrOptions:
+        """`check` (the name every options class has)."""
+        return self.check()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

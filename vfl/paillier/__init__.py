@@ -8,7 +8,7 @@ A small API where operators do the work (after python-paillier):
     sk.decrypt(b)                               # -> array([6.5, -7.5])
     s = X.T @ a  or  a.rmatmul(X.T)             # encrypted X^T a
     g = a.group_sum(bins, n_groups)             # sums of ciphertexts per bin
-    data = a.to_bytes(); EncryptedArray.from_bytes(data, pk)   # wire format
+    data = a.to_bytes(); load_ciphertexts(data, pk)   # wire format (plain or packed)
 
 Many values per ciphertext where only sums are needed (`vfl.paillier.packing`):
 
@@ -20,7 +20,7 @@ Fast paths are automatic: DJN randomizers from fixed-base tables, CRT
 encryption when this process holds the private key, CRT decryption,
 Pippenger multi-exponentiation for `X @ enc`, every core (`configure`).
 Keys are interoperable with `phe` (`PublicKey.from_phe`, `.to_phe()`),
-ciphertexts too (`EncryptedArray.to_phe()` / `from_phe`).
+ciphertexts too (`EncryptedArray.to_phe()` / `EncryptedArray.from_phe(numbers, pk)`).
 """
 
 from vfl.paillier._parallel import Settings, configure, settings, shutdown, workers
@@ -40,6 +40,7 @@ from vfl.paillier.packing import (
     decrypt_masked_residues,
     decrypt_slots,
     encrypt_packed,
+    load_ciphertexts,
     pack,
     unmask_slots,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "decrypt_masked_residues",
     "decrypt_slots",
     "encode",
+    "load_ciphertexts",
     "encrypt_packed",
     "generate_keypair",
     "pack",

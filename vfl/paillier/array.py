@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
@@ -27,7 +27,10 @@ from vfl.paillier.encoding import (
     is_integer_array,
     scaled_integers,
 )
-from vfl.paillier.keys import PublicKey
+from vfl.paillier.wire import dumps, parse_plain
+
+if TYPE_CHECKING:  # keys build arrays (PublicKey.encrypt), so arrays take their key as given
+    from vfl.paillier.keys import PublicKey
 
 Plain = np.ndarray | float | int
 
@@ -434,27 +437,28 @@ class EncryptedArray:
         return [paillier.EncryptedNumber(pk, int(c), -self.precision // 4) for c in self._flat()]
 
     @classmethod
-    def from_phe(cls, numbers: Sequence[paillier.EncryptedNumber]) -> EncryptedArray:
+    def from_phe(cls, numbers: Sequence[paillier.EncryptedNumber], public_key: PublicKey) -> EncryptedArray:
+        """phe ciphertexts (one exponent) under `public_key` as an array."""
         if not numbers:
             raise PaillierError("no ciphertexts given")
         exps = {x.exponent for x in numbers}
         if len(exps) != 1:
             raise PaillierError("phe ciphertexts with mixed exponents; decrease_exponent_to first")
-        pk = PublicKey.from_phe(numbers[0].public_key)
+        if any(int(x.public_key.n) != int(public_key.n) for x in numbers):
+            raise PaillierError("phe ciphertexts under another key than the one given")
+        pk = public_key
         cs = [gmpy2.mpz(x.ciphertext(be_secure=False)) for x in numbers]
         return cls(pk, _as_object(cs, (len(cs),)), -4 * exps.pop())
 
     # -- wire format ----------------------------------------------------------
     def to_bytes(self) -> bytes:
-        from vfl.paillier.wire import dumps
-
         return dumps(self)
 
     @classmethod
     def from_bytes(cls, data: bytes, public_key: PublicKey) -> EncryptedArray:
-        from vfl.paillier.wire import loads
-
-        return loads(data, public_key)
+        """Parse `to_bytes` output under `public_key` (plain or packed: `vfl.paillier.load_ciphertexts`)."""
+        cipher, precision = parse_plain(data, public_key)
+        return cls(public_key, cipher, precision)
 
 
 def random_mask(public_key: PublicKey, shape: tuple[int, ...] | int) -> np.ndarray:

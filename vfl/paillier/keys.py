@@ -16,7 +16,7 @@ import hashlib
 import warnings
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gmpy2
 import numpy as np
@@ -25,9 +25,8 @@ from phe import util as phe_util
 
 from vfl.errors import PaillierError
 from vfl.paillier import _kernels, _parallel, _randomness
-
-if TYPE_CHECKING:
-    from vfl.paillier.array import EncryptedArray
+from vfl.paillier.array import EncryptedArray
+from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, encode, is_integer_array
 
 DEFAULT_KEY_BITS = 2048
 MIN_KEY_BITS = 1024
@@ -217,9 +216,6 @@ class PublicKey:
 
         Integer arrays are encrypted exactly at precision 0 unless told otherwise.
         """
-        from vfl.paillier.array import EncryptedArray
-        from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, encode, is_integer_array
-
         arr = np.asarray(values)
         if precision is None:
             precision = 0 if is_integer_array(arr) else DEFAULT_PRECISION_BITS

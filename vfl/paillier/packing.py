@@ -50,6 +50,7 @@ from vfl.paillier._kernels import IntVec
 from vfl.paillier.array import EncryptedArray, _as_object, _concat, _is_int, _mulmod, _run_chunked
 from vfl.paillier.encoding import DEFAULT_PRECISION_BITS, scaled_integers
 from vfl.paillier.keys import PrivateKey, PublicKey
+from vfl.paillier.wire import check_fingerprint, element_width, is_packed, parse_ciphertexts
 
 MAGIC = b"VPK1"
 # Statistical hiding of every slot mask: a mask is uniform over STAT_BITS bits more than the
@@ -519,8 +520,6 @@ def unmask_slots(values: np.ndarray, mask: np.ndarray, precision: int) -> np.nda
 
 
 def dumps_packed(arr: PackedEncryptedArray) -> bytes:
-    from vfl.paillier.wire import element_width
-
     pk = arr.public_key
     w = element_width(pk)
     b = arr.bound.to_bytes(max(1, (arr.bound.bit_length() + 7) // 8), "big")
@@ -530,9 +529,12 @@ def dumps_packed(arr: PackedEncryptedArray) -> bytes:
     return head + b"".join(gmpy2.mpz(c).to_bytes(w, "big") for c in arr.cipher.ravel().tolist())
 
 
-def loads_packed(data: bytes, public_key: PublicKey) -> PackedEncryptedArray:
-    from vfl.paillier.wire import check_fingerprint, element_width, parse_ciphertexts
+def load_ciphertexts(data: bytes, public_key: PublicKey) -> EncryptedArray | PackedEncryptedArray:
+    """A ciphertext array from its wire bytes, plain (`EncryptedArray.to_bytes`) or packed, under `public_key`."""
+    return loads_packed(data, public_key) if is_packed(data) else EncryptedArray.from_bytes(data, public_key)
 
+
+def loads_packed(data: bytes, public_key: PublicKey) -> PackedEncryptedArray:
     mv = memoryview(data)
     if len(mv) < 27:
         raise WireFormatError(f"packed ciphertext array truncated: {len(mv)} bytes, header needs 27")

@@ -11,7 +11,10 @@
 
 Packed arrays (`vfl.paillier.packing`) use the magic b"VPK1" and add their
 slot layout and bound to the header (see `packing.dumps_packed`);
-`EncryptedArray.from_bytes` reads either.
+`vfl.paillier.packing.load_ciphertexts` reads either (`EncryptedArray.from_bytes`: a plain array).
+
+This module is the bottom of the Paillier layer: it reads and writes bytes and
+ciphertext integers and imports neither the arrays nor the keys.
 
 Never pickle. `loads` checks every field and raises `WireFormatError` with a
 message naming what is wrong (truncated, trailing bytes, foreign key, a value
@@ -21,13 +24,16 @@ that is not a ciphertext of this key).
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import gmpy2
 import numpy as np
 
 from vfl.errors import WireFormatError
-from vfl.paillier.array import EncryptedArray
-from vfl.paillier.keys import PublicKey
+
+if TYPE_CHECKING:
+    from vfl.paillier.array import EncryptedArray
+    from vfl.paillier.keys import PublicKey
 
 MAGIC = b"VPA1"
 PACKED_MAGIC = b"VPK1"
@@ -77,13 +83,17 @@ def parse_ciphertexts(mv: memoryview, pos: int, size: int, w: int, public_key: P
     return cipher
 
 
-def loads(data: bytes, public_key: PublicKey) -> EncryptedArray:
-    """Parse bytes produced by `dumps` (or a packed array's), checking they are ciphertexts of `public_key`."""
+def is_packed(data: bytes) -> bool:
+    """Whether `data` holds a packed array (magic b"VPK1") rather than a plain one."""
+    return bytes(data[:4]) == PACKED_MAGIC
+
+
+def parse_plain(data: bytes, public_key: PublicKey) -> tuple[np.ndarray, int]:
+    """(ciphertexts shaped as sent, precision) of bytes produced by `dumps`, checking they are
+    ciphertexts of `public_key`."""
     mv = memoryview(data)
     if len(mv) >= 4 and bytes(mv[:4]) == PACKED_MAGIC:
-        from vfl.paillier.packing import loads_packed
-
-        return loads_packed(data, public_key)
+        raise WireFormatError("a packed ciphertext array where a plain one is expected")
     if len(mv) < 15:
         raise WireFormatError(f"ciphertext array truncated: {len(mv)} bytes, header needs 15")
     if bytes(mv[:4]) != MAGIC:
@@ -103,4 +113,4 @@ def loads(data: bytes, public_key: PublicKey) -> EncryptedArray:
     for s in shape:
         size *= s
     cipher = parse_ciphertexts(mv, pos, size, w, public_key)
-    return EncryptedArray(public_key, cipher.reshape(shape), precision)
+    return cipher.reshape(shape), precision
