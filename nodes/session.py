@@ -108,7 +108,9 @@ class Session:
 
     def __init__(self, ctx: PartyContext, links: dict[str, PeerLink] | None = None) -> None:
         self.ctx = ctx
-        self.links = links if links is not None else {str(ctx.peer): PeerLink(ctx.transport, ctx.peer_key)}
+        if links is None:  # the runtime's links to several hosts, else the context's one peer
+            links = ctx.peer_links or {str(ctx.peer): PeerLink(ctx.transport, ctx.peer_key)}
+        self.links = links
 
     @property
     def role(self) -> str:
