@@ -69,6 +69,10 @@ class PartyContext:
     # their outcomes (`resume_base`: aligned row IDs, binning selection), set by the job runner
     resume_base: dict[str, Any] = field(default_factory=dict)
     last_committed: int = 0
+    # vertical jobs (set at the handshake): every host's Paillier public key by role, own included
+    # (a guest relays ciphertexts under host keys), and how many feature columns each host has
+    host_keys: dict[str, PublicKey] = field(default_factory=dict)
+    host_columns: dict[str, int] = field(default_factory=dict)
 
     @property
     def peer(self) -> Role:
