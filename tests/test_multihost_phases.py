@@ -73,3 +73,33 @@ def test_run_parties_reraises_the_error_that_happened_first(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="guest gave up"):
         run_parties({"guest": guest, "host1": host, "host2": host}, sessions, timeout=60)
+
+
+def _names(hosts: int) -> list[str]:
+    return ["host"] if hosts == 1 else [f"host{i}" for i in range(1, hosts + 1)]
+
+
+def _same_for_all(sessions: dict[str, Session], fn: Any) -> dict[str, Any]:
+    return {role: fn for role in sessions}
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+def test_intersection_is_the_plain_intersection_over_every_party_aligned_alike(tmp_path, hosts: int) -> None:
+    from nodes.phases import intersection
+
+    guest, host_data = breast_split_hosts(hosts, overlap=0.8, shuffle=True, seed=3)
+    sessions = make_sessions(tmp_path, guest, list(host_data), load_config(None, CFG))
+    expected = set(guest.ids.tolist())
+    for h in host_data:
+        expected &= set(h.ids.tolist())
+    out = run_parties({"guest": intersection.run_guest, **{n: intersection.run_host for n in _names(hosts)}},
+                      sessions, timeout=120)
+    assert all(o["intersection_size"] == len(expected) for o in out.values())
+    ids = [s.ctx.data.ids.tolist() for s in sessions.values()]
+    assert set(ids[0]) == expected and all(i == ids[0] for i in ids)
+    g = sessions["guest"].ctx.data
+    for n in _names(hosts):  # the rows stay rows: the guest's labels still match each host's features
+        assert sessions[n].ctx.data.X.shape[0] == g.X.shape[0]
+    if hosts > 1:
+        assert set(out["guest"]["other_sizes"]) == set(_names(hosts))
+        assert all(set(out[n]) == {"intersection_size", "own_size", "other_size"} for n in _names(hosts))
