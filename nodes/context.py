@@ -69,10 +69,11 @@ class PartyContext:
     # their outcomes (`resume_base`: aligned row IDs, binning selection), set by the job runner
     resume_base: dict[str, Any] = field(default_factory=dict)
     last_committed: int = 0
-    # a job with N >= 2 hosts (set at the handshake): every host's public key (own included) and column
-    # count by role, and at the guest one nodes.session.PeerLink per host (Session(ctx) uses them)
+    # vertical jobs (set at the handshake): every host's Paillier public key by role, own included
+    # (a guest relays ciphertexts under host keys), and how many feature columns each host has
     host_keys: dict[str, PublicKey] = field(default_factory=dict)
     host_columns: dict[str, int] = field(default_factory=dict)
+    # a guest with N >= 2 hosts: one nodes.session.PeerLink per host (what `Session(ctx)` addresses)
     peer_links: dict[str, Any] | None = None
 
     @property

@@ -1,0 +1,105 @@
+"""Phases with a guest and 1..3 hosts over `nodes.testing.make_sessions` (in-memory links, real Paillier)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nodes.config import load_config
+from nodes.session import Session
+from nodes.testing import make_sessions, run_parties
+from vfl.datasets import breast_split_hosts
+
+CFG = ["paillier.key_bits=1024", "paillier.insecure_test_keys=true"]
+
+
+def _sessions(tmp_path, hosts: int, extra: tuple[str, ...] = ()) -> dict[str, Session]:
+    guest, host_data = breast_split_hosts(hosts)
+    return make_sessions(tmp_path, guest, list(host_data), load_config(None, [*CFG, *extra]))
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+def test_make_sessions_connects_the_guest_to_every_host_by_role_name(tmp_path, hosts: int) -> None:
+    sessions = _sessions(tmp_path, hosts)
+    names = ["host"] if hosts == 1 else [f"host{i}" for i in range(1, hosts + 1)]
+    assert list(sessions) == ["guest", *names]
+    assert sessions["guest"].peers == tuple(names)
+    for name in names:
+        assert sessions[name].peers == ("guest",)
+        assert sessions[name].peer_key("guest") == sessions["guest"].public_key
+        assert sessions["guest"].peer_key(name) == sessions[name].public_key
+    for s in sessions.values():
+        assert s.ctx.host_keys == {n: sessions[n].public_key for n in names}
+        assert s.ctx.host_columns == {n: sessions[n].ctx.data.X.shape[1] for n in names}
+
+    def guest(s: Session) -> list[Any]:
+        with s.round("echo") as r:
+            for n in s.peers:  # relay a ciphertext under the first host's key to every host
+                r.send(n, "ping", {"c": s.ctx.host_keys[names[0]].encrypt(np.array([7]))})
+            got = [r.recv(n, "pong")["v"] for n in s.peers]
+            r.commit({"got": got})
+        return [r.number, got]
+
+    def host(s: Session) -> list[Any]:
+        with s.round("echo") as r:
+            c = r.recv("guest", "ping")["c"]
+            r.send("guest", "pong", {"v": s.role})
+            r.commit({"sent": s.role})
+        return [r.number, c.public_key == s.ctx.host_keys[names[0]]]
+
+    out = run_parties({"guest": guest, **{n: host for n in names}}, sessions, timeout=60)
+    assert out["guest"] == [1, names]
+    for n in names:
+        assert out[n] == [1, True]
+        cp = json.loads((tmp_path / n / "checkpoints" / "round-0001.json").read_text())
+        assert cp["params"] == {"sent": n}
+
+
+def test_run_parties_reraises_the_error_that_happened_first(tmp_path) -> None:
+    sessions = _sessions(tmp_path, 2)
+
+    def guest(s: Session) -> None:
+        with s.round("echo") as r:
+            r.peer_waits("host1", "ping")
+            r.peer_waits("host2", "ping")
+            raise ValueError("guest gave up")
+
+    def host(s: Session) -> None:
+        with s.round("echo") as r:
+            r.recv("guest", "ping")
+
+    with pytest.raises(ValueError, match="guest gave up"):
+        run_parties({"guest": guest, "host1": host, "host2": host}, sessions, timeout=60)
+
+
+def _names(hosts: int) -> list[str]:
+    return ["host"] if hosts == 1 else [f"host{i}" for i in range(1, hosts + 1)]
+
+
+def _same_for_all(sessions: dict[str, Session], fn: Any) -> dict[str, Any]:
+    return {role: fn for role in sessions}
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+def test_intersection_is_the_plain_intersection_over_every_party_aligned_alike(tmp_path, hosts: int) -> None:
+    from nodes.phases import intersection
+
+    guest, host_data = breast_split_hosts(hosts, overlap=0.8, shuffle=True, seed=3)
+    sessions = make_sessions(tmp_path, guest, list(host_data), load_config(None, CFG))
+    expected = set(guest.ids.tolist())
+    for h in host_data:
+        expected &= set(h.ids.tolist())
+    out = run_parties({"guest": intersection.run_guest, **{n: intersection.run_host for n in _names(hosts)}},
+                      sessions, timeout=120)
+    assert all(o["intersection_size"] == len(expected) for o in out.values())
+    ids = [s.ctx.data.ids.tolist() for s in sessions.values()]
+    assert set(ids[0]) == expected and all(i == ids[0] for i in ids)
+    g = sessions["guest"].ctx.data
+    for n in _names(hosts):  # the rows stay rows: the guest's labels still match each host's features
+        assert sessions[n].ctx.data.X.shape[0] == g.X.shape[0]
+    if hosts > 1:
+        assert set(out["guest"]["other_sizes"]) == set(_names(hosts))
+        assert all(set(out[n]) == {"intersection_size", "own_size", "other_size"} for n in _names(hosts))
