@@ -371,7 +371,7 @@ class PartyNode:
             self.transport = self.transport_factory(cfg, role, job_id, transcript)
             if self.job.get("refused"):  # late messages of a refused guest must not bind this node again
                 getattr(self.transport, "refused_jobs", set()).update(r["job_id"] for r in self.job["refused"])
-            if role == "host":
+            if role != "guest":
                 self.emit("status", text="waiting for the guest")
                 job_id = self.transport.accept_job(cfg.transport.connect_timeout)
                 if cfg.job.id and job_id != cfg.job.id:
@@ -418,6 +418,7 @@ class PartyNode:
         elif not self.multi:
             self._session(ctx, hs_round)
         ctx.anchor = self.chain.anchor(self.session_id)
+        ctx.round_manifests = self.multi  # N >= 2 hosts: every round's digest is the guest's manifest
         ctx.binding = self.binding()
         ctx.background_commits = True  # rounds go on chain without stalling the protocol (flushed per phase)
         if self.multi and role == "guest":  # every host's account and key, by role
@@ -986,8 +987,8 @@ class PartyNode:
             parts = sorted(str(a).lower() for a in info.get("participants", []))
             if self.chain.address.lower() not in parts:
                 problems.append("this host is not a participant")
-            elif self.multi and len(parts) != self.cfg.job.hosts:  # every host joins; the guest opened it
-                problems.append(f"{len(parts)} participants, not the job's {self.cfg.job.hosts} hosts")
+            elif self.multi and (len(parts) != self.cfg.job.hosts + 1 or self.job["peer_account"].lower() not in parts):
+                problems.append(f"{len(parts)} participants, not the guest and the job's {self.cfg.job.hosts} hosts")
             elif not self.multi and parts != sorted([self.chain.address.lower(), self.job["peer_account"].lower()]):
                 problems.append(f"other participants ({', '.join(parts)})")
             if problems:
