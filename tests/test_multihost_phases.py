@@ -103,3 +103,48 @@ def test_intersection_is_the_plain_intersection_over_every_party_aligned_alike(t
     if hosts > 1:
         assert set(out["guest"]["other_sizes"]) == set(_names(hosts))
         assert all(set(out[n]) == {"intersection_size", "own_size", "other_size"} for n in _names(hosts))
+
+
+def _run_through(tmp_path, hosts: int, phases: list[str], extra: tuple[str, ...] = (),
+                 overlap: float = 1.0) -> tuple[dict[str, Session], dict[str, Any], Any, list[Any]]:
+    """Run `phases` in order for a guest and `hosts` hosts; the last phase's results by role."""
+    import importlib
+
+    guest, host_data = breast_split_hosts(hosts, overlap=overlap, shuffle=overlap < 1.0, seed=5)
+    sessions = make_sessions(tmp_path, guest, list(host_data), load_config(None, [*CFG, *extra]))
+    out: dict[str, Any] = {}
+    for name in phases:
+        module = importlib.import_module(f"nodes.phases.{name}")
+        out = run_parties({"guest": module.run_guest, **{n: module.run_host for n in _names(hosts)}},
+                          sessions, timeout=300)
+    return sessions, out, guest, list(host_data)
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+def test_binning_woe_and_iv_of_every_hosts_features_equal_the_joined_reference_exactly(tmp_path, hosts: int) -> None:
+    from vfl.binning import plaintext_binning
+    from vfl.selection import public_names
+
+    sessions, out, _, _ = _run_through(tmp_path, hosts, ["intersection", "binning"], ("binning.bins=6",
+                                                                                       "selection.top_k=20"))
+    names = _names(hosts)
+    guest_out = out["guest"]
+    # the reference: plaintext binning on the joined rows, the hosts' columns under their public names
+    guest, host_data = breast_split_hosts(hosts, overlap=1.0, shuffle=False, seed=5)
+    X = np.hstack([guest.X] + [h.X for h in host_data])
+    public = list(guest.features) + [p for n, h in zip(names, host_data, strict=True)
+                                     for p in public_names(n, h.features, False).values()]
+    reference = {f.name: f.table for f in plaintext_binning(X, guest.y, public, 6)}
+    got = {f.name: f.table for f in guest_out.features}
+    assert list(got) == public
+    for name, ref in reference.items():
+        np.testing.assert_array_equal(got[name].event_count, ref.event_count)
+        np.testing.assert_array_equal(got[name].woe, ref.woe)
+        assert got[name].iv == ref.iv
+    kept = set(guest_out.selection.kept)
+    for n, h in zip(names, host_data, strict=True):
+        own = public_names(n, h.features, False)
+        assert out[n].kept == [c for c in h.features if own[c] in kept]  # told exactly its own columns
+        assert out[n].kept and sessions[n].ctx.data.features == out[n].kept
+        sel = json.loads((tmp_path / n / "selection.json").read_text())
+        assert all(d["public_name"].startswith(f"{n}.") for d in sel["kept"] + sel["dropped"])
