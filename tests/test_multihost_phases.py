@@ -148,3 +148,46 @@ def test_binning_woe_and_iv_of_every_hosts_features_equal_the_joined_reference_e
         assert out[n].kept and sessions[n].ctx.data.features == out[n].kept
         sel = json.loads((tmp_path / n / "selection.json").read_text())
         assert all(d["public_name"].startswith(f"{n}.") for d in sel["kept"] + sel["dropped"])
+
+
+LR_CFG = ("lr.epochs=3", "lr.learning_rate=0.15", "lr.validation=0.2", "lr.label_noise=1.0", "job.seed=7",
+          "lr.tol=0.0")
+LR_ROWS = 120
+
+
+def _lr_sessions(tmp_path, hosts: int, extra: tuple[str, ...] = ()) -> tuple[dict[str, Session], Any, list[Any]]:
+    guest, host_data = breast_split_hosts(hosts)
+    rows = np.random.default_rng(0).permutation(guest.n_rows)[:LR_ROWS]
+    guest, host_data = guest.take(rows), [h.take(rows) for h in host_data]
+    sessions = make_sessions(tmp_path, guest, host_data, load_config(None, [*CFG, *LR_CFG, *extra]))
+    return sessions, guest, host_data
+
+
+def _rounds(tmp_path, role: str) -> list[int]:
+    return sorted(int(p.stem.split("-")[1]) for p in (tmp_path / role / "checkpoints").glob("round-*.json"))
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+def test_lr_weights_equal_the_plaintext_reference_on_the_joined_data(tmp_path, hosts: int) -> None:
+    from nodes.phases import lr
+    from vfl.lr.reference import fit_reference_hosts
+
+    sessions, guest, host_data = _lr_sessions(tmp_path, hosts, ("lr.round_every=2",))
+    names = _names(hosts)
+    out = run_parties({"guest": lr.run_guest, **{n: lr.run_host for n in names}}, sessions, timeout=300)
+    opts = lr.options_from_config(sessions["guest"].ctx.config)
+    noise = [out["guest"]["host_noise"]] if hosts == 1 else [out["guest"]["hosts_noise"][n] for n in names]
+    ref = fit_reference_hosts(guest.X, [h.X for h in host_data], guest.y, opts, host_noise=noise)
+    gm = out["guest"]["model"]
+    np.testing.assert_allclose(gm["weights"], ref.guest.weights, atol=1e-6, rtol=0)
+    assert gm["intercept"] == pytest.approx(ref.guest.intercept, abs=1e-6)
+    for n, want in zip(names, ref.hosts, strict=True):
+        np.testing.assert_allclose(out[n]["model"]["weights"], want.weights, atol=1e-6, rtol=0)
+        saved = json.loads((tmp_path / n / "model.json").read_text())
+        assert saved["weights"] == out[n]["model"]["weights"]
+    metrics = json.loads((tmp_path / "guest" / "metrics.json").read_text())
+    np.testing.assert_allclose(metrics["training"]["loss"], ref.losses, atol=1e-8, rtol=0)
+    assert all(len(nz) == 3 and np.any(nz[0] != 0) for nz in noise)  # one noise per host and batch
+    # every party committed every round, with the same round numbers
+    assert all(_rounds(tmp_path, r) == _rounds(tmp_path, "guest") for r in names)
+    assert out["guest"]["rounds"] == out[names[-1]]["rounds"] == [1, 2]
