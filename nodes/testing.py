@@ -23,7 +23,7 @@ from nodes.algorithms import vertical_roles
 from nodes.config import JobConfig
 from nodes.context import PartyContext
 from nodes.rundir import RunDir
-from nodes.session import PeerLink, Session
+from nodes.session import PeerAborted, PeerLink, Session
 from nodes.transcript import Transcript
 from nodes.transport.memory import memory_link, memory_pair
 from nodes.transport.star import StarTransport
@@ -147,7 +147,7 @@ def make_sessions(tmp: Path, guest: PartyData, hosts: list[PartyData], config: J
 def run_parties(fns: dict[str, Callable[[Session], Any]], sessions: dict[str, Session],
                 timeout: float = 600) -> dict[str, Any]:
     """Run every party's function on its session concurrently; results by role. Re-raises the
-    error that happened first (the cause; the other parties' errors are its consequences)."""
+    first error that is not a `PeerAborted` (the cause; the others relay it), else the first."""
     if set(fns) != set(sessions):
         raise ValueError(f"functions for {sorted(fns)}, sessions for {sorted(sessions)}")
     results: dict[str, Any] = {}
@@ -174,8 +174,9 @@ def run_parties(fns: dict[str, Callable[[Session], Any]], sessions: dict[str, Se
     from nodes import plots
 
     plots.wait()  # the phases draw their pictures in the background
+    causes = [e for e in errors if not isinstance(e, PeerAborted)]  # the others only relay it
     if errors:
-        raise errors[0]
+        raise (causes or errors)[0]
     return results
 
 

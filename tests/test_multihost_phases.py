@@ -103,3 +103,91 @@ def test_intersection_is_the_plain_intersection_over_every_party_aligned_alike(t
     if hosts > 1:
         assert set(out["guest"]["other_sizes"]) == set(_names(hosts))
         assert all(set(out[n]) == {"intersection_size", "own_size", "other_size"} for n in _names(hosts))
+
+
+def _run_through(tmp_path, hosts: int, phases: list[str], extra: tuple[str, ...] = (),
+                 overlap: float = 1.0) -> tuple[dict[str, Session], dict[str, Any], Any, list[Any]]:
+    """Run `phases` in order for a guest and `hosts` hosts; the last phase's results by role."""
+    import importlib
+
+    guest, host_data = breast_split_hosts(hosts, overlap=overlap, shuffle=overlap < 1.0, seed=5)
+    sessions = make_sessions(tmp_path, guest, list(host_data), load_config(None, [*CFG, *extra]))
+    out: dict[str, Any] = {}
+    for name in phases:
+        module = importlib.import_module(f"nodes.phases.{name}")
+        out = run_parties({"guest": module.run_guest, **{n: module.run_host for n in _names(hosts)}},
+                          sessions, timeout=300)
+    return sessions, out, guest, list(host_data)
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+def test_binning_woe_and_iv_of_every_hosts_features_equal_the_joined_reference_exactly(tmp_path, hosts: int) -> None:
+    from vfl.binning import plaintext_binning
+    from vfl.selection import public_names
+
+    sessions, out, _, _ = _run_through(tmp_path, hosts, ["intersection", "binning"], ("binning.bins=6",
+                                                                                       "selection.top_k=20"))
+    names = _names(hosts)
+    guest_out = out["guest"]
+    # the reference: plaintext binning on the joined rows, the hosts' columns under their public names
+    guest, host_data = breast_split_hosts(hosts, overlap=1.0, shuffle=False, seed=5)
+    X = np.hstack([guest.X] + [h.X for h in host_data])
+    public = list(guest.features) + [p for n, h in zip(names, host_data, strict=True)
+                                     for p in public_names(n, h.features, False).values()]
+    reference = {f.name: f.table for f in plaintext_binning(X, guest.y, public, 6)}
+    got = {f.name: f.table for f in guest_out.features}
+    assert list(got) == public
+    for name, ref in reference.items():
+        np.testing.assert_array_equal(got[name].event_count, ref.event_count)
+        np.testing.assert_array_equal(got[name].woe, ref.woe)
+        assert got[name].iv == ref.iv
+    kept = set(guest_out.selection.kept)
+    for n, h in zip(names, host_data, strict=True):
+        own = public_names(n, h.features, False)
+        assert out[n].kept == [c for c in h.features if own[c] in kept]  # told exactly its own columns
+        assert out[n].kept and sessions[n].ctx.data.features == out[n].kept
+        sel = json.loads((tmp_path / n / "selection.json").read_text())
+        assert all(d["public_name"].startswith(f"{n}.") for d in sel["kept"] + sel["dropped"])
+
+
+LR_CFG = ("lr.epochs=3", "lr.learning_rate=0.15", "lr.validation=0.2", "lr.label_noise=1.0", "job.seed=7",
+          "lr.tol=0.0")
+LR_ROWS = 120
+
+
+def _lr_sessions(tmp_path, hosts: int, extra: tuple[str, ...] = ()) -> tuple[dict[str, Session], Any, list[Any]]:
+    guest, host_data = breast_split_hosts(hosts)
+    rows = np.random.default_rng(0).permutation(guest.n_rows)[:LR_ROWS]
+    guest, host_data = guest.take(rows), [h.take(rows) for h in host_data]
+    sessions = make_sessions(tmp_path, guest, host_data, load_config(None, [*CFG, *LR_CFG, *extra]))
+    return sessions, guest, host_data
+
+
+def _rounds(tmp_path, role: str) -> list[int]:
+    return sorted(int(p.stem.split("-")[1]) for p in (tmp_path / role / "checkpoints").glob("round-*.json"))
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+def test_lr_weights_equal_the_plaintext_reference_on_the_joined_data(tmp_path, hosts: int) -> None:
+    from nodes.phases import lr
+    from vfl.lr.reference import fit_reference_hosts
+
+    sessions, guest, host_data = _lr_sessions(tmp_path, hosts, ("lr.round_every=2",))
+    names = _names(hosts)
+    out = run_parties({"guest": lr.run_guest, **{n: lr.run_host for n in names}}, sessions, timeout=300)
+    opts = lr.options_from_config(sessions["guest"].ctx.config)
+    noise = [out["guest"]["host_noise"]] if hosts == 1 else [out["guest"]["hosts_noise"][n] for n in names]
+    ref = fit_reference_hosts(guest.X, [h.X for h in host_data], guest.y, opts, host_noise=noise)
+    gm = out["guest"]["model"]
+    np.testing.assert_allclose(gm["weights"], ref.guest.weights, atol=1e-6, rtol=0)
+    assert gm["intercept"] == pytest.approx(ref.guest.intercept, abs=1e-6)
+    for n, want in zip(names, ref.hosts, strict=True):
+        np.testing.assert_allclose(out[n]["model"]["weights"], want.weights, atol=1e-6, rtol=0)
+        saved = json.loads((tmp_path / n / "model.json").read_text())
+        assert saved["weights"] == out[n]["model"]["weights"]
+    metrics = json.loads((tmp_path / "guest" / "metrics.json").read_text())
+    np.testing.assert_allclose(metrics["training"]["loss"], ref.losses, atol=1e-8, rtol=0)
+    assert all(len(nz) == 3 and np.any(nz[0] != 0) for nz in noise)  # one noise per host and batch
+    # every party committed every round, with the same round numbers
+    assert all(_rounds(tmp_path, r) == _rounds(tmp_path, "guest") for r in names)
+    assert out["guest"]["rounds"] == out[names[-1]]["rounds"] == [1, 2]
