@@ -433,11 +433,9 @@ def _validate_hosts(cfg: JobConfig) -> None:
     if n > 1 and "host" in cfg.raw:
         raise ConfigError(f"[host] is the host of a two-party job; with [job] hosts = {n} configure "
                           f"[host1]..[host{n}]")
-    if n > 1:
-        missing = [r for r in cfg.host_roles() if r not in cfg.hosts]
-        if missing:
-            raise ConfigError(f"no [{missing[0]}] section: a job with [job] hosts = {n} needs "
-                              f"[host1]..[host{n}] (address, data, ...)")
+    for k, role in enumerate(cfg.host_roles(), start=1):  # a host not configured: its defaults (no data yet)
+        if n > 1 and role not in cfg.hosts:
+            cfg.hosts[role] = PartySection(address=f"127.0.0.1:{50051 + k}")
 
 
 def _validate(cfg: JobConfig) -> None:
