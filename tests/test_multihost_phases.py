@@ -256,3 +256,27 @@ def test_diagonal_gmm_is_a_fixed_point_of_scikit_learns_em_on_the_joined_columns
     assert all(_rounds(tmp_path, n) == _rounds(tmp_path, "guest") for n in names)
     for n in names:
         assert json.loads((tmp_path / n / "model.json").read_text())["role"] == n
+
+
+def test_a_two_host_lr_job_writes_each_partys_outputs_under_its_role_name(tmp_path) -> None:
+    from nodes.communication import write_communication
+    from nodes.phases import binning, intersection, lr
+
+    guest, host_data = breast_split_hosts(2)
+    rows = np.random.default_rng(2).permutation(guest.n_rows)[:100]
+    sessions = make_sessions(tmp_path, guest.take(rows), [h.take(rows) for h in host_data],
+                             load_config(None, [*CFG, "lr.epochs=2", "selection.top_k=20"]))
+    for module in (intersection, binning, lr):
+        run_parties({"guest": module.run_guest, "host1": module.run_host, "host2": module.run_host}, sessions,
+                    timeout=300)
+    metrics = json.loads((tmp_path / "guest" / "metrics.json").read_text())
+    assert metrics["training"]["hosts"] == ["host1", "host2"] and metrics["communication"] == "communication.json"
+    assert (tmp_path / "guest" / "plots" / "lr_loss.png").is_file()
+    for n in ("host1", "host2"):
+        model = json.loads((tmp_path / n / "model.json").read_text())
+        assert model["features"] == sessions[n].ctx.data.features  # its own kept columns only
+        assert not (tmp_path / n / "metrics.json").exists()
+    summary = {role: write_communication(sessions[role].ctx.rundir, role) for role in sessions}
+    assert set(summary["guest"]["peers"]) == {"host1", "host2"}
+    assert set(summary["host1"]["peers"]) == {"guest"}  # a host hears only from the guest
+    assert summary["host1"]["totals"]["sent_bytes"] == summary["guest"]["peers"]["host1"]["received_bytes"]

@@ -134,6 +134,7 @@ class GuestGmmResult:
     kmeans_iterations: list[int] = field(default_factory=list)
     ari: float | None = None
     accuracy: float | None = None
+    host_columns: dict[str, int] = field(default_factory=dict)  # per host (several hosts: metrics.json "hosts")
 
     @property
     def k(self) -> int:
@@ -523,7 +524,7 @@ def run_guest(party: PartyContext | Session) -> GuestGmmResult:
         converged=f["converged"], best_init=f["best_init"], log_likelihood=f["log_likelihood"],
         bic=f["bic"], bic_by_k={k: fits[k]["bic"] for k in fits}, host_features=sum(d_hosts),
         initial=f["initial"], iteration_seconds=fit.iteration_seconds,
-        kmeans_iterations=f["kmeans_iterations"])
+        kmeans_iterations=f["kmeans_iterations"], host_columns=dict(zip(link.peers, d_hosts, strict=True)))
     if data.y is not None:
         result.ari = adjusted_rand_index(data.y, result.labels)
         result.accuracy, _ = best_permutation_accuracy(data.y, result.labels, result.k)
@@ -822,6 +823,8 @@ def metrics_json(result: GuestGmmResult, data: PartyData) -> dict[str, Any]:
         "weights": result.model.weights.tolist(), "cluster_sizes": sizes.tolist(),
         "communication": COMMUNICATION_FILE,  # bytes, messages and seconds per phase/round (nodes.communication)
     }
+    if len(result.host_columns) > 1:  # several hosts: the columns of each
+        out["hosts"] = dict(result.host_columns)
     if data.y is not None:
         values, tab = contingency(data.y, result.labels, result.k)
         out["adjusted_rand_index"] = result.ari
