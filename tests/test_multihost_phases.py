@@ -191,3 +191,92 @@ def test_lr_weights_equal_the_plaintext_reference_on_the_joined_data(tmp_path, h
     # every party committed every round, with the same round numbers
     assert all(_rounds(tmp_path, r) == _rounds(tmp_path, "guest") for r in names)
     assert out["guest"]["rounds"] == out[names[-1]]["rounds"] == [1, 2]
+
+
+def test_a_host_that_fails_mid_training_stops_every_other_party_naming_it(tmp_path, monkeypatch) -> None:
+    from nodes.phases import lr
+    from nodes.session import PeerAborted
+
+    sessions, _, _ = _lr_sessions(tmp_path, 3)
+    real = lr._host_of_many_batch
+
+    def batch(star, ctx, *args, **kwargs):
+        if ctx.role == "host2" and args[-3] == 1:  # epoch 2
+            raise lr.TrainingError("host2's disk is full")
+        return real(star, ctx, *args, **kwargs)
+
+    monkeypatch.setattr(lr, "_host_of_many_batch", batch)
+    errors: dict[str, BaseException] = {}
+
+    def catching(fn):
+        def run(s: Session) -> None:
+            try:
+                fn(s)
+            except Exception as exc:  # noqa: BLE001 - every party's error is checked below
+                errors[s.role] = exc
+        return run
+
+    run_parties({"guest": catching(lr.run_guest), **{n: catching(lr.run_host) for n in _names(3)}},
+                sessions, timeout=120)
+    assert str(errors["host2"]) == "host2's disk is full"
+    for role in ("guest", "host1", "host3"):
+        exc = errors[role]
+        assert isinstance(exc, PeerAborted) and "host2" in str(exc) and "disk is full" in str(exc)
+        assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("hosts", [1, 2, 3])
+def test_diagonal_gmm_is_a_fixed_point_of_scikit_learns_em_on_the_joined_columns(tmp_path, hosts: int) -> None:
+    from sklearn.mixture import GaussianMixture
+
+    from nodes.phases import gmm
+
+    guest, host_data = breast_split_hosts(hosts)
+    rows = np.random.default_rng(1).permutation(guest.n_rows)[:90]
+    guest, host_data = guest.take(rows), [h.take(rows) for h in host_data]
+    cfg = load_config(None, [*CFG, "gmm.k=2", "gmm.covariance=\"diag\"", "gmm.init=\"random\"", "gmm.tol=1e-3",
+                             "gmm.max_iter=200", "job.seed=3"])
+    sessions = make_sessions(tmp_path, guest, host_data, cfg)
+    names = _names(hosts)
+    out = run_parties({"guest": gmm.run_guest, **{n: gmm.run_host for n in names}}, sessions, timeout=300)
+    res = out["guest"]
+    assert res.converged
+    parts = [res.model, *(out[n].model for n in names)]
+    for p in parts[1:]:
+        np.testing.assert_array_equal(p.weights, res.model.weights)
+    X = np.hstack([guest.X] + [h.X for h in host_data])
+    means = np.hstack([p.block.means for p in parts])
+    covs = np.hstack([p.block.covariances for p in parts])
+    nxt = GaussianMixture(2, covariance_type="diag", weights_init=res.model.weights, means_init=means,
+                          precisions_init=1.0 / covs, max_iter=1, reg_covar=1e-6, tol=0.0)
+    with pytest.warns(Warning):  # one iteration does not "converge" in scikit-learn's sense
+        nxt.fit(X)
+    assert abs(nxt.lower_bound_ - res.lower_bound) < 1e-3
+    np.testing.assert_allclose(nxt.means_, means, atol=5e-2)
+    assert all(_rounds(tmp_path, n) == _rounds(tmp_path, "guest") for n in names)
+    for n in names:
+        assert json.loads((tmp_path / n / "model.json").read_text())["role"] == n
+
+
+def test_a_two_host_lr_job_writes_each_partys_outputs_under_its_role_name(tmp_path) -> None:
+    from nodes.communication import write_communication
+    from nodes.phases import binning, intersection, lr
+
+    guest, host_data = breast_split_hosts(2)
+    rows = np.random.default_rng(2).permutation(guest.n_rows)[:100]
+    sessions = make_sessions(tmp_path, guest.take(rows), [h.take(rows) for h in host_data],
+                             load_config(None, [*CFG, "lr.epochs=2", "selection.top_k=20"]))
+    for module in (intersection, binning, lr):
+        run_parties({"guest": module.run_guest, "host1": module.run_host, "host2": module.run_host}, sessions,
+                    timeout=300)
+    metrics = json.loads((tmp_path / "guest" / "metrics.json").read_text())
+    assert metrics["training"]["hosts"] == ["host1", "host2"] and metrics["communication"] == "communication.json"
+    assert (tmp_path / "guest" / "plots" / "lr_loss.png").is_file()
+    for n in ("host1", "host2"):
+        model = json.loads((tmp_path / n / "model.json").read_text())
+        assert model["features"] == sessions[n].ctx.data.features  # its own kept columns only
+        assert not (tmp_path / n / "metrics.json").exists()
+    summary = {role: write_communication(sessions[role].ctx.rundir, role) for role in sessions}
+    assert set(summary["guest"]["peers"]) == {"host1", "host2"}
+    assert set(summary["host1"]["peers"]) == {"guest"}  # a host hears only from the guest
+    assert summary["host1"]["totals"]["sent_bytes"] == summary["guest"]["peers"]["host1"]["received_bytes"]
