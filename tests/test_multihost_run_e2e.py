@@ -24,6 +24,7 @@ HOSTS = ("host1", "host2")
 TEST_KEYS = ["paillier.key_bits=1024", "paillier.insecure_test_keys=true"]
 # no label noise (it comes from `secrets`): only then can two runs of one job be compared
 LR_SETS = [*TEST_KEYS, "lr.epochs=3", "lr.label_noise=0.0", "lr.batch_size=400"]
+GMM_SETS = [*TEST_KEYS, "gmm.max_iter=3", "gmm.kmeans_max_iter=3"]
 
 
 @pytest.fixture(scope="module")
@@ -112,24 +113,39 @@ def test_psi_with_two_hosts_runs_across_processes_and_the_audit_covers_all_three
     assert "host2" in (out / "audit" / "report.html").read_text()
 
 
-def test_lr_with_two_hosts_under_vflchain_run_gives_the_models_of_the_python_api(
-        tmp_path, chain_server, small_dir) -> None:
+def _same_numbers(a, b, path: str = "") -> None:
+    """Equal structure; floats equal to 1e-9 (relative), everything else exactly."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), path
+        for k in a:
+            _same_numbers(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_numbers(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=1e-9, abs=1e-12), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("example, sets", [("breast_lr_3party.toml", LR_SETS), ("breast_gmm_3party.toml", GMM_SETS)])
+def test_a_two_host_job_under_vflchain_run_gives_the_models_of_the_python_api(
+        tmp_path, chain_server, small_dir, example, sets) -> None:
     import vflchain
 
     state, url = chain_server
-    config = REPO / "examples" / "breast_lr_3party.toml"
+    config = REPO / "examples" / example
     out = tmp_path / "run"
-    res = _run(config, out, _sets(small_dir, state, *LR_SETS))
+    res = _run(config, out, _sets(small_dir, state, *sets))
     assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
     assert "rounds attested on chain" in res.stdout
-    api = vflchain.run_job(config, overrides=[*LR_SETS, *[f"{r}.data={small_dir / f'{r}.csv'}"
-                                                          for r in ("guest", *HOSTS)]], out=tmp_path / "api")
+    api = vflchain.run_job(config, overrides=[*sets, *[f"{r}.data={small_dir / f'{r}.csv'}"
+                                                       for r in ("guest", *HOSTS)]], out=tmp_path / "api")
     for role in ("guest", *HOSTS):
         cli_model = json.loads((out / role / "model.json").read_text())
-        assert cli_model["features"] == api.models[role]["features"]
-        for key in ("weights", "intercept"):
-            if key in cli_model:
-                assert cli_model[key] == pytest.approx(api.models[role][key], rel=1e-9, abs=1e-12), (role, key)
+        _same_numbers({k: v for k, v in cli_model.items() if k != "job_id"},
+                      {k: v for k, v in api.models[role].items() if k != "job_id"}, role)
     assert cli(["audit", str(out), "--rpc", url]) == 0
 
 
