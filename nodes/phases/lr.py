@@ -710,7 +710,7 @@ def _guest_hosts(session: Session, star: _Star) -> LrResult:
     for h in hosts:
         star.send(h, "setup", {"status": "ok", "options": opts.to_json(), "guest_columns": int(guest.X.shape[1]),
                                "validation_ids": [str(v) for v in data.ids[val].tolist()], "row_packing": False,
-                               "host_columns": cols}, "before training started")
+                               "hosts": list(hosts), "host_columns": cols}, "before training started")
     star.plan("e0.b0.offsets")  # what the hosts wait for once they are ready
     readies = {h: star.recv(h, "ready", "before training started") for h in hosts}
     for h, ready in readies.items():
@@ -926,9 +926,10 @@ def _host_of_many(session: Session, star: _Star) -> LrResult:
         train = np.setdiff1d(np.arange(n), val)
         host = prepare_party("host", data.features, data.X, train, opts, _warm_start(ctx, "host"))
         guest_columns = _field(setup, "guest_columns", int, "setup")
-        cols = {str(k): int(v) for k, v in _field(setup, "host_columns", dict, "setup").items()}
-        hosts = list(cols)
-        if ctx.role not in cols or cols[ctx.role] != host.X.shape[1] or set(hosts) - set(ctx.host_keys):
+        hosts = [str(h) for h in _field(setup, "hosts", list, "setup")]  # the order of every per-host step
+        sizes = _field(setup, "host_columns", dict, "setup")
+        cols = {h: int(sizes[h]) for h in hosts if isinstance(sizes.get(h), int)}
+        if len(cols) != len(hosts) or cols.get(ctx.role) != host.X.shape[1] or set(hosts) - set(ctx.host_keys):
             raise DataError(f"lr: the guest's list of hosts {hosts} does not match this {ctx.role}'s")
         check_host_side(host, opts, len(train), guest_columns)
         if not columns_fit(host.X):
