@@ -280,3 +280,29 @@ def test_a_two_host_lr_job_writes_each_partys_outputs_under_its_role_name(tmp_pa
     assert set(summary["guest"]["peers"]) == {"host1", "host2"}
     assert set(summary["host1"]["peers"]) == {"guest"}  # a host hears only from the guest
     assert summary["host1"]["totals"]["sent_bytes"] == summary["guest"]["peers"]["host1"]["received_bytes"]
+
+
+def test_an_intersection_with_no_common_id_stops_every_party_with_one_line(tmp_path) -> None:
+    from nodes.phases import intersection
+    from nodes.session import PeerAborted
+    from vfl.errors import PsiError
+
+    guest, host_data = breast_split_hosts(2)
+    half = guest.n_rows // 2
+    hosts = [host_data[0].take(np.arange(half)), host_data[1].take(np.arange(half, guest.n_rows))]
+    sessions = make_sessions(tmp_path, guest, hosts, load_config(None, CFG))
+    errors: dict[str, BaseException] = {}
+
+    def catching(fn):
+        def run(s: Session) -> None:
+            try:
+                fn(s)
+            except Exception as exc:  # noqa: BLE001 - every party's error is checked below
+                errors[s.role] = exc
+        return run
+
+    run_parties({"guest": catching(intersection.run_guest), "host1": catching(intersection.run_host),
+                 "host2": catching(intersection.run_host)}, sessions, timeout=60)
+    assert isinstance(errors["guest"], PsiError) and "share no ID" in str(errors["guest"])
+    for n in ("host1", "host2"):
+        assert isinstance(errors[n], PeerAborted) and "empty intersection" in str(errors[n])
