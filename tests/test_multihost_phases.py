@@ -306,3 +306,36 @@ def test_an_intersection_with_no_common_id_stops_every_party_with_one_line(tmp_p
     assert isinstance(errors["guest"], PsiError) and "share no ID" in str(errors["guest"])
     for n in ("host1", "host2"):
         assert isinstance(errors[n], PeerAborted) and "empty intersection" in str(errors[n])
+
+
+@pytest.mark.parametrize("algorithm", ["lr", "gmm"])
+def test_two_hosts_saved_models_score_the_training_rows_as_the_training_job_did(tmp_path, algorithm: str) -> None:
+    import csv
+    import importlib
+
+    from nodes.phases import intersection, predict
+
+    fit = importlib.import_module(f"nodes.phases.{algorithm}")
+    guest, host_data = breast_split_hosts(2)
+    rows = np.random.default_rng(4).permutation(guest.n_rows)[:90]
+    guest, host_data = guest.take(rows), [h.take(rows) for h in host_data]
+    extra = ["lr.epochs=2"] if algorithm == "lr" else ["gmm.k=2", "gmm.init=\"random\"", "gmm.max_iter=5"]
+    cfg = load_config(None, [*CFG, *extra])
+    names = ["host1", "host2"]
+    trained = make_sessions(tmp_path / "train", guest, host_data, cfg)
+    run_parties({"guest": fit.run_guest, **{n: fit.run_host for n in names}}, trained, timeout=300)
+    sessions = make_sessions(tmp_path / "predict", guest, host_data, cfg)
+    for role, s in sessions.items():
+        s.ctx.state["predict_model"] = predict.load_party_model(tmp_path / "train" / role, role)
+    for module in (intersection, predict):
+        run_parties({"guest": module.run_guest, **{n: module.run_host for n in names}}, sessions, timeout=300)
+
+    def scores(path):
+        with path.open() as fh:
+            return {r["id"]: (r["predict_result"], float(r["predict_score"])) for r in csv.DictReader(fh)}
+
+    before, after = scores(tmp_path / "train" / "guest" / "predictions.csv"), \
+        scores(tmp_path / "predict" / "guest" / "predictions.csv")
+    assert set(before) == set(after)
+    for i, (label, p) in after.items():
+        assert label == before[i][0] and p == pytest.approx(before[i][1], abs=1e-9)
