@@ -280,3 +280,62 @@ def test_a_two_host_lr_job_writes_each_partys_outputs_under_its_role_name(tmp_pa
     assert set(summary["guest"]["peers"]) == {"host1", "host2"}
     assert set(summary["host1"]["peers"]) == {"guest"}  # a host hears only from the guest
     assert summary["host1"]["totals"]["sent_bytes"] == summary["guest"]["peers"]["host1"]["received_bytes"]
+
+
+def test_an_intersection_with_no_common_id_stops_every_party_with_one_line(tmp_path) -> None:
+    from nodes.phases import intersection
+    from nodes.session import PeerAborted
+    from vfl.errors import PsiError
+
+    guest, host_data = breast_split_hosts(2)
+    half = guest.n_rows // 2
+    hosts = [host_data[0].take(np.arange(half)), host_data[1].take(np.arange(half, guest.n_rows))]
+    sessions = make_sessions(tmp_path, guest, hosts, load_config(None, CFG))
+    errors: dict[str, BaseException] = {}
+
+    def catching(fn):
+        def run(s: Session) -> None:
+            try:
+                fn(s)
+            except Exception as exc:  # noqa: BLE001 - every party's error is checked below
+                errors[s.role] = exc
+        return run
+
+    run_parties({"guest": catching(intersection.run_guest), "host1": catching(intersection.run_host),
+                 "host2": catching(intersection.run_host)}, sessions, timeout=60)
+    assert isinstance(errors["guest"], PsiError) and "share no ID" in str(errors["guest"])
+    for n in ("host1", "host2"):
+        assert isinstance(errors[n], PeerAborted) and "empty intersection" in str(errors[n])
+
+
+@pytest.mark.parametrize("algorithm", ["lr", "gmm"])
+def test_two_hosts_saved_models_score_the_training_rows_as_the_training_job_did(tmp_path, algorithm: str) -> None:
+    import csv
+    import importlib
+
+    from nodes.phases import intersection, predict
+
+    fit = importlib.import_module(f"nodes.phases.{algorithm}")
+    guest, host_data = breast_split_hosts(2)
+    rows = np.random.default_rng(4).permutation(guest.n_rows)[:90]
+    guest, host_data = guest.take(rows), [h.take(rows) for h in host_data]
+    extra = ["lr.epochs=2"] if algorithm == "lr" else ["gmm.k=2", "gmm.init=\"random\"", "gmm.max_iter=5"]
+    cfg = load_config(None, [*CFG, *extra])
+    names = ["host1", "host2"]
+    trained = make_sessions(tmp_path / "train", guest, host_data, cfg)
+    run_parties({"guest": fit.run_guest, **{n: fit.run_host for n in names}}, trained, timeout=300)
+    sessions = make_sessions(tmp_path / "predict", guest, host_data, cfg)
+    for role, s in sessions.items():
+        s.ctx.state["predict_model"] = predict.load_party_model(tmp_path / "train" / role, role)
+    for module in (intersection, predict):
+        run_parties({"guest": module.run_guest, **{n: module.run_host for n in names}}, sessions, timeout=300)
+
+    def scores(path):
+        with path.open() as fh:
+            return {r["id"]: (r["predict_result"], float(r["predict_score"])) for r in csv.DictReader(fh)}
+
+    before, after = scores(tmp_path / "train" / "guest" / "predictions.csv"), \
+        scores(tmp_path / "predict" / "guest" / "predictions.csv")
+    assert set(before) == set(after)
+    for i, (label, p) in after.items():
+        assert label == before[i][0] and p == pytest.approx(before[i][1], abs=1e-9)

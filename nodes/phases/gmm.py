@@ -742,22 +742,25 @@ def _check_model_columns(model: PartyMixture, data: PartyData, party: str) -> np
     return np.asarray(data.X, dtype=np.float64)
 
 
-def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarray, np.ndarray]:
+def run_predict_guest(party: PartyContext | Session, model: PartyMixture) -> tuple[np.ndarray, np.ndarray]:
     """Assign the guest's aligned rows to clusters: (responsibilities (N, K), labels).
 
     The host sends its block's log-densities of the new rows less each row's level
     (as in training); the guest adds its own and the log weights.
     Writes predictions.csv (type "predict").
     """
+    session = as_session(party)
+    ctx = session.ctx
     data = _own_data(ctx)
     X = _check_model_columns(model, data, "guest")
-    link = _Link(ctx)
+    link = _Link(session)
     r = ctx.next_round()
     link.send("predict", {"n_rows": data.n_rows, "k": model.k}, r)
-    msg = link.recv("log_density", r)
-    host_ld = _expect_array(msg, "log_density", (data.n_rows, model.k))
-    e = guest_combine_log_densities([model.block.log_density(X), host_ld], model.weights,
-                                    _expect_number(msg, "level_total"))
+    msgs = link.recv_all("log_density", r)
+    hosts = [(_expect_array(m, "log_density", (data.n_rows, model.k)), _expect_number(m, "level_total"))
+             for m in msgs]
+    e = (guest_combine_log_densities([model.block.log_density(X), hosts[0][0]], model.weights, hosts[0][1])
+         if len(hosts) == 1 else guest_combine_host_log_densities(model.block.log_density(X), hosts, model.weights))
     ctx.state["gmm_predict_log_likelihood"] = e.mean_log_likelihood
     text = predictions_csv(data, e.responsibilities, e.labels, "predict")
     ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "predict", "rows": data.n_rows,
@@ -767,10 +770,12 @@ def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarra
     return e.responsibilities, e.labels
 
 
-def run_predict_host(ctx: PartyContext, model: PartyMixture) -> None:
+def run_predict_host(party: PartyContext | Session, model: PartyMixture) -> None:
     """The host's side of cluster assignment: its block's relative log-densities of its aligned rows."""
+    session = as_session(party)
+    ctx = session.ctx
     data = _own_data(ctx)
-    link = _Link(ctx)
+    link = _Link(session)
     r = ctx.next_round()
     req = link.recv("predict", r)
     link.peer_waits = ("log_density", r)
@@ -882,17 +887,17 @@ def load_predict_model(doc: dict[str, Any], f: Path, role: str) -> tuple[PartyMi
     return PartyMixture.from_json(doc, str(f)), None
 
 
-def predict_step_guest(ctx: PartyContext, pm: Any) -> int:
+def predict_step_guest(party: PartyContext | Session, pm: Any) -> int:
     """Phase `predict` at the guest (a nodes.phases.predict.PartyModel); the rows scored."""
-    resp, labels = run_predict_guest(ctx, pm.model)
-    _gmm_outputs(ctx, pm, resp, labels)
+    resp, labels = run_predict_guest(party, pm.model)
+    _gmm_outputs(as_session(party).ctx, pm, resp, labels)
     return len(labels)
 
 
-def predict_step_host(ctx: PartyContext, pm: Any) -> int:
-    """Phase `predict` at the host; the rows scored."""
-    run_predict_host(ctx, pm.model)
-    return _own_data(ctx).n_rows
+def predict_step_host(party: PartyContext | Session, pm: Any) -> int:
+    """Phase `predict` at a host; the rows scored."""
+    run_predict_host(party, pm.model)
+    return _own_data(as_session(party).ctx).n_rows
 
 
 def _gmm_outputs(ctx: PartyContext, pm: Any, resp: np.ndarray, labels: np.ndarray) -> None:

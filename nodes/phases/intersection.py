@@ -112,6 +112,7 @@ def _run_guest_hosts(session: Session) -> dict[str, Any]:
         perms = {h: _shuffle().permutation(len(blinded)) for h in hosts}
         for h in hosts:
             r.send(h, "psi_blind", {"points": psi.elements_to_array([blinded[i] for i in perms[h]])})
+            r.peer_waits(h, "psi_reblind")  # an error here goes to every host (a host's, to the others)
         doubles: dict[str, list[bytes]] = {}
         matched: dict[str, np.ndarray] = {}
         host_sizes: dict[str, int] = {}
@@ -119,14 +120,14 @@ def _run_guest_hosts(session: Session) -> dict[str, Any]:
             peer_double, doubles[h] = _pair(r, h, key, perms[h], len(blinded), ctx.role)
             matched[h] = psi.psi_match(doubles[h], peer_double)
             host_sizes[h] = len(peer_double)
+            r.peer_waits(h, "psi_keep")
         common = psi.psi_intersect_hosts([matched[h] for h in hosts])
         if len(common) == 0:
-            for h in hosts:
-                r.peer_waits(h, "psi_keep")
             raise PsiError(f"empty intersection: the guest ({len(ids)} IDs) and {len(hosts)} hosts "
                            "share no ID; nothing to train on")
         for h in hosts:
             r.send(h, "psi_keep", {"points": psi.elements_to_array(psi.psi_keep_elements(doubles[h], common))})
+            r.peer_waits(h, "psi_check")
         rows = psi.psi_align(ids, common)
         for h in hosts:
             _check(r, h, doubles[h], rows, ctx.role)
@@ -151,6 +152,7 @@ def _run_host_of_many(session: Session) -> dict[str, Any]:
         r.send("guest", "psi_blind", {"points": psi.elements_to_array([blinded[i] for i in perm])})
         peer_double, own_double = _pair(r, "guest", key, perm, len(blinded), ctx.role)
         matched = psi.psi_match(own_double, peer_double)
+        r.peer_waits("guest", "psi_check")  # what the guest waits for from this host after psi_keep
         keep = psi.elements_from_array(r.recv("guest", "psi_keep")["points"], "the guest's kept IDs")
         rows = psi.psi_align(ids, psi.psi_keep_rows(own_double, matched, keep))
         if len(rows) == 0:

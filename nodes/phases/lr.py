@@ -710,7 +710,7 @@ def _guest_hosts(session: Session, star: _Star) -> LrResult:
     for h in hosts:
         star.send(h, "setup", {"status": "ok", "options": opts.to_json(), "guest_columns": int(guest.X.shape[1]),
                                "validation_ids": [str(v) for v in data.ids[val].tolist()], "row_packing": False,
-                               "host_columns": cols}, "before training started")
+                               "hosts": list(hosts), "host_columns": cols}, "before training started")
     star.plan("e0.b0.offsets")  # what the hosts wait for once they are ready
     readies = {h: star.recv(h, "ready", "before training started") for h in hosts}
     for h, ready in readies.items():
@@ -926,9 +926,10 @@ def _host_of_many(session: Session, star: _Star) -> LrResult:
         train = np.setdiff1d(np.arange(n), val)
         host = prepare_party("host", data.features, data.X, train, opts, _warm_start(ctx, "host"))
         guest_columns = _field(setup, "guest_columns", int, "setup")
-        cols = {str(k): int(v) for k, v in _field(setup, "host_columns", dict, "setup").items()}
-        hosts = list(cols)
-        if ctx.role not in cols or cols[ctx.role] != host.X.shape[1] or set(hosts) - set(ctx.host_keys):
+        hosts = [str(h) for h in _field(setup, "hosts", list, "setup")]  # the order of every per-host step
+        sizes = _field(setup, "host_columns", dict, "setup")
+        cols = {h: int(sizes[h]) for h in hosts if isinstance(sizes.get(h), int)}
+        if len(cols) != len(hosts) or cols.get(ctx.role) != host.X.shape[1] or set(hosts) - set(ctx.host_keys):
             raise DataError(f"lr: the guest's list of hosts {hosts} does not match this {ctx.role}'s")
         check_host_side(host, opts, len(train), guest_columns)
         if not columns_fit(host.X):
@@ -1065,8 +1066,10 @@ def model_json(ctx: PartyContext, model: LrPartModel, epochs: int) -> dict[str, 
     `job_id` ties the two parties' models to one trained job.
     """
     pre = ctx.state.get("preprocess")
-    return model.to_json(epochs=epochs, job_id=ctx.job_id,
-                         preprocess=pre.to_json() if pre is not None else None)
+    doc = model.to_json(epochs=epochs, job_id=ctx.job_id, preprocess=pre.to_json() if pre is not None else None)
+    if doc.get("role") != ctx.role:  # one of several hosts: its own role name ("host2")
+        doc["role"] = ctx.role
+    return doc
 
 
 def _model_columns(model: LrPartModel, preprocess: Preprocessing | None, data: PartyData) -> np.ndarray:
@@ -1078,23 +1081,29 @@ def _model_columns(model: LrPartModel, preprocess: Preprocessing | None, data: P
     return preprocess.transform(data.select(preprocess.features).X)
 
 
-def predict_guest(ctx: PartyContext, model: LrPartModel, preprocess: Preprocessing | None = None) -> np.ndarray:
-    """Score the guest's aligned rows with both saved models; writes predictions.csv (type "predict").
+def predict_guest(party: PartyContext | Session, model: LrPartModel,
+                  preprocess: Preprocessing | None = None) -> np.ndarray:
+    """Score the guest's aligned rows with every party's saved model; writes predictions.csv (type "predict").
 
-    Needs the host's partial scores X_h w_h in plaintext (the guest learns them).
+    Needs each host's partial scores X_h w_h in plaintext (the guest learns them, and adds them up).
     Labels, when the guest's data has both classes, also give metrics.json and ROC/KS plots.
     """
+    session = as_session(party)
+    ctx = session.ctx
     data = _party_data(ctx, "guest", labels=False)
     X = _model_columns(model, preprocess, data)
-    link = _Link(ctx.channel(PHASE), "host", ctx.config.lr.step_timeout)
-    link.round = ctx.next_round()
-    msg = link.recv("predict_scores", "before sending its partial scores")
-    if _field(msg, "ids_digest", str, "predict_scores") != ids_digest(data.ids):
-        raise DataError("guest and host rows are not aligned for prediction (different IDs or order)")
-    u_h = _field(msg, "scores", np.ndarray, "predict_scores").astype(np.float64)
-    if u_h.shape != (data.n_rows,) or not np.all(np.isfinite(u_h)):
-        raise TransportError(f"lr: the host sent {u_h.shape} partial scores (or non-finite ones) "
-                             f"for {data.n_rows} rows")
+    round_no = ctx.next_round()
+    u_h = np.zeros(data.n_rows)
+    for peer in session.peers:
+        link = _Link(session.channel(peer, PHASE), peer, ctx.config.lr.step_timeout, round_no)
+        msg = link.recv("predict_scores", "before sending its partial scores")
+        if _field(msg, "ids_digest", str, "predict_scores") != ids_digest(data.ids):
+            raise DataError(f"guest and {peer} rows are not aligned for prediction (different IDs or order)")
+        part = _field(msg, "scores", np.ndarray, "predict_scores").astype(np.float64)
+        if part.shape != (data.n_rows,) or not np.all(np.isfinite(part)):
+            raise TransportError(f"lr: the {peer} sent {part.shape} partial scores (or non-finite ones) "
+                                 f"for {data.n_rows} rows")
+        u_h = part if len(session.peers) == 1 else u_h + part
     proba = guest_predict_proba(model, X, u_h)
     labels = None if data.y is None else np.asarray(data.y, dtype=np.int8)
     text = predictions_csv(data.ids, labels, proba, ["predict"] * len(proba))
@@ -1113,15 +1122,16 @@ def predict_guest(ctx: PartyContext, model: LrPartModel, preprocess: Preprocessi
         rows += [[k, metrics[k]] for k in ("auc", "ks", "accuracy", "precision", "recall", "f1")]
     elif labels is not None:
         rows.append(["metrics", "not computed: the labels have one class"])
-    ctx.commit_round(link.round, PHASE, {"step": "predict", "rows": data.n_rows,
-                                         "predictions_sha256": hashlib.sha256(text.encode()).hexdigest()})
+    ctx.commit_round(round_no, PHASE, {"step": "predict", "rows": data.n_rows,
+                                       "predictions_sha256": hashlib.sha256(text.encode()).hexdigest()})
     console().print(table("lr: prediction (guest)", ["item", "value"], rows))
     ctx.state["lr_predict"] = proba
     return proba
 
 
-def predict_host(ctx: PartyContext, model: LrPartModel, preprocess: Preprocessing | None = None) -> None:
+def predict_host(party: PartyContext | Session, model: LrPartModel, preprocess: Preprocessing | None = None) -> None:
     """Send the host's partial scores of its aligned rows to the guest (inference)."""
+    ctx = as_session(party).ctx
     data = _party_data(ctx, "host")
     X = _model_columns(model, preprocess, data)
     link = _Link(ctx.channel(PHASE), "guest", ctx.config.lr.step_timeout)
@@ -1299,15 +1309,15 @@ def load_predict_model(doc: dict[str, Any], f: Path, role: str) -> tuple[LrPartM
     return model, preprocess
 
 
-def predict_step_guest(ctx: PartyContext, pm: Any) -> int:
+def predict_step_guest(party: PartyContext | Session, pm: Any) -> int:
     """Phase `predict` at the guest (a nodes.phases.predict.PartyModel); the rows scored."""
-    return len(predict_guest(ctx, pm.model, pm.preprocess))
+    return len(predict_guest(party, pm.model, pm.preprocess))
 
 
-def predict_step_host(ctx: PartyContext, pm: Any) -> int:
-    """Phase `predict` at the host; the rows scored."""
-    predict_host(ctx, pm.model, pm.preprocess)
-    return _party_data(ctx, "host").n_rows
+def predict_step_host(party: PartyContext | Session, pm: Any) -> int:
+    """Phase `predict` at a host; the rows scored."""
+    predict_host(party, pm.model, pm.preprocess)
+    return _party_data(as_session(party).ctx, "host").n_rows
 
 
 __all__ = ["LrResult", "load_model", "options_from_config", "predict_guest",
