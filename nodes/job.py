@@ -267,8 +267,6 @@ class PartyNode:
         self.multi = self.spec.topology == "vertical" and cfg.job.hosts > 1  # a guest with N >= 2 hosts
         if resume and self.multi:
             raise ConfigError(f"--resume continues a two-party job; a job with {cfg.job.hosts} hosts is run again")
-        if model is not None and self.multi:
-            raise ConfigError(f"prediction jobs have one host in this version, [job] hosts is {cfg.job.hosts}")
 
     def _connect_chain(self) -> None:
         """This party's chain link (`chain_factory`), recorded in job.json."""

@@ -147,6 +147,15 @@ def test_a_two_host_job_under_vflchain_run_gives_the_models_of_the_python_api(
         _same_numbers({k: v for k, v in cli_model.items() if k != "job_id"},
                       {k: v for k, v in api.models[role].items() if k != "job_id"}, role)
     assert cli(["audit", str(out), "--rpc", url]) == 0
+    # each party scores new rows with its own saved model: `vflchain predict` with the same three parties
+    pred = tmp_path / "predict"
+    cmd = _cmd(config, pred, _sets(small_dir, state, *TEST_KEYS))
+    cmd[3:4] = ["predict", "--model", str(out)]  # [python, -m, nodes.cli, run, ...] -> predict --model RUN
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
+    assert all(_job(pred, r)["status"] == "complete" for r in ("guest", *HOSTS))
+    assert (pred / "guest" / "predictions.csv").is_file()
+    assert cli(["audit", str(pred), "--rpc", url]) == 0
 
 
 def test_a_killed_host_aborts_the_three_party_session_for_every_party(tmp_path, chain_server) -> None:
