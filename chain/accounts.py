@@ -3,7 +3,7 @@
 - On development chains (the embedded chain, anvil) the parties use the well-known
   funded keys of the standard development mnemonic (the one anvil and hardhat
   print at start-up): index 0 is the consortium admin, 1 the guest, 2 the host,
-  3.. further parties. They are public, so they are refused on any other chain.
+  3.. further parties (a job with N hosts: host k signs with index 1 + k, so host1 is the host). They are public, so they are refused on any other chain.
 - Everywhere else a party loads an eth-account keystore file (a JSON V3 keystore)
   whose passphrase comes from an environment variable, never from a config file.
 
@@ -26,7 +26,7 @@ DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_PATH = "m/44'/60'/0'/0/{index}"
 DEV_ACCOUNTS = 10
 DEV_BALANCE_WEI = 10_000 * 10**18
-DEV_INDEX = {"admin": 0, "guest": 1, "host": 2}
+DEV_INDEX = {"admin": 0, "guest": 1, "host": 2, **{f"host{k}": 1 + k for k in range(1, DEV_ACCOUNTS - 1)}}
 PASSPHRASE_ENV = "VFLCHAIN_PASSPHRASE"
 
 ANVIL_CHAIN_ID = 31337

@@ -10,7 +10,8 @@ each failure naming file, round, field, expected and found. `session_checks` is 
 an auditor with no files can check. Nothing here talks to a node: `load_history`
 reads the events through an `AuditClient`, the caller decides which chain.
 
-Three kinds of run directory (`PartyFiles.kind`): "vertical" (guest + host training),
+Three kinds of run directory (`PartyFiles.kind`): "vertical" (guest + host training; with N >= 2
+hosts, host1..hostN, and each round's digest is SHA-256 of the guest's manifest in manifests.jsonl),
 "predict" (`vflchain predict`: the same two parties scoring with saved models; linked
 to its training session by `training_link`) and "hfl" (a coordinator and N clients;
 each round's digest is SHA-256 of the coordinator's manifest in manifests.jsonl).
@@ -120,6 +121,12 @@ class PartyFiles:
     def is_opener(self) -> bool:
         return self.role in OPENERS
 
+    @property
+    def star(self) -> bool:
+        """A party of a star whose rounds are agreed by manifest: horizontal, or vertical with N >= 2 hosts."""
+        return self.kind == "hfl" or bool(self.job.get("host_accounts")) or bool(
+            re.fullmatch(r"host[0-9]+", self.role))
+
 
 @dataclass
 class SessionHistory:
@@ -205,7 +212,7 @@ def load_party_files(path: str | Path) -> PartyFiles:
         checkpoints[int(m.group(1))] = cp
     files = {name: (path / name).read_bytes() for name in RESULT_FILES if (path / name).is_file()}
     manifests: list[dict[str, Any]] = []
-    if str(job.get("algorithm")) in HFL_ALGORITHMS:
+    if str(job.get("algorithm")) in HFL_ALGORITHMS or (path / "manifests.jsonl").is_file():
         manifests = _read_jsonl(path / "manifests.jsonl", "manifests.jsonl", problems, role)
     return PartyFiles(path, job, rounds, checkpoints, transcript, files, problems, manifests)
 
@@ -283,12 +290,14 @@ def session_roles(record: SessionRecord) -> dict[str, str]:
     """Each participant's role in the session, from SessionOpened alone.
 
     The opener is the guest (vertical) or the coordinator (horizontal); a horizontal
-    session names its clients in order (client1, client2, ...), a vertical one its host."""
+    session names its clients in order (client1, client2, ...), a vertical one its host (its
+    hosts in order, host1, host2, ..., when there are several)."""
     info = record["session"]
     hfl = info["algorithm"] in HFL_ALGORITHMS
     roles = {info["guest"]: COORDINATOR if hfl else "guest"}
     others = [a for a in info["participants"] if a != info["guest"]]
-    roles.update({a: f"client{k}" if hfl else "host" for k, a in enumerate(others, 1)})
+    roles.update({a: f"client{k}" if hfl else "host" if len(others) == 1 else f"host{k}"
+                  for k, a in enumerate(others, 1)})
     return roles
 
 
@@ -299,7 +308,8 @@ def registered_role(role: str) -> str:
 
 def _named_participants(job: dict[str, Any]) -> list[str]:
     """The accounts a party's job.json names as the session's participants (itself first)."""
-    named = [job.get("account"), job.get("peer_account"), *(job.get("client_accounts") or [])]
+    named = [job.get("account"), job.get("peer_account"), *(job.get("client_accounts") or []),
+             *dict(job.get("host_accounts") or {}).values()]
     return [str(a) for a in named if a]
 
 
@@ -683,12 +693,15 @@ def _check_participants(c: _Checks, files: PartyFiles, history: SessionHistory) 
     on_chain = sorted(_low(a) for a in history.record["session"]["participants"])
     named = sorted({_low(a) for a in _named_participants(files.job)})
     fields = "account, peer_account" + (", client_accounts" if files.role == COORDINATOR else "")
-    if files.kind == "hfl" and files.role != COORDINATOR:
+    if files.star and files.role == "guest":
+        fields = "account, host_accounts"
+    if files.star and not files.is_opener:
         missing = [a for a in named if a not in on_chain]
         c.out.append(Check("participants", not missing, files.role, "job.json", None, fields,
                            "" if not missing else f"participants including {', '.join(named)}",
                            "" if not missing else f"{', '.join(on_chain)}",
-                           f"this client and its coordinator are 2 of the session's {len(on_chain)} participants"
+                           f"this {files.role} and its {'coordinator' if files.kind == 'hfl' else 'guest'} are 2 of "
+                           f"the session's {len(on_chain)} participants"
                            if not missing else f"{', '.join(missing)} not a participant"))
         return
     c.eq("participants", on_chain, named, file="job.json", field=fields,
@@ -780,7 +793,7 @@ def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str
              ok_detail="recomputed from the checkpoint and its salt, bound to this session, round and party")
         if cp.get("round") is not None and int(cp["round"]) != r:
             c.fail("checkpoint round", file=cp_name, round=r, field="round", expected=str(r), found=str(cp["round"]))
-    if files.kind == "hfl":
+    if files.star:
         _check_manifest(c, files, r, sub["transcript_digest"])
     else:
         try:
@@ -799,8 +812,9 @@ def _check_round(c: _Checks, files: PartyFiles, history: SessionHistory, me: str
 
 
 def _check_manifest(c: _Checks, files: PartyFiles, r: int, on_chain: str) -> None:
-    """A horizontal round: the digest is SHA-256 of the manifest kept in manifests.jsonl, the party's own
-    messages are all in it, and the coordinator's manifest is exactly its own transcript of the round."""
+    """A round of a star (horizontal, or vertical with N >= 2 hosts): the digest is SHA-256 of the manifest
+    kept in manifests.jsonl, the party's own messages are all in it, and the opener's (coordinator's or
+    guest's) manifest is exactly its own transcript of the round."""
     found = [m for m in files.manifests if _int(m.get("round")) == r]
     lines = found[0].get("lines") if len(found) == 1 else None
     if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
@@ -814,15 +828,15 @@ def _check_manifest(c: _Checks, files: PartyFiles, r: int, on_chain: str) -> Non
     except (KeyError, TypeError) as exc:
         c.fail("transcript in manifest", file="transcript.jsonl", round=r, detail=f"unreadable entry: missing {exc}")
         return
-    if files.role == COORDINATOR:
+    if files.is_opener:
         c.eq("transcript digest", on_chain, manifest_digest(own), file="transcript.jsonl", round=r,
-             field="transcript_digest", ok_detail="recomputed from the coordinator's transcript.jsonl")
+             field="transcript_digest", ok_detail=f"recomputed from the {files.role}'s transcript.jsonl")
         return
     missing = sorted(set(own) - set(lines))
     c.out.append(Check("transcript in manifest", not missing, files.role, "transcript.jsonl", r, "lines",
                        "" if not missing else "every own message in the manifest",
                        "" if not missing else f"{len(missing)} missing, e.g. {missing[0]}",
-                       f"all {len(own)} of the client's messages are in the manifest" if not missing else ""))
+                       f"all {len(own)} of the {files.role}'s messages are in the manifest" if not missing else ""))
 
 
 def audit_pair(guest: PartyFiles, host: PartyFiles) -> list[Check]:
@@ -838,6 +852,22 @@ def audit_pair(guest: PartyFiles, host: PartyFiles) -> list[Check]:
     return c.out
 
 
+def audit_hosts(guest: PartyFiles, hosts: list[PartyFiles]) -> list[Check]:
+    """A guest and (some of) its N >= 2 hosts: one job and session; the guest names each host's account,
+    each host names the guest's."""
+    c = _Checks("")
+    named = {str(k): str(v) for k, v in dict(guest.job.get("host_accounts") or {}).items()}
+    for h in hosts:
+        c.eq("same session", guest.job.get("session_id"), h.job.get("session_id"), file=f"{h.role}/job.json",
+             field="session_id", ok_detail=f"{h.role} and the guest are from one session")
+        c.eq("same job", guest.job.get("job_id"), h.job.get("job_id"), file=f"{h.role}/job.json", field="job_id")
+        c.eq("accounts", guest.job.get("account"), h.job.get("peer_account"), file=f"{h.role}/job.json",
+             field="peer_account", ok_detail=f"{h.role}'s guest is the guest shown")
+        c.eq("accounts", named.get(h.role, "(not listed)"), h.job.get("account"), file="guest/job.json",
+             field=f"host_accounts.{h.role}", ok_detail=f"the guest names {h.role}'s account")
+    return c.out
+
+
 def audit_group(files: list[PartyFiles]) -> list[Check]:
     """What several directories of one job must agree on: the pair (vertical, predict) or the
     coordinator and its clients (hfl): one session and job, each naming the others' accounts."""
@@ -850,6 +880,8 @@ def audit_group(files: list[PartyFiles]) -> list[Check]:
     if files[0].kind != "hfl":
         if set(roles) == {"guest", "host"}:
             return audit_pair(roles["guest"], roles["host"])
+        if "guest" in roles and all(re.fullmatch(r"host[0-9]+", r) for r in roles if r != "guest"):
+            return audit_hosts(roles["guest"], [f for f in files if f.role != "guest"])
         return [Check("roles", False, file="job.json", field="role", expected="one guest and one host",
                       found=", ".join(f.role for f in files))]
     c = _Checks("")

@@ -9,6 +9,7 @@ directory). Later issues add fields to their section.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -25,6 +26,8 @@ from vfl.lr.options import LrOptions
 from vfl.options import Interval, OneOf, check_values, option, options_table
 
 MAX_CLIENTS = 31  # horizontal clients at most: the audit contract takes at most 32 participants
+MAX_HOSTS = 31  # hosts of a vertical job at most (the guest is the 32nd participant)
+HOST_SECTION = re.compile(r"^host([1-9][0-9]*)$")  # [host1]..[hostN]: the parties of a job with N >= 2 hosts
 
 
 @dataclass
@@ -32,6 +35,7 @@ class JobSection:
     algorithm: str = "lr"  # "lr" | "gmm" | "psi" (alignment only)
     seed: int = 42
     id: str = ""  # job id; empty: derived from the config and start time
+    hosts: int = 1  # hosts of a vertical job: 1 ([host]) or N >= 2 ([host1]..[hostN])
 
 
 @dataclass
@@ -195,11 +199,26 @@ class JobConfig:
     policy: PolicySection = field(default_factory=PolicySection)
     path: Path | None = None  # the config file, if any
     raw: dict[str, Any] = field(default_factory=dict)  # the merged TOML as run
+    # [host1]..[hostN] of a job with N >= 2 hosts (`[job] hosts`), by role name
+    hosts: dict[str, PartySection] = field(default_factory=dict)
+
+    def host_roles(self) -> list[str]:
+        """The hosts of a vertical job by role name: ["host"], or ["host1", .., "hostN"]."""
+        n = self.job.hosts
+        return ["host"] if n == 1 else [f"host{k}" for k in range(1, n + 1)]
 
     def party(self, role: str) -> PartySection:
-        if role not in ("guest", "host"):
-            raise ConfigError(f"unknown role {role!r}")
-        return self.guest if role == "guest" else self.host
+        if role == "guest":
+            return self.guest
+        if role == "host" and self.job.hosts == 1:
+            return self.host
+        if role in self.hosts:
+            return self.hosts[role]
+        m = HOST_SECTION.match(role)
+        if m and 1 <= int(m.group(1)) <= self.job.hosts and self.job.hosts > 1:
+            raise ConfigError(f"no [{role}] section: a job with [job] hosts = {self.job.hosts} needs "
+                              f"[host1]..[host{self.job.hosts}] (address, data, ...)")
+        raise ConfigError(f"unknown role {role!r}")
 
     def job_definition(self) -> dict[str, Any]:
         """What both parties must agree on: the job's algorithm and parameters.
@@ -214,15 +233,20 @@ class JobConfig:
         """The configuration as run (all sections, defaults included)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in ("path", "raw"):
+            if f.name in ("path", "raw", "hosts"):
                 continue
             out[f.name] = dataclasses.asdict(getattr(self, f.name))
+        if self.job.hosts == 1:  # a two-party job's config as run is what it always was
+            del out["job"]["hosts"]
+        for role, section in self.hosts.items():
+            out[role] = dataclasses.asdict(section)
         return out
 
 
 def definition_of(config: dict[str, Any]) -> dict[str, Any]:
     """The job definition within a config as run (`job.json`'s "config"); see `job_definition`."""
-    out = {name: values for name, values in config.items() if name not in LOCAL_SECTIONS}
+    out = {name: values for name, values in config.items()
+           if name not in LOCAL_SECTIONS and not HOST_SECTION.match(name)}
     out["job"] = {k: v for k, v in (out.get("job") or {}).items() if k != "id"}
     out["lr"] = {k: v for k, v in (out.get("lr") or {}).items() if k != "warm_start"}
     return out
@@ -250,9 +274,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, parsed
 
 
+def is_path_key(section: str, key: str) -> bool:
+    """Whether `[section] key` is a file path (resolved against the config's directory)."""
+    return (("host" if HOST_SECTION.match(section) else section), key) in PATH_KEYS
+
+
 def _string_if_wanted(section: str, key: str, parsed: Any, raw: str) -> Any:
     """A --set value for a string key stays the text given (0x... addresses are not numbers)."""
-    cls = {f.name: f.type for f in dataclasses.fields(JobConfig)}.get(section)
+    if HOST_SECTION.match(section):
+        section = "host"
+    cls = {f.name: f.type for f in dataclasses.fields(JobConfig) if f.name not in ("path", "raw", "hosts")}.get(section)
     if cls is None or isinstance(parsed, str):
         return parsed
     hints = typing.get_type_hints(type(getattr(JobConfig(), section)))
@@ -296,12 +327,13 @@ def _build_section(name: str, cls: type, values: dict[str, Any], base: Path | No
         if key not in known:
             raise ConfigError(f"[{name}] has no key {key!r} (known: {', '.join(sorted(known))})")
         v = _coerce(name, key, hints[key], value)
-        if (name, key) in PATH_KEYS and v and base is not None and not Path(v).is_absolute():
+        if is_path_key(name, key) and v and base is not None and not Path(v).is_absolute():
             v = str((base / v).resolve())
         if (name, key) == ("federation", "data") and base is not None:
             v = [p if Path(p).is_absolute() else str((base / p).resolve()) for p in v]
         kwargs[key] = v
-    default = JobConfig().__getattribute__(name)
+    m = HOST_SECTION.match(name)  # host k's default address: the port after host k - 1's
+    default = PartySection(address=f"127.0.0.1:{50051 + int(m.group(1))}") if m else getattr(JobConfig(), name)
     return dataclasses.replace(default, **kwargs)
 
 
@@ -327,7 +359,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for text in overrides or []:
         (section, key), value = parse_override(text)
         value = _string_if_wanted(section, key, value, text.split("=", 1)[1])
-        if (section, key) in PATH_KEYS and isinstance(value, str) and value and not Path(value).is_absolute():
+        if is_path_key(section, key) and isinstance(value, str) and value and not Path(value).is_absolute():
             value = str(Path(value).resolve())  # a path typed on the command line is relative to the cwd
         if (section, key) == ("federation", "data") and isinstance(value, list):
             value = [str(Path(v).resolve()) if isinstance(v, str) else v for v in value]
@@ -335,16 +367,22 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not isinstance(raw[section], dict):
             raise ConfigError(f"--set {text!r}: {section} is not a section")
         raw[section][key] = value
-    sections = {f.name for f in dataclasses.fields(JobConfig)} - {"path", "raw"}
+    sections = {f.name for f in dataclasses.fields(JobConfig)} - {"path", "raw", "hosts"}
     built: dict[str, Any] = {}
+    hosts: dict[str, PartySection] = {}
     for name, values in raw.items():
-        if name not in sections:
-            raise ConfigError(f"unknown config section [{name}] (known: {', '.join(sorted(sections))})")
+        if name not in sections and not HOST_SECTION.match(name):
+            raise ConfigError(f"unknown config section [{name}] (known: {', '.join(sorted(sections))}, "
+                              "host1..hostN)")
         if not isinstance(values, dict):
             raise ConfigError(f"[{name}] must be a table")
-        built[name] = _build_section(name, type(getattr(JobConfig(), name)), values,
-                                     base if base is not None else Path.cwd())
-    cfg = JobConfig(**built, path=cfg_path, raw=raw)
+        cls = PartySection if HOST_SECTION.match(name) else type(getattr(JobConfig(), name))
+        section = _build_section(name, cls, values, base if base is not None else Path.cwd())
+        if HOST_SECTION.match(name):
+            hosts[name] = section
+        else:
+            built[name] = section
+    cfg = JobConfig(**built, path=cfg_path, raw=raw, hosts=dict(sorted(hosts.items(), key=lambda kv: int(kv[0][4:]))))
     if cfg.policy.file:
         cfg.policy = _policy_from_file(cfg.policy, raw.get("policy") or {})
     _validate(cfg)
@@ -381,11 +419,31 @@ def _one_of(values: list[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
+def _validate_hosts(cfg: JobConfig) -> None:
+    """`[job] hosts` and the host sections agree: [host] for one host, [host1]..[hostN] for N >= 2."""
+    n = cfg.job.hosts
+    if not 1 <= n <= MAX_HOSTS:
+        raise ConfigError(f"[job] hosts must be between 1 and {MAX_HOSTS}, got {n}")
+    if n > 1 and algorithms.get(cfg.job.algorithm).topology != "vertical":
+        raise ConfigError(f"[job] hosts = {n}: only a vertical job has hosts ({cfg.job.algorithm} is horizontal)")
+    extra = [r for r in cfg.hosts if int(r[4:]) > n or n == 1]
+    if extra:
+        raise ConfigError(f"[{extra[0]}]: the job has " + ("one host: use [host]" if n == 1 else
+                          f"{n} hosts (host1..host{n})") + " or set [job] hosts")
+    if n > 1 and "host" in cfg.raw:
+        raise ConfigError(f"[host] is the host of a two-party job; with [job] hosts = {n} configure "
+                          f"[host1]..[host{n}]")
+    for k, role in enumerate(cfg.host_roles(), start=1):  # a host not configured: its defaults (no data yet)
+        if n > 1 and role not in cfg.hosts:
+            cfg.hosts[role] = PartySection(address=f"127.0.0.1:{50051 + k}")
+
+
 def _validate(cfg: JobConfig) -> None:
     _validate_policy(cfg)
     known = algorithms.names()
     if cfg.job.algorithm not in known:
         raise ConfigError(f"[job] algorithm must be {_one_of(known)}, got {cfg.job.algorithm!r}")
+    _validate_hosts(cfg)
     if cfg.job.algorithm == "hfl-lr":
         validate_hfl(cfg)
     if cfg.paillier.key_bits < 1024:

@@ -18,10 +18,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from chain.commitment import SessionBinding, new_salt, round_commitment
+from chain.transcript import MANIFEST_TAG, manifest_digest, manifest_lines
 from nodes.config import JobConfig
+from nodes.errors import NodeError
 from nodes.rundir import RunDir
 from nodes.transcript import Transcript
-from nodes.transport.base import Channel, PhaseChannel
+from nodes.transport.base import Channel, PhaseChannel, TransportError
 from vfl.data import PartyData, Role
 from vfl.paillier import PrivateKey, PublicKey
 
@@ -69,6 +71,15 @@ class PartyContext:
     # their outcomes (`resume_base`: aligned row IDs, binning selection), set by the job runner
     resume_base: dict[str, Any] = field(default_factory=dict)
     last_committed: int = 0
+    # vertical jobs (set at the handshake): every host's Paillier public key by role, own included
+    # (a guest relays ciphertexts under host keys), and how many feature columns each host has
+    host_keys: dict[str, PublicKey] = field(default_factory=dict)
+    host_columns: dict[str, int] = field(default_factory=dict)
+    # a guest with N >= 2 hosts: one nodes.session.PeerLink per host (what `Session(ctx)` addresses)
+    peer_links: dict[str, Any] | None = None
+    # a job with N >= 2 hosts (the runtime turns it on): every round ends with the guest's manifest
+    # of the round's messages, and every party posts its digest (`agree_manifest`)
+    round_manifests: bool = False
 
     @property
     def peer(self) -> Role:
@@ -119,7 +130,7 @@ class PartyContext:
                                round_no, phase, params,
                                None if resume is None else {**self.resume_base, **resume})
         self.last_committed = round_no
-        digest = self.transcript.digest(round_no)
+        digest = self.agree_manifest(round_no, phase) if self.round_manifests else self.transcript.digest(round_no)
         if not self.background_commits:
             self._post_round(round_no, phase, com, digest, loss)
             return
@@ -128,6 +139,29 @@ class PartyContext:
             if self._poster is None:
                 self._poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="round-commits")
             self._posts.append(self._poster.submit(self._post_round, round_no, phase, com, digest, loss))
+
+    def agree_manifest(self, round_no: int, phase: str) -> str:
+        """A round of a job with N >= 2 hosts, whose hosts each see only their own messages: the guest
+        sends every host the round's manifest (chain.transcript.manifest_lines of all its links), each
+        host checks that its own messages are all in it, and every party posts the manifest's digest,
+        so the round is attested only if the guest showed every host the same round. Each party keeps
+        the manifest in manifests.jsonl (the audit recomputes the digest from it). Returns the digest."""
+        own = manifest_lines(list(self.transcript.entries), round_no)
+        if self.role == "guest":
+            lines = own
+            for link in (self.peer_links or {}).values():
+                PhaseChannel(link.transport, self.job_id, phase).send(MANIFEST_TAG, {"lines": lines}, round=round_no)
+        else:
+            msg = self.channel(phase).recv(MANIFEST_TAG, round=round_no, timeout=float(self.config.lr.step_timeout))
+            lines = msg.get("lines")
+            if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+                raise TransportError(f"the guest's manifest of round {round_no} ({phase}) is malformed")
+            missing = set(own) - set(lines)
+            if missing:
+                raise NodeError(f"the guest's record of round {round_no} ({phase}) leaves out {len(missing)} of "
+                                f"the {self.role}'s messages")
+        self.rundir.append_jsonl("manifests.jsonl", {"round": round_no, "phase": phase, "lines": sorted(lines)})
+        return manifest_digest(lines)
 
     def flush_rounds(self) -> None:
         """Wait until every round commitment asked for is on chain; raises the first failed post."""

@@ -11,11 +11,13 @@ from vfl.data import ID_COLUMN, LABEL_COLUMN, PartyData, Role, parse_party_table
 from vfl.errors import DataError
 
 
-def load_party_csv(path: str | Path, role: Role, require_labels: bool = True) -> PartyData:
+def load_party_csv(path: str | Path, role: Role | str, require_labels: bool = True) -> PartyData:
     """Load and validate one party's CSV; errors name the file, line and column.
 
-    `require_labels=False`: a guest file without labels is fine (scoring new rows).
+    `role`: guest, host, or host1..hostN (a host's table). `require_labels=False`: a guest file
+    without labels is fine (scoring new rows).
     """
+    kind: Role = "guest" if role == "guest" else "host"
     p = Path(path)
     if not str(path):
         raise DataError(f"no data file: set [{role}] data in the config")
@@ -30,7 +32,7 @@ def load_party_csv(path: str | Path, role: Role, require_labels: bool = True) ->
         except csv.Error as exc:
             raise DataError(f"{p}, line 1: {exc}") from None
         try:
-            return parse_party_table(header, reader, role=role, source=str(p),
+            return parse_party_table(header, reader, role=kind, source=str(p),
                                      require_labels=require_labels)
         except csv.Error as exc:
             raise DataError(f"{p}, line {reader.line_num}: {exc}") from None

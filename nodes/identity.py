@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from nodes.algorithms import generic_role
 from nodes.errors import NodeError
 
 PREFIX = "vflchain identity proof v1\n"
@@ -107,7 +108,7 @@ def check_identity(registry: Registry, *, role: str, claimed: str, text: str, si
             raise IdentityError(f"the {role}'s identity proof names TLS certificate {signed_tls[:16] or '(none)'}…, "
                                 f"its messages came with {seen_tls[:16] or '(none)'}… (a relayed proof?)")
     info = registry.participant(claimed)
-    want = CONTRACT_ROLE[role]
+    want = CONTRACT_ROLE.get(role) or CONTRACT_ROLE[generic_role(role)]  # host1..hostN register as host
     if info is None:
         raise IdentityError(f"the {role}'s account {claimed} is not registered on the contract")
     if info.get("revoked"):

@@ -155,6 +155,8 @@ def grpc_transport(cfg: JobConfig, role: str, job_id: str | None, transcript: Tr
     from nodes.transport.grpc import GrpcTransport
     from nodes.transport.tls import load_tls
 
+    if cfg.job.hosts > 1:
+        return grpc_star(cfg, role, job_id, transcript)
     me, other = cfg.party(role), cfg.party("host" if role == "guest" else "guest")
     tc = cfg.transport
     tls = load_tls(me.cert or tc.cert, me.key or tc.key, me.ca or tc.ca)
@@ -164,6 +166,36 @@ def grpc_transport(cfg: JobConfig, role: str, job_id: str | None, transcript: Tr
                       max_message_bytes=tc.max_message_bytes, max_pending=tc.max_pending,
                       max_pending_bytes=tc.max_pending_bytes)
     return t.start()
+
+
+def grpc_star(cfg: JobConfig, role: str, job_id: str | None, transcript: Transcript) -> Channel:
+    """The links of a job with N >= 2 hosts (a star): the guest listens on its one address for every
+    host (`LinkServer`) and has one link per host (`HostLinks`); host k links to the guest only."""
+    from nodes.transport.grpc import GrpcTransport, LinkServer
+    from nodes.transport.star import HostLinks
+    from nodes.transport.tls import load_tls
+
+    tc = cfg.transport
+    me = cfg.party(role)
+    tls = load_tls(me.cert or tc.cert, me.key or tc.key, me.ca or tc.ca)
+    common: dict[str, Any] = {
+        "transcript": transcript, "tls": tls, "job": job_id, "timeout": tc.timeout, "retries": tc.retries,
+        "liveness_grace": tc.liveness_grace, "capture": tc.capture or None, "max_message_bytes": tc.max_message_bytes,
+        "max_pending": tc.max_pending, "max_pending_bytes": tc.max_pending_bytes}
+    if role != "guest":
+        return GrpcTransport(role, "guest", me.listen or me.address, cfg.guest.address, **common).start()
+    server = LinkServer("guest", me.listen or me.address, tls, tc.max_message_bytes)
+    links: dict[str, Any] = {}
+    try:
+        for host in cfg.host_roles():
+            links[host] = GrpcTransport("guest", host, me.listen or me.address, cfg.party(host).address,
+                                        **common).start(server)
+    except BaseException:
+        for link in links.values():
+            link.close("the guest could not start")
+        server.stop()
+        raise
+    return HostLinks(links, server)  # type: ignore[return-value]
 
 
 def chain_link(cfg: JobConfig, role: str) -> ChainLinkLike:
@@ -220,7 +252,7 @@ class PartyNode:
         self.rundir: RunDir | None = None
         # serve: a host that refuses a guest in the handshake (before anything is on chain) waits
         # for the next guest instead of failing (vflchain node --role host)
-        self.serve = serve and role == "host"
+        self.serve = serve and algorithms.generic_role(role) == "host"
         # resume: continue the killed job in `out` (same session, from the last round both parties
         # attested on chain; docs/runtime.md "Resuming a killed job")
         self.resume = resume
@@ -231,6 +263,10 @@ class PartyNode:
         self.restored: dict[str, Any] = {}  # the restored phase's own state (kept at the new handshake round)
         if resume and (model is not None or force):
             raise ConfigError("--resume continues a training job; it goes with neither --model nor --force")
+        self.hosts = cfg.host_roles() if self.spec.topology == "vertical" else []  # host or host1..hostN
+        self.multi = self.spec.topology == "vertical" and cfg.job.hosts > 1  # a guest with N >= 2 hosts
+        if resume and self.multi:
+            raise ConfigError(f"--resume continues a two-party job; a job with {cfg.job.hosts} hosts is run again")
 
     def _connect_chain(self) -> None:
         """This party's chain link (`chain_factory`), recorded in job.json."""
@@ -242,11 +278,16 @@ class PartyNode:
 
     def _check_role(self, cfg: JobConfig, role: str) -> None:
         """ConfigError unless `role` is one of the job's roles (a vertical job: guest, host)."""
-        if role not in self.spec.roles():
-            raise ConfigError(f"unknown role {role!r}")
+        n = cfg.job.hosts
+        if role not in self.spec.roles(n):
+            hosts = "host" if n == 1 else f"host1..host{n}"
+            raise ConfigError(f"unknown role {role!r} (the job's roles: guest, {hosts})")
 
     def _peer_name(self, role: str) -> str:
-        """Who this party talks to, as messages name it: the other party of a two-party job."""
+        """Who this party talks to, as messages name it: the other party of a two-party job (the
+        guest of N >= 2 hosts: "hosts", each named by its role where it matters)."""
+        if role == "guest" and self.spec.topology == "vertical" and self.cfg.job.hosts > 1:
+            return "hosts"
         return "host" if role == "guest" else "guest"
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -328,7 +369,7 @@ class PartyNode:
             self.transport = self.transport_factory(cfg, role, job_id, transcript)
             if self.job.get("refused"):  # late messages of a refused guest must not bind this node again
                 getattr(self.transport, "refused_jobs", set()).update(r["job_id"] for r in self.job["refused"])
-            if role == "host":
+            if role != "guest":
                 self.emit("status", text="waiting for the guest")
                 job_id = self.transport.accept_job(cfg.transport.connect_timeout)
                 if cfg.job.id and job_id != cfg.job.id:
@@ -338,7 +379,8 @@ class PartyNode:
             assert job_id is not None
             self.job["job_id"] = job_id
             self._save()
-            seed = np.random.SeedSequence([cfg.job.seed, 0 if role == "guest" else 1])
+            seed = np.random.SeedSequence([cfg.job.seed, 0 if role == "guest" else 1 if role == "host"
+                                           else int(role.removeprefix("host"))])
             ctx = PartyContext(role, job_id, cfg, self.transport, transcript, self.rundir, pk, sk, None, data,
                                rng=np.random.default_rng(seed), events=self.events)
             if self.model is not None:
@@ -349,30 +391,44 @@ class PartyNode:
                 ctx.continue_rounds(self._resume_preamble(ctx))
             hs_round = ctx.next_round()
             try:
-                peer_key = self._handshake(ctx, hs_round)
+                if self.multi and role == "guest":
+                    host_keys = self._handshake_hosts(ctx, hs_round)
+                    peer_key = None
+                else:
+                    peer_key = self._handshake(ctx, hs_round)
                 break
             except NodeError as exc:
                 if not self.serve or isinstance(exc, ConfigError):
                     raise
                 transcript = self._refused(exc, transcript)
                 job_id = None
-        ctx.peer_key = peer_key
-        trust = getattr(self.transport, "trust", None)
-        if trust is not None:  # ciphertexts are accepted under the own and the peer's key only
-            trust(pk)
-            trust(peer_key)
-        self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
+        if self.multi:
+            self._star_session(ctx, hs_round, pk, peer_key, host_keys if role == "guest" else {})
+        else:
+            ctx.peer_key = peer_key
+            trust = getattr(self.transport, "trust", None)
+            if trust is not None:  # ciphertexts are accepted under the own and the peer's key only
+                trust(pk)
+                trust(peer_key)
+            self.job["paillier"]["peer_fingerprint"] = peer_key.fingerprint.hex()
         if self.resume:
             self.session_id = self.resume_session
-        else:
+        elif not self.multi:
             self._session(ctx, hs_round)
         ctx.anchor = self.chain.anchor(self.session_id)
+        ctx.round_manifests = self.multi  # N >= 2 hosts: every round's digest is the guest's manifest
         ctx.binding = self.binding()
         ctx.background_commits = True  # rounds go on chain without stalling the protocol (flushed per phase)
-        hs_params = {
-            "config_commitment": self.job["config_commitment"], "account": self.chain.address,
-            "peer_account": self.job["peer_account"], "public_key_fingerprint": pk.fingerprint.hex(),
-            "peer_public_key_fingerprint": peer_key.fingerprint.hex()}
+        if self.multi and role == "guest":  # every host's account and key, by role
+            hs_params = {
+                "config_commitment": self.job["config_commitment"], "account": self.chain.address,
+                "host_accounts": self.job["host_accounts"], "public_key_fingerprint": pk.fingerprint.hex(),
+                "host_public_key_fingerprints": {h: k.fingerprint.hex() for h, k in host_keys.items()}}
+        else:
+            hs_params = {
+                "config_commitment": self.job["config_commitment"], "account": self.chain.address,
+                "peer_account": self.job["peer_account"], "public_key_fingerprint": pk.fingerprint.hex(),
+                "peer_public_key_fingerprint": ctx.peer_key.fingerprint.hex()}
         if self.resume:
             hs_params["resumed_from"] = self.restore_round
             self._restore(ctx)
@@ -642,6 +698,8 @@ class PartyNode:
             challenge = new_challenge()
             reply: dict[str, Any] = {"ok": problem is None, "error": problem, "public_key": ctx.public_key.to_json(),
                                      "account": self.chain.address, "challenge": challenge}
+            if self.multi:  # the guest tells every host how many columns each has (ctx.host_columns)
+                reply["columns"] = len(ctx.data.features) if ctx.data is not None else 0
             if problem is None:
                 self.job.update(config_commitment=hello["config_commitment"], config_salt=hello["config_salt"])
                 reply.update(self._prove(ctx, str(hello["account"]), str(hello["challenge"])))
@@ -660,52 +718,189 @@ class PartyNode:
         self._save()
         return peer_key
 
-    def _peer_of(self, msg: dict[str, Any]) -> tuple[PublicKey, str]:
+    # -- a guest with N >= 2 hosts (a star: one link per host, hosts never talk to each other) ---------
+
+    def _host_channel(self, ctx: PartyContext, host: str, phase: str) -> PhaseChannel:
+        """The guest's channel to one of its hosts."""
+        return PhaseChannel(ctx.transport.links[host], ctx.job_id, phase)  # type: ignore[attr-defined]
+
+    def _handshake_hosts(self, ctx: PartyContext, rnd: int) -> dict[str, PublicKey]:
+        """The guest's handshake with every host: the two-party steps (hello, hello_reply, identity,
+        accepted; see `_handshake`) with each, side by side; returns each host's Paillier key.
+
+        Each host gets its own challenge and the guest's proof for it alone (the verifier's role
+        and account are in the signed statement); the first refusal or failed check ends the job."""
+        links = ctx.transport.links  # type: ignore[attr-defined]
+        mine = self.cfg.job_definition()
+        self.emit("status", text=f"handshake for job {ctx.job_id} with {len(links)} hosts")
+        ctx.transport.connect(self.cfg.transport.connect_timeout)  # type: ignore[attr-defined]
+        salt = new_salt()
+        commitment = self._config_commitment(ctx.job_id, self.chain.address, salt)
+        self.job.update(config_commitment=commitment, config_salt="0x" + salt.hex())
+        self._save()
+        challenges = {host: new_challenge() for host in self.hosts}
+        for host in self.hosts:
+            self._host_channel(ctx, host, HANDSHAKE).send("hello", {
+                "job_id": ctx.job_id, "version": self.job["version"], "config": mine,
+                "config_commitment": commitment, "config_salt": "0x" + salt.hex(),
+                "public_key": ctx.public_key.to_json(), "mode": self.mode,
+                "account": self.chain.address, "chain_id": self.chain.chain_id, "contract": self.chain.contract,
+                "challenge": challenges[host]}, round=rnd)
+        keys: dict[str, PublicKey] = {}
+        accounts: dict[str, str] = {}
+        columns: dict[str, int] = {}
+        replies: dict[str, dict[str, Any]] = {}
+        for host in self.hosts:
+            ch = self._host_channel(ctx, host, HANDSHAKE)
+            reply = ch.recv("hello_reply", round=rnd)
+            if not reply.get("ok"):
+                raise NodeError(f"the {host} refused the job: {reply.get('error') or 'no reason given'}")
+            keys[host], accounts[host] = self._peer_of(reply, host)
+            cols = reply.get("columns")
+            if not isinstance(cols, int) or isinstance(cols, bool) or cols < 0:
+                raise TransportError(f"{host}'s handshake is malformed: no column count")
+            columns[host] = cols
+            replies[host] = reply
+        if len({a.lower() for a in accounts.values()} | {self.chain.address.lower()}) != len(accounts) + 1:
+            raise NodeError(f"the hosts' accounts are not distinct from each other and the guest's ({accounts})")
+        for host in self.hosts:
+            ch = self._host_channel(ctx, host, HANDSHAKE)
+            problem = self._check_peer(ctx, replies[host], keys[host], accounts[host], challenges[host],
+                                       links[host], host)
+            if problem is not None:
+                ch.send("identity", {"ok": False, "error": problem}, round=rnd)
+                raise NodeError(problem)
+            ch.send("identity", {"ok": True, **self._prove(ctx, accounts[host], str(replies[host].get("challenge")),
+                                                           links[host], host)}, round=rnd)
+        for host in self.hosts:
+            accepted = self._host_channel(ctx, host, HANDSHAKE).recv("accepted", round=rnd)
+            if not accepted.get("ok"):
+                raise NodeError(f"the {host} refused the job: {accepted.get('error') or 'no reason given'}")
+        self.job["host_accounts"] = accounts
+        self.host_columns = columns
+        self._save()
+        return keys
+
+    def _star_session(self, ctx: PartyContext, rnd: int, pk: PublicKey, guest_key: PublicKey | None,
+                      host_keys: dict[str, PublicKey]) -> None:
+        """The rest of the handshake round with N >= 2 hosts: the guest opens the session for every
+        host's account, each host checks it on chain and joins; then the guest tells every host all
+        hosts' public keys and column counts (`ctx.host_keys`, `ctx.host_columns`), and each party
+        accepts ciphertexts under the keys of the job's parties (the guest relays between hosts)."""
+        from nodes.session import PeerLink
+
+        if self.role == "guest":
+            sid = session_id_of(ctx.job_id, self.chain.chain_id, self.chain.contract, self.chain.address)
+            self.emit("status", text="opening the session on chain")
+            tx = self.chain.open_session(session_label_of(ctx.job_id), self.algorithm,
+                                         bytes.fromhex(self.job["config_commitment"][2:]),
+                                         [self.job["host_accounts"][h] for h in self.hosts])
+            self.session_id = sid
+            self.job["session_id"] = "0x" + sid.hex()
+            self.job["transactions"]["open"] = tx
+            self._save()
+            self.emit("session", action="opened", session_id=self.job["session_id"], tx_hash=tx)
+            for host in self.hosts:
+                self._host_channel(ctx, host, HANDSHAKE).send("session", {"session_id": "0x" + sid.hex(),
+                                                                          "tx_hash": tx}, round=rnd)
+            joined = {h: self._host_channel(ctx, h, HANDSHAKE).recv("joined", round=rnd) for h in self.hosts}
+            self.chain.wait_status(sid, "active", timeout=self.cfg.transport.timeout)
+            self.job["transactions"]["joins"] = {h: m.get("tx_hash") for h, m in joined.items()}
+            self.emit("session", action="joined", session_id=self.job["session_id"],
+                      tx_hash=", ".join(str(m.get("tx_hash")) for m in joined.values()))
+            info = {"public_keys": {h: k.to_json() for h, k in host_keys.items()}, "columns": self.host_columns}
+            for host in self.hosts:
+                self._host_channel(ctx, host, HANDSHAKE).send("hosts", info, round=rnd)
+            keys, columns = dict(host_keys), dict(self.host_columns)
+            ctx.peer_links = {h: PeerLink(ctx.transport.links[h], host_keys[h]) for h in self.hosts}  # type: ignore[attr-defined]
+        else:
+            assert guest_key is not None
+            ctx.peer_key = guest_key
+            self._session(ctx, rnd)
+            msg = PhaseChannel(ctx.transport, ctx.job_id, HANDSHAKE).recv("hosts", round=rnd)
+            keys, columns = self._hosts_of(msg, pk)
+        ctx.host_keys, ctx.host_columns = keys, columns
+        trust = getattr(ctx.transport, "trust", None)
+        if trust is not None:  # own key, the guest's, every host's: nobody else's
+            for key in [pk, *([guest_key] if guest_key is not None else []), *keys.values()]:
+                trust(key)
+        self.job["paillier"]["host_fingerprints"] = {h: k.fingerprint.hex() for h, k in keys.items()}
+        if guest_key is not None:
+            self.job["paillier"]["peer_fingerprint"] = guest_key.fingerprint.hex()
+
+    def _hosts_of(self, msg: dict[str, Any], pk: PublicKey) -> tuple[dict[str, PublicKey], dict[str, int]]:
+        """A host's check of the guest's "hosts" message: every host's key and column count, its own
+        key among them under its own role."""
+        try:
+            keys = {str(h): PublicKey.from_json(k) for h, k in dict(msg["public_keys"]).items()}
+            columns = {str(h): int(c) for h, c in dict(msg["columns"]).items()}
+        except (KeyError, TypeError, ValueError, VflError) as exc:
+            raise TransportError(f"the guest's list of hosts is malformed: {exc}") from None
+        if sorted(keys) != sorted(self.hosts) or sorted(columns) != sorted(self.hosts):
+            raise NodeError(f"the guest named hosts {', '.join(sorted(keys))}, the job has {', '.join(self.hosts)}")
+        if keys[self.role].fingerprint != pk.fingerprint:
+            raise NodeError(f"the guest gave the {self.role} a public key that is not its own")
+        if any(k.bits < self.cfg.paillier.key_bits - 8 for k in keys.values()):
+            raise NodeError(f"a host's Paillier key is shorter than [paillier] key_bits = {self.cfg.paillier.key_bits}")
+        return keys, columns
+
+    def _peer_of(self, msg: dict[str, Any], peer: str | None = None) -> tuple[PublicKey, str]:
         """The peer's Paillier key and claimed account from its hello (reply)."""
+        peer = peer or self.peer
         try:
             peer_key = PublicKey.from_json(msg["public_key"])
             peer_account = str(msg["account"])
         except (KeyError, TypeError, VflError) as exc:
-            raise TransportError(f"{self.peer}'s handshake is malformed: {exc}") from None
+            raise TransportError(f"{peer}'s handshake is malformed: {exc}") from None
         if peer_key.bits < self.cfg.paillier.key_bits - 8:
-            raise NodeError(f"{self.peer}'s Paillier key has {peer_key.bits} bits, "
+            raise NodeError(f"{peer}'s Paillier key has {peer_key.bits} bits, "
                             f"[paillier] key_bits is {self.cfg.paillier.key_bits}")
         return peer_key, peer_account
 
     def _statement(self, ctx: PartyContext, prover: str, prover_account: str, verifier_account: str,
-                   challenge: str, prover_tls: str) -> str:
-        """The identity statement of this job (nodes.identity.statement) for `prover`'s proof."""
+                   challenge: str, prover_tls: str, verifier: str | None = None) -> str:
+        """The identity statement of this job (nodes.identity.statement) for `prover`'s proof to
+        `verifier` (default: the other party of a two-party job)."""
         guest_account = prover_account if prover == "guest" else verifier_account
+        if verifier is None:
+            verifier = "host" if prover == "guest" else "guest"
         return statement(
             prover_role=prover, prover_account=prover_account, prover_tls=prover_tls,
-            verifier_role="host" if prover == "guest" else "guest", verifier_account=verifier_account,
+            verifier_role=verifier, verifier_account=verifier_account,
             challenge=challenge, job_id=ctx.job_id,
             session_id="0x" + session_id_of(ctx.job_id, self.chain.chain_id, self.chain.contract,
                                             guest_account).hex(),
             opener=guest_account, config_commitment=self.job["config_commitment"],
             chain_id=self.chain.chain_id, contract=self.chain.contract)
 
-    def _prove(self, ctx: PartyContext, peer_account: str, challenge: str) -> dict[str, str]:
+    def _prove(self, ctx: PartyContext, peer_account: str, challenge: str, link: Any = None,
+               verifier: str | None = None) -> dict[str, str]:
         """This party's proof answering the peer's challenge: {"proof": signature, "tls": own certificate's
-        SHA-256 (signed with it; "" without TLS)}."""
-        own_tls = str(getattr(ctx.transport, "own_tls_fingerprint", ""))
-        text = self._statement(ctx, self.role, self.chain.address, peer_account, challenge, own_tls)
+        SHA-256 (signed with it; "" without TLS)}. `link`/`verifier`: the guest's link to one of its hosts."""
+        own_tls = str(getattr(link or ctx.transport, "own_tls_fingerprint", ""))
+        if verifier is None and self.multi:
+            verifier = "guest" if self.role != "guest" else None
+        text = self._statement(ctx, self.role, self.chain.address, peer_account, challenge, own_tls, verifier)
         return {"proof": self.chain.sign_text(text), "tls": own_tls}
 
     def _check_peer(self, ctx: PartyContext, msg: dict[str, Any], peer_key: PublicKey, peer_account: str,
-                    challenge: str) -> str | None:
-        """The peer's identity proof and this party's policy; a one-line reason to refuse, or None."""
-        seen = getattr(ctx.transport, "peer_tls_fingerprint", None)  # None: a transport without channels
-        text = self._statement(ctx, self.peer, peer_account, self.chain.address, challenge, str(msg.get("tls") or ""))
+                    challenge: str, link: Any = None, peer: str | None = None) -> str | None:
+        """The peer's identity proof and this party's policy; a one-line reason to refuse, or None.
+        `link`/`peer`: the guest's link to one of its hosts, and that host's role."""
+        peer = peer or self.peer
+        seen = getattr(link or ctx.transport, "peer_tls_fingerprint", None)  # None: a transport without channels
+        verifier = self.role if self.multi else None
+        text = self._statement(ctx, peer, peer_account, self.chain.address, challenge, str(msg.get("tls") or ""),
+                               verifier)
         try:
-            check_identity(self.chain, role=self.peer, claimed=peer_account, text=text,
+            check_identity(self.chain, role=peer, claimed=peer_account, text=text,
                            signature=msg.get("proof"), seen_tls=seen() if callable(seen) else None)
             policy = self.cfg.policy
             own_columns = self.model.features if self.model is not None else ctx.data.features
             if self.cfg.paillier.key_bits < policy.min_key_bits:
                 raise PolicyRefusal(f"the job's Paillier keys are {self.cfg.paillier.key_bits} bits, this party's "
                                     f"[policy] min_key_bits is {policy.min_key_bits}")
-            check_job(policy, chain_id=self.chain.chain_id, peer_role=self.peer, peer_account=peer_account,
+            check_job(policy, chain_id=self.chain.chain_id, peer_role=peer, peer_account=peer_account,
                       # + 8: a generated n may have a few bits less than asked for (as in _peer_of)
                       algorithm=self.algorithm, peer_key_bits=peer_key.bits + 8, own_columns=own_columns)
             if self.mode == "predict":
@@ -790,7 +985,9 @@ class PartyNode:
             parts = sorted(str(a).lower() for a in info.get("participants", []))
             if self.chain.address.lower() not in parts:
                 problems.append("this host is not a participant")
-            elif parts != sorted([self.chain.address.lower(), self.job["peer_account"].lower()]):
+            elif self.multi and (len(parts) != self.cfg.job.hosts + 1 or self.job["peer_account"].lower() not in parts):
+                problems.append(f"{len(parts)} participants, not the guest and the job's {self.cfg.job.hosts} hosts")
+            elif not self.multi and parts != sorted([self.chain.address.lower(), self.job["peer_account"].lower()]):
                 problems.append(f"other participants ({', '.join(parts)})")
             if problems:
                 raise NodeError(f"session 0x{sid.hex()} on chain does not match the job: {'; '.join(problems)}")
@@ -823,16 +1020,23 @@ class PartyNode:
         mine = {"model_commitment": "0x" + model_commitment.hex(),
                 "metrics_hash": "0x" + metrics_hash.hex() if metrics_hash else None,
                 "model_file": result.name}
-        if self.role == "guest":
-            ch.send("done", mine, round=rnd)
-            theirs = ch.recv("done", round=rnd)
+        if self.multi and self.role == "guest":
+            for host in self.hosts:
+                self._host_channel(ctx, host, CLOSE).send("done", mine, round=rnd)
+            done = {host: self._host_channel(ctx, host, CLOSE).recv("done", round=rnd) for host in self.hosts}
+            extra = {"host_model_commitments": {h: m.get("model_commitment") for h, m in done.items()}}
         else:
-            theirs = ch.recv("done", round=rnd)
-            ch.send("done", mine, round=rnd)
+            if self.role == "guest":
+                ch.send("done", mine, round=rnd)
+                theirs = ch.recv("done", round=rnd)
+            else:
+                theirs = ch.recv("done", round=rnd)
+                ch.send("done", mine, round=rnd)
+            extra = {"peer_model_commitment": theirs.get("model_commitment")}
         ctx.commit_round(rnd, CLOSE, mine)
         ctx.flush_rounds()
         self._count_round()
-        self._finalize(model_commitment, metrics_hash, {"peer_model_commitment": theirs.get("model_commitment")})
+        self._finalize(model_commitment, metrics_hash, extra)
 
     def _finalize(self, model_commitment: bytes, metrics_hash: bytes, extra: dict[str, Any] | None = None) -> None:
         """Finalize the session on chain with this party's final commitments (the opener's metrics hash too),
@@ -875,7 +1079,7 @@ class PartyNode:
                 pass
         lost = getattr(self.transport, "peer_lost", None)
         if self.session_id is not None and isinstance(exc, TransportError) and callable(lost) and lost() \
-                and not (peer_failure is not None and peer_failure()):
+                and not (peer_failure is not None and peer_failure()) and not self.multi:
             # the peer vanished without a word (killed, machine lost): the session stays active so
             # that both parties can continue the job with --resume (docs/runtime.md)
             self.job["abort"] = {"reason": err, "note": "not aborted: the peer was lost; the session stays "

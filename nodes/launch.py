@@ -109,14 +109,15 @@ def _keystore_address(path: str) -> str:
 
 
 def vertical_parties(cfg: JobConfig) -> dict[str, tuple[str, str]]:
-    """The accounts a two-party job registers on a fresh contract: address -> (role, organisation)."""
+    """The accounts a vertical job registers on a fresh contract: address -> (contract role, organisation);
+    host1..hostN register as hosts (dev keys: host k has index 1 + k)."""
     from chain.accounts import DEV_INDEX, dev_account
 
     parties = {}
-    for role in ("guest", "host"):
+    for role in ("guest", *cfg.host_roles()):
         p = cfg.party(role)
         addr = _keystore_address(p.keystore) if p.keystore else dev_account(DEV_INDEX[role]).address
-        parties[addr] = (role, p.name or f"{role} organisation")
+        parties[addr] = ("guest" if role == "guest" else "host", p.name or f"{role} organisation")
     return parties
 
 
@@ -197,11 +198,11 @@ class Launcher:
 
     def _roles(self) -> list[str]:
         """The parties, each with its run directory under --out."""
-        return ["guest", "host"]
+        return ["guest", *self.cfg.host_roles()]
 
     def _start_order(self) -> list[str]:
         """The order the nodes start in: the waiting side first."""
-        return list(ROLES)
+        return [*self.cfg.host_roles(), "guest"]
 
     def _chain_parties(self) -> dict[str, tuple[str, str]]:
         return vertical_parties(self.cfg)
@@ -225,7 +226,7 @@ class Launcher:
     def _addresses(self) -> list[str]:
         """--set overrides giving each party a usable loopback port (port 0: a free one)."""
         extra = []
-        for role in ("guest", "host"):
+        for role in ("guest", *self.cfg.host_roles()):
             p = self.cfg.party(role)
             host, port = split_host_port(p.address)
             if port == 0:
@@ -244,17 +245,17 @@ class Launcher:
         from nodes.datafiles import load_party_csv
 
         spec = get(self.cfg.job.algorithm + ("-predict" if self.predicting else ""))
-        for role in ("guest", "host"):
-            load_party_csv(self.cfg.party(role).data, role, require_labels=spec.needs_labels)  # type: ignore[arg-type]
+        for role in ("guest", *self.cfg.host_roles()):
+            load_party_csv(self.cfg.party(role).data, role, require_labels=spec.needs_labels)
 
     def _partner_sets(self, role: str) -> list[str]:
         """Both parties run from this one config: unless its [policy] lists partners, each node's
         partner is the other party's account (nodes.policy; the dev-chain default covers dev keys only)."""
-        if role not in ("guest", "host") or self.cfg.policy.partners:
+        if role not in ("guest", *self.cfg.host_roles()) or self.cfg.policy.partners:
             return []
         other = "host" if role == "guest" else "guest"
-        account = next(a for a, (r, _) in vertical_parties(self.cfg).items() if r == other)
-        return [f'policy.partners=["{account}"]']
+        accounts = [a for a, (r, _) in vertical_parties(self.cfg).items() if r == other]
+        return ["policy.partners=[" + ", ".join(f'"{a}"' for a in accounts) + "]"]
 
     def _spawn(self, role: str, sets: list[str], logs: Path) -> NodeProcess:
         sets = [*sets, *self._partner_sets(role)]
@@ -458,6 +459,8 @@ class Launcher:
         return ", ".join(picks)
 
     def _report(self) -> int:
+        if self.cfg.job.hosts > 1:
+            return self._report_hosts()
         g, h = self._job("guest"), self._job("host")
         if g.get("status") != "complete" or h.get("status") != "complete":
             raise NodeError(self._root_error())
@@ -480,6 +483,38 @@ class Launcher:
             ["chain", f"{self.url} (chain id {g['chain_id']}), contract {g['contract']}"],
             ["guest files", str(self.out / "guest")],
             ["host files", str(self.out / "host")],
+        ]
+        self._print_summary(rows)
+        if attested != len(rounds):
+            raise NodeError(f"only {attested} of {len(rounds)} rounds are attested on chain")
+        return 0
+
+    def _report_hosts(self) -> int:
+        """The summary of a job with N >= 2 hosts (every party complete, every round attested)."""
+        hosts = self.cfg.host_roles()
+        jobs = {r: self._job(r) for r in self._roles()}
+        if any(j.get("status") != "complete" for j in jobs.values()):
+            raise NodeError(self._root_error())
+        g = jobs["guest"]
+        rounds = self._rounds("guest")
+        attested = self._attested(g["session_id"], rounds)
+        inter = json.loads((self.out / "guest" / "intersection.json").read_text())
+        others = ", ".join(f"{h} {inter.get('other_sizes', {}).get(h, '?')}" for h in hosts)
+        rows = [
+            ["job", g["job_id"]],
+            ["session", f"{g['session_id']} (closed), guest + {len(hosts)} hosts"],
+            ["intersection", f"{inter['intersection_size']} IDs (guest {inter['own_size']}, {others})"],
+            ["phases run", ", ".join(g["phases_run"]) or "-"],
+        ]
+        if g.get("phases_skipped"):
+            rows.append(["phases skipped", ", ".join(g["phases_skipped"]) + " (not in this version)"])
+        metrics = self._headline()
+        if metrics:
+            rows.append(["metrics (guest)", metrics])
+        rows += [
+            ["rounds attested on chain", f"{attested} of {len(rounds)}"],
+            ["chain", f"{self.url} (chain id {g['chain_id']}), contract {g['contract']}"],
+            *[[f"{r} files", str(self.out / r)] for r in self._roles()],
         ]
         self._print_summary(rows)
         if attested != len(rounds):

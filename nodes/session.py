@@ -98,6 +98,11 @@ class PeerLink:
     public_key: PublicKey | None
 
 
+def as_session(party: PartyContext | Session) -> Session:
+    """A phase's entry takes either: a `Session`, or (two-party callers) a context wrapped as `Session(ctx)`."""
+    return party if isinstance(party, Session) else Session(party)
+
+
 class Session:
     """One party's view of a job for its phases: who it is, its peers by name, its keys, rounds.
 
@@ -108,7 +113,9 @@ class Session:
 
     def __init__(self, ctx: PartyContext, links: dict[str, PeerLink] | None = None) -> None:
         self.ctx = ctx
-        self.links = links if links is not None else {str(ctx.peer): PeerLink(ctx.transport, ctx.peer_key)}
+        if links is None:  # the runtime's links to several hosts, else the context's one peer
+            links = ctx.peer_links or {str(ctx.peer): PeerLink(ctx.transport, ctx.peer_key)}
+        self.links = links
 
     @property
     def role(self) -> str:
@@ -118,6 +125,17 @@ class Session:
     def peers(self) -> tuple[str, ...]:
         """The parties this one exchanges messages with, by name (two-party jobs: the other role)."""
         return tuple(self.links)
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """A vertical job's hosts: the guest's peers (host, or host1..hostN); a host sees only itself."""
+        return self.peers if self.role == "guest" else (self.role,)
+
+    @property
+    def multihost(self) -> bool:
+        """A vertical job with several hosts (`host1`..`hostN`): the N-host steps of each protocol run."""
+        return len(self.ctx.host_keys) > 1 or (self.role == "guest" and len(self.peers) > 1) or (
+            self.role.startswith("host") and self.role != "host")
 
     @property
     def public_key(self) -> PublicKey:
@@ -150,6 +168,9 @@ class Session:
             yield r
         except BaseException as exc:
             if not isinstance(exc, PeerAborted):
+                self.abort(r, abort_reason(exc))
+            else:  # a guest of several hosts tells the others which host stopped
+                r.waiting.pop(exc.peer, None)
                 self.abort(r, abort_reason(exc))
             raise
         if r.params is None:

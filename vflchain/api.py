@@ -243,7 +243,7 @@ def parties_of(cfg: JobConfig) -> list[str]:
         from nodes.hfl_config import roles
 
         return roles(cfg)
-    return ["guest", "host"]
+    return ["guest", *cfg.host_roles()]  # host, or host1..hostN ([job] hosts = N)
 
 
 def _dev_index(party: str) -> int:
@@ -312,6 +312,22 @@ def _memory_transports(parties: list[str], horizontal: bool) -> Callable[..., An
     """A transport factory handing each party its end of in-memory links (all parties of one job)."""
     from nodes.transport.memory import memory_link, memory_pair
 
+    if not horizontal and len(parties) > 2:  # a guest and N >= 2 hosts: a star, as `vflchain run` links them
+        from nodes.transport.star import HostLinks
+
+        hub, spokes = {}, {}
+        for h in parties[1:]:
+            hub[h], spokes[h] = memory_link("guest", h)
+
+        def hosts(cfg: JobConfig, role: str, job_id: str | None, transcript: Any) -> Any:
+            if role == "guest":
+                for link in hub.values():
+                    link.transcript = transcript
+                return HostLinks(hub)
+            spokes[role].transcript = transcript
+            return spokes[role]
+
+        return hosts
     if not horizontal:
         ends = dict(zip(("guest", "host"), memory_pair(), strict=True))
 

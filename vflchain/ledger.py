@@ -13,6 +13,7 @@ registered in the ledger) exactly as on a chain.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,7 +47,9 @@ class OfflineLedger:
     def __init__(self, roles: dict[str, Any] | None = None) -> None:
         """`roles`: {role: eth-account LocalAccount}; default the development guest and host."""
         self.accounts = roles or {r: dev_account(DEV_INDEX[r]) for r in ("guest", "host")}
-        self.registry = {a.address.lower(): {"role": role, "revoked": False, "organisation": role}
+        # host1..hostN are registered as hosts (the contract knows guest and host)
+        self.registry = {a.address.lower(): {"role": "host" if re.fullmatch(r"host[0-9]+", role) else role,
+                                             "revoked": False, "organisation": role}
                          for role, a in self.accounts.items()}
         self.sessions: dict[bytes, _Session] = {}
         self.lock = threading.Lock()

@@ -76,7 +76,7 @@ def config_commitment_of(config: dict[str, Any], binding: Binding, salt: bytes) 
 
 
 def party_dirs(dirs: list[str]) -> list[Path]:
-    """Party run directories: each DIR itself, or its party subdirectories (guest/ and host/,
+    """Party run directories: each DIR itself, or its party subdirectories (guest/ and host/ or host1/..,
     coordinator/ and clientK/), the session's opener first."""
     out: list[Path] = []
     for d in dirs:

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "PSI, phases, close); the host waits for the guest.")
     p.add_argument("--config", required=True, help="job config (TOML)")
     p.add_argument("--role", required=True,
-                   help="guest or host; for horizontal (hfl-lr) jobs coordinator or client1..clientN")
+                   help="guest or host (host1..hostN with [job] hosts = N); for horizontal (hfl-lr) jobs coordinator or client1..clientN")
     p.add_argument("--out", help="this party's run directory (default: [ROLE] out from the config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
@@ -112,8 +112,9 @@ def handle(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     if get(cfg.job.algorithm).topology == "horizontal":
         return _handle_hfl(args, cfg)
-    if args.role not in ("guest", "host"):
-        raise ConfigError(f"--role must be guest or host, got {args.role!r}")
+    if args.role not in ("guest", *cfg.host_roles()):
+        hosts = "host" if cfg.job.hosts == 1 else f"host1..host{cfg.job.hosts} ([job] hosts = {cfg.job.hosts})"
+        raise ConfigError(f"--role must be guest or {hosts}, got {args.role!r}")
     out = args.out or cfg.party(args.role).out
     if not out:
         raise ConfigError(f"no run directory: pass --out or set [{args.role}] out in the config")

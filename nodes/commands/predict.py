@@ -47,7 +47,8 @@ class PredictLauncher(Launcher):
         super().__init__(config, out, sets, force=force)
         self.model = Path(model).resolve()
         # each node reads its own model; here only to fail at once when one is missing or they disagree
-        self.models = models = {role: load_party_model(self.model, role) for role in ("guest", "host")}
+        roles = ("guest", *self.cfg.host_roles())
+        self.models = models = {role: load_party_model(self.model, role) for role in roles}
         algorithms = {m.algorithm for m in models.values()}
         if len(algorithms) != 1:
             kinds = ", ".join(f"{r} {m.algorithm}" for r, m in models.items())
@@ -59,7 +60,7 @@ class PredictLauncher(Launcher):
         from nodes.datafiles import load_party_csv
         from nodes.phases.predict import check_columns
 
-        for role in ("guest", "host"):
+        for role in ("guest", *self.cfg.host_roles()):
             check_columns(self.models[role], load_party_csv(self.cfg.party(role).data, role,  # type: ignore[arg-type]
                                                             require_labels=False))
 

@@ -38,9 +38,10 @@ from typing import Any, TypedDict
 
 import numpy as np
 
+from nodes.algorithms import generic_role
 from nodes.context import PartyContext
 from nodes.errors import NodeError
-from nodes.session import raise_if_aborted
+from nodes.session import PeerAborted, Session, abort_reason, as_session, raise_if_aborted
 from nodes.transport.base import PhaseChannel
 from nodes.ui import console, progress, table
 from vfl.binning import (
@@ -63,7 +64,14 @@ from vfl.binning import (
 from vfl.data import PartyData, check_binary_labels
 from vfl.errors import DataError, VflError
 from vfl.paillier import EncryptedArray
-from vfl.selection import Selection, SelectionRule, own_columns, select_by_iv
+from vfl.selection import (
+    Selection,
+    SelectionRule,
+    hosts_without_features,
+    own_columns,
+    public_names,
+    select_by_iv,
+)
 
 PHASE = "binning"
 HOST_PREFIX = "host."
@@ -127,14 +135,19 @@ class BinningOutcome:
 # -- guest ----------------------------------------------------------------------------------
 
 
-def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
-    """The guest's side; `outputs=False` skips files, plots and tables (benchmarks)."""
+def run_guest(party: PartyContext | Session, outputs: bool = True) -> BinningOutcome:
+    """The guest's side (of one host or several: the same labels to each, one selection over
+    every feature, each host told only its own columns); `outputs=False` skips files, plots
+    and tables (benchmarks)."""
+    session = as_session(party)
+    ctx = session.ctx
     data = _require_data(ctx, "guest")
-    ch = ctx.channel(PHASE)
+    hosts = session.peers
+    chs = {h: session.channel(h, PHASE) for h in hosts}
     bins, method = ctx.config.binning.bins, ctx.config.binning.method
     r1 = ctx.next_round()
     n = data.n_rows
-    with _abort_on_error(ch, "labels_meta", r1):
+    with _abort_on_error(chs, "labels_meta", r1):
         if data.y is None:
             raise DataError(f"{data.source}: the guest has no label column")
         check_binary_labels(data.y, f"{data.source}: labels")
@@ -142,44 +155,53 @@ def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
         rule = SelectionRule(ctx.config.selection.iv_threshold, ctx.config.selection.top_k)
         own = plaintext_binning(data.X, data.y, data.features, bins, method)
     chunks = -(-n // LABEL_CHUNK)
-    ch.send("labels_meta", {"n_rows": n, "chunks": chunks}, round=r1)
+    for ch in chs.values():
+        ch.send("labels_meta", {"n_rows": n, "chunks": chunks}, round=r1)
     with progress("binning: encrypting labels", n) as advance:
-        for i in range(chunks):
+        for i in range(chunks):  # encrypted once, the same ciphertexts to every host
             part = data.y[i * LABEL_CHUNK:(i + 1) * LABEL_CHUNK]
-            ch.send(f"labels.{i}", {"labels": guest_encrypt_labels(part, ctx.public_key, check=False)},
-                    round=r1)
+            labels = guest_encrypt_labels(part, ctx.public_key, check=False)
+            for ch in chs.values():
+                ch.send(f"labels.{i}", {"labels": labels}, round=r1)
             advance(len(part))
     # the host may still be summing: allow for up to HOST_FEATURES_ALLOWANCE host columns
     wait = ctx.config.transport.timeout + SECONDS_PER_CIPHERTEXT_OP * n * HOST_FEATURES_ALLOWANCE
-    msg: BinSums = ch.recv("bin_sums", round=r1, timeout=wait)  # type: ignore[assignment]
-    _raise_if_aborted(msg, "host")
-    with _abort_on_error(ch, "selection", r1 + 1):  # r2: the next message the host waits for
-        names, n_bins, sizes, constant, packed = _check_bin_sums(msg, ctx, data)
-        counts = guest_decrypt_event_counts(ctx.private_key, packed, n)
-        tables = guest_woe_iv_from_counts(counts, sizes, n_bins, n)
-    host = [FeatureBinning(name, int(m), None, t, bool(c))
-            for name, m, t, c in zip(names, n_bins, tables, constant, strict=True)]
-    features = own + host
+    host_features: dict[str, list[str]] = {}
+    features = list(own)
+    for h, ch in chs.items():
+        # a host that stopped: the others wait for the selection of r2 and are told which one
+        with _abort_on_error(chs, "selection", r1 + 1, forward=len(hosts) > 1):
+            msg: BinSums = ch.recv("bin_sums", round=r1, timeout=wait)  # type: ignore[assignment]
+            _raise_if_aborted(msg, h)
+        with _abort_on_error(chs, "selection", r1 + 1, forward=len(hosts) > 1):  # r2: what the hosts wait for
+            names, n_bins, sizes, constant, packed = _check_bin_sums(msg, ctx, data, h)
+            counts = guest_decrypt_event_counts(ctx.private_key, packed, n)
+            tables = guest_woe_iv_from_counts(counts, sizes, n_bins, n, host=h)
+        host_features[h] = names
+        features += [FeatureBinning(name, int(m), None, t, bool(c))
+                     for name, m, t, c in zip(names, n_bins, tables, constant, strict=True)]
     ctx.commit_round(r1, PHASE, _guest_round_params(features))
 
     r2 = ctx.next_round()
     selection = select_by_iv({f.name: f.iv for f in features}, rule,
                              {f.name: _single_bin_reason(f) for f in features if f.n_bins == 1})
-    host_names = set(names)
-    problem = _selection_problem(selection, host_names, rule)
+    problem = _selection_problem(selection, host_features, rule)
     if problem:
-        ch.send("selection", {"abort": problem}, round=r2)
+        for ch in chs.values():
+            ch.send("selection", {"abort": problem}, round=r2)
         raise DataError(problem)
     woe_transform = bool(ctx.config.selection.woe_transform)
-    # Only the kept/dropped split of the host's columns leaves the guest (selection needs it);
+    # Only the kept/dropped split of each host's own columns leaves the guest (selection needs it);
     # a WoE or IV would let the host solve its bins' event counts (tests/attacks/test_woe_inversion.py).
-    out: SelectionMessage = {
-        "kept": [s for s in selection.kept if s in host_names],
-        "dropped": [s for s in selection.dropped if s in host_names],
-        "rule": selection.rule.to_json(),
-        "woe_transform": woe_transform,
-    }
-    ch.send("selection", dict(out), round=r2)
+    for h, ch in chs.items():
+        host_names = set(host_features[h])
+        out: SelectionMessage = {
+            "kept": [s for s in selection.kept if s in host_names],
+            "dropped": [s for s in selection.dropped if s in host_names],
+            "rule": selection.rule.to_json(),
+            "woe_transform": woe_transform,
+        }
+        ch.send("selection", dict(out), round=r2)
     kept = own_columns(selection.kept, {f: f for f in data.features})
     preprocess = _apply_selection(ctx, kept, {f.name: f for f in own}, woe_transform)
     ctx.commit_round(r2, PHASE, {"selection": selection.to_json(),
@@ -192,7 +214,7 @@ def run_guest(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
     return outcome
 
 
-def _check_bin_sums(msg: BinSums, ctx: PartyContext, data: PartyData
+def _check_bin_sums(msg: BinSums, ctx: PartyContext, data: PartyData, host: str = "host"
                     ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, PackedCounts]:
     try:
         names = [str(s) for s in msg["features"]]
@@ -202,16 +224,17 @@ def _check_bin_sums(msg: BinSums, ctx: PartyContext, data: PartyData
         enc = msg["event_counts"]
         slot_bits, slots = int(msg["slot_bits"]), int(msg["slots"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"binning: malformed bin sums from the host: {exc}") from None
+        raise DataError(f"binning: malformed bin sums from the {host}: {exc}") from None
     if not isinstance(enc, EncryptedArray) or enc.public_key != ctx.public_key:
-        raise DataError("binning: the host's event counts are not ciphertexts under the guest's key")
+        raise DataError(f"binning: the {host}'s event counts are not ciphertexts under the guest's key")
     f = len(names)
     if f == 0 or sizes.ndim != 2 or sizes.shape[0] != f or n_bins.shape != (f,) or constant.shape != (f,):
-        raise DataError(f"binning: the host sent {f} feature names with shapes "
+        raise DataError(f"binning: the {host} sent {f} feature names with shapes "
                         f"{n_bins.shape}, {sizes.shape}, {constant.shape} that do not agree")
-    clash = [s for s in names if not s.startswith(HOST_PREFIX) or s in data.features]
+    prefix = f"{host}."  # "host." in a two-party job (HOST_PREFIX), "host2." with several hosts
+    clash = [s for s in names if not s.startswith(prefix) or s in data.features]
     if clash or len(set(names)) != f:
-        raise DataError(f"binning: host feature names must be unique and start with {HOST_PREFIX!r}; "
+        raise DataError(f"binning: {generic_role(host)} feature names must be unique and start with {prefix!r}; "
                         f"got {clash[0] if clash else 'duplicates'!r}")
     return names, n_bins, sizes, constant, PackedCounts(enc, slot_bits, slots, tuple(sizes.shape))
 
@@ -222,13 +245,17 @@ def _single_bin_reason(f: FeatureBinning) -> str:
     return "a single bin (one value fills every quantile), IV 0"
 
 
-def _selection_problem(selection: Selection, host_names: set[str], rule: SelectionRule) -> str:
+def _selection_problem(selection: Selection, host_features: dict[str, list[str]], rule: SelectionRule) -> str:
     if not selection.kept:
         return (f"feature selection kept no feature ({rule.describe()}); "
                 "lower [selection] iv_threshold")
-    if not any(s in host_names for s in selection.kept):
+    missing = hosts_without_features(selection, host_features)
+    if missing == ["host"]:
         return (f"feature selection kept none of the host's features ({rule.describe()}); a vertical "
                 "model needs at least one: lower [selection] iv_threshold or raise [selection] top_k")
+    if missing:
+        return (f"feature selection kept none of {', '.join(missing)}'s features ({rule.describe()}); a vertical "
+                "model needs at least one of each host: lower [selection] iv_threshold or raise [selection] top_k")
     return ""
 
 
@@ -245,16 +272,19 @@ def _guest_round_params(features: Sequence[FeatureBinning]) -> dict[str, Any]:
 # -- host -----------------------------------------------------------------------------------
 
 
-def run_host(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
-    """The host's side; `outputs=False` skips files and tables (benchmarks)."""
+def run_host(party: PartyContext | Session, outputs: bool = True) -> BinningOutcome:
+    """A host's side (the same with several hosts: its columns are known as "host<k>.<column>");
+    `outputs=False` skips files and tables (benchmarks)."""
+    session = as_session(party)
+    ctx = session.ctx
     data = _require_data(ctx, "host")
-    ch = ctx.channel(PHASE)
+    ch = session.channel("guest", PHASE)
     bins, method = ctx.config.binning.bins, ctx.config.binning.method
-    public = _public_names(data.features, ctx.config.binning.anonymous)
+    public = public_names(session.role, data.features, ctx.config.binning.anonymous)
     r1 = ctx.next_round()
     meta: LabelsMeta = ch.recv("labels_meta", round=r1)  # type: ignore[assignment]
     _raise_if_aborted(meta, "guest")
-    with _abort_on_error(ch, "bin_sums", r1):
+    with _abort_on_error({"guest": ch}, "bin_sums", r1):
         try:
             n_rows, chunks = int(meta["n_rows"]), int(meta["chunks"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -303,16 +333,11 @@ def run_host(ctx: PartyContext, outputs: bool = True) -> BinningOutcome:
                       "dropped": [public[f] for f in data.features if f not in kept]}
     ctx.commit_round(r2, PHASE, {"kept": kept, "preprocess": preprocess.to_json() if preprocess else None})
 
-    outcome = BinningOutcome("host", features, kept, None, host_selection, preprocess)
+    outcome = BinningOutcome(session.role, features, kept, None, host_selection, preprocess)
     ctx.state["binning"] = outcome
     if outputs:
         _write_host_outputs(ctx, outcome, public)
     return outcome
-
-
-def _public_names(features: Sequence[str], anonymous: bool) -> dict[str, str]:
-    """Own column -> the name the guest knows it by."""
-    return {f: f"{HOST_PREFIX}f{j}" if anonymous else f"{HOST_PREFIX}{f}" for j, f in enumerate(features)}
 
 
 def _partial_sums(part: Any, own: HostBins, rows: slice, ctx: PartyContext) -> EncryptedArray:
@@ -346,7 +371,7 @@ def _check_selection(sel: SelectionMessage, public: dict[str, str]) -> tuple[lis
 
 
 def _require_data(ctx: PartyContext, role: str) -> PartyData:
-    if ctx.role != role:
+    if generic_role(ctx.role) != role:
         raise NodeError(f"binning: run_{role} called for the {ctx.role}")
     if ctx.data is None:
         raise NodeError(f"binning: the {role} has no data (run the intersection phase first)")
@@ -354,12 +379,28 @@ def _require_data(ctx: PartyContext, role: str) -> PartyData:
 
 
 @contextmanager
-def _abort_on_error(ch: PhaseChannel, tag: str, round_no: int) -> Iterator[None]:
-    """On a VflError, send the peer `{"abort": message}` as the message it waits for, then re-raise."""
+def _abort_on_error(chs: dict[str, PhaseChannel], tag: str, round_no: int, forward: bool = False) -> Iterator[None]:
+    """On a VflError, send the peers `{"abort": message}` as the message they wait for, then re-raise.
+
+    `forward` (a guest of several hosts): any error, a host's abort included, goes to every
+    other host (best effort), naming the host that stopped.
+    """
     try:
         yield
     except VflError as exc:
-        ch.send(tag, {"abort": str(exc)}, round=round_no)
+        for ch in chs.values():
+            ch.send(tag, {"abort": str(exc)}, round=round_no)
+        raise
+    except Exception as exc:
+        if not forward:
+            raise
+        skip = exc.peer if isinstance(exc, PeerAborted) else ""
+        for peer, ch in chs.items():
+            if peer != skip:
+                try:
+                    ch.send(tag, {"abort": abort_reason(exc)}, round=round_no)
+                except Exception:  # noqa: BLE001 - that host may be gone too; this error is what matters
+                    pass
         raise
 
 

@@ -46,7 +46,7 @@ from nodes.communication import COMMUNICATION_FILE
 from nodes.config import JobConfig, options_of
 from nodes.context import PartyContext
 from nodes.errors import NodeError
-from nodes.session import PeerAborted, raise_if_aborted
+from nodes.session import PeerAborted, Session, as_session, raise_if_aborted
 from nodes.transport.base import Payload, PhaseChannel
 from nodes.ui import console, progress, table
 from vfl.data import PartyData
@@ -68,6 +68,7 @@ from vfl.gmm import (
     contingency,
     features_fit,
     guest_assign_clusters,
+    guest_combine_host_log_densities,
     guest_combine_log_densities,
     guest_decrypt_masked_statistics,
     guest_encrypt_responsibilities,
@@ -133,6 +134,7 @@ class GuestGmmResult:
     kmeans_iterations: list[int] = field(default_factory=list)
     ari: float | None = None
     accuracy: float | None = None
+    host_columns: dict[str, int] = field(default_factory=dict)  # per host (several hosts: metrics.json "hosts")
 
     @property
     def k(self) -> int:
@@ -156,32 +158,55 @@ class HostGmmResult:
 
 
 class _Link:
-    """The phase channel plus where the peer currently waits, so a failure can be reported there."""
+    """The phase channels to this party's peers (a host: the guest; the guest: every host, which all
+    follow the same steps) plus where the peers currently wait, so a failure can be reported there."""
 
-    def __init__(self, ctx: PartyContext) -> None:
-        self.ctx = ctx
-        self.ch: PhaseChannel = ctx.channel(PHASE)
+    def __init__(self, party: PartyContext | Session) -> None:
+        session = as_session(party)
+        self.ctx = session.ctx
+        self.chs: dict[str, PhaseChannel] = {p: session.channel(p, PHASE) for p in session.peers}
         self.peer_waits: tuple[str, int | None] = ("", None)  # (tag, round; None: its next round)
 
+    @property
+    def peers(self) -> list[str]:
+        return list(self.chs)
+
     def send(self, tag: str, payload: Payload, round_no: int) -> None:
-        self.ch.send(tag, payload, round=round_no)
+        """The same message to every peer."""
+        for ch in self.chs.values():
+            ch.send(tag, payload, round=round_no)
+
+    def send_to(self, peer: str, tag: str, payload: Payload, round_no: int) -> None:
+        self.chs[peer].send(tag, payload, round=round_no)
 
     def recv(self, tag: str, round_no: int) -> Payload:
-        msg = self.ch.recv(tag, round=round_no, timeout=COMPUTE_TIMEOUT)
-        raise_if_aborted(msg, self.ctx.peer, "stopped the fit")
+        """The one peer's message (a host's link, or a guest of one host)."""
+        (peer,) = self.chs
+        return self.recv_from(peer, tag, round_no)
+
+    def recv_from(self, peer: str, tag: str, round_no: int) -> Payload:
+        msg = self.chs[peer].recv(tag, round=round_no, timeout=COMPUTE_TIMEOUT)
+        raise_if_aborted(msg, peer, "stopped the fit")
         return msg
 
-    def abort(self, reason: str) -> None:
-        """Tell the peer why this party stops (best effort: the link may already be gone)."""
+    def recv_all(self, tag: str, round_no: int) -> list[Payload]:
+        """Every peer's message `tag`, in peer order."""
+        return [self.recv_from(p, tag, round_no) for p in self.chs]
+
+    def abort(self, reason: str, skip: str = "") -> None:
+        """Tell the peers (but `skip`, the one that stopped) why this party stops (best effort)."""
         tag, round_no = self.peer_waits
         if not tag:
             return
         if round_no is None:
             round_no = self.ctx.next_round()
-        try:
-            self.ch.send(tag, {"abort": reason}, round=round_no)
-        except Exception:  # noqa: BLE001 - the peer may have gone; our own error is what matters
-            pass
+        for peer, ch in self.chs.items():
+            if peer == skip:
+                continue
+            try:
+                ch.send(tag, {"abort": reason}, round=round_no)
+            except Exception:  # noqa: BLE001 - the peer may have gone; our own error is what matters
+                pass
 
 
 def _expect_array(msg: Payload, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -247,27 +272,26 @@ def _precision(ctx: PartyContext) -> int:
 class _GuestFit:
     """The guest's side of the protocol for one job (all K, all initialisations)."""
 
-    def __init__(self, ctx: PartyContext, link: _Link, data: PartyData, options: GmmOptions, d_host: int,
-                 packed_statistics: bool = True) -> None:
-        self.ctx, self.link, self.data, self.opts, self.d_host = ctx, link, data, options, d_host
-        self.packed_statistics = packed_statistics  # the host's columns within FEATURE_BOUND (its declaration)
+    def __init__(self, ctx: PartyContext, link: _Link, data: PartyData, options: GmmOptions, d_host: list[int],
+                 packed_statistics: list[bool]) -> None:
+        self.ctx, self.link, self.data, self.opts = ctx, link, data, options
+        self.d_hosts = d_host  # per host, in link order
+        self.packed_statistics = packed_statistics  # each host's columns within FEATURE_BOUND (its declaration)
         self.X = np.asarray(data.X, dtype=np.float64)
         self.n = data.n_rows
         self.iteration_seconds: list[float] = []
 
     # -- one round's pieces -----------------------------------------------
-    def begin(self, step: str, k: int, init: int, iteration: int, reply: str) -> tuple[int, Payload]:
-        """Start a round: announce the step; return the round and the host's reply."""
+    def begin(self, step: str, k: int, init: int, iteration: int, reply: str) -> tuple[int, list[Payload]]:
+        """Start a round: announce the step; return the round and every host's reply."""
         r = self.ctx.next_round()
         self.link.peer_waits = ("step", r)
         self.link.send("step", {"step": step, "k": k, "init": init, "iteration": iteration}, r)
         # after replying, the host waits for the M-step's first message, or for the next step
         self.link.peer_waits = ("responsibilities", r) if step in ("kmeans", "init", "em") else ("step", None)
-        msg = self.link.recv(reply, r)
-        return r, msg
+        return r, self.link.recv_all(reply, r)
 
-    def host_statistics_count(self, statistics: str) -> int:
-        d = self.d_host
+    def host_statistics_count(self, statistics: str, d: int) -> int:
         if statistics == "means":
             return d
         return 2 * d if self.opts.covariance == "diag" else d + d * (d + 1) // 2
@@ -277,20 +301,22 @@ class _GuestFit:
 
     def m_step(self, r: int, resp: np.ndarray, nk: np.ndarray, statistics: str) -> np.ndarray:
         """The encrypted M-step messages; returns the guest's own statistics gamma^T F (plaintext)."""
-        enc = guest_encrypt_responsibilities(self.ctx.public_key, resp)
+        enc = guest_encrypt_responsibilities(self.ctx.public_key, resp)  # once: the same to every host
         self.link.send("responsibilities", {"responsibilities": enc, "nk": nk, "statistics": statistics}, r)
         self.link.peer_waits = ("decrypted_masked_statistics", r)
-        msg = self.link.recv("masked_statistics", r)
-        shape = (enc.shape[0], self.host_statistics_count(statistics))
-        masked = _expect_encrypted(msg, "statistics", self.ctx.public_key, shape)
-        try:
-            check_masked_statistics(masked, self.ctx.public_key, shape, self.n, statistics, _precision(self.ctx),
-                                    self.packed_statistics)
-        except VflError as exc:
-            raise GmmProtocolError(f"field 'statistics': {exc}") from None
-        residues = guest_decrypt_masked_statistics(self.ctx.private_key, masked)
-        self.link.send("decrypted_masked_statistics",
-                       {"residues": pack_residues(residues, self.ctx.public_key)}, r)
+        for h, d, packed in zip(self.link.peers, self.d_hosts, self.packed_statistics, strict=True):
+            msg = self.link.recv_from(h, "masked_statistics", r)
+            shape = (enc.shape[0], self.host_statistics_count(statistics, d))
+            masked = _expect_encrypted(msg, "statistics", self.ctx.public_key, shape)
+            try:
+                check_masked_statistics(masked, self.ctx.public_key, shape, self.n, statistics,
+                                        _precision(self.ctx), packed)
+            except VflError as exc:
+                raise GmmProtocolError(f"field 'statistics'{'' if len(self.d_hosts) == 1 else ' of ' + h}: "
+                                       f"{exc}") from None
+            residues = guest_decrypt_masked_statistics(self.ctx.private_key, masked)
+            self.link.send_to(h, "decrypted_masked_statistics",
+                              {"residues": pack_residues(residues, self.ctx.public_key)}, r)
         self.link.peer_waits = ("step", None)
         F = statistic_features(self.X, self.opts.covariance, statistics)  # type: ignore[arg-type]
         return resp.T @ F
@@ -339,9 +365,9 @@ class _GuestFit:
         self.ctx.commit_round(r, PHASE, _block_params("kmeans", k, init, 0, None, centers=centers))
         previous: np.ndarray | None = None
         for it in range(1, self.opts.kmeans_max_iter + 1):
-            r, msg = self.begin("kmeans", k, init, it, "distances")
-            host_dist = self.host_block_output(msg, "distances", k)
-            labels = guest_assign_clusters([block_squared_distances(self.X, centers), host_dist])
+            r, msgs = self.begin("kmeans", k, init, it, "distances")
+            host_dist = [self.host_block_output(msg, "distances", k) for msg in msgs]
+            labels = guest_assign_clusters([block_squared_distances(self.X, centers), *host_dist])
             resp = one_hot(labels, k)
             if (previous is not None and np.array_equal(labels, previous)) or it == self.opts.kmeans_max_iter:
                 weights, block = self.initial_m_step(r, resp)
@@ -354,10 +380,13 @@ class _GuestFit:
         raise AssertionError("unreachable")
 
     # -- EM -----------------------------------------------------------------
-    def e_step(self, msg: Payload, k: int, weights: np.ndarray, block: GaussianBlock) -> EStep:
-        host_ld = self.host_block_output(msg, "log_density", k)
-        return guest_combine_log_densities([block.log_density(self.X), host_ld], weights,
-                                           _expect_number(msg, "level_total"))
+    def e_step(self, msgs: list[Payload], k: int, weights: np.ndarray, block: GaussianBlock) -> EStep:
+        if len(msgs) == 1:
+            host_ld = self.host_block_output(msgs[0], "log_density", k)
+            return guest_combine_log_densities([block.log_density(self.X), host_ld], weights,
+                                               _expect_number(msgs[0], "level_total"))
+        hosts = [(self.host_block_output(m, "log_density", k), _expect_number(m, "level_total")) for m in msgs]
+        return guest_combine_host_log_densities(block.log_density(self.X), hosts, weights)
 
     def fit_k(self, k: int, resume: dict[str, Any] | None = None) -> dict[str, Any]:
         """EM with n_init initialisations for one K (scikit-learn's loop), then the final E-step.
@@ -431,7 +460,7 @@ class _GuestFit:
         score = final.mean_log_likelihood
         best.update(final=final, log_likelihood=score, all_lower_bounds=all_lbs, initial=initial,
                     kmeans_iterations=kmeans_its,
-                    bic=bic(score, self.n, k, [self.X.shape[1], self.d_host], opts.covariance))
+                    bic=bic(score, self.n, k, [self.X.shape[1], *self.d_hosts], opts.covariance))
         return best
 
     def select(self, fits: dict[int, dict[str, Any]]) -> int:
@@ -445,11 +474,14 @@ class _GuestFit:
         return best_k
 
 
-def run_guest(ctx: PartyContext) -> GuestGmmResult:
-    """The guest's FL-EM-GMM: drives the rounds, keeps the responsibilities, writes the results."""
+def run_guest(party: PartyContext | Session) -> GuestGmmResult:
+    """The guest's FL-EM-GMM: drives the rounds, keeps the responsibilities, writes the results.
+    With several hosts every step goes to all of them (docs/protocols/gmm.md "N hosts")."""
+    session = as_session(party)
+    ctx = session.ctx
     data = _own_data(ctx)
     options = options_from_config(ctx.config)
-    link = _Link(ctx)
+    link = _Link(session)
     r = ctx.next_round()
     try:
         for k in options.candidates:
@@ -459,26 +491,29 @@ def run_guest(ctx: PartyContext) -> GuestGmmResult:
         link.send("setup", {"abort": str(exc)}, r)
         raise
     link.send("setup", {"options": options.to_json(), "n_rows": data.n_rows}, r)
-    ready = link.recv("ready", r)
-    d_host = ready.get("n_features")
-    if not isinstance(d_host, int) or d_host < 1:
-        raise GmmProtocolError(f"host reported {d_host!r} feature columns")
-    packed_statistics = ready.get("packed_statistics")
-    if not isinstance(packed_statistics, bool):
-        raise GmmProtocolError("the host did not say whether its statistics are packed")
+    d_hosts, packed = [], []
+    for h in link.peers:
+        ready = link.recv_from(h, "ready", r)
+        d_host = ready.get("n_features")
+        if not isinstance(d_host, int) or d_host < 1:
+            raise GmmProtocolError(f"{h} reported {d_host!r} feature columns")
+        packed_statistics = ready.get("packed_statistics")
+        if not isinstance(packed_statistics, bool):
+            raise GmmProtocolError(f"the {h} did not say whether its statistics are packed")
+        d_hosts.append(d_host)
+        packed.append(packed_statistics)
     ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "setup", "options": options.to_json(),
                                 "features": data.features})
     link.peer_waits = ("step", None)
-    fit = _GuestFit(ctx, link, data, options, d_host, packed_statistics)
+    fit = _GuestFit(ctx, link, data, options, d_hosts, packed)
     try:
         resume = ctx.state.pop("gmm_resume", None)  # a resumed job: EM of the first K goes on from there
         if resume is not None and resume.get("k") != options.candidates[0]:
             raise GmmProtocolError(f"the checkpoint's resume state is for K={resume.get('k')}")
         fits = {k: fit.fit_k(k, resume if i == 0 else None) for i, k in enumerate(options.candidates)}
         best_k = fit.select(fits)
-    except (VflError, NodeError) as exc:
-        if not isinstance(exc, PeerAborted):
-            link.abort(str(exc))
+    except (VflError, NodeError) as exc:  # a host's abort goes on to the other hosts
+        link.abort(str(exc), skip=exc.peer if isinstance(exc, PeerAborted) else "")
         raise
     f = fits[best_k]
     final: EStep = f["final"]
@@ -487,9 +522,9 @@ def run_guest(ctx: PartyContext) -> GuestGmmResult:
         resp=final.responsibilities, labels=final.labels, lower_bound=f["lower_bound"],
         lower_bounds=f["lower_bounds"], all_lower_bounds=f["all_lower_bounds"], n_iter=f["n_iter"],
         converged=f["converged"], best_init=f["best_init"], log_likelihood=f["log_likelihood"],
-        bic=f["bic"], bic_by_k={k: fits[k]["bic"] for k in fits}, host_features=d_host,
+        bic=f["bic"], bic_by_k={k: fits[k]["bic"] for k in fits}, host_features=sum(d_hosts),
         initial=f["initial"], iteration_seconds=fit.iteration_seconds,
-        kmeans_iterations=f["kmeans_iterations"])
+        kmeans_iterations=f["kmeans_iterations"], host_columns=dict(zip(link.peers, d_hosts, strict=True)))
     if data.y is not None:
         result.ari = adjusted_rand_index(data.y, result.labels)
         result.accuracy, _ = best_permutation_accuracy(data.y, result.labels, result.k)
@@ -627,10 +662,13 @@ class _HostFit:
         return self.params[(k, init)]
 
 
-def run_host(ctx: PartyContext) -> HostGmmResult:
-    """The host's FL-EM-GMM: checks the settings and its columns, then follows the guest's steps."""
+def run_host(party: PartyContext | Session) -> HostGmmResult:
+    """A host's FL-EM-GMM: checks the settings and its columns, then follows the guest's steps
+    (the same with several hosts: it sees only the guest's messages)."""
+    session = as_session(party)
+    ctx = session.ctx
     data = _own_data(ctx)
-    link = _Link(ctx)
+    link = _Link(session)
     r = ctx.next_round()
     setup = link.recv("setup", r)
     link.peer_waits = ("ready", r)
@@ -704,22 +742,25 @@ def _check_model_columns(model: PartyMixture, data: PartyData, party: str) -> np
     return np.asarray(data.X, dtype=np.float64)
 
 
-def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarray, np.ndarray]:
+def run_predict_guest(party: PartyContext | Session, model: PartyMixture) -> tuple[np.ndarray, np.ndarray]:
     """Assign the guest's aligned rows to clusters: (responsibilities (N, K), labels).
 
     The host sends its block's log-densities of the new rows less each row's level
     (as in training); the guest adds its own and the log weights.
     Writes predictions.csv (type "predict").
     """
+    session = as_session(party)
+    ctx = session.ctx
     data = _own_data(ctx)
     X = _check_model_columns(model, data, "guest")
-    link = _Link(ctx)
+    link = _Link(session)
     r = ctx.next_round()
     link.send("predict", {"n_rows": data.n_rows, "k": model.k}, r)
-    msg = link.recv("log_density", r)
-    host_ld = _expect_array(msg, "log_density", (data.n_rows, model.k))
-    e = guest_combine_log_densities([model.block.log_density(X), host_ld], model.weights,
-                                    _expect_number(msg, "level_total"))
+    msgs = link.recv_all("log_density", r)
+    hosts = [(_expect_array(m, "log_density", (data.n_rows, model.k)), _expect_number(m, "level_total"))
+             for m in msgs]
+    e = (guest_combine_log_densities([model.block.log_density(X), hosts[0][0]], model.weights, hosts[0][1])
+         if len(hosts) == 1 else guest_combine_host_log_densities(model.block.log_density(X), hosts, model.weights))
     ctx.state["gmm_predict_log_likelihood"] = e.mean_log_likelihood
     text = predictions_csv(data, e.responsibilities, e.labels, "predict")
     ctx.commit_round(r, PHASE, {"phase": PHASE, "step": "predict", "rows": data.n_rows,
@@ -729,10 +770,12 @@ def run_predict_guest(ctx: PartyContext, model: PartyMixture) -> tuple[np.ndarra
     return e.responsibilities, e.labels
 
 
-def run_predict_host(ctx: PartyContext, model: PartyMixture) -> None:
+def run_predict_host(party: PartyContext | Session, model: PartyMixture) -> None:
     """The host's side of cluster assignment: its block's relative log-densities of its aligned rows."""
+    session = as_session(party)
+    ctx = session.ctx
     data = _own_data(ctx)
-    link = _Link(ctx)
+    link = _Link(session)
     r = ctx.next_round()
     req = link.recv("predict", r)
     link.peer_waits = ("log_density", r)
@@ -785,6 +828,8 @@ def metrics_json(result: GuestGmmResult, data: PartyData) -> dict[str, Any]:
         "weights": result.model.weights.tolist(), "cluster_sizes": sizes.tolist(),
         "communication": COMMUNICATION_FILE,  # bytes, messages and seconds per phase/round (nodes.communication)
     }
+    if len(result.host_columns) > 1:  # several hosts: the columns of each
+        out["hosts"] = dict(result.host_columns)
     if data.y is not None:
         values, tab = contingency(data.y, result.labels, result.k)
         out["adjusted_rand_index"] = result.ari
@@ -842,17 +887,17 @@ def load_predict_model(doc: dict[str, Any], f: Path, role: str) -> tuple[PartyMi
     return PartyMixture.from_json(doc, str(f)), None
 
 
-def predict_step_guest(ctx: PartyContext, pm: Any) -> int:
+def predict_step_guest(party: PartyContext | Session, pm: Any) -> int:
     """Phase `predict` at the guest (a nodes.phases.predict.PartyModel); the rows scored."""
-    resp, labels = run_predict_guest(ctx, pm.model)
-    _gmm_outputs(ctx, pm, resp, labels)
+    resp, labels = run_predict_guest(party, pm.model)
+    _gmm_outputs(as_session(party).ctx, pm, resp, labels)
     return len(labels)
 
 
-def predict_step_host(ctx: PartyContext, pm: Any) -> int:
-    """Phase `predict` at the host; the rows scored."""
-    run_predict_host(ctx, pm.model)
-    return _own_data(ctx).n_rows
+def predict_step_host(party: PartyContext | Session, pm: Any) -> int:
+    """Phase `predict` at a host; the rows scored."""
+    run_predict_host(party, pm.model)
+    return _own_data(as_session(party).ctx).n_rows
 
 
 def _gmm_outputs(ctx: PartyContext, pm: Any, resp: np.ndarray, labels: np.ndarray) -> None:

@@ -51,7 +51,7 @@ from nodes.communication import COMMUNICATION_FILE
 from nodes.config import JobConfig, options_of
 from nodes.context import PartyContext
 from nodes.errors import ConfigError
-from nodes.session import ABORT, raise_if_aborted
+from nodes.session import ABORT, PeerAborted, Session, abort_reason, as_session, raise_if_aborted
 from nodes.transport.base import Payload, PhaseChannel, TransportError
 from nodes.ui import console, progress, table
 from vfl.binning import Preprocessing, preprocessing_from_json
@@ -122,6 +122,7 @@ class LrResult(TypedDict, total=False):
     rounds: list[int]
     metrics: dict[str, Any]  # guest only: metrics.json content
     host_noise: list[np.ndarray]  # guest only: the noise it added to the host's gradient sum, per batch (secret)
+    hosts_noise: dict[str, list[np.ndarray]]  # guest of several hosts: that noise per host
 
 
 def options_from_config(config: JobConfig) -> LrOptions:
@@ -225,8 +226,13 @@ def _where(epoch: int, batch: int | None = None) -> str:
 # -- the guest ------------------------------------------------------------------
 
 
-def run_guest(ctx: PartyContext) -> LrResult:
-    """Train as the guest (labels, intercept, coordinator); writes model, predictions, metrics, plots."""
+def run_guest(party: PartyContext | Session) -> LrResult:
+    """Train as the guest (labels, intercept, coordinator); writes model, predictions, metrics, plots.
+    With several hosts, the N-host steps (below, `_run_guest_hosts`)."""
+    session = as_session(party)
+    if session.multihost:
+        return _run_guest_hosts(session)
+    ctx = session.ctx
     data = _party_data(ctx, "guest")
     opts = options_from_config(ctx.config)
     precision = ctx.config.paillier.precision
@@ -406,11 +412,15 @@ def _label_noise(ready: Payload, guest: PreparedParty, train: np.ndarray, opts: 
     return LabelNoise(guest.X, train, norms[0], norms[1], opts, guest.regularized)
 
 
-def _label_privacy(opts: LrOptions, batches: int, n_train: int) -> dict[str, Any]:
-    """metrics.json's account of the host's view of the labels: noise multiplier, batches, (epsilon, delta)."""
+def _label_privacy(opts: LrOptions, batches: int, n_train: int, hosts: int = 1) -> dict[str, Any]:
+    """metrics.json's account of the hosts' view of the labels: noise multiplier, batches, (epsilon, delta).
+    With N hosts (one noise per host) the accounting composes N * batches releases."""
     delta = label_delta(n_train)
-    eps = epsilon(opts.label_noise, batches, delta) if opts.label_noise > 0 else None
-    return {"label_noise": opts.label_noise, "batches": batches, "epsilon": eps, "delta": delta}
+    eps = epsilon(opts.label_noise, hosts * batches, delta) if opts.label_noise > 0 else None
+    out = {"label_noise": opts.label_noise, "batches": batches, "epsilon": eps, "delta": delta}
+    if hosts > 1:
+        out["hosts"] = hosts
+    return out
 
 
 def _guest_validation_loss(link: _Link, guest: PreparedParty, w: np.ndarray, val: np.ndarray,
@@ -436,8 +446,12 @@ def _guest_validation_loss(link: _Link, guest: PreparedParty, w: np.ndarray, val
 # -- the host -------------------------------------------------------------------
 
 
-def run_host(ctx: PartyContext) -> LrResult:
-    """Train as the host (its columns only); writes its model.json."""
+def run_host(party: PartyContext | Session) -> LrResult:
+    """Train as the host (its columns only); writes its model.json. One of several: `_run_host_of_many`."""
+    session = as_session(party)
+    if session.multihost:
+        return _run_host_of_many(session)
+    ctx = session.ctx
     data = _party_data(ctx, "host")
     own = options_from_config(ctx.config)
     precision = ctx.config.paillier.precision
@@ -576,6 +590,468 @@ def _host_validation_loss(link: _Link, ctx: PartyContext, host: PreparedParty, w
     link.send(f"e{epoch}.val_loss_decrypted", {"loss": residues}, where)
 
 
+# -- several hosts (docs/protocols/lr.md "N hosts"; the step order of vfl.lr.multihost.fit_in_process) ----
+#
+# Per batch (tags e{e}.b{b}.*), the guest G and hosts host1..hostN (host i, 0-based index i):
+#     G -> every host   offsets     Enc_g(c)
+#     host k -> G       scores      Enc_k(u_k), Enc_k(loss share - its pair masks), Enc_{k+1}(-sigma_k)
+#     G -> host i       relay       every other host j's Enc_j(u_j) ("scores.<host j>")
+#     host i -> G       cross       Enc_g(own masked gradient part), per j != i Enc_j(1/4 X_i^T u_j + r)
+#                                   ("cross.<host j>"), per later k Enc_k(1/4 u_i.u_k + rho_ik) ("pair.<host k>")
+#     G -> host k       residuals   Enc_k(guest gradient part - sigma_{k-1} + r), Enc_k(loss part + r),
+#                                   every host i's cross term under k's key ("cross.<host i>")
+#     host k -> G       gradients   its decryptions (+ sigma_k for the guest's gradient part)
+#     G -> host i       decrypted   host i's gradient residues (own part + the others' decryptions + noise)
+# Validation: val_scores, val_relay (later hosts' scores), val_pairs, val_loss, val_loss_decrypted.
+# Then e{e}.end and final_scores, as with one host. A party that fails sends {"abort": reason} as the
+# next message each peer waits for; the guest forwards a host's abort to the other hosts.
+
+
+class _Star:
+    """The N-host LR messages of one party: to and from peers by name at the current round, and what
+    each peer waits for next (`plan`), where an error is sent as `{"abort": reason}`."""
+
+    def __init__(self, session: Session, timeout: float) -> None:
+        self.session = session
+        self.timeout = timeout
+        self.round = 0
+        self.pending: dict[str, list[str]] = {}
+
+    def plan(self, *tags: str, peers: tuple[str, ...] | None = None) -> None:
+        """Each peer (all by default) waits next for these messages of this party, in order."""
+        for p in self.session.peers if peers is None else peers:
+            self.pending[p] = list(tags)
+
+    def send(self, peer: str, tag: str, payload: Payload, where: str) -> None:
+        queue = self.pending.get(peer, [])
+        if tag in queue:
+            del queue[:queue.index(tag) + 1]
+        try:
+            self.session.channel(peer, PHASE).send(tag, payload, round=self.round)
+        except TransportError as exc:
+            raise TransportError(f"lr: the {peer} dropped out {where} ({exc})") from None
+
+    def recv(self, peer: str, tag: str, where: str) -> Payload:
+        try:
+            msg = self.session.channel(peer, PHASE).recv(tag, round=self.round, timeout=self.timeout)
+        except TransportError as exc:
+            raise TransportError(f"lr: the {peer} dropped out {where} ({exc})") from None
+        raise_if_aborted(msg, peer, "stopped training")
+        return msg
+
+    def abort(self, exc: BaseException) -> None:
+        """Tell every peer still waiting on this party (but the one that stopped) why it stopped."""
+        skip = exc.peer if isinstance(exc, PeerAborted) else ""
+        reason = abort_reason(exc)
+        for peer, queue in self.pending.items():
+            if peer != skip and queue:
+                try:
+                    self.session.channel(peer, PHASE).send(queue[0], {ABORT: reason}, round=self.round)
+                except Exception:  # noqa: BLE001 - that peer may be gone; this party's own error is what matters
+                    pass
+        self.pending.clear()
+
+
+def _batch_tags(tag: str, role: str) -> tuple[str, ...]:
+    """The messages a party sends in one batch, in order."""
+    if role == "guest":
+        return (f"{tag}.offsets", f"{tag}.relay", f"{tag}.residuals", f"{tag}.decrypted")
+    return (f"{tag}.scores", f"{tag}.cross", f"{tag}.gradients")
+
+
+def _run_guest_hosts(session: Session) -> LrResult:
+    """The guest of several hosts: every host's scores and gradients go through the N-host steps."""
+    ctx = session.ctx
+    star = _Star(session, ctx.config.lr.step_timeout)
+    try:
+        return _guest_hosts(session, star)
+    except BaseException as exc:
+        star.abort(exc)
+        raise
+
+
+def _guest_hosts(session: Session, star: _Star) -> LrResult:
+    from vfl.lr import multihost as mh
+
+    ctx = session.ctx
+    hosts = session.peers
+    data = _party_data(ctx, "guest")
+    opts = options_from_config(ctx.config)
+    precision = ctx.config.paillier.precision
+    keys = {h: session.peer_key(h) for h in hosts}
+    n = data.n_rows
+    val = validation_rows(n, opts.validation, opts.seed) if n >= 2 else np.zeros(0, dtype=np.int64)
+    train = np.setdiff1d(np.arange(n), val)
+    y = np.asarray(data.y, dtype=np.int8)
+    y_pm = signed_labels(y)
+    if ctx.state.pop("lr_resume", None) is not None:
+        raise TrainingError("lr: resuming a job with several hosts is not supported")
+
+    star.round = ctx.next_round()
+    star.plan("setup")
+    cols: dict[str, int] = {}
+    try:
+        for h in hosts:
+            hello = star.recv(h, "hello", "before training started")
+            cols[h] = _field(hello, "n_features", int, "hello")
+            if _field(hello, "n_rows", int, "hello") != n or _field(hello, "ids_digest", str, "hello") != \
+                    ids_digest(data.ids):
+                raise DataError(f"the guest's and {h}'s rows are not aligned; run the intersection phase first")
+        guest = prepare_party("guest", data.features, data.X, train, opts, _warm_start(ctx, "guest"))
+        for h in hosts:
+            check_guest_side(guest, y[train], opts, len(train), cols[h])
+        if not columns_fit(guest.X):
+            raise TrainingError("lr: with several hosts the guest's columns must stay within bounds "
+                                "(set [lr] standardize)")
+    except VflError as exc:
+        for h in hosts:
+            star.send(h, "setup", {"status": "error", "error": str(exc)}, "before training started")
+        raise
+    for h in hosts:
+        star.send(h, "setup", {"status": "ok", "options": opts.to_json(), "guest_columns": int(guest.X.shape[1]),
+                               "validation_ids": [str(v) for v in data.ids[val].tolist()], "row_packing": False,
+                               "hosts": list(hosts), "host_columns": cols}, "before training started")
+    star.plan("e0.b0.offsets")  # what the hosts wait for once they are ready
+    readies = {h: star.recv(h, "ready", "before training started") for h in hosts}
+    for h, ready in readies.items():
+        if _field(ready, "status", str, "ready") != "ok":
+            raise_if_aborted({ABORT: ready.get("error", "no reason given")}, h, "refused to train")
+    n_batches = len(epoch_batches(len(train), opts.batch_size, opts.seed, 0))
+    noises = {h: _label_noise(readies[h], guest, train, opts, opts.epochs * n_batches * len(hosts)) for h in hosts}
+    host_noise: dict[str, list[np.ndarray]] = {h: [] for h in hosts}
+
+    w = guest.weights.copy()
+    best = w.copy()
+    monitor = TrainingMonitor(opts, has_validation=len(val) > 0, n_columns=guest.X.shape[1] + sum(cols.values()))
+    rounds: list[int] = []
+    reason = ""
+    epochs_in_round = 0
+    with progress("lr: training (guest)", total=opts.epochs * n_batches) as advance:
+        for epoch in range(opts.epochs):
+            lr = learning_rate(opts, epoch)
+            epoch_loss = 0.0
+            for b, rows in enumerate(epoch_batches(len(train), opts.batch_size, opts.seed, epoch)):
+                idx = train[rows]
+                star.plan(*_batch_tags(f"e{epoch}.b{b}", "guest"))
+                w, batch_loss = _guest_hosts_batch(star, ctx, guest, w, idx, y_pm[idx], opts, lr, precision,
+                                                   monitor, cols, keys, epoch, b, noises, host_noise, mh)
+                epoch_loss += batch_loss * len(idx) / len(train)
+                advance()
+            star.plan(f"e{epoch}.val_relay", f"e{epoch}.val_loss", f"e{epoch}.end") if len(val) else \
+                star.plan(f"e{epoch}.end")
+            val_loss = _guest_hosts_loss(star, guest, w, val, y_pm[val], opts, precision, keys, f"e{epoch}.val",
+                                         _where(epoch) + " (validation)", mh) / len(val) if len(val) else None
+            try:
+                decision = monitor.end_epoch(epoch, epoch_loss, val_loss)
+            except TrainingError as exc:
+                for h in hosts:
+                    star.send(h, f"e{epoch}.end", {"status": "error", "error": str(exc)}, _where(epoch))
+                raise
+            for h in hosts:
+                star.send(h, f"e{epoch}.end", {"status": "ok", "stop": decision.stop, "improved": decision.improved},
+                          _where(epoch))
+            if decision.improved:
+                best = w.copy()
+            epochs_in_round += 1
+            if decision.stop:
+                reason = decision.reason
+                break
+            if epochs_in_round == ctx.config.lr.round_every:
+                _commit(ctx, star.round, guest, w, epoch_loss, rounds)
+                star.round, epochs_in_round = ctx.next_round(), 0
+    final = best if monitor.keeps_best else w
+    model = guest.model(final)
+
+    u_h = np.zeros(n)
+    for h in hosts:
+        scores = star.recv(h, "final_scores", "after training (final scores)")
+        part = _field(scores, "scores", np.ndarray, "final_scores").astype(np.float64)
+        if part.shape != (n,):
+            raise TransportError(f"lr: {h} sent {part.shape} final scores for {n} rows")
+        u_h = u_h + part
+    _commit(ctx, star.round, guest, final, monitor.losses[-1], rounds)
+
+    proba = guest_predict_proba(model, data.X, u_h)
+    metrics = _evaluate(y, proba, train, val)
+    training = {"epochs": len(monitor.losses), "stop_reason": reason, "best_epoch": monitor.best_epoch + 1,
+                "kept": "best validation epoch" if monitor.keeps_best else "last epoch",
+                "loss": monitor.losses, "validation_loss": monitor.validation_losses,
+                "options": opts.to_json(), "rounds": rounds, "hosts": list(hosts),
+                "label_privacy": _label_privacy(opts, len(monitor.losses) * n_batches, len(train), len(hosts))}
+    metrics_doc = {"algorithm": "lr", **metrics, "training": training}
+    model_doc = model_json(ctx, model, len(monitor.losses))
+    _write_guest_outputs(ctx, data, y, proba, train, val, model_doc, metrics_doc, monitor)
+    result: LrResult = {"model": model_doc, "epochs": len(monitor.losses), "stop_reason": reason,
+                        "rounds": rounds, "metrics": metrics_doc,
+                        "host_noise": [a for h in hosts for a in host_noise[h]], "hosts_noise": host_noise}
+    ctx.state["lr"] = result
+    return result
+
+
+def _guest_hosts_batch(star: _Star, ctx: PartyContext, guest: PreparedParty, w: np.ndarray, idx: np.ndarray,
+                       y_pm: np.ndarray, opts: LrOptions, lr: float, precision: int, monitor: TrainingMonitor,
+                       cols: dict[str, int], keys: dict[str, PublicKey], epoch: int, b: int,
+                       noises: dict[str, LabelNoise | None], host_noise: dict[str, list[np.ndarray]],
+                       mh: Any) -> tuple[np.ndarray, float]:
+    """One batch at the guest of several hosts (fit_in_process's order); new weights and the loss."""
+    where, tag = _where(epoch, b), f"e{epoch}.b{b}"
+    hosts = list(keys)
+    m = len(idx)
+    Xb = guest.X[idx]
+    u_g = Xb @ w
+    offsets = guest_residual_offsets_encrypted(ctx.public_key, u_g, y_pm, precision)
+    for h in hosts:
+        star.send(h, f"{tag}.offsets", {"offsets": offsets}, where)
+    scores, shares, sigmas = {}, {}, {}
+    for k, h in enumerate(hosts):
+        msg = star.recv(h, f"{tag}.scores", where)
+        scores[h] = _enc(msg, "scores", f"{tag}.scores", m, keys[h])
+        shares[h] = _enc(msg, "loss_share", f"{tag}.scores", 1, keys[h])
+        sigmas[h] = _enc(msg, "share_mask", f"{tag}.scores", guest.X.shape[1], keys[hosts[mh.next_host(k, len(hosts))]])
+    for h in hosts:
+        star.send(h, f"{tag}.relay", {f"scores.{j}": scores[j] for j in hosts if j != h}, where)
+    own, cross, pairs = {}, {}, {}
+    for i, h in enumerate(hosts):
+        msg = star.recv(h, f"{tag}.cross", where)
+        own[h] = _gradient(msg, "gradient", f"{tag}.cross", cols[h], ctx.public_key, m, precision, True)
+        cross[h] = {j: _enc(msg, f"cross.{j}", f"{tag}.cross", cols[h], keys[j]) for j in hosts if j != h}
+        pairs[h] = {k: _enc(msg, f"pair.{k}", f"{tag}.cross", 1, keys[k]) for k in hosts[i + 1:]}
+    penalty_sum = m * penalty_value(w[guest.regularized], opts)
+    parts, loss_parts = {}, {}
+    for k, h in enumerate(hosts):
+        prev = hosts[(k - 1) % len(hosts)]
+        parts[h] = mh.guest_gradient_share_masked(mh.guest_host_residuals_encrypted(scores[h], u_g, y_pm, k == 0),
+                                                  Xb, sigmas[prev], precision)
+        loss_parts[h] = mh.guest_loss_part_masked(scores[h], u_g, y_pm, shares[h], [pairs[j][h] for j in hosts[:k]],
+                                                  penalty_sum, k == 0, precision)
+        star.send(h, f"{tag}.residuals", {"gradient": parts[h].enc, "loss": loss_parts[h].enc,
+                                          **{f"cross.{i}": cross[i][h] for i in hosts if i != h}}, where)
+    residues, loss_ints, decrypted = [], [], {}
+    for h in hosts:
+        back = star.recv(h, f"{tag}.gradients", where)
+        residues.append(_residues(back, "guest_gradient", f"{tag}.gradients", guest.X.shape[1]))
+        loss_ints.append(mh.loss_part_integer(_residues(back, "loss", f"{tag}.gradients", 1), loss_parts[h]))
+        decrypted[h] = {i: mh.centered(_residues(back, f"cross.{i}", f"{tag}.gradients", cols[i]), keys[h])
+                        for i in hosts if i != h}
+    grad = mh.guest_gradient_from_shares(residues, [parts[h] for h in hosts]) / m
+    loss = mh.guest_batch_loss(loss_ints, loss_parts[hosts[0]].enc.precision) / m
+    try:
+        monitor.check_batch(loss, epoch, b)
+    except TrainingError as exc:
+        for h in hosts:
+            star.send(h, f"{tag}.decrypted", {"status": "error", "error": str(exc)}, where)
+        raise
+    for h in hosts:
+        ints = None
+        noise = noises[h]
+        if noise is not None:
+            ints, real = noise.sample(cols[h], opts.label_noise * noise.sensitivity(idx), own[h].precision)
+            host_noise[h].append(real)
+        out = mh.guest_host_gradient_residues(decrypt_masked(ctx.private_key, own[h]),
+                                              [decrypted[j][h] for j in hosts if j != h], ints, ctx.public_key)
+        star.send(h, f"{tag}.decrypted", {"status": "ok", "gradient": out}, where)
+    for noise in noises.values():
+        if noise is not None:
+            noise.advance(idx, lr)
+    return update_weights(w, grad, lr, opts, guest.regularized), loss
+
+
+def _guest_hosts_loss(star: _Star, guest: PreparedParty, w: np.ndarray, rows: np.ndarray, y_pm: np.ndarray,
+                      opts: LrOptions, precision: int, keys: dict[str, PublicKey], tag: str, where: str,
+                      mh: Any) -> float:
+    """The validation loss sum (no penalty): every host's scores and pair terms, each loss part
+    decrypted masked by its host, the exact integers summed by the guest."""
+    hosts = list(keys)
+    m = len(rows)
+    scores, shares = {}, {}
+    for h in hosts:
+        msg = star.recv(h, f"{tag}_scores", where)
+        scores[h] = _enc(msg, "scores", f"{tag}_scores", m, keys[h])
+        shares[h] = _enc(msg, "loss_share", f"{tag}_scores", 1, keys[h])
+    for i, h in enumerate(hosts):
+        star.send(h, f"{tag}_relay", {f"scores.{k}": scores[k] for k in hosts[i + 1:]}, where)
+    pairs = {}
+    for i, h in enumerate(hosts):
+        msg = star.recv(h, f"{tag}_pairs", where)
+        pairs[h] = {k: _enc(msg, f"pair.{k}", f"{tag}_pairs", 1, keys[k]) for k in hosts[i + 1:]}
+    u_g = guest.X[rows] @ w
+    parts = {}
+    for k, h in enumerate(hosts):
+        parts[h] = mh.guest_loss_part_masked(scores[h], u_g, y_pm, shares[h], [pairs[j][h] for j in hosts[:k]],
+                                             0.0, k == 0, precision)
+        star.send(h, f"{tag}_loss", {"loss": parts[h].enc}, where)
+    ints = [mh.loss_part_integer(_residues(star.recv(h, f"{tag}_loss_decrypted", where), "loss",
+                                           f"{tag}_loss_decrypted", 1), parts[h]) for h in hosts]
+    return float(mh.guest_batch_loss(ints, parts[hosts[0]].enc.precision))
+
+
+def _run_host_of_many(session: Session) -> LrResult:
+    """A host of several: its own weights and masked gradient; it computes the cross and pair terms
+    on the other hosts' encrypted scores the guest relays, and decrypts theirs masked under its key."""
+    star = _Star(session, session.ctx.config.lr.step_timeout)
+    try:
+        return _host_of_many(session, star)
+    except BaseException as exc:
+        star.abort(exc)
+        raise
+
+
+def _host_of_many(session: Session, star: _Star) -> LrResult:
+    from vfl.lr import multihost as mh
+
+    ctx = session.ctx
+    data = _party_data(ctx, "host")
+    own_opts = options_from_config(ctx.config)
+    precision = ctx.config.paillier.precision
+    pk_g = session.peer_key("guest")
+    n = data.n_rows
+    if ctx.state.pop("lr_resume", None) is not None:
+        raise TrainingError("lr: resuming a job with several hosts is not supported")
+
+    star.round = ctx.next_round()
+    star.plan("hello", "ready")
+    star.send("guest", "hello", {"n_rows": n, "ids_digest": ids_digest(data.ids), "n_features": len(data.features)},
+              "before training started")
+    setup = star.recv("guest", "setup", "before training started")
+    _check_status(setup, "setup")
+    try:
+        opts = LrOptions.from_json(_field(setup, "options", dict, "setup"))
+        diff = opts.differences(own_opts)
+        if diff:
+            raise TrainingError(f"guest and {ctx.role} configs differ in [lr]/[job] (guest vs {ctx.role}): "
+                                + "; ".join(diff))
+        val = np.sort(rows_for_ids(data.ids, _field(setup, "validation_ids", list, "setup")))
+        if len(np.unique(val)) != len(val):
+            raise DataError("the guest's validation IDs repeat")
+        train = np.setdiff1d(np.arange(n), val)
+        host = prepare_party("host", data.features, data.X, train, opts, _warm_start(ctx, "host"))
+        guest_columns = _field(setup, "guest_columns", int, "setup")
+        hosts = [str(h) for h in _field(setup, "hosts", list, "setup")]  # the order of every per-host step
+        sizes = _field(setup, "host_columns", dict, "setup")
+        cols = {h: int(sizes[h]) for h in hosts if isinstance(sizes.get(h), int)}
+        if len(cols) != len(hosts) or cols.get(ctx.role) != host.X.shape[1] or set(hosts) - set(ctx.host_keys):
+            raise DataError(f"lr: the guest's list of hosts {hosts} does not match this {ctx.role}'s")
+        check_host_side(host, opts, len(train), guest_columns)
+        if not columns_fit(host.X):
+            raise TrainingError(f"lr: with several hosts every host's columns must stay within bounds "
+                                f"(set [lr] standardize); the {ctx.role}'s do not")
+    except VflError as exc:
+        star.send("guest", "ready", {"status": "error", "error": str(exc)}, "before training started")
+        raise
+    ready: Payload = {"status": "ok", "row_packing": True}
+    if opts.label_noise > 0:
+        ready["row_norm"], ready["op_norm"] = host_norm_bounds(host.X[train])
+    star.send("guest", "ready", ready, "before training started")
+    me = hosts.index(ctx.role)
+    keys = {h: ctx.host_keys[h] for h in hosts}
+    nxt = keys[hosts[mh.next_host(me, len(hosts))]]
+
+    w = host.weights.copy()
+    best = w.copy()
+    rounds: list[int] = []
+    epochs_run = 0
+    epochs_in_round = 0
+    n_batches = len(epoch_batches(len(train), opts.batch_size, opts.seed, 0))
+    with progress(f"lr: training ({ctx.role})", total=opts.epochs * n_batches) as advance:
+        for epoch in range(opts.epochs):
+            lr = learning_rate(opts, epoch)
+            for b, rows in enumerate(epoch_batches(len(train), opts.batch_size, opts.seed, epoch)):
+                star.plan(*_batch_tags(f"e{epoch}.b{b}", "host"))
+                w = _host_of_many_batch(star, ctx, host, w, train[rows], opts, lr, precision, pk_g, keys, nxt,
+                                        guest_columns, cols, me, epoch, b, mh)
+                advance()
+            if len(val):
+                star.plan(f"e{epoch}.val_scores", f"e{epoch}.val_pairs", f"e{epoch}.val_loss_decrypted")
+                _host_of_many_loss(star, ctx, host, w, val, precision, keys, me, f"e{epoch}.val",
+                                   _where(epoch) + " (validation)", mh)
+            star.plan()
+            end = star.recv("guest", f"e{epoch}.end", _where(epoch))
+            _check_status(end, f"e{epoch}.end")
+            epochs_run = epoch + 1
+            if _field(end, "improved", bool, f"e{epoch}.end"):
+                best = w.copy()
+            epochs_in_round += 1
+            if _field(end, "stop", bool, f"e{epoch}.end"):
+                break
+            if epochs_in_round == ctx.config.lr.round_every:
+                _commit(ctx, star.round, host, w, None, rounds)
+                star.round, epochs_in_round = ctx.next_round(), 0
+    star.plan("final_scores")
+    final = best if opts.early_stopping else w
+    model = host.model(final)
+    star.send("guest", "final_scores", {"scores": host_partial_scores_plain(model, data.X)}, "after training")
+    _commit(ctx, star.round, host, final, None, rounds)
+    model_doc = model_json(ctx, model, epochs_run)
+    ctx.rundir.write_json("model.json", model_doc)
+    console().print(table(f"lr: {ctx.role} summary", ["item", "value"],
+                          [["epochs", epochs_run], ["own features", len(data.features)],
+                           ["rounds committed", len(rounds)]]))
+    result: LrResult = {"model": model_doc, "epochs": epochs_run, "rounds": rounds}
+    ctx.state["lr"] = result
+    return result
+
+
+def _host_of_many_batch(star: _Star, ctx: PartyContext, host: PreparedParty, w: np.ndarray, idx: np.ndarray,
+                        opts: LrOptions, lr: float, precision: int, pk_g: PublicKey, keys: dict[str, PublicKey],
+                        nxt: PublicKey, guest_columns: int, cols: dict[str, int], me: int, epoch: int, b: int,
+                        mh: Any) -> np.ndarray:
+    """One batch at host `me` of several (fit_in_process's order); its new weights."""
+    where, tag = _where(epoch, b), f"e{epoch}.b{b}"
+    hosts = list(keys)
+    m = len(idx)
+    Xb = host.X[idx]
+    u = Xb @ w
+    pk, sk = ctx.public_key, ctx.private_key
+    masks = mh.draw_pair_masks(me, len(hosts), m, precision)
+    scores = mh.host_partial_scores_masked(pk, Xb, w, m * penalty_value(w, opts), masks, precision)
+    share_enc, sigma = mh.host_gradient_share_masks(nxt, guest_columns, m, precision)
+    star.send("guest", f"{tag}.scores", {"scores": scores.scores, "loss_share": scores.loss_share,
+                                         "share_mask": share_enc}, where)
+    enc_c = _enc(star.recv("guest", f"{tag}.offsets", where), "offsets", f"{tag}.offsets", m, pk_g)
+    relay = star.recv("guest", f"{tag}.relay", where)
+    others = {j: _enc(relay, f"scores.{j}", f"{tag}.relay", m, keys[j]) for j in hosts if j != ctx.role}
+    own = host_gradient_masked(enc_c, u, Xb, precision, True)
+    cross = {j: mh.host_cross_gradient_masked(others[j], Xb, precision) for j in others}
+    pairs = {hosts[k]: mh.host_pair_loss_encrypted(others[hosts[k]], u, masks[k], precision)
+             for k in mh.pair_partners(me, len(hosts))}
+    star.send("guest", f"{tag}.cross", {"gradient": own.enc, **{f"cross.{j}": c.enc for j, c in cross.items()},
+                                        **{f"pair.{k}": p for k, p in pairs.items()}}, where)
+    msg = star.recv("guest", f"{tag}.residuals", where)
+    try:
+        part = mh.check_gradient_share(_field(msg, "gradient", EncryptedArray, f"{tag}.residuals"), guest_columns,
+                                       pk, m, precision)
+    except PaillierError as exc:
+        raise TransportError(f"lr: malformed message {tag}.residuals: field 'gradient': {exc}") from None
+    loss = _enc(msg, "loss", f"{tag}.residuals", 1, pk)
+    theirs = {i: _gradient(msg, f"cross.{i}", f"{tag}.residuals", cols[i], pk, m, precision, True)
+              for i in hosts if i != ctx.role}
+    star.send("guest", f"{tag}.gradients", {
+        "guest_gradient": mh.host_add_gradient_share(decrypt_masked(sk, part), sigma, pk),
+        "loss": decrypt_masked(sk, loss), **{f"cross.{i}": decrypt_masked(sk, c) for i, c in theirs.items()}}, where)
+    back = star.recv("guest", f"{tag}.decrypted", where)
+    _check_status(back, f"{tag}.decrypted")
+    grad = mh.host_unmask_gradient(_residues(back, "gradient", f"{tag}.decrypted", host.X.shape[1]), own,
+                                   [cross[j] for j in hosts if j != ctx.role]) / m
+    return update_weights(w, grad, lr, opts, host.regularized)
+
+
+def _host_of_many_loss(star: _Star, ctx: PartyContext, host: PreparedParty, w: np.ndarray, rows: np.ndarray,
+                       precision: int, keys: dict[str, PublicKey], me: int, tag: str, where: str, mh: Any) -> None:
+    hosts = list(keys)
+    m = len(rows)
+    u = host.X[rows] @ w
+    masks = mh.draw_pair_masks(me, len(hosts), m, precision)
+    scores = mh.host_partial_scores_masked(ctx.public_key, host.X[rows], w, 0.0, masks, precision)
+    star.send("guest", f"{tag}_scores", {"scores": scores.scores, "loss_share": scores.loss_share}, where)
+    relay = star.recv("guest", f"{tag}_relay", where)
+    later = [hosts[k] for k in mh.pair_partners(me, len(hosts))]
+    star.send("guest", f"{tag}_pairs", {
+        f"pair.{k}": mh.host_pair_loss_encrypted(_enc(relay, f"scores.{k}", f"{tag}_relay", m, keys[k]), u,
+                                                 masks[hosts.index(k)], precision) for k in later}, where)
+    enc = _enc(star.recv("guest", f"{tag}_loss", where), "loss", f"{tag}_loss", 1, ctx.public_key)
+    star.send("guest", f"{tag}_loss_decrypted", {"loss": decrypt_masked(ctx.private_key, enc)}, where)
+
+
 # -- inference ------------------------------------------------------------------
 
 
@@ -590,8 +1066,10 @@ def model_json(ctx: PartyContext, model: LrPartModel, epochs: int) -> dict[str, 
     `job_id` ties the two parties' models to one trained job.
     """
     pre = ctx.state.get("preprocess")
-    return model.to_json(epochs=epochs, job_id=ctx.job_id,
-                         preprocess=pre.to_json() if pre is not None else None)
+    doc = model.to_json(epochs=epochs, job_id=ctx.job_id, preprocess=pre.to_json() if pre is not None else None)
+    if doc.get("role") != ctx.role:  # one of several hosts: its own role name ("host2")
+        doc["role"] = ctx.role
+    return doc
 
 
 def _model_columns(model: LrPartModel, preprocess: Preprocessing | None, data: PartyData) -> np.ndarray:
@@ -603,23 +1081,29 @@ def _model_columns(model: LrPartModel, preprocess: Preprocessing | None, data: P
     return preprocess.transform(data.select(preprocess.features).X)
 
 
-def predict_guest(ctx: PartyContext, model: LrPartModel, preprocess: Preprocessing | None = None) -> np.ndarray:
-    """Score the guest's aligned rows with both saved models; writes predictions.csv (type "predict").
+def predict_guest(party: PartyContext | Session, model: LrPartModel,
+                  preprocess: Preprocessing | None = None) -> np.ndarray:
+    """Score the guest's aligned rows with every party's saved model; writes predictions.csv (type "predict").
 
-    Needs the host's partial scores X_h w_h in plaintext (the guest learns them).
+    Needs each host's partial scores X_h w_h in plaintext (the guest learns them, and adds them up).
     Labels, when the guest's data has both classes, also give metrics.json and ROC/KS plots.
     """
+    session = as_session(party)
+    ctx = session.ctx
     data = _party_data(ctx, "guest", labels=False)
     X = _model_columns(model, preprocess, data)
-    link = _Link(ctx.channel(PHASE), "host", ctx.config.lr.step_timeout)
-    link.round = ctx.next_round()
-    msg = link.recv("predict_scores", "before sending its partial scores")
-    if _field(msg, "ids_digest", str, "predict_scores") != ids_digest(data.ids):
-        raise DataError("guest and host rows are not aligned for prediction (different IDs or order)")
-    u_h = _field(msg, "scores", np.ndarray, "predict_scores").astype(np.float64)
-    if u_h.shape != (data.n_rows,) or not np.all(np.isfinite(u_h)):
-        raise TransportError(f"lr: the host sent {u_h.shape} partial scores (or non-finite ones) "
-                             f"for {data.n_rows} rows")
+    round_no = ctx.next_round()
+    u_h = np.zeros(data.n_rows)
+    for peer in session.peers:
+        link = _Link(session.channel(peer, PHASE), peer, ctx.config.lr.step_timeout, round_no)
+        msg = link.recv("predict_scores", "before sending its partial scores")
+        if _field(msg, "ids_digest", str, "predict_scores") != ids_digest(data.ids):
+            raise DataError(f"guest and {peer} rows are not aligned for prediction (different IDs or order)")
+        part = _field(msg, "scores", np.ndarray, "predict_scores").astype(np.float64)
+        if part.shape != (data.n_rows,) or not np.all(np.isfinite(part)):
+            raise TransportError(f"lr: the {peer} sent {part.shape} partial scores (or non-finite ones) "
+                                 f"for {data.n_rows} rows")
+        u_h = part if len(session.peers) == 1 else u_h + part
     proba = guest_predict_proba(model, X, u_h)
     labels = None if data.y is None else np.asarray(data.y, dtype=np.int8)
     text = predictions_csv(data.ids, labels, proba, ["predict"] * len(proba))
@@ -638,15 +1122,16 @@ def predict_guest(ctx: PartyContext, model: LrPartModel, preprocess: Preprocessi
         rows += [[k, metrics[k]] for k in ("auc", "ks", "accuracy", "precision", "recall", "f1")]
     elif labels is not None:
         rows.append(["metrics", "not computed: the labels have one class"])
-    ctx.commit_round(link.round, PHASE, {"step": "predict", "rows": data.n_rows,
-                                         "predictions_sha256": hashlib.sha256(text.encode()).hexdigest()})
+    ctx.commit_round(round_no, PHASE, {"step": "predict", "rows": data.n_rows,
+                                       "predictions_sha256": hashlib.sha256(text.encode()).hexdigest()})
     console().print(table("lr: prediction (guest)", ["item", "value"], rows))
     ctx.state["lr_predict"] = proba
     return proba
 
 
-def predict_host(ctx: PartyContext, model: LrPartModel, preprocess: Preprocessing | None = None) -> None:
+def predict_host(party: PartyContext | Session, model: LrPartModel, preprocess: Preprocessing | None = None) -> None:
     """Send the host's partial scores of its aligned rows to the guest (inference)."""
+    ctx = as_session(party).ctx
     data = _party_data(ctx, "host")
     X = _model_columns(model, preprocess, data)
     link = _Link(ctx.channel(PHASE), "guest", ctx.config.lr.step_timeout)
@@ -824,15 +1309,15 @@ def load_predict_model(doc: dict[str, Any], f: Path, role: str) -> tuple[LrPartM
     return model, preprocess
 
 
-def predict_step_guest(ctx: PartyContext, pm: Any) -> int:
+def predict_step_guest(party: PartyContext | Session, pm: Any) -> int:
     """Phase `predict` at the guest (a nodes.phases.predict.PartyModel); the rows scored."""
-    return len(predict_guest(ctx, pm.model, pm.preprocess))
+    return len(predict_guest(party, pm.model, pm.preprocess))
 
 
-def predict_step_host(ctx: PartyContext, pm: Any) -> int:
-    """Phase `predict` at the host; the rows scored."""
-    predict_host(ctx, pm.model, pm.preprocess)
-    return _party_data(ctx, "host").n_rows
+def predict_step_host(party: PartyContext | Session, pm: Any) -> int:
+    """Phase `predict` at a host; the rows scored."""
+    predict_host(party, pm.model, pm.preprocess)
+    return _party_data(as_session(party).ctx, "host").n_rows
 
 
 __all__ = ["LrResult", "load_model", "options_from_config", "predict_guest",

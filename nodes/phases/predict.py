@@ -39,7 +39,7 @@ from nodes import algorithms
 from nodes.context import PartyContext
 from nodes.errors import NodeError
 from nodes.rundir import atomic_write
-from nodes.session import Session
+from nodes.session import Session, as_session
 from nodes.ui import console, table
 from vfl.binning import Preprocessing
 from vfl.data import PartyData
@@ -167,27 +167,30 @@ def _models_problem(mine: dict[str, Any], theirs: dict[str, Any], me: str, peer:
     return None
 
 
-def _setup(ctx: PartyContext) -> PartyModel:
-    """Round r1: exchange what the models are, check they belong together, commit to the own model."""
+def _setup(session: Session) -> PartyModel:
+    """Round r1: exchange what the models are, check they belong together, commit to the own model
+    (a guest of several hosts: with each host)."""
+    ctx = session.ctx
     pm = ctx.state.get("predict_model")
     if not isinstance(pm, PartyModel):
         raise NodeError("predict: no model loaded (vflchain node --model DIR)")
     if ctx.data is None:
         raise DataError(f"predict: the {ctx.role} has no rows to score")
     check_columns(pm, ctx.data)
-    session = Session(ctx)
-    (peer,) = session.peers
     mine = {"algorithm": pm.algorithm, "training_job": pm.training_job, "n_rows": ctx.data.n_rows}
     with session.round(PHASE, "refused to score") as r:
         if ctx.role == "guest":
-            r.send(peer, "models", mine)
-            problem = _models_problem(mine, r.recv(peer, "models"), "guest", peer)
-            if problem:
-                raise DataError(problem)  # closing the link tells the host
+            for peer in session.peers:
+                r.send(peer, "models", mine)
+            for peer in session.peers:
+                problem = _models_problem(mine, r.recv(peer, "models"), "guest", peer)
+                if problem:
+                    raise DataError(problem)  # closing the link tells the host
         else:
+            (peer,) = session.peers
             theirs = r.recv(peer, "models")
             r.peer_waits(peer, "models")  # a problem is sent as the reply the guest waits for
-            problem = _models_problem(mine, theirs, "host", peer)
+            problem = _models_problem(mine, theirs, ctx.role, peer)
             if problem:
                 raise DataError(problem)
             r.send(peer, "models", mine)
@@ -206,16 +209,20 @@ def _steps(pm: PartyModel) -> algorithms.PredictSteps:
     return steps
 
 
-def run_guest(ctx: PartyContext) -> dict[str, Any]:
-    """Score the aligned rows: predictions.csv, metrics.json (see the module docstring), plots."""
-    pm = _setup(ctx)
-    return {"rows": algorithms.resolve(_steps(pm).guest)(ctx, pm)}
+def run_guest(party: PartyContext | Session) -> dict[str, Any]:
+    """Score the aligned rows: predictions.csv, metrics.json (see the module docstring), plots.
+    With several hosts every host's partial scores or log-densities are added up."""
+    session = as_session(party)
+    pm = _setup(session)
+    return {"rows": algorithms.resolve(_steps(pm).guest)(session, pm)}
 
 
-def run_host(ctx: PartyContext) -> dict[str, Any]:
-    """The host's side: its partial scores (LR) or its block's log-densities (GMM) of the aligned rows."""
-    pm = _setup(ctx)
-    algorithms.resolve(_steps(pm).host)(ctx, pm)
+def run_host(party: PartyContext | Session) -> dict[str, Any]:
+    """A host's side: its partial scores (LR) or its block's log-densities (GMM) of the aligned rows."""
+    session = as_session(party)
+    ctx = session.ctx
+    pm = _setup(session)
+    algorithms.resolve(_steps(pm).host)(session, pm)
     assert ctx.data is not None
     console().print(table("predict: host", ["item", "value"],
                           [["rows scored", ctx.data.n_rows], ["own model columns", len(pm.features)],

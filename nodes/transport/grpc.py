@@ -114,6 +114,72 @@ def _json(data: bytes) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
+def _serve(role: str, listen: str, tls: TlsMaterial | None, max_message_bytes: int,
+           methods: dict[str, Callable[[bytes, grpc.ServicerContext], bytes]]) -> tuple[grpc.Server, int]:
+    """A started gRPC server on `listen` with the service's `methods`; (server, port)."""
+    # gRPC refuses a larger message before it reaches us (the sender sees RESOURCE_EXHAUSTED)
+    limits = [("grpc.max_receive_message_length", max_message_bytes),
+              ("grpc.max_send_message_length", GRPC_MAX_BYTES)]
+    server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{role}-rpc"),
+                         options=[*_CHANNEL_OPTIONS, *limits, ("grpc.so_reuseport", 0)])  # a used port is an error
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
+        name: grpc.unary_unary_rpc_method_handler(fn) for name, fn in methods.items()})])
+    host, port = split_host_port(listen)
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        if tls is not None:
+            creds = grpc.ssl_server_credentials([(tls.key, tls.cert)], root_certificates=tls.ca,
+                                                require_client_auth=True)
+            bound = server.add_secure_port(bind, creds)
+        else:
+            bound = server.add_insecure_port(bind)
+    except RuntimeError as exc:
+        raise TransportError(f"{role} cannot listen on {listen}: {exc}") from None
+    if not bound:
+        raise TransportError(f"{role} cannot listen on {listen} (address in use?)")
+    server.start()
+    return server, bound
+
+
+class LinkServer:
+    """One listening address for several links of a node (the guest of N hosts): each call is handed
+    to the link of the role that sent it (a message's header, a ping's or bye's "from"); a sender
+    with no link here is refused. Each link keeps its own mailbox, job, TLS binding and checks."""
+
+    def __init__(self, role: str, listen: str, tls: TlsMaterial | None, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self.role, self.listen = role, listen
+        self.links: dict[str, GrpcTransport] = {}
+        self._server, self.port = _serve(role, listen, tls, max_message_bytes, {
+            "Deliver": self._on_deliver, "Ping": self._on_ping, "Bye": self._on_bye})
+
+    def add(self, link: GrpcTransport) -> None:
+        self.links[link.peer] = link
+
+    def _on_deliver(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        try:
+            header, _ = decode_header(request)
+        except TransportError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        link = self.links.get(str(header.get("sender")))
+        if link is None:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{self.role} accepts messages from the "
+                          f"{', '.join(self.links)} only, not from {header.get('sender')!r}")
+        return link._on_deliver(request, context)
+
+    def _on_ping(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        link = self.links.get(str(_json(request).get("from"))) or next(iter(self.links.values()), None)
+        if link is None:
+            return json.dumps({"role": self.role, "job": "", "closing": False}).encode()
+        return link._on_ping(request, context)
+
+    def _on_bye(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        link = self.links.get(str(_json(request).get("from")))
+        return link._on_bye(request, context) if link is not None else b""
+
+    def stop(self) -> None:
+        self._server.stop(grace=0.5).wait(2.0)
+
+
 class GrpcTransport:
     """One party's end of the network link (implements `Channel`)."""
 
@@ -165,33 +231,17 @@ class GrpcTransport:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    def start(self) -> GrpcTransport:
-        """Listen on the own address and open the channel to the peer."""
-        # gRPC refuses a larger message before it reaches us (the sender sees RESOURCE_EXHAUSTED)
+    def start(self, server: LinkServer | None = None) -> GrpcTransport:
+        """Listen on the own address (or on `server`, shared with this node's other links) and open
+        the channel to the peer."""
         limits = [("grpc.max_receive_message_length", self.max_message_bytes),
                   ("grpc.max_send_message_length", GRPC_MAX_BYTES)]  # send() checks our own limit itself
-        server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"{self.role}-rpc"),
-                             options=[*_CHANNEL_OPTIONS, *limits, ("grpc.so_reuseport", 0)])  # a used port is an error
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
-            "Deliver": grpc.unary_unary_rpc_method_handler(self._on_deliver),
-            "Ping": grpc.unary_unary_rpc_method_handler(self._on_ping),
-            "Bye": grpc.unary_unary_rpc_method_handler(self._on_bye),
-        })])
-        host, port = split_host_port(self.listen_address)
-        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        try:
-            if self.tls is not None:
-                creds = grpc.ssl_server_credentials([(self.tls.key, self.tls.cert)],
-                                                    root_certificates=self.tls.ca, require_client_auth=True)
-                self.port = server.add_secure_port(bind, creds)
-            else:
-                self.port = server.add_insecure_port(bind)
-        except RuntimeError as exc:
-            raise TransportError(f"{self.role} cannot listen on {self.listen_address}: {exc}") from None
-        if not self.port:
-            raise TransportError(f"{self.role} cannot listen on {self.listen_address} (address in use?)")
-        server.start()
-        self._server = server
+        if server is not None:
+            server.add(self)
+            self.port = server.port
+        else:
+            self._server, self.port = _serve(self.role, self.listen_address, self.tls, self.max_message_bytes, {
+                "Deliver": self._on_deliver, "Ping": self._on_ping, "Bye": self._on_bye})
         if self.tls is not None:
             creds = grpc.ssl_channel_credentials(root_certificates=self.tls.ca, private_key=self.tls.key,
                                                  certificate_chain=self.tls.cert)

@@ -5,8 +5,8 @@ party's block density), diagonal or full within a party. The steps, by the
 names the protocol phase (nodes.phases.gmm) uses:
 
 - E-step: `GaussianBlock.log_density` at each party, `host_relative_log_densities`
-  at each host (no row's level leaves it), `guest_combine_log_densities` at the guest
-  (responsibilities stay with it; `guest_combine_host_log_densities` with N hosts);
+  at the host (no row's level leaves it), `guest_combine_log_densities` at the guest
+  (responsibilities stay with it);
 - M-step: `guest_encrypt_responsibilities`, `host_encrypted_statistics`,
   `host_mask_statistics`, `guest_decrypt_masked_statistics`,
   `host_unmask_statistics`, then `block_parameters` at each party;
