@@ -459,39 +459,7 @@ class Launcher:
         return ", ".join(picks)
 
     def _report(self) -> int:
-        if self.cfg.job.hosts > 1:
-            return self._report_hosts()
-        g, h = self._job("guest"), self._job("host")
-        if g.get("status") != "complete" or h.get("status") != "complete":
-            raise NodeError(self._root_error())
-        rounds = self._rounds("guest")
-        attested = self._attested(g["session_id"], rounds)
-        inter = json.loads((self.out / "guest" / "intersection.json").read_text())
-        rows = [
-            ["job", g["job_id"]],
-            ["session", f"{g['session_id']} (closed)"],
-            ["intersection", f"{inter['intersection_size']} IDs (guest {inter['own_size']}, host {inter['other_size']})"],
-            ["phases run", ", ".join(g["phases_run"]) or "-"],
-        ]
-        if g.get("phases_skipped"):
-            rows.append(["phases skipped", ", ".join(g["phases_skipped"]) + " (not in this version)"])
-        metrics = self._headline()
-        if metrics:
-            rows.append(["metrics (guest)", metrics])
-        rows += [
-            ["rounds attested on chain", f"{attested} of {len(rounds)}"],
-            ["chain", f"{self.url} (chain id {g['chain_id']}), contract {g['contract']}"],
-            ["guest files", str(self.out / "guest")],
-            ["host files", str(self.out / "host")],
-        ]
-        self._print_summary(rows)
-        if attested != len(rounds):
-            raise NodeError(f"only {attested} of {len(rounds)} rounds are attested on chain")
-        return 0
-
-    def _report_hosts(self) -> int:
-        """The summary of a job with N >= 2 hosts (every party complete, every round attested)."""
-        hosts = self.cfg.host_roles()
+        """The job's summary (every party complete, every round attested), for 1 or N hosts."""
         jobs = {r: self._job(r) for r in self._roles()}
         if any(j.get("status") != "complete" for j in jobs.values()):
             raise NodeError(self._root_error())
@@ -499,10 +467,15 @@ class Launcher:
         rounds = self._rounds("guest")
         attested = self._attested(g["session_id"], rounds)
         inter = json.loads((self.out / "guest" / "intersection.json").read_text())
-        others = ", ".join(f"{h} {inter.get('other_sizes', {}).get(h, '?')}" for h in hosts)
+        if self.cfg.job.hosts > 1:
+            hosts = self.cfg.host_roles()
+            session = f"{g['session_id']} (closed), guest + {len(hosts)} hosts"
+            others = ", ".join(f"{h} {inter.get('other_sizes', {}).get(h, '?')}" for h in hosts)
+        else:
+            session, others = f"{g['session_id']} (closed)", f"host {inter['other_size']}"
         rows = [
             ["job", g["job_id"]],
-            ["session", f"{g['session_id']} (closed), guest + {len(hosts)} hosts"],
+            ["session", session],
             ["intersection", f"{inter['intersection_size']} IDs (guest {inter['own_size']}, {others})"],
             ["phases run", ", ".join(g["phases_run"]) or "-"],
         ]

@@ -42,6 +42,17 @@ def _reporter(ctx: PartyContext, step: str) -> psi.Progress:
     return report
 
 
+def _hash_and_blind(ctx: PartyContext) -> tuple[list[Any], psi.BlindingKey, list[bytes]]:
+    """psi_hash_ids then psi_blind of this party's IDs under a fresh key: (ids, key, blinded)."""
+    assert ctx.data is not None
+    ids = ctx.data.ids.tolist()
+    ctx.event("phase_step", phase=PHASE, step="psi_hash_ids", rows=len(ids))
+    key = psi.BlindingKey()
+    blinded = psi.psi_blind(key, psi.psi_hash_ids(ids, progress=_reporter(ctx, "psi_hash_ids")),
+                            progress=_reporter(ctx, "psi_blind"))
+    return ids, key, blinded
+
+
 def _run(party: PartyContext | Session) -> dict[str, Any]:
     session = as_session(party)
     ctx = session.ctx
@@ -51,11 +62,7 @@ def _run(party: PartyContext | Session) -> dict[str, Any]:
         return _run_guest_hosts(session) if session.role == "guest" else _run_host_of_many(session)
     (peer,) = session.peers
     with session.round(PHASE, "stopped the intersection") as r:
-        ids = ctx.data.ids.tolist()
-        ctx.event("phase_step", phase=PHASE, step="psi_hash_ids", rows=len(ids))
-        key = psi.BlindingKey()
-        blinded = psi.psi_blind(key, psi.psi_hash_ids(ids, progress=_reporter(ctx, "psi_hash_ids")),
-                                progress=_reporter(ctx, "psi_blind"))
+        ids, key, blinded = _hash_and_blind(ctx)
         perm = _shuffle().permutation(len(blinded))
         r.send(peer, "psi_blind", {"points": psi.elements_to_array([blinded[i] for i in perm])})
         peer_double, own_double = _pair(r, peer, key, perm, len(blinded), ctx.role)
@@ -114,11 +121,7 @@ def _run_guest_hosts(session: Session) -> dict[str, Any]:
     assert ctx.data is not None
     hosts = session.peers
     with session.round(PHASE, "stopped the intersection") as r:
-        ids = ctx.data.ids.tolist()
-        ctx.event("phase_step", phase=PHASE, step="psi_hash_ids", rows=len(ids))
-        key = psi.BlindingKey()
-        blinded = psi.psi_blind(key, psi.psi_hash_ids(ids, progress=_reporter(ctx, "psi_hash_ids")),
-                                progress=_reporter(ctx, "psi_blind"))
+        ids, key, blinded = _hash_and_blind(ctx)
         perms = {h: _shuffle().permutation(len(blinded)) for h in hosts}
         for h in hosts:
             r.send(h, "psi_blind", {"points": psi.elements_to_array([blinded[i] for i in perms[h]])})
@@ -154,11 +157,7 @@ def _run_host_of_many(session: Session) -> dict[str, Any]:
     ctx = session.ctx
     assert ctx.data is not None
     with session.round(PHASE, "stopped the intersection") as r:
-        ids = ctx.data.ids.tolist()
-        ctx.event("phase_step", phase=PHASE, step="psi_hash_ids", rows=len(ids))
-        key = psi.BlindingKey()
-        blinded = psi.psi_blind(key, psi.psi_hash_ids(ids, progress=_reporter(ctx, "psi_hash_ids")),
-                                progress=_reporter(ctx, "psi_blind"))
+        ids, key, blinded = _hash_and_blind(ctx)
         perm = _shuffle().permutation(len(blinded))
         r.send("guest", "psi_blind", {"points": psi.elements_to_array([blinded[i] for i in perm])})
         peer_double, own_double = _pair(r, "guest", key, perm, len(blinded), ctx.role)
