@@ -310,45 +310,42 @@ def _prepare_out(out: str | Path | None, force: bool) -> tuple[Path, Any]:
 
 def _memory_transports(parties: list[str], horizontal: bool) -> Callable[..., Any]:
     """A transport factory handing each party its end of in-memory links (all parties of one job)."""
-    from nodes.transport.memory import memory_link, memory_pair
+    from nodes.transport.memory import memory_pair
 
-    if not horizontal and len(parties) > 2:  # a guest and N >= 2 hosts: a star, as `vflchain run` links them
+    if horizontal:
+        from nodes.transport.star import StarTransport
+
+        return _memory_star(parties, StarTransport)
+    if len(parties) > 2:  # a guest and N >= 2 hosts: a star, as `vflchain run` links them
         from nodes.transport.star import HostLinks
 
-        hub, spokes = {}, {}
-        for h in parties[1:]:
-            hub[h], spokes[h] = memory_link("guest", h)
+        return _memory_star(parties, HostLinks)
+    ends = dict(zip(("guest", "host"), memory_pair(), strict=True))
 
-        def hosts(cfg: JobConfig, role: str, job_id: str | None, transcript: Any) -> Any:
-            if role == "guest":
-                for link in hub.values():
-                    link.transcript = transcript
-                return HostLinks(hub)
-            spokes[role].transcript = transcript
-            return spokes[role]
+    def vertical(cfg: JobConfig, role: str, job_id: str | None, transcript: Any) -> Any:
+        ends[role].transcript = transcript
+        return ends[role]
 
-        return hosts
-    if not horizontal:
-        ends = dict(zip(("guest", "host"), memory_pair(), strict=True))
+    return vertical
 
-        def vertical(cfg: JobConfig, role: str, job_id: str | None, transcript: Any) -> Any:
-            ends[role].transcript = transcript
-            return ends[role]
 
-        return vertical
-    from nodes.transport.star import StarTransport
+def _memory_star(parties: list[str], hub_transport: Callable[[dict[str, Any]], Any]) -> Callable[..., Any]:
+    """The factory of a star of in-memory links: `parties[0]` (guest or coordinator) gets
+    `hub_transport(links by peer)`, every other party its one link to it."""
+    from nodes.transport.memory import memory_link
 
-    links, client_ends = {}, {}
-    for c in parties[1:]:
-        links[c], client_ends[c] = memory_link("coordinator", c)
+    center = parties[0]
+    hub, spokes = {}, {}
+    for p in parties[1:]:
+        hub[p], spokes[p] = memory_link(center, p)
 
     def star(cfg: JobConfig, role: str, job_id: str | None, transcript: Any) -> Any:
-        if role == "coordinator":
-            for link in links.values():
+        if role == center:
+            for link in hub.values():
                 link.transcript = transcript
-            return StarTransport(links)
-        client_ends[role].transcript = transcript
-        return client_ends[role]
+            return hub_transport(hub)
+        spokes[role].transcript = transcript
+        return spokes[role]
 
     return star
 
